@@ -1,0 +1,146 @@
+"""The one interface every reward model implements, and the loader that restores any kind.
+
+A saved reward model is a folder with a ``rewardkit.json`` manifest (``{"kind": ..., "format": 1,
+...}``) beside the kind's own files; ``load_reward_model(dir)`` dispatches on ``kind``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from rewardkit.data import Prompt, as_pairs
+from rewardkit.errors import ModelError
+from rewardkit.io import write_json
+from rewardkit.templating import completion_text
+
+MANIFEST = "rewardkit.json"
+FORMAT_VERSION = 1
+TiePolicy = Literal["half", "correct", "wrong"]
+
+_REGISTRY: dict[str, type[RewardModel]] = {}
+
+
+def pairwise_accuracy(margins: np.ndarray, ties: TiePolicy = "half") -> float:
+    """Fraction of pairs with r_chosen > r_rejected; a tie (margin == 0) counts 1/2, 1 or 0.
+
+    WARM counts r+ >= r- as correct (``ties="correct"``), TRL counts ties wrong (``"wrong"``).
+    """
+    if ties not in ("half", "correct", "wrong"):
+        raise ValueError(f"ties must be 'half', 'correct' or 'wrong', got {ties!r}")
+    margins = np.asarray(margins, dtype=np.float64)
+    if margins.size == 0:
+        raise ValueError("accuracy of zero pairs is undefined")
+    tie_value = {"half": 0.5, "correct": 1.0, "wrong": 0.0}[ties]
+    return float(np.where(margins > 0, 1.0, np.where(margins == 0, tie_value, 0.0)).mean())
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """Rewards of the chosen and rejected responses of n pairs (float32 arrays of shape [n])."""
+
+    chosen: np.ndarray
+    rejected: np.ndarray
+
+    @property
+    def margins(self) -> np.ndarray:
+        return self.chosen - self.rejected
+
+    def accuracy(self, ties: TiePolicy = "half") -> float:
+        return pairwise_accuracy(self.margins, ties)
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+
+class RewardModel(ABC):
+    """r(prompt, response) -> float. Subclasses implement ``score``, ``save`` and ``_load``."""
+
+    kind: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if kind is not None:
+            _REGISTRY[kind] = cls
+
+    @abstractmethod
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        """One reward per (prompt, response): float32 array of shape [n]."""
+
+    def score_pairs(self, pairs: Any) -> PairScores:
+        """Score chosen and rejected of every pair in one call (so the engine batches them together)."""
+        pairs = as_pairs(pairs)
+        n = len(pairs)
+        prompts = [p.prompt for p in pairs] * 2
+        responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        r = self.score(prompts, responses)
+        return PairScores(r[:n], r[n:])
+
+    def __call__(self, prompts: Sequence[Prompt], completions: Sequence[Any], **kwargs) -> list[float]:
+        """TRL ``reward_funcs`` signature: plain or conversational prompts/completions -> list of floats."""
+        return [float(x) for x in self.score(list(prompts), [completion_text(c) for c in completions])]
+
+    @abstractmethod
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to a folder that ``rewardkit.load_reward_model`` restores."""
+
+    @classmethod
+    @abstractmethod
+    def _load(cls, path: Path, manifest: dict[str, Any], **kwargs) -> RewardModel:
+        """Restore from a folder whose manifest has this class's ``kind``."""
+
+    def _manifest(self, **fields: Any) -> dict[str, Any]:
+        from rewardkit import __version__
+
+        return {"kind": self.kind, "format": FORMAT_VERSION, "rewardkit_version": __version__, **fields}
+
+
+def write_manifest(path: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    write_json(Path(path) / MANIFEST, manifest)
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
+    file = Path(path) / MANIFEST
+    if not file.is_file():
+        return None
+    try:
+        manifest = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{file}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(manifest, dict) or "kind" not in manifest:
+        raise ModelError(f"{file}: missing field 'kind'")
+    if manifest.get("format", FORMAT_VERSION) > FORMAT_VERSION:
+        raise ModelError(f"{file}: format {manifest['format']} is newer than this rewardkit understands")
+    return manifest
+
+
+def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
+    """Restore any reward model saved by rewardkit (or an HF sequence-classification checkpoint).
+
+    ``kwargs`` (e.g. ``device``, ``dtype``) are passed to the kind's loader.
+    """
+    import rewardkit.models  # noqa: F401  (registers the kinds)
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: reward model folder not found")
+    manifest = read_manifest(path)
+    if manifest is None:
+        config = path / "config.json"
+        archs = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
+        if not any(a.endswith("ForSequenceClassification") for a in archs):
+            raise ModelError(f"{path}: no {MANIFEST} and not an HF sequence-classification checkpoint")
+        manifest = {"kind": "explicit", "format": FORMAT_VERSION}
+    kind = manifest["kind"]
+    if kind not in _REGISTRY:
+        raise ModelError(f"{path / MANIFEST}: unknown kind {kind!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[kind]._load(path, manifest, **kwargs)
+

@@ -1,0 +1,382 @@
+"""Preference data: one record type, one loader, split helpers for shift experiments.
+
+Every source (files, ``datasets.Dataset``, hub names, lists of dicts) and every record format
+(explicit prompt, implicit shared prefix, conversational, HH-RLHF transcripts) is normalised to
+``PreferencePair(prompt, chosen, rejected, metadata)``:
+
+- ``prompt`` is a string or a list of chat messages ``[{"role": ..., "content": ...}, ...]``;
+- ``chosen`` / ``rejected`` are the assistant responses as strings;
+- ``metadata`` holds every other field of the record, untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from rewardkit.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, str]
+Prompt = Union[str, list[Message]]
+
+_HH_HUMAN = "\n\nHuman:"
+_HH_ASSISTANT = "\n\nAssistant:"
+_FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv")
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One preference: ``chosen`` is preferred over ``rejected`` as an answer to ``prompt``."""
+
+    prompt: Prompt
+    chosen: str
+    rejected: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SkippedRecord:
+    location: str
+    reason: str
+
+
+class PreferenceDataset(Sequence[PreferencePair]):
+    """An ordered list of :class:`PreferencePair` plus what the loader skipped (never silently)."""
+
+    def __init__(self, pairs: Iterable[PreferencePair], skipped: list[SkippedRecord] | None = None,
+                 source: str = "<memory>"):
+        self.pairs = list(pairs)
+        self.skipped = skipped or []
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return PreferenceDataset(self.pairs[i], source=self.source)
+        return self.pairs[i]
+
+    def __iter__(self) -> Iterator[PreferencePair]:
+        return iter(self.pairs)
+
+    def __repr__(self) -> str:
+        return f"PreferenceDataset(n={len(self)}, skipped={len(self.skipped)}, source={self.source!r})"
+
+    @property
+    def prompts(self) -> list[Prompt]:
+        return [p.prompt for p in self.pairs]
+
+    def filter(self, fn: Callable[[PreferencePair], bool]) -> PreferenceDataset:
+        return PreferenceDataset([p for p in self.pairs if fn(p)], source=self.source)
+
+    def values(self, field_name: str) -> list[Any]:
+        """Metadata values of ``field_name`` for every pair; raises if a pair lacks the field."""
+        out = []
+        for i, p in enumerate(self.pairs):
+            if field_name not in p.metadata:
+                raise DataError(f"{self.source}: pair {i} has no metadata field {field_name!r}")
+            out.append(p.metadata[field_name])
+        return out
+
+    def split(self, field_name: str, values: Iterable[Any]) -> tuple[PreferenceDataset, PreferenceDataset]:
+        """``(pairs whose metadata[field_name] is in values, all other pairs)``.
+
+        For shift experiments: ``id_set, ood_set = ds.split("subset", ["oasst", "helpful_base"])``.
+        """
+        wanted = set(values)
+        keys = self.values(field_name)
+        missing = wanted - set(keys)
+        if missing:
+            raise DataError(f"{self.source}: no pair has {field_name}={sorted(map(str, missing))}; "
+                            f"present: {sorted(map(str, set(keys)))}")
+        inside = [p for p, k in zip(self.pairs, keys) if k in wanted]
+        outside = [p for p, k in zip(self.pairs, keys) if k not in wanted]
+        return PreferenceDataset(inside, source=self.source), PreferenceDataset(outside, source=self.source)
+
+    def group_by(self, field_name: str) -> dict[Any, PreferenceDataset]:
+        """One dataset per distinct value of ``metadata[field_name]``, in first-seen order."""
+        groups: dict[Any, list[PreferencePair]] = {}
+        for p, k in zip(self.pairs, self.values(field_name)):
+            groups.setdefault(k, []).append(p)
+        return {k: PreferenceDataset(v, source=self.source) for k, v in groups.items()}
+
+    def shuffle(self, seed: int) -> PreferenceDataset:
+        import random
+
+        order = list(range(len(self)))
+        random.Random(seed).shuffle(order)
+        return PreferenceDataset([self.pairs[i] for i in order], source=self.source)
+
+    def train_test_split(self, test_fraction: float, seed: int) -> tuple[PreferenceDataset, PreferenceDataset]:
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        shuffled = self.shuffle(seed)
+        n_test = max(1, round(len(self) * test_fraction))
+        return shuffled[n_test:], shuffled[:n_test]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, **p.metadata} for p in self.pairs]
+
+    def save_jsonl(self, path: str | os.PathLike) -> None:
+        from rewardkit.io import atomic_write_text
+
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.to_records()))
+
+
+# ----------------------------------------------------------------------------- record normalisation
+
+
+def _check_messages(value: Any, where: str, name: str) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{where}: field {name!r}: expected a non-empty list of messages")
+    for j, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise DataError(f"{where}: field {name!r}: message {j} needs string 'role' and 'content'")
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _response_text(value: Any, where: str, name: str) -> str:
+    """A response given as a string or as assistant message(s)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        value = [value]
+    msgs = _check_messages(value, where, name)
+    if len(msgs) != 1 or msgs[0]["role"] != "assistant":
+        raise DataError(f"{where}: field {name!r}: expected one assistant message, got roles "
+                        f"{[m['role'] for m in msgs]}")
+    return msgs[0]["content"]
+
+
+def _parse_hh(transcript: str, where: str, name: str) -> tuple[list[Message], str]:
+    """'\\n\\nHuman: a\\n\\nAssistant: b ...' -> (messages before the last assistant turn, last answer)."""
+    turns: list[Message] = []
+    rest = transcript
+    if not rest.startswith(_HH_HUMAN):
+        raise DataError(f"{where}: field {name!r}: HH transcript must start with '\\n\\nHuman:'")
+    while rest:
+        if rest.startswith(_HH_HUMAN):
+            role, rest = "user", rest[len(_HH_HUMAN):]
+        elif rest.startswith(_HH_ASSISTANT):
+            role, rest = "assistant", rest[len(_HH_ASSISTANT):]
+        else:  # pragma: no cover - guarded by the split below
+            raise DataError(f"{where}: field {name!r}: malformed HH transcript")
+        cut = [i for i in (rest.find(_HH_HUMAN), rest.find(_HH_ASSISTANT)) if i >= 0]
+        end = min(cut) if cut else len(rest)
+        turns.append({"role": role, "content": rest[:end].strip()})
+        rest = rest[end:]
+    if turns[-1]["role"] != "assistant":
+        raise DataError(f"{where}: field {name!r}: HH transcript does not end with an Assistant turn")
+    return turns[:-1], turns[-1]["content"]
+
+
+def _split_implicit_messages(chosen: list[Message], rejected: list[Message], where: str) -> tuple[list[Message], str, str]:
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    if n == 0:
+        raise DataError(f"{where}: implicit-prompt record: 'chosen' and 'rejected' share no leading messages")
+    return (chosen[:n], _response_text(chosen[n:], where, "chosen"), _response_text(rejected[n:], where, "rejected"))
+
+
+def _split_implicit_text(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
+    n = len(os.path.commonprefix([chosen, rejected]))
+    if n == 0 or n == len(chosen) or n == len(rejected):
+        raise DataError(f"{where}: implicit-prompt record: 'chosen' and 'rejected' need a shared, proper prefix")
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def normalize_record(record: dict[str, Any], where: str, columns: dict[str, str] | None = None) -> PreferencePair:
+    """One raw record (any supported format) -> PreferencePair. ``where`` names it in errors."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    cols = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", **(columns or {})}
+    for key in ("chosen", "rejected"):
+        if cols[key] not in record or record[cols[key]] is None:
+            raise DataError(f"{where}: missing field {cols[key]!r}")
+    raw_c, raw_r = record[cols["chosen"]], record[cols["rejected"]]
+    meta = {k: v for k, v in record.items() if k not in (cols["prompt"], cols["chosen"], cols["rejected"])}
+    raw_p = record.get(cols["prompt"])
+
+    if raw_p is not None:  # explicit prompt (string or conversational)
+        if isinstance(raw_p, str):
+            prompt: Prompt = raw_p
+        else:
+            prompt = _check_messages(raw_p, where, cols["prompt"])
+        return PreferencePair(prompt, _response_text(raw_c, where, cols["chosen"]),
+                              _response_text(raw_r, where, cols["rejected"]), meta)
+
+    if isinstance(raw_c, list) and isinstance(raw_r, list):  # implicit prompt, conversational
+        c = _check_messages(raw_c, where, cols["chosen"])
+        r = _check_messages(raw_r, where, cols["rejected"])
+        prompt, chosen, rejected = _split_implicit_messages(c, r, where)
+        return PreferencePair(prompt, chosen, rejected, meta)
+
+    if isinstance(raw_c, str) and isinstance(raw_r, str):
+        if raw_c.startswith(_HH_HUMAN) and _HH_ASSISTANT in raw_c:  # HH-RLHF transcripts
+            p_c, chosen = _parse_hh(raw_c, where, cols["chosen"])
+            p_r, rejected = _parse_hh(raw_r, where, cols["rejected"])
+            if p_c != p_r:
+                raise DataError(f"{where}: HH record: 'chosen' and 'rejected' transcripts differ before the last answer")
+            return PreferencePair(p_c, chosen, rejected, meta)
+        prompt, chosen, rejected = _split_implicit_text(raw_c, raw_r, where)
+        return PreferencePair(prompt, chosen, rejected, meta)
+
+    raise DataError(f"{where}: fields {cols['chosen']!r}/{cols['rejected']!r}: expected strings or message lists, "
+                    f"got {type(raw_c).__name__}/{type(raw_r).__name__}")
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as e:
+                yield where, DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
+
+
+def _iter_json(path: Path) -> Iterator[tuple[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if isinstance(data, dict):  # {"data": [...]} / {"train": [...]} containers
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise DataError(f"{path}: expected a JSON list of records (or an object holding exactly one list)")
+        data = lists[0]
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of records")
+    for i, rec in enumerate(data):
+        yield f"{path}: record {i}", rec
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _iter_csv(path: Path) -> Iterator[tuple[str, Any]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            # line of the record's end; CSV cells holding message lists are JSON strings
+            yield f"{path}:{reader.line_num}", {k: _maybe_json(v) for k, v in row.items()}
+
+
+def _iter_rows(rows: Iterable[dict[str, Any]], name: str) -> Iterator[tuple[str, Any]]:
+    for i, rec in enumerate(rows):
+        yield f"{name}: row {i}", rec
+
+
+def _iter_source(source: Any, split: str) -> tuple[str, Iterator[tuple[str, Any]]]:
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is a dependency
+        datasets = None
+    if datasets is not None and isinstance(source, datasets.DatasetDict):
+        if split not in source:
+            raise DataError(f"dataset has no split {split!r}; splits: {list(source)}")
+        source = source[split]
+    if datasets is not None and isinstance(source, datasets.Dataset):
+        return "<datasets.Dataset>", _iter_rows(source, "<datasets.Dataset>")
+    if isinstance(source, (list, tuple)):
+        return "<list>", _iter_rows(source, "<list>")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = path.name.lower()
+        if path.is_file():
+            if name.endswith((".jsonl", ".jsonl.gz")):
+                return str(path), _iter_jsonl(path)
+            if name.endswith((".json", ".json.gz")):
+                return str(path), _iter_json(path)
+            if name.endswith(".csv"):
+                return str(path), _iter_csv(path)
+            if name.endswith(".parquet"):
+                import pyarrow.parquet as pq
+
+                return str(path), _iter_rows(pq.read_table(path).to_pylist(), str(path))
+            raise DataError(f"{path}: unsupported file type; expected one of {', '.join(_FILE_SUFFIXES)}")
+        if path.exists():
+            raise DataError(f"{path}: is a directory, expected a preference file")
+        text = str(source)
+        if text.count("/") == 1 and not text.startswith((".", "/")) and not name.endswith(_FILE_SUFFIXES):
+            return text, _iter_rows(_load_hub(text, split), text)
+        raise DataError(f"{path}: file not found")
+    raise DataError(f"unsupported preference source of type {type(source).__name__}")
+
+
+def _load_hub(name: str, split: str):
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, split=split)
+    except Exception as e:  # network / name errors: one line, with the cause
+        raise DataError(f"{name}: could not load hub dataset split {split!r} ({type(e).__name__}: {e})") from None
+
+
+def load_preferences(source: Any, *, split: str = "train", on_error: Literal["raise", "skip"] = "raise",
+                     columns: dict[str, str] | None = None, limit: int | None = None) -> PreferenceDataset:
+    """Load preference pairs from a file, a ``datasets.Dataset``, a hub name or a list of dicts.
+
+    Files: ``.jsonl``, ``.jsonl.gz``, ``.json``, ``.parquet``, ``.csv``. Record formats are detected per
+    record (see module docstring). ``columns`` maps the canonical names ``prompt``/``chosen``/``rejected``
+    to the record's field names, e.g. ``{"prompt": "question"}``.
+
+    ``on_error="raise"`` stops at the first malformed record with ``file:line: field ...``;
+    ``on_error="skip"`` keeps going, stores every skipped record in ``dataset.skipped`` and logs a count.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    name, records = _iter_source(source, split)
+    pairs: list[PreferencePair] = []
+    skipped: list[SkippedRecord] = []
+    for where, rec in records:
+        try:
+            if isinstance(rec, DataError):
+                raise rec
+            pairs.append(normalize_record(rec, where, columns))
+        except DataError as e:
+            if on_error == "raise":
+                raise
+            skipped.append(SkippedRecord(where, str(e)))
+        if limit is not None and len(pairs) >= limit:
+            break
+    if skipped:
+        logger.warning("%s: skipped %d malformed record(s) of %d; first: %s", name, len(skipped),
+                       len(skipped) + len(pairs), skipped[0].reason)
+    if not pairs:
+        raise DataError(f"{name}: no valid preference pairs" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    return PreferenceDataset(pairs, skipped, source=name)
+
+
+def as_pairs(data: Any) -> PreferenceDataset:
+    """Accept a PreferenceDataset, a list of PreferencePair, or anything ``load_preferences`` takes."""
+    if isinstance(data, PreferenceDataset):
+        return data
+    if isinstance(data, (list, tuple)) and data and all(isinstance(p, PreferencePair) for p in data):
+        return PreferenceDataset(data)
+    return load_preferences(data)

@@ -1,0 +1,212 @@
+"""Explicit Bradley-Terry reward models: a scalar head on an HF causal LM or encoder, full or LoRA.
+
+The reward is read at the **last real token**, found from the attention mask (never by searching for the
+pad id, which breaks when pad == eos), with position ids derived from the mask, so left and right
+padding give the same rewards.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rewardkit.base import RewardModel, write_manifest
+from rewardkit.data import Prompt
+from rewardkit.errors import ModelError
+from rewardkit.io import atomic_dir
+from rewardkit.models.common import load_tokenizer, quiet_transformers, resolve_device, resolve_dtype
+from rewardkit.scoring import DEFAULT_MAX_TOKENS, Batch, run_batches
+from rewardkit.templating import Formatter
+
+logger = logging.getLogger(__name__)
+
+HEAD_NAMES = ("score", "classifier")
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T] 0/1 mask -> [B] index of the last position whose mask is 1 (left or right padding)."""
+    return attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
+
+
+def unwrap_peft(model: nn.Module) -> nn.Module:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def reward_head(model: nn.Module) -> nn.Module | None:
+    inner = unwrap_peft(model)
+    return next((getattr(inner, n) for n in HEAD_NAMES if hasattr(inner, n)), None)
+
+
+class SequenceRewardModule(nn.Module):
+    """``forward(input_ids [B,T], attention_mask [B,T]) -> rewards [B]`` over an HF seq-cls model.
+
+    Decoder models (head called ``score``): the backbone runs once, hidden states are gathered at the
+    last real token and only those B vectors go through the head. Encoders (head ``classifier``, pooled
+    from the first token) use the model's own forward. This module is what the Trainer trains, so DDP
+    sees the whole computation inside one ``forward``.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    @property
+    def config(self):
+        return unwrap_peft(self.model).config
+
+    def gradient_checkpointing_enable(self, **kwargs):
+        self.model.gradient_checkpointing_enable(**kwargs)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> torch.Tensor:
+        inner = unwrap_peft(self.model)
+        head = getattr(inner, "score", None)
+        if head is None:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = inner.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                  position_ids=position_ids).last_hidden_state  # [B, T, H]
+        last = last_token_index(attention_mask)
+        h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
+        weight = next(head.parameters())
+        return head(h.to(weight.dtype)).squeeze(-1).float()
+
+
+def init_head(model: nn.Module, seed: int) -> None:
+    """Re-initialise the reward head from its own seed: N(0, 1/(d+1)) weights, zero bias.
+
+    (The 1/sqrt(d_model + 1) scale follows Stiennon et al.'s reward models.) WARM's diversity grid
+    needs the head seed apart from the data-order seed.
+    """
+    head = reward_head(model)
+    if isinstance(head, nn.Module) and hasattr(head, "modules_to_save"):  # peft wrapper
+        head = head.modules_to_save[head.active_adapter if isinstance(head.active_adapter, str) else "default"]
+    if not isinstance(head, nn.Linear):
+        return
+    g = torch.Generator().manual_seed(seed)
+    std = 1.0 / math.sqrt(head.in_features + 1)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * std)
+        if head.bias is not None:
+            head.bias.zero_()
+
+
+def add_lora(model: nn.Module, r: int, alpha: float | None = None, dropout: float = 0.0,
+             target_modules: str | list[str] = "all-linear") -> nn.Module:
+    """Wrap with LoRA on every linear layer of the backbone; the reward head is trained in full and saved."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha if alpha is not None else 2 * r,
+                        lora_dropout=dropout, target_modules=target_modules, exclude_modules=list(HEAD_NAMES))
+    return get_peft_model(model, config)
+
+
+class BradleyTerryRM(RewardModel):
+    """Explicit reward model r(x, y) = head(h_last(x, y)); trained with the Bradley-Terry loss."""
+
+    kind = "explicit"
+
+    def __init__(self, model: nn.Module, tokenizer, *, max_length: int | None = None, device=None,
+                 max_tokens: int = DEFAULT_MAX_TOKENS, base_model: str | None = None, progress: bool | None = None):
+        self.device = resolve_device(device)
+        self.module = SequenceRewardModule(model).to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.formatter = Formatter(tokenizer, max_length)
+        self.max_tokens = max_tokens
+        self.base_model = base_model
+        self.progress = progress
+        unwrap_peft(model).config.pad_token_id = tokenizer.pad_token_id
+
+    @property
+    def model(self) -> nn.Module:
+        return self.module.model
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.model, "peft_config")
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, lora_r: int | None = None, lora_alpha: float | None = None,
+                        lora_dropout: float = 0.0, head_seed: int = 0, dropout: float | None = None,
+                        dtype=None, device=None, max_length: int | None = None,
+                        trust_remote_code: bool = False) -> BradleyTerryRM:
+        """A new reward model on a pre-trained checkpoint (causal LM or encoder) with a freshly seeded head."""
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        dev = resolve_device(device)
+        tok = load_tokenizer(path, trust_remote_code)
+        config = AutoConfig.from_pretrained(path, num_labels=1, trust_remote_code=trust_remote_code)
+        config.pad_token_id = tok.pad_token_id
+        if dropout is not None:  # WARM diversity grid: one dropout knob across architectures
+            for key in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
+                        "hidden_dropout_prob", "attention_probs_dropout_prob"):
+                if hasattr(config, key):
+                    setattr(config, key, dropout)
+        with quiet_transformers():  # "newly initialised score weights" is expected here
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, config=config, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code)
+        init_head(model, head_seed)
+        if lora_r:
+            model = add_lora(model, lora_r, lora_alpha, lora_dropout)
+        return cls(model, tok, max_length=max_length, device=dev, base_model=str(Path(path).resolve()))
+
+    def _rewards(self, batch: Batch) -> torch.Tensor:
+        return self.module(batch.input_ids, batch.attention_mask)
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        items = self.formatter.encode_many(prompts, responses)
+        n_trunc = sum(x.truncated for x in items)
+        if n_trunc:
+            logger.warning("%d of %d sequences were longer than max_length=%s and kept their last tokens",
+                           n_trunc, len(items), self.formatter.max_length)
+        self.module.eval()
+        return run_batches(items, self._rewards, pad_id=self.tokenizer.pad_token_id, device=self.device,
+                           max_tokens=self.max_tokens, progress=self.progress)
+
+    def save(self, path: str | os.PathLike, *, merge_lora: bool = False, force: bool = False) -> None:
+        """Save as an HF checkpoint (safetensors) + tokenizer + manifest.
+
+        A LoRA model saves its adapter and the full head (needs its base model to load) unless
+        ``merge_lora`` folds the adapter into dense weights.
+        """
+        model = self.model
+        lora = self.is_lora and not merge_lora
+        if self.is_lora and merge_lora:
+            import copy
+
+            model = copy.deepcopy(model).merge_and_unload()
+        with atomic_dir(path, force=force) as tmp:
+            model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            write_manifest(tmp, self._manifest(lora=lora, base_model=self.base_model if lora else None,
+                                               max_length=self.formatter.max_length))
+
+    @classmethod
+    def _load(cls, path: Path, manifest: dict[str, Any], *, device=None, dtype=None, base_model: str | None = None,
+              trust_remote_code: bool = False, **kwargs: Any) -> BradleyTerryRM:
+        from transformers import AutoModelForSequenceClassification
+
+        dev = resolve_device(device)
+        tok = load_tokenizer(path, trust_remote_code)
+        if manifest.get("lora"):
+            from peft import PeftModel
+
+            base = base_model or manifest.get("base_model")
+            if not base or not Path(base).exists():
+                raise ModelError(f"{path}: LoRA reward model needs its base model at {base!r} (pass base_model=...)")
+            with quiet_transformers():
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    base, num_labels=1, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code)
+            model = PeftModel.from_pretrained(model, path)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code)
+            base = None
+        return cls(model, tok, max_length=manifest.get("max_length"), device=dev, base_model=base, **kwargs)

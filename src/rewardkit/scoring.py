@@ -1,0 +1,130 @@
+"""The one batching engine every reward model scores through.
+
+Sequences are sorted by length and packed into batches under a **token budget** (padded tokens per
+batch), not a fixed count, so short sequences go through in large batches and long ones in small
+batches; results are scattered back to input order. Padding is to a small multiple of the longest
+sequence in the batch. On CUDA an out-of-memory batch is split in two and retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rewardkit.templating import Encoded
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 8192
+PAD_MULTIPLE = 8
+
+
+@dataclass
+class Batch:
+    """A padded batch. ``input_ids``/``attention_mask``: [B, T]; ``response_start``: [B] token index."""
+
+    indices: list[int]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_start: torch.Tensor
+
+    def to(self, device) -> Batch:
+        return Batch(self.indices, self.input_ids.to(device), self.attention_mask.to(device),
+                     self.response_start.to(device))
+
+
+def padded_length(n: int, multiple: int = PAD_MULTIPLE) -> int:
+    return -(-n // multiple) * multiple
+
+
+def plan_batches(lengths: Sequence[int], max_tokens: int = DEFAULT_MAX_TOKENS, max_batch_size: int | None = None,
+                 pad_multiple: int = PAD_MULTIPLE) -> list[list[int]]:
+    """Group indices into batches, longest first, so that ``len(batch) * padded_max_len <= max_tokens``.
+
+    A single sequence longer than the budget still forms a batch of its own (it is never dropped).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    width = 0  # padded length of the batch: set by its first (longest) member
+    for i in order:
+        full = max_batch_size is not None and len(current) >= max_batch_size
+        if current and (full or (len(current) + 1) * width > max_tokens):
+            batches.append(current)
+            current = []
+        if not current:
+            width = padded_length(lengths[i], pad_multiple)
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(items: Sequence[Encoded], indices: list[int], pad_id: int, pad_multiple: int = PAD_MULTIPLE,
+            padding_side: str = "right") -> Batch:
+    width = padded_length(max(len(items[i]) for i in indices), pad_multiple)
+    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(indices), width), dtype=torch.long)
+    starts = torch.empty(len(indices), dtype=torch.long)
+    for row, i in enumerate(indices):
+        seq = items[i].ids
+        lo = 0 if padding_side == "right" else width - len(seq)
+        ids[row, lo:lo + len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, lo:lo + len(seq)] = 1
+        starts[row] = lo + items[i].response_start
+    return Batch(indices, ids, mask, starts)
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def _run_one(fn: Callable[[Batch], torch.Tensor], batch: Batch, device) -> list[tuple[list[int], torch.Tensor]]:
+    """Run ``fn`` on a batch; on out-of-memory split it in halves and retry (down to one sequence)."""
+    try:
+        return [(batch.indices, fn(batch.to(device)).float().cpu())]
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if not _is_oom(err) or len(batch.indices) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(batch.indices) // 2
+        logger.info("out of memory on a batch of %d; retrying as %d + %d", len(batch.indices), half,
+                    len(batch.indices) - half)
+        parts = []
+        for sl in (slice(0, half), slice(half, None)):
+            sub = Batch(batch.indices[sl], batch.input_ids[sl], batch.attention_mask[sl], batch.response_start[sl])
+            parts.extend(_run_one(fn, sub, device))
+        return parts
+
+
+def show_progress(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def run_batches(items: Sequence[Encoded], fn: Callable[[Batch], torch.Tensor], *, pad_id: int, device,
+                max_tokens: int = DEFAULT_MAX_TOKENS, max_batch_size: int | None = None,
+                progress: bool | None = None, desc: str = "scoring") -> np.ndarray:
+    """Apply ``fn`` (Batch -> Tensor[B]) to every item in length-sorted token-budget batches.
+
+    Returns a float32 array in the input order.
+    """
+    out = np.empty(len(items), dtype=np.float32)
+    if not items:
+        return out
+    plan = plan_batches([len(x) for x in items], max_tokens, max_batch_size)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not show_progress(progress), leave=False)
+    with torch.inference_mode():
+        for indices in plan:
+            for idx, values in _run_one(fn, collate(items, indices, pad_id), device):
+                out[idx] = values.numpy()
+            bar.update(len(indices))
+    bar.close()
+    return out

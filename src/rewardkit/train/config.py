@@ -1,0 +1,35 @@
+"""Validated training configs (pydantic), used at the edges: CLI flags, YAML files, Python kwargs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RewardTrainingConfig(BaseModel):
+    """Explicit (Bradley-Terry) reward model training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(1.0, gt=0)
+    lr: float = Field(1e-5, gt=0, description="learning rate (LoRA usually wants ~1e-4)")
+    batch_size: int = Field(8, ge=1, description="pairs per device per step")
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8, description="tokens; longer sequences keep their last tokens")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="fraction of steps of linear warm-up")
+    lr_scheduler: str = "linear"
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank; None = full fine-tuning")
+    lora_alpha: float | None = None
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float | None = Field(None, ge=0, lt=1, description="override the backbone's dropout")
+    seed: int = Field(0, description="everything not covered by head_seed / data_seed (e.g. dropout)")
+    head_seed: int = Field(0, description="reward-head (and LoRA) initialisation")
+    data_seed: int = Field(0, description="order of the training pairs")
+    margin_field: str | None = Field(None, description="metadata field holding a per-pair margin")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    center_coef: float = Field(0.0, ge=0, description="centring penalty coefficient (Eisenstein et al.)")
+    lp_epochs: float = Field(0.0, ge=0, description="linear-probing warm-up: epochs training only the head")
+    lp_lr: float | None = Field(None, gt=0, description="learning rate of the warm-up (default: 10 x lr)")
+    logging_steps: int = Field(10, ge=1)
+    save_checkpoints: bool = False
+    progress: bool = True
