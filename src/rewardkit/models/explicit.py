@@ -114,12 +114,14 @@ class BradleyTerryRM(RewardModel):
     kind = "explicit"
 
     def __init__(self, model: nn.Module, tokenizer, *, max_length: int | None = None, device=None,
-                 max_tokens: int = DEFAULT_MAX_TOKENS, base_model: str | None = None, progress: bool | None = None):
+                 max_tokens: int = DEFAULT_MAX_TOKENS, max_batch_size: int | None = None, base_model: str | None = None,
+                 progress: bool | None = None):
         self.device = resolve_device(device)
         self.module = SequenceRewardModule(model).to(self.device).eval()
         self.tokenizer = tokenizer
         self.formatter = Formatter(tokenizer, max_length)
         self.max_tokens = max_tokens
+        self.max_batch_size = max_batch_size
         self.base_model = base_model
         self.progress = progress
         unwrap_peft(model).config.pad_token_id = tokenizer.pad_token_id
@@ -154,7 +156,9 @@ class BradleyTerryRM(RewardModel):
                 path, config=config, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code)
         init_head(model, head_seed)
         if lora_r:
-            model = add_lora(model, lora_r, lora_alpha, lora_dropout)
+            with torch.random.fork_rng(devices=[]):  # LoRA's A matrices: seeded with the head
+                torch.manual_seed(head_seed)
+                model = add_lora(model, lora_r, lora_alpha, lora_dropout)
         return cls(model, tok, max_length=max_length, device=dev, base_model=str(Path(path).resolve()))
 
     def _rewards(self, batch: Batch) -> torch.Tensor:
@@ -168,7 +172,8 @@ class BradleyTerryRM(RewardModel):
                            n_trunc, len(items), self.formatter.max_length)
         self.module.eval()
         return run_batches(items, self._rewards, pad_id=self.tokenizer.pad_token_id, device=self.device,
-                           max_tokens=self.max_tokens, progress=self.progress)
+                           max_tokens=self.max_tokens, max_batch_size=self.max_batch_size,
+                           progress=self.progress)
 
     def save(self, path: str | os.PathLike, *, merge_lora: bool = False, force: bool = False) -> None:
         """Save as an HF checkpoint (safetensors) + tokenizer + manifest.

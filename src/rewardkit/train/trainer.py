@@ -186,6 +186,7 @@ def train_reward_model(model: Any, train_data: Any, *, eval_data: Any = None, ou
     if config.lp_epochs:
         phases.append(("linear-probe", True, config.lp_epochs, config.lp_lr or 10 * config.lr))
     phases.append(("fine-tune", False, config.epochs, config.lr))
+    steps = 0
     with tempfile.TemporaryDirectory(prefix="rewardkit-train-") as scratch:
         for name, head_only, epochs, lr in phases:
             _set_trainable(module, head_only, trainable)
@@ -197,9 +198,12 @@ def train_reward_model(model: Any, train_data: Any, *, eval_data: Any = None, ou
                                     label_smoothing=config.label_smoothing, center_coef=config.center_coef)
             logger.info("phase %s: %s epochs at lr %g", name, epochs, lr)
             trainer.train()
+            steps += trainer.state.global_step
     _set_trainable(module, False, trainable)
     module.eval()
     rm.device = next(module.parameters()).device
+    rm.training_info = {"world_size": trainer.args.world_size, "optimizer_steps": steps,
+                        "train_pairs": len(train_ds), "config": config.model_dump()}
     if out is not None and trainer.is_world_process_zero():
         rm.save(out, force=force)
     return rm

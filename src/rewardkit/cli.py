@@ -1,0 +1,202 @@
+"""``rewardkit`` command line: thin wrappers over the Python API.
+
+Errors in input (files, data, arguments) print one ``error: ...`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from rewardkit.errors import RewardkitError
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _load_yaml(path: str | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise RewardkitError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise RewardkitError(f"{path}: expected a mapping of config fields")
+    return data
+
+
+def _refuse_existing(path: str, force: bool) -> None:
+    if Path(path).exists() and not force:
+        raise RewardkitError(f"{path}: already exists (use --force to overwrite)")
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="log progress details")
+@click.version_option(package_name="rewardkit")
+def cli(verbose: bool) -> None:
+    """Reward models for RLHF: train, score, evaluate, merge."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+@cli.group()
+def train() -> None:
+    """Train a reward model."""
+
+
+@train.command("explicit")
+@click.option("--model", required=True, help="base checkpoint folder (causal LM or encoder)")
+@click.option("--data", required=True, help="preference file (jsonl/json/parquet/csv) or hub dataset name")
+@click.option("--out", required=True, help="output folder for the trained reward model")
+@click.option("--eval-data", default=None, help="held-out preference file, evaluated each epoch")
+@click.option("--epochs", type=float, default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--batch-size", type=int, default=None, help="pairs per device per step")
+@click.option("--lora-r", type=int, default=None, help="LoRA rank (default: full fine-tuning)")
+@click.option("--seed", type=int, default=None, help="sets seed, head seed and data seed together")
+@click.option("--head-seed", type=int, default=None)
+@click.option("--data-seed", type=int, default=None)
+@click.option("--max-length", type=int, default=None)
+@click.option("--center-coef", type=float, default=None, help="centring penalty coefficient")
+@click.option("--config", "config_file", default=None, help="YAML file of RewardTrainingConfig fields")
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", help="malformed records")
+@click.option("--force", is_flag=True, help="overwrite an existing --out")
+def train_explicit(model, data, out, eval_data, epochs, lr, batch_size, lora_r, seed, head_seed, data_seed,
+                   max_length, center_coef, config_file, on_error, force) -> None:
+    """Train a Bradley-Terry reward model."""
+    from rewardkit.data import load_preferences
+    from rewardkit.train import RewardTrainingConfig, train_reward_model
+
+    _refuse_existing(out, force)
+    fields = _load_yaml(config_file)
+    if seed is not None:
+        fields.update(seed=seed, head_seed=seed, data_seed=seed)
+    flags = dict(epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r, head_seed=head_seed,
+                 data_seed=data_seed, max_length=max_length, center_coef=center_coef)
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    config = RewardTrainingConfig(**fields)
+    train_pairs = load_preferences(data, on_error=on_error)
+    eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
+    rm = train_reward_model(model, train_pairs, eval_data=eval_pairs, out=out, config=config, force=force)
+    info = rm.training_info
+    msg = (f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
+           f"{info['world_size']} process(es); saved explicit reward model to {out}")
+    if eval_pairs is not None:
+        msg += f" (held-out accuracy {rm.score_pairs(eval_pairs).accuracy():.4f})"
+    click.echo(msg)
+
+
+def _load_rm(rm_dir: str, max_batch_size: int | None):
+    from rewardkit.base import load_reward_model
+
+    rm = load_reward_model(rm_dir)
+    if max_batch_size is not None and hasattr(rm, "max_batch_size"):
+        rm.max_batch_size = max_batch_size
+    return rm
+
+
+@cli.command()
+@click.option("--rm", "rm_dir", required=True, help="reward model folder")
+@click.option("--data", required=True, help="preference file or hub dataset name")
+@click.option("--out", required=True, help="output JSONL: one line per pair, in input order")
+@click.option("--batch-size", type=int, default=None, help="upper bound on sequences per batch")
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
+@click.option("--force", is_flag=True, help="overwrite an existing --out")
+def score(rm_dir, data, out, batch_size, on_error, force) -> None:
+    """Score the chosen and rejected response of every pair."""
+    from rewardkit.data import load_preferences
+    from rewardkit.io import atomic_write_text
+
+    _refuse_existing(out, force)
+    pairs = load_preferences(data, on_error=on_error)
+    scores = _load_rm(rm_dir, batch_size).score_pairs(pairs)
+    lines = [json.dumps({"index": i, "chosen": float(c), "rejected": float(r), "margin": float(c - r)})
+             for i, (c, r) in enumerate(zip(scores.chosen, scores.rejected))]
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    click.echo(f"scored {len(pairs)} pairs -> {out} (accuracy {scores.accuracy():.4f})")
+
+
+@cli.command("eval")
+@click.option("--rm", "rm_dir", required=True, help="reward model folder")
+@click.option("--data", required=True, help="preference file or hub dataset name")
+@click.option("--split-by", default=None, help="metadata field that defines the splits (e.g. subset)")
+@click.option("--ood", default=None, help="comma-separated values of --split-by that are out of distribution")
+@click.option("--ties", type=click.Choice(["half", "correct", "wrong"]), default="half", help="tie policy")
+@click.option("--json", "json_out", default=None, help="write the results as JSON here")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
+@click.option("--force", is_flag=True, help="overwrite an existing --json")
+def eval_cmd(rm_dir, data, split_by, ood, ties, json_out, batch_size, on_error, force) -> None:
+    """Pairwise accuracy overall and per split (ID vs OOD)."""
+    from rewardkit.base import pairwise_accuracy
+    from rewardkit.data import load_preferences
+    from rewardkit.io import write_json
+
+    if ood and not split_by:
+        raise click.UsageError("--ood needs --split-by")
+    if json_out:
+        _refuse_existing(json_out, force)
+    pairs = load_preferences(data, on_error=on_error)
+    margins = _load_rm(rm_dir, batch_size).score_pairs(pairs).margins
+    result: dict = {"rm": rm_dir, "data": str(data), "ties": ties, "n": len(pairs),
+                    "accuracy": pairwise_accuracy(margins, ties)}
+    if split_by:
+        keys = pairs.values(split_by)
+        ood_values = set(ood.split(",")) if ood else set()
+        unknown = ood_values - {str(k) for k in keys}
+        if unknown:
+            raise RewardkitError(f"--ood values not found in field {split_by!r}: {sorted(unknown)}")
+        result["splits"] = {}
+        for value in dict.fromkeys(map(str, keys)):
+            sel = [i for i, k in enumerate(keys) if str(k) == value]
+            result["splits"][value] = {"n": len(sel), "accuracy": pairwise_accuracy(margins[sel], ties),
+                                       "ood": value in ood_values}
+        if ood_values:
+            for label, is_ood in (("id", False), ("ood", True)):
+                sel = [i for i, k in enumerate(keys) if (str(k) in ood_values) == is_ood]
+                if sel:
+                    result[label] = {"n": len(sel), "accuracy": pairwise_accuracy(margins[sel], ties)}
+    if json_out:
+        write_json(json_out, result)
+    click.echo(json.dumps(result, indent=2))
+
+
+@cli.command("demo-model")
+def demo_model() -> None:
+    """Convert (once) and print the path of the offline demo model SmolLM2-135M-Instruct."""
+    from rewardkit.demo import demo_model_path
+
+    click.echo(str(demo_model_path()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="rewardkit", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted")
+    except (RewardkitError, FileNotFoundError) as e:
+        _fail(str(e))
+    except Exception as e:  # pydantic validation errors: one line naming the field
+        from pydantic import ValidationError
+
+        if isinstance(e, ValidationError):
+            err = e.errors()[0]
+            _fail(f"config field {'.'.join(map(str, err['loc']))}: {err['msg']}")
+        raise
+
+
+if __name__ == "__main__":
+    main()

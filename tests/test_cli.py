@@ -1,0 +1,77 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rewardkit.cli import main
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def data_files(synthetic_split, tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    train, test = synthetic_split
+    train.save_jsonl(d / "train.jsonl")
+    test.save_jsonl(d / "test.jsonl")
+    return d
+
+
+def test_train_score_eval(tiny_lm, data_files, tmp_path, capsys):
+    out = tmp_path / "rm"
+    main(["train", "explicit", "--model", str(tiny_lm), "--data", str(data_files / "train.jsonl"),
+          "--eval-data", str(data_files / "test.jsonl"), "--out", str(out), "--epochs", "3", "--lr", "3e-3",
+          "--batch-size", "16", "--seed", "0"])
+    printed = capsys.readouterr().out
+    assert "trained on 400 pairs in 75 steps on 1 process(es)" in printed  # ceil(400/16) * 3
+    acc = float(printed.rsplit("held-out accuracy ", 1)[1].rstrip(")\n"))
+    assert acc >= 0.9
+
+    scores = tmp_path / "scores.jsonl"
+    main(["score", "--rm", str(out), "--data", str(data_files / "test.jsonl"), "--out", str(scores)])
+    lines = [json.loads(x) for x in scores.read_text().splitlines()]
+    assert [x["index"] for x in lines] == list(range(200))
+    assert abs(sum(x["chosen"] > x["rejected"] for x in lines) / 200 - acc) < 1e-9
+    assert all(abs(x["margin"] - (x["chosen"] - x["rejected"])) < 1e-6 for x in lines)
+
+    report = tmp_path / "eval.json"
+    main(["eval", "--rm", str(out), "--data", str(data_files / "test.jsonl"), "--split-by", "subset",
+          "--ood", "science", "--json", str(report)])
+    capsys.readouterr()
+    result = json.loads(report.read_text())
+    assert result["accuracy"] == pytest.approx(acc)
+    assert set(result["splits"]) == {"cooking", "travel", "science"}
+    assert result["splits"]["science"]["ood"] and not result["splits"]["travel"]["ood"]
+    assert result["id"]["n"] + result["ood"]["n"] == 200
+    weighted = sum(s["n"] * s["accuracy"] for s in result["splits"].values()) / 200
+    assert weighted == pytest.approx(acc)
+    code, _, err = _run(["score", "--rm", str(out), "--data", str(data_files / "test.jsonl"), "--out", str(scores)],
+                        capsys)
+    assert code == 2 and "already exists (use --force" in err
+
+
+def test_errors_are_one_line_and_nonzero(tiny_lm, data_files, tmp_path, capsys):
+    code, _, err = _run(["score", "--rm", str(tmp_path / "missing"), "--data", str(data_files / "test.jsonl"),
+                         "--out", str(tmp_path / "s.jsonl")], capsys)
+    assert code == 2 and err.strip().count("\n") == 0 and "reward model folder not found" in err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x", "chosen": "a", "rejected": "b"}\n{"prompt": "x", "chosen": "a"}\n')
+    code, _, err = _run(["train", "explicit", "--model", str(tiny_lm), "--data", str(bad), "--out",
+                         str(tmp_path / "o")], capsys)
+    assert code == 2 and f"{bad}:2: missing field 'rejected'" in err and err.count("\n") == 1
+    code, _, err = _run(["train", "explicit", "--model", str(tiny_lm), "--data", str(data_files / "train.jsonl"),
+                         "--out", str(tmp_path / "o"), "--lr", "-1"], capsys)
+    assert code == 2 and "config field lr" in err
+    code, _, err = _run(["eval", "--rm", str(tiny_lm), "--data", str(bad), "--ood", "x"], capsys)
+    assert code == 2 and "--ood needs --split-by" in err
+
+
+def test_console_script_entry_point():
+    result = subprocess.run([sys.executable, "-m", "rewardkit.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "train" in result.stdout and "score" in result.stdout

@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+import torch
+
+from rewardkit import BradleyTerryRM, DataError, load_reward_model
+from rewardkit.scoring import collate
+from rewardkit.synthetic import make_synthetic_preferences
+
+
+def _rows(rm, prompts, responses, side):
+    items = rm.formatter.encode_many(prompts, responses)
+    batch = collate(items, list(range(len(items))), rm.tokenizer.pad_token_id, padding_side=side)
+    with torch.inference_mode():
+        return rm.module(batch.input_ids, batch.attention_mask).numpy()
+
+
+def test_left_right_padding_and_batch_size_invariance(tiny_lm):
+    rm = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=3)
+    ds = make_synthetic_preferences(16, seed=5)
+    prompts, responses = ds.prompts, [p.chosen for p in ds]
+    single = np.array([_rows(rm, [p], [r], "right")[0] for p, r in zip(prompts, responses)])
+    right, left = _rows(rm, prompts, responses, "right"), _rows(rm, prompts, responses, "left")
+    assert len({len(x) for x in rm.formatter.encode_many(prompts, responses)}) > 1  # padding really happens
+    assert np.abs(right - single).max() <= 1e-4
+    assert np.abs(left - single).max() <= 1e-4
+    engine = rm.score(prompts, responses)  # token-budget batches, sorted by length
+    rm.max_tokens = 1  # forces batches of one
+    assert np.abs(engine - single).max() <= 1e-4 and np.abs(rm.score(prompts, responses) - single).max() <= 1e-4
+
+
+def test_pad_equals_eos_reads_the_right_token(tiny_lm_pad_eos):
+    rm = BradleyTerryRM.from_pretrained(tiny_lm_pad_eos, head_seed=0)
+    tok = rm.tokenizer
+    assert tok.pad_token_id == tok.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
+    prompts = ["tell me about pasta"] * 2
+    chosen, rejected = ["great helpful clear", "good"], ["wrong rude", "bad bad bad vague unclear"]
+    scores = rm.score(prompts + prompts, chosen + rejected)
+    assert np.all(scores[:2] != scores[2:])
+    # Each equals the unpadded forward of its own sequence, read at its final (<|im_end|>) token.
+    for i, (p, r) in enumerate(zip(prompts + prompts, chosen + rejected)):
+        ids = torch.tensor([rm.formatter.encode(p, r).ids])
+        with torch.inference_mode():
+            alone = rm.module(ids, torch.ones_like(ids)).item()
+        assert abs(alone - scores[i]) <= 1e-5
+    # HF's own search for the first pad id would stop at the prompt's end-of-turn token: identical scores.
+    first_eos = [rm.formatter.encode(p, r).ids.index(tok.eos_token_id) for p, r in zip(prompts, chosen)]
+    assert first_eos[0] < len(rm.formatter.encode(prompts[0], chosen[0]).ids) - 1
+
+
+def test_chat_template_no_double_bos(tmp_path):
+    from rewardkit.synthetic import vocabulary
+    from rewardkit.tiny import build_tiny_model
+
+    path = build_tiny_model(tmp_path / "m", words=vocabulary() + ["<s>"])
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.add_special_tokens({"bos_token": "<s>"})
+    tok.chat_template = "{{ bos_token }}" + tok.chat_template
+    tok.save_pretrained(path)
+    rm = BradleyTerryRM.from_pretrained(path)
+    enc = rm.formatter.encode("please tell me", "good")
+    assert enc.ids.count(tok.bos_token_id) == 1 and enc.ids[0] == tok.bos_token_id
+
+
+def test_response_boundary(tiny_lm):
+    rm = BradleyTerryRM.from_pretrained(tiny_lm)
+    enc = rm.formatter.encode([{"role": "user", "content": "tell me"}], "good answer")
+    toks = rm.tokenizer.convert_ids_to_tokens(enc.ids)
+    assert toks[enc.response_start - 2:enc.response_start] == ["<|im_start|>", "assistant"]
+    assert toks[enc.response_start:] == ["good", "<unk>", "<|im_end|>"]
+
+
+def test_misaligned_template_is_detected(tiny_lm):
+    rm = BradleyTerryRM.from_pretrained(tiny_lm)
+    # A template that renders the generation prompt differently from the assistant turn.
+    rm.tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+                                  "{% if add_generation_prompt %}system{% endif %}")
+    with pytest.raises(DataError, match="example 0: the chat-templated prompt is not a token prefix"):
+        rm.formatter.encode("tell me", "good")
+
+
+def test_no_template_and_encoder_paths(tiny_bert, tmp_path):
+    from rewardkit.tiny import build_tiny_model
+
+    plain = build_tiny_model(tmp_path / "plain", chat_template=False)
+    for path in (plain, tiny_bert):
+        rm = BradleyTerryRM.from_pretrained(path, head_seed=1)
+        enc = rm.formatter.encode("tell me about pasta", "good answer")
+        toks = rm.tokenizer.convert_ids_to_tokens(enc.ids[enc.response_start:])
+        assert toks[:2] == ["good", "<unk>"]
+        ds = make_synthetic_preferences(8, seed=2)
+        scores = rm.score(ds.prompts, [p.chosen for p in ds])
+        rm.max_tokens = 1
+        assert np.abs(scores - rm.score(ds.prompts, [p.chosen for p in ds])).max() <= 1e-4
+    assert rm.tokenizer.convert_ids_to_tokens(enc.ids)[0] == "[CLS]"
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_save_load_round_trip(tiny_lm, tmp_path, lora):
+    rm = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=4, lora_r=4 if lora else None)
+    if lora:  # make the adapter non-trivial (B starts at zero)
+        with torch.no_grad():
+            for n, p in rm.model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.5)
+    ds = make_synthetic_preferences(12, seed=7)
+    before = rm.score_pairs(ds)
+    rm.save(tmp_path / "rm")
+    with pytest.raises(Exception, match="already exists"):
+        rm.save(tmp_path / "rm")
+    loaded = load_reward_model(tmp_path / "rm")
+    assert isinstance(loaded, BradleyTerryRM) and loaded.is_lora == lora
+    after = loaded.score_pairs(ds)
+    np.testing.assert_array_equal(before.chosen, after.chosen)
+    np.testing.assert_array_equal(before.rejected, after.rejected)
+    if lora:
+        rm.save(tmp_path / "merged", merge_lora=True)
+        merged = load_reward_model(tmp_path / "merged")
+        assert not merged.is_lora
+        assert np.abs(merged.score_pairs(ds).chosen - before.chosen).max() <= 1e-5
+
+
+def test_trl_reward_func_signature(tiny_lm):
+    rm = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=2)
+    prompts = [[{"role": "user", "content": "tell me about pasta"}]] * 2
+    completions = [[{"role": "assistant", "content": "good"}], [{"role": "assistant", "content": "bad"}]]
+    out = rm(prompts=prompts, completions=completions, completion_ids=None, trainer_state=None)
+    assert isinstance(out, list) and all(isinstance(x, float) for x in out)
+    np.testing.assert_allclose(out, rm.score(prompts, ["good", "bad"]), atol=0)
+
+
+def test_score_length_mismatch_is_an_error(tiny_lm):
+    rm = BradleyTerryRM.from_pretrained(tiny_lm)
+    with pytest.raises(ValueError, match="got 2 prompts but 1 responses"):
+        rm.score(["a", "b"], ["c"])
+
+
+def test_hf_seqcls_checkpoint_loads_without_manifest(tiny_lm, tmp_path):
+    rm = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=9)
+    rm.model.save_pretrained(tmp_path / "hf")
+    rm.tokenizer.save_pretrained(tmp_path / "hf")
+    loaded = load_reward_model(tmp_path / "hf")
+    np.testing.assert_array_equal(loaded.score(["tell me"], ["good"]), rm.score(["tell me"], ["good"]))

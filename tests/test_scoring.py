@@ -1,0 +1,38 @@
+import numpy as np
+import torch
+
+from rewardkit.scoring import plan_batches, run_batches
+from rewardkit.templating import Encoded
+
+
+def test_plan_respects_token_budget_and_covers_everything():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 300, size=500).tolist()
+    plan = plan_batches(lengths, max_tokens=1024, max_batch_size=64)
+    assert sorted(i for b in plan for i in b) == list(range(500))
+    for b in plan:
+        width = -(-max(lengths[i] for i in b) // 8) * 8
+        assert len(b) * width <= 1024 and len(b) <= 64
+    # an over-long sequence is never dropped: it gets a batch of its own
+    assert plan_batches([5000, 3], max_tokens=1024) == [[0], [1]]
+
+
+def test_run_batches_restores_input_order():
+    items = [Encoded(list(range(n)), 0) for n in (5, 17, 2, 9, 30, 1)]
+    out = run_batches(items, lambda b: b.attention_mask.sum(-1).float(), pad_id=0, device="cpu", max_tokens=32)
+    np.testing.assert_array_equal(out, [5, 17, 2, 9, 30, 1])
+
+
+def test_oom_batches_are_split_and_retried():
+    calls = []
+
+    def fn(batch):
+        calls.append(len(batch.indices))
+        if len(batch.indices) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return batch.attention_mask.sum(-1).float() * 10
+
+    items = [Encoded([1] * n, 0) for n in range(1, 9)]
+    out = run_batches(items, fn, pad_id=0, device="cpu", max_tokens=10_000)
+    np.testing.assert_array_equal(out, np.arange(1, 9) * 10)
+    assert calls[0] == 8 and max(calls[1:]) <= 4 and sum(c for c in calls if c <= 2) == 8
