@@ -42,9 +42,9 @@ def test_pad_equals_eos_reads_the_right_token(tiny_lm_pad_eos):
         with torch.inference_mode():
             alone = rm.module(ids, torch.ones_like(ids)).item()
         assert abs(alone - scores[i]) <= 1e-5
-    # HF's own search for the first pad id would stop at the prompt's end-of-turn token: identical scores.
-    first_eos = [rm.formatter.encode(p, r).ids.index(tok.eos_token_id) for p, r in zip(prompts, chosen)]
-    assert first_eos[0] < len(rm.formatter.encode(prompts[0], chosen[0]).ids) - 1
+    # The pad id also occurs inside the prompt (end of the user turn): searching for it would read there.
+    ids = rm.formatter.encode(prompts[0], chosen[0]).ids
+    assert ids.index(tok.pad_token_id) < rm.formatter.encode(prompts[0], chosen[0]).response_start
 
 
 def test_chat_template_no_double_bos(tmp_path):
