@@ -1,0 +1,160 @@
+"""DPO implicit reward models: r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x)).
+
+Response tokens follow the shared token convention (``rewardkit.templating``): the tokens of the
+chat-templated conversation after the templated prompt with its generation prompt, end-of-turn tokens
+included. ``reduction="sum"`` sums the per-token log-ratio; ``"mean"`` divides by the response length.
+``reference_free=True`` drops the reference (r = beta * log pi(y|x)), as RewardBench offers.
+
+A LoRA policy whose reference is its own base model needs no second copy of the weights: the reference
+pass runs through the same modules with the adapter disabled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from rewardkit.base import RewardModel, write_manifest
+from rewardkit.data import Prompt
+from rewardkit.errors import ModelError
+from rewardkit.io import atomic_dir
+from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs
+from rewardkit.models.common import load_tokenizer, resolve_device, resolve_dtype
+from rewardkit.scoring import DEFAULT_MAX_TOKENS, Batch, run_batches
+from rewardkit.templating import Formatter
+
+Reduction = Literal["sum", "mean"]
+
+
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_causal_lm(path: str | os.PathLike, device: torch.device, dtype=None, trust_remote_code: bool = False):
+    """A causal LM from a full checkpoint, or base + LoRA adapter from an adapter folder."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: model folder not found")
+    dt = resolve_dtype(dtype, device)
+    if is_adapter_dir(path):
+        from peft import PeftModel
+
+        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if not base or not Path(base).exists():
+            raise ModelError(f"{path}: LoRA adapter needs its base model at {base!r}")
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dt, trust_remote_code=trust_remote_code)
+        model = PeftModel.from_pretrained(model, path)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, trust_remote_code=trust_remote_code)
+    return model.to(device).eval()
+
+
+def adapter_disabled(model: nn.Module):
+    """Context in which a peft model runs as its base model (no-op for plain models)."""
+    return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
+
+
+class DPOImplicitRM(RewardModel):
+    """Implicit reward of a DPO policy against a reference model.
+
+    ``reference=None`` with a LoRA (peft) policy means "the policy's base model, adapter disabled".
+    """
+
+    kind = "implicit"
+
+    def __init__(self, policy: nn.Module, reference: nn.Module | None, tokenizer, *, beta: float,
+                 reduction: Reduction = "sum", reference_free: bool = False, max_length: int | None = None,
+                 device=None, max_tokens: int = DEFAULT_MAX_TOKENS, max_batch_size: int | None = None,
+                 chunk_size: int = DEFAULT_CHUNK, reference_path: str | None = None, progress: bool | None = None):
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        if beta <= 0:
+            raise ValueError(f"beta must be positive, got {beta}")
+        if reference is None and not reference_free and not hasattr(policy, "disable_adapter"):
+            raise ModelError("a full (non-LoRA) policy needs a reference model, or reference_free=True")
+        self.device = resolve_device(device)
+        self.policy = policy.to(self.device).eval()
+        self.reference = reference.to(self.device).eval() if reference is not None else None
+        self.tokenizer = tokenizer
+        self.formatter = Formatter(tokenizer, max_length)
+        self.beta, self.reduction, self.reference_free = float(beta), reduction, reference_free
+        self.max_tokens, self.max_batch_size, self.chunk_size = max_tokens, max_batch_size, chunk_size
+        self.reference_path = reference_path
+        self.progress = progress
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.policy, "peft_config")
+
+    @classmethod
+    def from_pretrained(cls, policy: str | os.PathLike, reference: str | os.PathLike | None = None, *,
+                        beta: float = 0.1, reduction: Reduction = "sum", reference_free: bool = False,
+                        device=None, dtype=None, max_length: int | None = None, trust_remote_code: bool = False,
+                        **kwargs: Any) -> DPOImplicitRM:
+        """From any two causal LMs (no training needed), or a LoRA policy folder alone (reference = its base)."""
+        dev = resolve_device(device)
+        pol = load_causal_lm(policy, dev, dtype, trust_remote_code)
+        ref = None if reference is None or reference_free else load_causal_lm(reference, dev, dtype, trust_remote_code)
+        return cls(pol, ref, load_tokenizer(policy, trust_remote_code), beta=beta, reduction=reduction,
+                   reference_free=reference_free, max_length=max_length, device=dev,
+                   reference_path=str(Path(reference).resolve()) if ref is not None else None, **kwargs)
+
+    def logprobs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(policy log-prob sums, reference log-prob sums, response lengths), each [B]."""
+        args = (batch.input_ids, batch.attention_mask, batch.response_start, self.chunk_size)
+        pi, n = sequence_logprobs(self.policy, *args)
+        if self.reference_free:
+            ref = torch.zeros_like(pi)
+        elif self.reference is None:
+            with adapter_disabled(self.policy):
+                ref, _ = sequence_logprobs(self.policy, *args)
+        else:
+            ref, _ = sequence_logprobs(self.reference, *args)
+        return pi, ref, n
+
+    def _rewards(self, batch: Batch) -> torch.Tensor:
+        pi, ref, n = self.logprobs(batch)
+        diff = pi - ref
+        if self.reduction == "mean":
+            diff = diff / n.clamp(min=1)
+        return self.beta * diff
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        items = self.formatter.encode_many(prompts, responses)
+        return run_batches(items, self._rewards, pad_id=self.tokenizer.pad_token_id, device=self.device,
+                           max_tokens=self.max_tokens, max_batch_size=self.max_batch_size, progress=self.progress)
+
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
+        """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,
+        reduction and the reference (a path, or ``null`` = the LoRA policy's base)."""
+        if self.reference is not None and not self.reference_path:
+            raise ModelError("cannot save: the reference model has no path on disk (set reference_path)")
+        base = getattr(self.policy, "peft_config", {}).get("default")
+        with atomic_dir(path, force=force) as tmp:
+            self.policy.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            write_manifest(tmp, self._manifest(
+                beta=self.beta, reduction=self.reduction, reference_free=self.reference_free,
+                reference=self.reference_path, lora=self.is_lora, max_length=self.formatter.max_length,
+                base_model=base.base_model_name_or_path if base is not None else None))
+
+    @classmethod
+    def _load(cls, path: Path, manifest: dict[str, Any], *, device=None, dtype=None, trust_remote_code: bool = False,
+              **kwargs: Any) -> DPOImplicitRM:
+        ref = manifest.get("reference")
+        if ref is not None and not Path(ref).exists():
+            raise ModelError(f"{path}: reference model not found at {ref!r}")
+        return cls.from_pretrained(path, ref, beta=manifest["beta"], reduction=manifest.get("reduction", "sum"),
+                                   reference_free=manifest.get("reference_free", False), device=device, dtype=dtype,
+                                   max_length=manifest.get("max_length"), trust_remote_code=trust_remote_code,
+                                   **kwargs)
