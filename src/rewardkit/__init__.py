@@ -9,11 +9,13 @@ from rewardkit.base import PairScores, RewardModel, load_reward_model, pairwise_
 from rewardkit.data import PreferenceDataset, PreferencePair, load_preferences
 from rewardkit.demo import demo_model_path
 from rewardkit.errors import DataError, ModelError, RewardkitError
-from rewardkit.models import BradleyTerryRM
-from rewardkit.train import RewardTrainingConfig, train_reward_model
+from rewardkit.models import BradleyTerryRM, DPOImplicitRM
+from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
 
 __all__ = [
     "BradleyTerryRM",
+    "DPOImplicitRM",
+    "DPOTrainingConfig",
     "DataError",
     "ModelError",
     "PairScores",
@@ -26,5 +28,6 @@ __all__ = [
     "load_preferences",
     "load_reward_model",
     "pairwise_accuracy",
+    "train_dpo",
     "train_reward_model",
 ]

@@ -1,5 +1,6 @@
 """Reward model kinds; importing this package registers them with ``load_reward_model``."""
 
 from rewardkit.models.explicit import BradleyTerryRM
+from rewardkit.models.implicit import DPOImplicitRM
 
-__all__ = ["BradleyTerryRM"]
+__all__ = ["BradleyTerryRM", "DPOImplicitRM"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -30,6 +32,33 @@ class RewardTrainingConfig(BaseModel):
     center_coef: float = Field(0.0, ge=0, description="centring penalty coefficient (Eisenstein et al.)")
     lp_epochs: float = Field(0.0, ge=0, description="linear-probing warm-up: epochs training only the head")
     lp_lr: float | None = Field(None, gt=0, description="learning rate of the warm-up (default: 10 x lr)")
+    logging_steps: int = Field(10, ge=1)
+    save_checkpoints: bool = False
+    progress: bool = True
+
+
+class DPOTrainingConfig(BaseModel):
+    """DPO training of a policy whose implicit reward is the DPORM."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(1.0, gt=0)
+    lr: float = Field(1e-6, gt=0)
+    batch_size: int = Field(8, ge=1, description="pairs per device per step")
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    lr_scheduler: str = "linear"
+    beta: float = Field(0.1, gt=0)
+    loss: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO (sigmoid loss only)")
+    reduction: Literal["sum", "mean"] = Field("sum", description="reduction the saved DPORM scores with")
+    lora_r: int | None = Field(None, ge=1)
+    lora_alpha: float | None = None
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+    data_seed: int = 0
     logging_steps: int = Field(10, ge=1)
     save_checkpoints: bool = False
     progress: bool = True

@@ -34,3 +34,32 @@ def reward_model_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torc
     if center_coef:
         loss = loss + center_coef * centering_penalty(chosen, rejected).mean()
     return loss
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float, loss_type: str = "sigmoid",
+             label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DPO-family losses over sequence log-probs (nats), all [B].
+
+    With h = (log pi_c - log ref_c) - (log pi_r - log ref_r):
+
+    - ``sigmoid`` (DPO, Rafailov et al.): -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)
+      (eps > 0 is conservative DPO);
+    - ``ipo`` (Azar et al.): (h - 1 / (2 beta))^2;
+    - ``hinge`` (SLiC): max(0, 1 - beta h).
+
+    Returns ``(losses [B], chosen_rewards [B], rejected_rewards [B])``; rewards are beta * log-ratios
+    (detached), the implicit rewards of the policy.
+    """
+    chosen_ratio = policy_chosen - ref_chosen
+    rejected_ratio = policy_rejected - ref_rejected
+    h = chosen_ratio - rejected_ratio
+    if loss_type == "sigmoid":
+        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
+    elif loss_type == "ipo":
+        losses = (h - 1 / (2 * beta)) ** 2
+    elif loss_type == "hinge":
+        losses = torch.relu(1 - beta * h)
+    else:
+        raise ValueError(f"unknown DPO loss {loss_type!r}; use sigmoid, ipo or hinge")
+    return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()

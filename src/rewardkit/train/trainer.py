@@ -53,7 +53,10 @@ class PairDataset(Dataset):
 
 
 class PairCollator:
-    """B pairs -> one right-padded batch of 2B sequences: rows [0, B) chosen, rows [B, 2B) rejected."""
+    """B pairs -> one right-padded batch of 2B sequences: rows [0, B) chosen, rows [B, 2B) rejected.
+
+    Every other (numeric) field of the items, e.g. ``margin`` or reference log-probs, becomes a [B] tensor.
+    """
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
@@ -61,9 +64,10 @@ class PairCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         seqs: list[Encoded] = [f["chosen"] for f in features] + [f["rejected"] for f in features]
         batch = collate(seqs, list(range(len(seqs))), self.pad_id, PAD_MULTIPLE)
+        extra = {k: torch.tensor([f[k] for f in features], dtype=torch.float32)
+                 for k in features[0] if k not in ("chosen", "rejected")}
         return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
-                "response_start": batch.response_start,
-                "margin": torch.tensor([f["margin"] for f in features], dtype=torch.float32)}
+                "response_start": batch.response_start, **extra}
 
 
 class PairTrainer(Trainer):

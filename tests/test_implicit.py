@@ -1,0 +1,158 @@
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from rewardkit import DataError, DPOImplicitRM, load_reward_model, train_dpo
+from rewardkit.scoring import collate
+from rewardkit.synthetic import make_synthetic_preferences
+from rewardkit.train.losses import dpo_loss
+
+
+@pytest.fixture(scope="module")
+def two_lms(tmp_path_factory):
+    from rewardkit.tiny import build_tiny_model
+
+    d = tmp_path_factory.mktemp("dporm")
+    return build_tiny_model(d / "policy", seed=0), build_tiny_model(d / "ref", seed=1)
+
+
+def _naive_logprobs(model, ids, mask, starts):
+    """Plain reference: full [B, T, V] log-softmax, gather, mask, sum."""
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float(), -1)
+    tok_lp = logp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)  # predicts tokens 1..T-1
+    t = torch.arange(1, ids.shape[1])
+    m = (t[None] >= starts[:, None]) & mask[:, 1:].bool()
+    return (tok_lp * m).sum(-1), m.sum(-1)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_implicit_rewards_match_naive_computation(two_lms, reduction, side):
+    rm = DPOImplicitRM.from_pretrained(*two_lms, beta=0.3, reduction=reduction)
+    ds = make_synthetic_preferences(16, seed=4)
+    prompts, responses = ds.prompts, [p.chosen for p in ds]
+    items = rm.formatter.encode_many(prompts, responses)
+    with torch.inference_mode():
+        expected = []
+        for rows in ([[i] for i in range(16)], [list(range(16))]):  # batch sizes 1 and 16
+            out = np.empty(16)
+            for idx in rows:
+                b = collate(items, idx, rm.tokenizer.pad_token_id, padding_side=side)
+                pi, n = _naive_logprobs(rm.policy, b.input_ids, b.attention_mask, b.response_start)
+                ref, _ = _naive_logprobs(rm.reference, b.input_ids, b.attention_mask, b.response_start)
+                d = pi - ref
+                out[idx] = (0.3 * (d / n if reduction == "mean" else d)).numpy()
+            expected.append(out)
+            b = collate(items, [i for r in rows for i in r], rm.tokenizer.pad_token_id, padding_side=side)
+    got = rm.score(prompts, responses)
+    assert np.abs(got - expected[0]).max() <= 1e-4 and np.abs(got - expected[1]).max() <= 1e-4
+    assert np.abs(got).max() > 1e-3  # not trivially zero: the two models differ
+
+
+def test_reference_free_and_lengths(two_lms):
+    rm = DPOImplicitRM.from_pretrained(two_lms[0], beta=1.0, reference_free=True)
+    ds = make_synthetic_preferences(4, seed=1)
+    items = rm.formatter.encode_many(ds.prompts, [p.chosen for p in ds])
+    b = collate(items, list(range(4)), rm.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        pi, n = _naive_logprobs(rm.policy, b.input_ids, b.attention_mask, b.response_start)
+    np.testing.assert_allclose(rm.score(ds.prompts, [p.chosen for p in ds]), pi.numpy(), atol=1e-4)
+    assert n.tolist() == [len(x) - x.response_start for x in items]  # response tokens incl. <|im_end|>
+
+
+def test_dpo_loss_hand_computed():
+    pc, pr, rc, rr = (torch.tensor([x]) for x in (-1.0, -3.0, -2.0, -2.0))
+    # h = (-1 + 2) - (-3 + 2) = 2; beta = 0.5 -> -log sigmoid(1) = log(1 + e^-1)
+    losses, r_c, r_r = dpo_loss(pc, pr, rc, rr, beta=0.5)
+    assert abs(losses.item() - math.log1p(math.exp(-1))) < 1e-6
+    assert (r_c.item(), r_r.item()) == (0.5, -0.5)
+    ls, _, _ = dpo_loss(pc, pr, rc, rr, beta=0.5, label_smoothing=0.2)
+    assert abs(ls.item() - (0.8 * math.log1p(math.exp(-1)) + 0.2 * math.log1p(math.exp(1)))) < 1e-6
+    assert abs(dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="ipo")[0].item() - (2 - 1) ** 2) < 1e-6
+    assert abs(dpo_loss(pc, pr, rc, rr, beta=0.25, loss_type="hinge")[0].item() - 0.5) < 1e-6
+    with pytest.raises(ValueError, match="unknown DPO loss"):
+        dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="kto")
+
+
+def test_dpo_training_learns_and_round_trips(tiny_lm, synthetic_split, tmp_path):
+    train, test = synthetic_split
+    before = DPOImplicitRM.from_pretrained(tiny_lm, tiny_lm, beta=0.1).score_pairs(test)
+    assert np.all(before.margins == 0)  # policy == reference: every implicit reward is 0
+    rm = train_dpo(tiny_lm, train, out=tmp_path / "dpo", epochs=3, lr=3e-3, beta=0.1, batch_size=16,
+                   progress=False)
+    acc = rm.score_pairs(test).accuracy()
+    assert acc >= 0.9
+    loaded = load_reward_model(tmp_path / "dpo")
+    assert isinstance(loaded, DPOImplicitRM) and loaded.beta == 0.1 and loaded.reduction == "sum"
+    assert loaded.reference_path == str(tiny_lm.resolve())
+    np.testing.assert_allclose(loaded.score_pairs(test).margins, rm.score_pairs(test).margins, atol=1e-5)
+
+
+def test_lora_reference_is_the_adapter_disabled_base(tiny_lm, synthetic_split, tmp_path):
+    train, test = synthetic_split
+    rm = train_dpo(tiny_lm, train[:64], out=tmp_path / "lora", epochs=1, lr=1e-2, lora_r=4, batch_size=16,
+                   progress=False)
+    assert rm.reference is None and rm.is_lora  # no second copy of the weights
+    explicit_ref = DPOImplicitRM(rm.policy, DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1).policy,
+                                 rm.tokenizer, beta=rm.beta)
+    a, b = rm.score_pairs(test[:16]).chosen, explicit_ref.score_pairs(test[:16]).chosen
+    assert np.abs(a).max() > 1e-4 and np.abs(a - b).max() <= 1e-5
+    loaded = load_reward_model(tmp_path / "lora")
+    assert loaded.reference is None and np.abs(loaded.score_pairs(test[:16]).chosen - a).max() <= 1e-5
+
+
+def test_misaligned_boundary_is_detected(two_lms):
+    rm = DPOImplicitRM.from_pretrained(*two_lms, beta=0.1)
+    # a template that renders a non-empty answer under another role name than its generation prompt
+    rm.tokenizer.chat_template = ("{% for m in messages %}{% if m['role'] == 'assistant' and m['content'] %}"
+                                  "answer {{ m['content'] }}{% else %}{{ m['role'] }} {{ m['content'] }} {% endif %}"
+                                  "{% endfor %}{% if add_generation_prompt %}assistant{% endif %}")
+    with pytest.raises(DataError, match="example 1: the chat-templated prompt is not a token prefix"):
+        rm.formatter.encode_many(["tell me", "tell me"], ["", "good"])
+
+
+def test_full_policy_without_reference_is_refused(two_lms):
+    with pytest.raises(Exception, match="needs a reference model"):
+        DPOImplicitRM.from_pretrained(two_lms[0], beta=0.1)
+
+
+PEAK_SCRIPT = textwrap.dedent("""
+    import resource, sys, torch
+    from transformers import AutoModelForCausalLM
+    from rewardkit.logprobs import sequence_logprobs
+    model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
+    torch.manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (8, 512))
+    mask = torch.ones_like(ids); starts = torch.full((8,), 256)
+    def rss(): return int(open("/proc/self/statm").read().split()[1]) * 4096
+    with torch.inference_mode():
+        sequence_logprobs(model, ids[:1, :16], mask[:1, :16], starts[:1])  # warm-up
+        base = rss()
+        if sys.argv[2] == "naive":
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+            out = logp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)[:, 255:].sum(-1)
+        else:
+            out = sequence_logprobs(model, ids, mask, starts)[0]
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+""")
+
+
+def test_peak_memory_large_vocab_is_at_most_half_of_naive(tmp_path):
+    from rewardkit.tiny import build_tiny_model
+
+    path = build_tiny_model(tmp_path / "bigvocab", vocab_extra=32000 - 100, hidden=64)
+    peaks = {}
+    for mode in ("naive", "rewardkit"):
+        r = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path), mode], capture_output=True, text=True,
+                           env={"OMP_NUM_THREADS": "1", "PATH": ""}, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        peaks[mode] = int(r.stdout.strip().splitlines()[-1])
+    # naive holds [8, 512, 32000] fp32 logits and log-probs (~0.5 GB each)
+    assert peaks["naive"] > 500e6
+    assert peaks["rewardkit"] <= 0.5 * peaks["naive"], peaks
