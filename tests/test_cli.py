@@ -75,3 +75,31 @@ def test_errors_are_one_line_and_nonzero(tiny_lm, data_files, tmp_path, capsys):
 def test_console_script_entry_point():
     result = subprocess.run([sys.executable, "-m", "rewardkit.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout and "score" in result.stdout
+
+
+def test_dpo_train_score_and_eval(tiny_lm, data_files, tmp_path, capsys):
+    out = tmp_path / "dpo"
+    main(["train", "dpo", "--model", str(tiny_lm), "--data", str(data_files / "train.jsonl"), "--out", str(out),
+          "--eval-data", str(data_files / "test.jsonl"), "--epochs", "3", "--lr", "3e-3", "--beta", "0.1",
+          "--batch-size", "16"])
+    printed = capsys.readouterr().out
+    assert "saved DPO implicit reward model" in printed
+    acc = float(printed.rsplit("accuracy ", 1)[1].rstrip(")\n"))
+    assert acc >= 0.9
+    via_rm, via_pair = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    main(["score", "--rm", str(out), "--data", str(data_files / "test.jsonl"), "--out", str(via_rm)])
+    main(["score", "--dpo-policy", str(out), "--dpo-reference", str(tiny_lm), "--beta", "0.1",
+          "--data", str(data_files / "test.jsonl"), "--out", str(via_pair)])
+    a = [json.loads(x)["margin"] for x in via_rm.read_text().splitlines()]
+    b = [json.loads(x)["margin"] for x in via_pair.read_text().splitlines()]
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
+    assert abs(sum(x > 0 for x in a) / len(a) - acc) < 1e-9
+    capsys.readouterr()
+    main(["eval", "--rm", str(out), "--data", str(data_files / "test.jsonl")])
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(acc)
+    code, _, err = _run(["score", "--dpo-policy", str(out), "--data", str(data_files / "test.jsonl"),
+                         "--out", str(tmp_path / "c.jsonl")], capsys)
+    assert code == 2 and "--dpo-policy needs --beta" in err
+    code, _, err = _run(["score", "--dpo-policy", str(out), "--beta", "0.1", "--data",
+                         str(data_files / "test.jsonl"), "--out", str(tmp_path / "c.jsonl")], capsys)
+    assert code == 2 and "needs a reference model" in err

@@ -32,3 +32,9 @@ def test_trl_reward_func(tiny_lm, tmp_path):
     BradleyTerryRM.from_pretrained(tiny_lm, head_seed=5).save(tmp_path / "rm")
     rewards = _load("trl_reward_func").main(["--rm", str(tmp_path / "rm")])
     assert len(rewards) == 2 and rewards[0] != rewards[1]
+
+
+def test_dporm_example():
+    result = _load("dporm").main([])
+    assert result["untrained_accuracy"] == 0.5  # all ties
+    assert result["dpo_accuracy"] >= 0.9 and result["mean_margin"] > 0

@@ -94,30 +94,103 @@ def train_explicit(model, data, out, eval_data, epochs, lr, batch_size, lora_r, 
     click.echo(msg)
 
 
-def _load_rm(rm_dir: str, max_batch_size: int | None):
+@train.command("dpo")
+@click.option("--model", required=True, help="causal LM checkpoint to train (the starting policy)")
+@click.option("--data", required=True, help="preference file or hub dataset name")
+@click.option("--out", required=True, help="output folder: a DPO implicit reward model")
+@click.option("--reference", default=None, help="reference checkpoint (default: the starting policy / LoRA base)")
+@click.option("--eval-data", default=None)
+@click.option("--beta", type=float, default=None)
+@click.option("--loss", type=click.Choice(["sigmoid", "ipo", "hinge"]), default=None)
+@click.option("--label-smoothing", type=float, default=None, help="conservative DPO")
+@click.option("--reduction", type=click.Choice(["sum", "mean"]), default=None, help="how the DPORM scores")
+@click.option("--epochs", type=float, default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lora-r", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="sets seed and data seed")
+@click.option("--max-length", type=int, default=None)
+@click.option("--config", "config_file", default=None, help="YAML file of DPOTrainingConfig fields")
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
+@click.option("--force", is_flag=True)
+def train_dpo_cmd(model, data, out, reference, eval_data, beta, loss, label_smoothing, reduction, epochs, lr,
+                  batch_size, lora_r, seed, max_length, config_file, on_error, force) -> None:
+    """DPO-train a policy; its implicit reward is saved as a reward model."""
+    from rewardkit.data import load_preferences
+    from rewardkit.train import DPOTrainingConfig, train_dpo
+
+    _refuse_existing(out, force)
+    fields = _load_yaml(config_file)
+    if seed is not None:
+        fields.update(seed=seed, data_seed=seed)
+    flags = dict(beta=beta, loss=loss, label_smoothing=label_smoothing, reduction=reduction, epochs=epochs, lr=lr,
+                 batch_size=batch_size, lora_r=lora_r, max_length=max_length)
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    config = DPOTrainingConfig(**fields)
+    train_pairs = load_preferences(data, on_error=on_error)
+    eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
+    rm = train_dpo(model, train_pairs, reference=reference, eval_data=eval_pairs, out=out, config=config, force=force)
+    info = rm.training_info
+    msg = (f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
+           f"{info['world_size']} process(es); saved DPO implicit reward model to {out}")
+    if eval_pairs is not None:
+        msg += f" (held-out implicit-reward accuracy {rm.score_pairs(eval_pairs).accuracy():.4f})"
+    click.echo(msg)
+
+
+def _load_rm(rm_dir: str | None, max_batch_size: int | None, dpo: dict | None = None):
     from rewardkit.base import load_reward_model
 
-    rm = load_reward_model(rm_dir)
+    if dpo and dpo.get("policy"):
+        from rewardkit.models.implicit import DPOImplicitRM
+
+        if rm_dir:
+            raise click.UsageError("give either --rm or --dpo-policy, not both")
+        if dpo["beta"] is None:
+            raise click.UsageError("--dpo-policy needs --beta")
+        rm = DPOImplicitRM.from_pretrained(dpo["policy"], dpo["reference"], beta=dpo["beta"],
+                                           reduction=dpo["reduction"], reference_free=dpo["reference_free"])
+    elif rm_dir:
+        rm = load_reward_model(rm_dir)
+    else:
+        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
     if max_batch_size is not None and hasattr(rm, "max_batch_size"):
         rm.max_batch_size = max_batch_size
     return rm
 
 
+def dpo_options(fn):
+    """Score with the implicit reward of any two causal LMs, no training needed."""
+    for opt in reversed([
+        click.option("--dpo-policy", default=None, help="policy checkpoint (or LoRA adapter folder)"),
+        click.option("--dpo-reference", default=None,
+                     help="reference checkpoint (default for a LoRA adapter policy: its base model)"),
+        click.option("--reference-free", is_flag=True, help="r = beta * log pi(y|x), no reference"),
+        click.option("--beta", type=float, default=None, help="DPO beta of the implicit reward"),
+        click.option("--reduction", type=click.Choice(["sum", "mean"]), default="sum"),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
 @cli.command()
-@click.option("--rm", "rm_dir", required=True, help="reward model folder")
+@click.option("--rm", "rm_dir", default=None, help="reward model folder")
+@dpo_options
 @click.option("--data", required=True, help="preference file or hub dataset name")
 @click.option("--out", required=True, help="output JSONL: one line per pair, in input order")
 @click.option("--batch-size", type=int, default=None, help="upper bound on sequences per batch")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True, help="overwrite an existing --out")
-def score(rm_dir, data, out, batch_size, on_error, force) -> None:
+def score(rm_dir, dpo_policy, dpo_reference, reference_free, beta, reduction, data, out, batch_size, on_error, force) -> None:
     """Score the chosen and rejected response of every pair."""
     from rewardkit.data import load_preferences
     from rewardkit.io import atomic_write_text
 
     _refuse_existing(out, force)
     pairs = load_preferences(data, on_error=on_error)
-    scores = _load_rm(rm_dir, batch_size).score_pairs(pairs)
+    dpo = {"policy": dpo_policy, "reference": dpo_reference, "reference_free": reference_free, "beta": beta,
+           "reduction": reduction}
+    scores = _load_rm(rm_dir, batch_size, dpo).score_pairs(pairs)
     lines = [json.dumps({"index": i, "chosen": float(c), "rejected": float(r), "margin": float(c - r)})
              for i, (c, r) in enumerate(zip(scores.chosen, scores.rejected))]
     atomic_write_text(out, "\n".join(lines) + "\n")
@@ -125,7 +198,8 @@ def score(rm_dir, data, out, batch_size, on_error, force) -> None:
 
 
 @cli.command("eval")
-@click.option("--rm", "rm_dir", required=True, help="reward model folder")
+@click.option("--rm", "rm_dir", default=None, help="reward model folder")
+@dpo_options
 @click.option("--data", required=True, help="preference file or hub dataset name")
 @click.option("--split-by", default=None, help="metadata field that defines the splits (e.g. subset)")
 @click.option("--ood", default=None, help="comma-separated values of --split-by that are out of distribution")
@@ -134,7 +208,7 @@ def score(rm_dir, data, out, batch_size, on_error, force) -> None:
 @click.option("--batch-size", type=int, default=None)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True, help="overwrite an existing --json")
-def eval_cmd(rm_dir, data, split_by, ood, ties, json_out, batch_size, on_error, force) -> None:
+def eval_cmd(rm_dir, dpo_policy, dpo_reference, reference_free, beta, reduction, data, split_by, ood, ties, json_out, batch_size, on_error, force) -> None:
     """Pairwise accuracy overall and per split (ID vs OOD)."""
     from rewardkit.base import pairwise_accuracy
     from rewardkit.data import load_preferences
@@ -145,8 +219,10 @@ def eval_cmd(rm_dir, data, split_by, ood, ties, json_out, batch_size, on_error, 
     if json_out:
         _refuse_existing(json_out, force)
     pairs = load_preferences(data, on_error=on_error)
-    margins = _load_rm(rm_dir, batch_size).score_pairs(pairs).margins
-    result: dict = {"rm": rm_dir, "data": str(data), "ties": ties, "n": len(pairs),
+    dpo = {"policy": dpo_policy, "reference": dpo_reference, "reference_free": reference_free, "beta": beta,
+           "reduction": reduction}
+    margins = _load_rm(rm_dir, batch_size, dpo).score_pairs(pairs).margins
+    result: dict = {"rm": rm_dir or dpo_policy, "data": str(data), "ties": ties, "n": len(pairs),
                     "accuracy": pairwise_accuracy(margins, ties)}
     if split_by:
         keys = pairs.values(split_by)

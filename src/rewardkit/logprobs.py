@@ -1,8 +1,9 @@
 """Response log-probabilities without a [batch, seq, vocab] log-softmax.
 
 The backbone runs once; only the hidden states that predict response tokens are gathered, and the
-LM head + log-softmax run over them in chunks of ``chunk_size`` rows, so peak memory is
-``chunk_size x vocab`` floats instead of ``batch x seq x vocab``.
+LM head + log-softmax run over them in chunks of ``chunk_size`` rows, so peak memory is a few
+``chunk_size x vocab`` floats instead of ``batch x seq x vocab``. The default chunk holds
+``CHUNK_ELEMENTS`` logits (32 MB in fp32): ~170 rows for a 49k vocabulary, as fast on CPU as 1024 rows.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-DEFAULT_CHUNK = 1024
+CHUNK_ELEMENTS = 2**23
+DEFAULT_CHUNK: int | None = None  # None: CHUNK_ELEMENTS // vocab rows
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -25,8 +27,10 @@ def response_mask(attention_mask: torch.Tensor, response_start: torch.Tensor) ->
 
 
 def selective_log_softmax(hidden: torch.Tensor, head: nn.Module, targets: torch.Tensor,
-                          chunk_size: int = DEFAULT_CHUNK, softcap: float | None = None) -> torch.Tensor:
+                          chunk_size: int | None = DEFAULT_CHUNK, softcap: float | None = None) -> torch.Tensor:
     """log p(targets[i] | hidden[i]) for N rows. ``hidden``: [N, H], ``targets``: [N] -> [N] (float32)."""
+    if chunk_size is None:
+        chunk_size = max(8, CHUNK_ELEMENTS // head.weight.shape[0])
     out = []
     for lo in range(0, hidden.shape[0], chunk_size):
         logits = head(hidden[lo:lo + chunk_size]).float()  # [C, V]
@@ -38,7 +42,7 @@ def selective_log_softmax(hidden: torch.Tensor, head: nn.Module, targets: torch.
 
 
 def sequence_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      response_start: torch.Tensor, chunk_size: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+                      response_start: torch.Tensor, chunk_size: int | None = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of response-token log-probs (nats) and response lengths (tokens), both [B].
 
     ``model``: an HF causal LM (optionally peft-wrapped). ``input_ids``/``attention_mask``: [B, T], left or

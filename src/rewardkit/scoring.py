@@ -20,8 +20,16 @@ from rewardkit.templating import Encoded
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_TOKENS = 8192
 PAD_MULTIPLE = 8
+# Padded tokens per batch. On CPU small batches win: less padding and cache-friendly GEMMs (SmolLM2-135M,
+# 64 AlpacaEval sequences: 32 s at 1024, 35 s at 2048 and 4096, 45 s at 8192 tokens per batch).
+CPU_MAX_TOKENS = 1024
+CUDA_MAX_TOKENS = 16384
+DEFAULT_MAX_TOKENS = CPU_MAX_TOKENS
+
+
+def default_max_tokens(device) -> int:
+    return CUDA_MAX_TOKENS if torch.device(device).type == "cuda" else CPU_MAX_TOKENS
 
 
 @dataclass
@@ -108,7 +116,7 @@ def show_progress(progress: bool | None) -> bool:
 
 
 def run_batches(items: Sequence[Encoded], fn: Callable[[Batch], torch.Tensor], *, pad_id: int, device,
-                max_tokens: int = DEFAULT_MAX_TOKENS, max_batch_size: int | None = None,
+                max_tokens: int | None = None, max_batch_size: int | None = None,
                 progress: bool | None = None, desc: str = "scoring") -> np.ndarray:
     """Apply ``fn`` (Batch -> Tensor[B]) to every item in length-sorted token-budget batches.
 
@@ -117,7 +125,7 @@ def run_batches(items: Sequence[Encoded], fn: Callable[[Batch], torch.Tensor], *
     out = np.empty(len(items), dtype=np.float32)
     if not items:
         return out
-    plan = plan_batches([len(x) for x in items], max_tokens, max_batch_size)
+    plan = plan_batches([len(x) for x in items], max_tokens or default_max_tokens(device), max_batch_size)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not show_progress(progress), leave=False)

@@ -23,7 +23,7 @@ from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.models.common import load_tokenizer, quiet_transformers, resolve_device, resolve_dtype
-from rewardkit.scoring import DEFAULT_MAX_TOKENS, Batch, run_batches
+from rewardkit.scoring import Batch, run_batches
 from rewardkit.templating import Formatter
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class BradleyTerryRM(RewardModel):
     kind = "explicit"
 
     def __init__(self, model: nn.Module, tokenizer, *, max_length: int | None = None, device=None,
-                 max_tokens: int = DEFAULT_MAX_TOKENS, max_batch_size: int | None = None, base_model: str | None = None,
+                 max_tokens: int | None = None, max_batch_size: int | None = None, base_model: str | None = None,
                  progress: bool | None = None):
         self.device = resolve_device(device)
         self.module = SequenceRewardModule(model).to(self.device).eval()

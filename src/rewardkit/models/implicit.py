@@ -28,7 +28,7 @@ from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs
 from rewardkit.models.common import load_tokenizer, resolve_device, resolve_dtype
-from rewardkit.scoring import DEFAULT_MAX_TOKENS, Batch, run_batches
+from rewardkit.scoring import Batch, run_batches
 from rewardkit.templating import Formatter
 
 Reduction = Literal["sum", "mean"]
@@ -74,8 +74,8 @@ class DPOImplicitRM(RewardModel):
 
     def __init__(self, policy: nn.Module, reference: nn.Module | None, tokenizer, *, beta: float,
                  reduction: Reduction = "sum", reference_free: bool = False, max_length: int | None = None,
-                 device=None, max_tokens: int = DEFAULT_MAX_TOKENS, max_batch_size: int | None = None,
-                 chunk_size: int = DEFAULT_CHUNK, reference_path: str | None = None, progress: bool | None = None):
+                 device=None, max_tokens: int | None = None, max_batch_size: int | None = None,
+                 chunk_size: int | None = DEFAULT_CHUNK, reference_path: str | None = None, progress: bool | None = None):
         if reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         if beta <= 0:

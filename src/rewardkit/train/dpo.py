@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 class PolicyModule(nn.Module):
     """``forward(input_ids, attention_mask, response_start) -> [B]`` summed response log-probs (nats)."""
 
-    def __init__(self, model: nn.Module, chunk_size: int = DEFAULT_CHUNK):
+    def __init__(self, model: nn.Module, chunk_size: int | None = DEFAULT_CHUNK):
         super().__init__()
         self.model = model
         self.chunk_size = chunk_size
