@@ -45,8 +45,15 @@ def _setup(args):
             p.add_(torch.randn_like(p) * p.std() * 1e-3)
     pairs = load_preferences(DATA)
     pairs = [pairs[i] for i in sorted(random.Random(0).sample(range(len(pairs)), args.pairs))]
-    rm = DPOImplicitRM(policy, reference, __import__("rewardkit").models.common.load_tokenizer(path), beta=0.1,
-                       max_length=args.max_length, device=device, progress=False)
+    rm = DPOImplicitRM(
+        policy,
+        reference,
+        __import__("rewardkit").models.common.load_tokenizer(path),
+        beta=0.1,
+        max_length=args.max_length,
+        device=device,
+        progress=False,
+    )
     return rm, pairs
 
 
@@ -59,13 +66,19 @@ def _naive(rm, pairs, batch_size=8):
     out = []
     with torch.inference_mode():
         for lo in range(0, len(items), batch_size):
-            b = collate(items, list(range(lo, min(lo + batch_size, len(items)))), rm.tokenizer.pad_token_id,
-                        pad_multiple=1)
+            b = collate(
+                items,
+                list(range(lo, min(lo + batch_size, len(items)))),
+                rm.tokenizer.pad_token_id,
+                pad_multiple=1,
+            )
             t = torch.arange(1, b.input_ids.shape[1])
             m = (t[None] >= b.response_start[:, None]) & b.attention_mask[:, 1:].bool()
             sums = []
             for model in (rm.policy, rm.reference):  # separate passes
-                logp = torch.log_softmax(model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits.float(), -1)
+                logp = torch.log_softmax(
+                    model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits.float(), -1
+                )
                 sums.append((logp[:, :-1].gather(-1, b.input_ids[:, 1:, None]).squeeze(-1) * m).sum(-1))
             out.extend((rm.beta * (sums[0] - sums[1])).tolist())
     return out, sum(len(x) for x in items)
@@ -84,7 +97,9 @@ def child(args) -> None:
         tokens = sum(len(rm.formatter.encode(p.prompt, r)) for p in pairs for r in (p.chosen, p.rejected))
     seconds = time.perf_counter() - t0
     peak = _status("VmHWM:") - base
-    print(json.dumps({"seconds": seconds, "peak_rss_growth_bytes": peak, "tokens": tokens, "rewards": rewards}))
+    print(
+        json.dumps({"seconds": seconds, "peak_rss_growth_bytes": peak, "tokens": tokens, "rewards": rewards})
+    )
 
 
 def main() -> None:
@@ -100,19 +115,33 @@ def main() -> None:
         sys.exit(f"error: {DATA} not found")
     runs = {}
     for mode in ("naive", "rewardkit"):
-        cmd = [sys.executable, __file__, "--child", mode, "--pairs", str(args.pairs), "--max-length", str(args.max_length)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            "--pairs",
+            str(args.pairs),
+            "--max-length",
+            str(args.max_length),
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, check=True)
         runs[mode] = json.loads(r.stdout.strip().splitlines()[-1])
     n, k = runs["naive"], runs["rewardkit"]
     max_diff = max(abs(a - b) for a, b in zip(n["rewards"], k["rewards"]))
     result = {
-        "pairs": args.pairs, "max_length": args.max_length, "sequences": 2 * args.pairs, "tokens": k["tokens"],
-        "naive_seconds": n["seconds"], "rewardkit_seconds": k["seconds"],
+        "pairs": args.pairs,
+        "max_length": args.max_length,
+        "sequences": 2 * args.pairs,
+        "tokens": k["tokens"],
+        "naive_seconds": n["seconds"],
+        "rewardkit_seconds": k["seconds"],
         "speedup": n["seconds"] / k["seconds"],
         "naive_peak_rss_growth_mb": n["peak_rss_growth_bytes"] / 2**20,
         "rewardkit_peak_rss_growth_mb": k["peak_rss_growth_bytes"] / 2**20,
         "peak_memory_ratio": k["peak_rss_growth_bytes"] / n["peak_rss_growth_bytes"],
-        "max_abs_reward_diff": max_diff, "threads": __import__("torch").get_num_threads(),
+        "max_abs_reward_diff": max_diff,
+        "threads": __import__("torch").get_num_threads(),
         "targets": {"speedup": ">= 1.5", "peak_memory_ratio": "<= 0.5"},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

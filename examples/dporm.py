@@ -27,9 +27,11 @@ def main(argv=None) -> dict:
 
     untrained = DPOImplicitRM.from_pretrained(model, model, beta=args.beta)  # policy == reference: r = 0
     rm = train_dpo(model, train, out=work / "dpo", beta=args.beta, lr=3e-3, epochs=3, batch_size=16)
-    result = {"untrained_accuracy": untrained.score_pairs(test).accuracy(),
-              "dpo_accuracy": load_reward_model(work / "dpo").score_pairs(test).accuracy(),
-              "mean_margin": float(rm.score_pairs(test).margins.mean())}
+    result = {
+        "untrained_accuracy": untrained.score_pairs(test).accuracy(),
+        "dpo_accuracy": load_reward_model(work / "dpo").score_pairs(test).accuracy(),
+        "mean_margin": float(rm.score_pairs(test).margins.mean()),
+    }
     print(result)
     return result
 

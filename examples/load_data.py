@@ -17,15 +17,36 @@ from rewardkit import load_preferences
 
 def _sample_files(folder: Path) -> list[Path]:
     hh = folder / "hh.jsonl"
-    hh.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"chosen": "\n\nHuman: Hi!\n\nAssistant: Hello, how can I help?", "rejected": "\n\nHuman: Hi!\n\nAssistant: What.",
-         "subset": "harmless"},
-        {"chosen": "\n\nHuman: 2+2?\n\nAssistant: 4", "rejected": "\n\nHuman: 2+2?\n\nAssistant: 5", "subset": "helpful"},
-    ]))
+    hh.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {
+                    "chosen": "\n\nHuman: Hi!\n\nAssistant: Hello, how can I help?",
+                    "rejected": "\n\nHuman: Hi!\n\nAssistant: What.",
+                    "subset": "harmless",
+                },
+                {
+                    "chosen": "\n\nHuman: 2+2?\n\nAssistant: 4",
+                    "rejected": "\n\nHuman: 2+2?\n\nAssistant: 5",
+                    "subset": "helpful",
+                },
+            ]
+        )
+    )
     conv = folder / "conversational.json"
-    conv.write_text(json.dumps([{"prompt": [{"role": "user", "content": "Name a prime."}],
-                                 "chosen": [{"role": "assistant", "content": "7"}],
-                                 "rejected": [{"role": "assistant", "content": "8"}], "subset": "helpful"}]))
+    conv.write_text(
+        json.dumps(
+            [
+                {
+                    "prompt": [{"role": "user", "content": "Name a prime."}],
+                    "chosen": [{"role": "assistant", "content": "7"}],
+                    "rejected": [{"role": "assistant", "content": "8"}],
+                    "subset": "helpful",
+                }
+            ]
+        )
+    )
     return [hh, conv]
 
 
@@ -40,8 +61,15 @@ def main(argv=None) -> dict:
     for f in files:
         ds = load_preferences(f, on_error="skip")
         id_part, ood_part = ds.split(args.split_by, args.id.split(","))
-        summary[f.name] = {"pairs": len(ds), "skipped": len(ds.skipped), "id": len(id_part), "ood": len(ood_part)}
-        print(f"{f.name}: {len(ds)} pairs ({len(ds.skipped)} skipped); ID {len(id_part)}, OOD {len(ood_part)}")
+        summary[f.name] = {
+            "pairs": len(ds),
+            "skipped": len(ds.skipped),
+            "id": len(id_part),
+            "ood": len(ood_part),
+        }
+        print(
+            f"{f.name}: {len(ds)} pairs ({len(ds.skipped)} skipped); ID {len(id_part)}, OOD {len(ood_part)}"
+        )
         print(f"  first prompt: {ds[0].prompt!r}\n  chosen: {ds[0].chosen!r}")
     return summary
 

@@ -35,12 +35,16 @@ def main(argv=None) -> dict:
     train = make_synthetic_preferences(args.pairs, seed=0, **train_kw)
     splits = {
         "id": make_synthetic_preferences(300, seed=1, **train_kw),
-        "prompt_shift": make_synthetic_preferences(300, seed=2, domains=("science", "finance"), generators=("gen_a",)),
-        "response_shift": make_synthetic_preferences(300, seed=3, domains=("cooking", "travel"),
-                                                     generators=("gen_b", "gen_c")),
+        "prompt_shift": make_synthetic_preferences(
+            300, seed=2, domains=("science", "finance"), generators=("gen_a",)
+        ),
+        "response_shift": make_synthetic_preferences(
+            300, seed=3, domains=("cooking", "travel"), generators=("gen_b", "gen_c")
+        ),
     }
-    rm = train_reward_model(model, train, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, batch_size=16,
-                            logging_steps=20)
+    rm = train_reward_model(
+        model, train, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, batch_size=16, logging_steps=20
+    )
     report = {name: rm.score_pairs(pairs).accuracy() for name, pairs in splits.items()}
     print("\n| split | pairs | accuracy |\n|---|---|---|")
     for name, acc in report.items():

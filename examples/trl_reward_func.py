@@ -26,8 +26,10 @@ def main(argv=None) -> list[float]:
     else:
         rm = BradleyTerryRM.from_pretrained(build_tiny_model(Path(tempfile.mkdtemp()) / "lm"))
     prompts = [[{"role": "user", "content": "tell me about pasta"}]] * 2
-    completions = [[{"role": "assistant", "content": "great helpful recipe"}],
-                   [{"role": "assistant", "content": "wrong rude"}]]
+    completions = [
+        [{"role": "assistant", "content": "great helpful recipe"}],
+        [{"role": "assistant", "content": "wrong rude"}],
+    ]
     rewards = rm(prompts=prompts, completions=completions, trainer_state=None)
     print("rewards:", rewards)
     return rewards

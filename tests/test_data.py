@@ -10,7 +10,13 @@ from .conftest import SHARED_DATA
 
 EXPLICIT = [
     {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5", "subset": "math", "annotator": "a"},
-    {"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Rome", "subset": "geo", "annotator": "b"},
+    {
+        "prompt": "Capital of France?",
+        "chosen": "Paris",
+        "rejected": "Rome",
+        "subset": "geo",
+        "annotator": "b",
+    },
 ]
 
 
@@ -44,8 +50,10 @@ def test_file_formats_load_the_same_pairs(tmp_path, suffix):
             w.writeheader()
             w.writerows(EXPLICIT)
     ds = load_preferences(path)
-    assert [(p.prompt, p.chosen, p.rejected) for p in ds] == [("What is 2+2?", "4", "5"),
-                                                                 ("Capital of France?", "Paris", "Rome")]
+    assert [(p.prompt, p.chosen, p.rejected) for p in ds] == [
+        ("What is 2+2?", "4", "5"),
+        ("Capital of France?", "Paris", "Rome"),
+    ]
     assert ds[1].metadata == {"subset": "geo", "annotator": "b"}
 
 
@@ -59,16 +67,20 @@ def test_in_memory_sources():
 
 
 def test_conversational_explicit():
-    rec = {"prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
-           "chosen": [{"role": "assistant", "content": "hello"}],
-           "rejected": [{"role": "assistant", "content": "go away"}]}
+    rec = {
+        "prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+        "chosen": [{"role": "assistant", "content": "hello"}],
+        "rejected": [{"role": "assistant", "content": "go away"}],
+    }
     p = load_preferences([rec])[0]
     assert p.prompt == rec["prompt"] and p.chosen == "hello" and p.rejected == "go away"
 
 
 def test_implicit_prompt_messages_and_text():
-    conv = {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
-            "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]}
+    conv = {
+        "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+        "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}],
+    }
     p = load_preferences([conv])[0]
     assert p.prompt == [{"role": "user", "content": "q"}] and (p.chosen, p.rejected) == ("good", "bad")
     text = {"chosen": "The answer is 5", "rejected": "The answer is 6"}
@@ -77,11 +89,16 @@ def test_implicit_prompt_messages_and_text():
 
 
 def test_hh_rlhf_transcripts():
-    rec = {"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant: fine, thanks",
-           "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant: go away"}
+    rec = {
+        "chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant: fine, thanks",
+        "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant: go away",
+    }
     p = load_preferences([rec])[0]
-    assert p.prompt == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-                        {"role": "user", "content": "how are you?"}]
+    assert p.prompt == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "how are you?"},
+    ]
     assert (p.chosen, p.rejected) == ("fine, thanks", "go away")
 
 
@@ -92,15 +109,23 @@ def test_hh_mismatched_prefix_is_an_error():
 
 
 def test_column_mapping():
-    ds = load_preferences([{"question": "q", "good": "a", "bad": "b"}],
-                          columns={"prompt": "question", "chosen": "good", "rejected": "bad"})
+    ds = load_preferences(
+        [{"question": "q", "good": "a", "bad": "b"}],
+        columns={"prompt": "question", "chosen": "good", "rejected": "bad"},
+    )
     assert (ds[0].prompt, ds[0].chosen, ds[0].rejected, ds[0].metadata) == ("q", "a", "b", {})
 
 
 def test_malformed_records_name_file_line_and_field(tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps(EXPLICIT[0]) + "\n" + json.dumps({"prompt": "x", "chosen": 3, "rejected": "y"})
-                    + "\n{not json\n" + json.dumps({"prompt": "x", "rejected": "y"}) + "\n")
+    path.write_text(
+        json.dumps(EXPLICIT[0])
+        + "\n"
+        + json.dumps({"prompt": "x", "chosen": 3, "rejected": "y"})
+        + "\n{not json\n"
+        + json.dumps({"prompt": "x", "rejected": "y"})
+        + "\n"
+    )
     with pytest.raises(DataError, match=r"bad\.jsonl:2: field 'chosen'"):
         load_preferences(path)
     ds = load_preferences(path, on_error="skip")
@@ -112,7 +137,9 @@ def test_malformed_records_name_file_line_and_field(tmp_path):
 def test_csv_line_numbers_and_bad_messages(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text('prompt,chosen,rejected\nq,a,b\n"[{""role"": ""user""}]",a,b\n')
-    with pytest.raises(DataError, match=r"bad\.csv:3: field 'prompt': message 0 needs string 'role' and 'content'"):
+    with pytest.raises(
+        DataError, match=r"bad\.csv:3: field 'prompt': message 0 needs string 'role' and 'content'"
+    ):
         load_preferences(path)
 
 

@@ -16,11 +16,16 @@ def test_demo_model_pad_eos_trap_and_template():
     assert tok.pad_token == tok.eos_token == "<|im_end|>"
     enc = rm.formatter.encode("What is the capital of France?", "Paris.")
     toks = tok.convert_ids_to_tokens(enc.ids)
-    assert toks[enc.response_start:] == ["Paris", ".", "<|im_end|>", "Ċ"]
+    assert toks[enc.response_start :] == ["Paris", ".", "<|im_end|>", "Ċ"]
     assert toks.count("<|im_start|>") == 3  # system + user + assistant
     prompts = ["What is the capital of France?"] * 2
     scores = rm.score(prompts * 2, ["Paris.", "The capital of France is Paris.", "Rome.", "I don't know."])
     assert len(set(scores.tolist())) == 4
     rm.max_tokens = 1  # one at a time: same rewards
-    assert np.abs(rm.score(prompts * 2, ["Paris.", "The capital of France is Paris.", "Rome.", "I don't know."])
-                  - scores).max() <= 1e-4
+    assert (
+        np.abs(
+            rm.score(prompts * 2, ["Paris.", "The capital of France is Paris.", "Rome.", "I don't know."])
+            - scores
+        ).max()
+        <= 1e-4
+    )

@@ -12,9 +12,31 @@ def test_torchrun_two_processes_train(tiny_lm, synthetic_split, tmp_path):
     train.save_jsonl(tmp_path / "train.jsonl")
     out = tmp_path / "rm"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "rewardkit.cli", "train", "explicit", "--model", str(tiny_lm), "--data", str(tmp_path / "train.jsonl"),
-           "--out", str(out), "--epochs", "3", "--lr", "3e-3", "--batch-size", "8", "--seed", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "rewardkit.cli",
+        "train",
+        "explicit",
+        "--model",
+        str(tiny_lm),
+        "--data",
+        str(tmp_path / "train.jsonl"),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "8",
+        "--seed",
+        "0",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     # 400 pairs over 2 ranks x 8 pairs per step = 25 steps per epoch (a single process would take 50)

@@ -22,8 +22,10 @@ def test_quickstart(tmp_path):
 
 def test_load_data():
     summary = _load("load_data").main([])
-    assert summary == {"hh.jsonl": {"pairs": 2, "skipped": 0, "id": 1, "ood": 1},
-                       "conversational.json": {"pairs": 1, "skipped": 0, "id": 1, "ood": 0}}
+    assert summary == {
+        "hh.jsonl": {"pairs": 2, "skipped": 0, "id": 1, "ood": 1},
+        "conversational.json": {"pairs": 1, "skipped": 0, "id": 1, "ood": 0},
+    }
 
 
 def test_trl_reward_func(tiny_lm, tmp_path):
@@ -38,3 +40,10 @@ def test_dporm_example():
     result = _load("dporm").main([])
     assert result["untrained_accuracy"] == 0.5  # all ties
     assert result["dpo_accuracy"] >= 0.9 and result["mean_margin"] > 0
+
+
+def test_evaluate_example(tmp_path):
+    report, curve = _load("evaluate").main(["--out", str(tmp_path)])
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "report.png").stat().st_size > 1000
+    assert report.models["exrm"]["id"] >= 0.9 and report.models["dporm"]["id"] >= 0.85
+    assert curve["gold"][-1] > curve["gold"][0]  # a good proxy's best-of-8 beats a random pick

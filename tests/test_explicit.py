@@ -25,7 +25,9 @@ def test_left_right_padding_and_batch_size_invariance(tiny_lm):
     assert np.abs(left - single).max() <= 1e-4
     engine = rm.score(prompts, responses)  # token-budget batches, sorted by length
     rm.max_tokens = 1  # forces batches of one
-    assert np.abs(engine - single).max() <= 1e-4 and np.abs(rm.score(prompts, responses) - single).max() <= 1e-4
+    assert (
+        np.abs(engine - single).max() <= 1e-4 and np.abs(rm.score(prompts, responses) - single).max() <= 1e-4
+    )
 
 
 def test_pad_equals_eos_reads_the_right_token(tiny_lm_pad_eos):
@@ -67,15 +69,17 @@ def test_response_boundary(tiny_lm):
     rm = BradleyTerryRM.from_pretrained(tiny_lm)
     enc = rm.formatter.encode([{"role": "user", "content": "tell me"}], "good answer")
     toks = rm.tokenizer.convert_ids_to_tokens(enc.ids)
-    assert toks[enc.response_start - 2:enc.response_start] == ["<|im_start|>", "assistant"]
-    assert toks[enc.response_start:] == ["good", "<unk>", "<|im_end|>"]
+    assert toks[enc.response_start - 2 : enc.response_start] == ["<|im_start|>", "assistant"]
+    assert toks[enc.response_start :] == ["good", "<unk>", "<|im_end|>"]
 
 
 def test_misaligned_template_is_detected(tiny_lm):
     rm = BradleyTerryRM.from_pretrained(tiny_lm)
     # A template that renders the generation prompt differently from the assistant turn.
-    rm.tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
-                                  "{% if add_generation_prompt %}system{% endif %}")
+    rm.tokenizer.chat_template = (
+        "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+        "{% if add_generation_prompt %}system{% endif %}"
+    )
     with pytest.raises(DataError, match="example 0: the chat-templated prompt is not a token prefix"):
         rm.formatter.encode("tell me", "good")
 
@@ -87,7 +91,7 @@ def test_no_template_and_encoder_paths(tiny_bert, tmp_path):
     for path in (plain, tiny_bert):
         rm = BradleyTerryRM.from_pretrained(path, head_seed=1)
         enc = rm.formatter.encode("tell me about pasta", "good answer")
-        toks = rm.tokenizer.convert_ids_to_tokens(enc.ids[enc.response_start:])
+        toks = rm.tokenizer.convert_ids_to_tokens(enc.ids[enc.response_start :])
         assert toks[:2] == ["good", "<unk>"]
         ds = make_synthetic_preferences(8, seed=2)
         scores = rm.score(ds.prompts, [p.chosen for p in ds])

@@ -84,8 +84,9 @@ def test_dpo_training_learns_and_round_trips(tiny_lm, synthetic_split, tmp_path)
     train, test = synthetic_split
     before = DPOImplicitRM.from_pretrained(tiny_lm, tiny_lm, beta=0.1).score_pairs(test)
     assert np.all(before.margins == 0)  # policy == reference: every implicit reward is 0
-    rm = train_dpo(tiny_lm, train, out=tmp_path / "dpo", epochs=3, lr=3e-3, beta=0.1, batch_size=16,
-                   progress=False)
+    rm = train_dpo(
+        tiny_lm, train, out=tmp_path / "dpo", epochs=3, lr=3e-3, beta=0.1, batch_size=16, progress=False
+    )
     acc = rm.score_pairs(test).accuracy()
     assert acc >= 0.9
     loaded = load_reward_model(tmp_path / "dpo")
@@ -96,11 +97,16 @@ def test_dpo_training_learns_and_round_trips(tiny_lm, synthetic_split, tmp_path)
 
 def test_lora_reference_is_the_adapter_disabled_base(tiny_lm, synthetic_split, tmp_path):
     train, test = synthetic_split
-    rm = train_dpo(tiny_lm, train[:64], out=tmp_path / "lora", epochs=1, lr=1e-2, lora_r=4, batch_size=16,
-                   progress=False)
+    rm = train_dpo(
+        tiny_lm, train[:64], out=tmp_path / "lora", epochs=1, lr=1e-2, lora_r=4, batch_size=16, progress=False
+    )
     assert rm.reference is None and rm.is_lora  # no second copy of the weights
-    explicit_ref = DPOImplicitRM(rm.policy, DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1).policy,
-                                 rm.tokenizer, beta=rm.beta)
+    explicit_ref = DPOImplicitRM(
+        rm.policy,
+        DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1).policy,
+        rm.tokenizer,
+        beta=rm.beta,
+    )
     a, b = rm.score_pairs(test[:16]).chosen, explicit_ref.score_pairs(test[:16]).chosen
     assert np.abs(a).max() > 1e-4 and np.abs(a - b).max() <= 1e-5
     loaded = load_reward_model(tmp_path / "lora")
@@ -110,9 +116,11 @@ def test_lora_reference_is_the_adapter_disabled_base(tiny_lm, synthetic_split, t
 def test_misaligned_boundary_is_detected(two_lms):
     rm = DPOImplicitRM.from_pretrained(*two_lms, beta=0.1)
     # a template that renders a non-empty answer under another role name than its generation prompt
-    rm.tokenizer.chat_template = ("{% for m in messages %}{% if m['role'] == 'assistant' and m['content'] %}"
-                                  "answer {{ m['content'] }}{% else %}{{ m['role'] }} {{ m['content'] }} {% endif %}"
-                                  "{% endfor %}{% if add_generation_prompt %}assistant{% endif %}")
+    rm.tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'assistant' and m['content'] %}"
+        "answer {{ m['content'] }}{% else %}{{ m['role'] }} {{ m['content'] }} {% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}assistant{% endif %}"
+    )
     with pytest.raises(DataError, match="example 1: the chat-templated prompt is not a token prefix"):
         rm.formatter.encode_many(["tell me", "tell me"], ["", "good"])
 
@@ -150,8 +158,13 @@ def test_peak_memory_large_vocab_is_at_most_half_of_naive(tmp_path):
     path = build_tiny_model(tmp_path / "bigvocab", vocab_extra=32000 - 100, hidden=64)
     peaks = {}
     for mode in ("naive", "rewardkit"):
-        r = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path), mode], capture_output=True, text=True,
-                           env={"OMP_NUM_THREADS": "1", "PATH": ""}, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-c", PEAK_SCRIPT, str(path), mode],
+            capture_output=True,
+            text=True,
+            env={"OMP_NUM_THREADS": "1", "PATH": ""},
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         peaks[mode] = int(r.stdout.strip().splitlines()[-1])
     print("peak RSS growth, bytes:", peaks)

@@ -19,7 +19,9 @@ def test_plan_respects_token_budget_and_covers_everything():
 
 def test_run_batches_restores_input_order():
     items = [Encoded(list(range(n)), 0) for n in (5, 17, 2, 9, 30, 1)]
-    out = run_batches(items, lambda b: b.attention_mask.sum(-1).float(), pad_id=0, device="cpu", max_tokens=32)
+    out = run_batches(
+        items, lambda b: b.attention_mask.sum(-1).float(), pad_id=0, device="cpu", max_tokens=32
+    )
     np.testing.assert_array_equal(out, [5, 17, 2, 9, 30, 1])
 
 

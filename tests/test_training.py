@@ -13,16 +13,30 @@ def test_bt_learns_synthetic_preference(trained_rm, synthetic_split):
     assert rm.score_pairs(test).accuracy() >= 0.9
     # the saved checkpoint is safetensors and scores identically
     assert (out / "model.safetensors").is_file()
-    np.testing.assert_array_equal(load_reward_model(out).score_pairs(test).margins, rm.score_pairs(test).margins)
+    np.testing.assert_array_equal(
+        load_reward_model(out).score_pairs(test).margins, rm.score_pairs(test).margins
+    )
 
 
 def test_lora_training_learns(tiny_lm, synthetic_split, tmp_path):
     train, test = synthetic_split
-    rm = train_reward_model(tiny_lm, train, out=tmp_path / "lora", epochs=3, lr=1e-2, lora_r=8, head_seed=2,
-                            batch_size=16, progress=False)
+    rm = train_reward_model(
+        tiny_lm,
+        train,
+        out=tmp_path / "lora",
+        epochs=3,
+        lr=1e-2,
+        lora_r=8,
+        head_seed=2,
+        batch_size=16,
+        progress=False,
+    )
     assert rm.is_lora and (tmp_path / "lora" / "adapter_model.safetensors").is_file()
     assert rm.score_pairs(test).accuracy() >= 0.9
-    assert load_reward_model(tmp_path / "lora").score_pairs(test[:20]).accuracy() == rm.score_pairs(test[:20]).accuracy()
+    assert (
+        load_reward_model(tmp_path / "lora").score_pairs(test[:20]).accuracy()
+        == rm.score_pairs(test[:20]).accuracy()
+    )
 
 
 def _weights(rm):
@@ -48,8 +62,9 @@ def test_linear_probe_warmup_trains_only_the_head(tiny_lm, synthetic_split):
     train, _ = synthetic_split
     start = _weights(BradleyTerryRM.from_pretrained(tiny_lm, head_seed=0))
     # warm-up at lr 1e-2, then a fine-tuning phase whose lr is too small to move anything measurably
-    rm = train_reward_model(tiny_lm, train[:64], lp_epochs=1, lp_lr=1e-2, epochs=1, lr=1e-12, batch_size=8,
-                            progress=False)
+    rm = train_reward_model(
+        tiny_lm, train[:64], lp_epochs=1, lp_lr=1e-2, epochs=1, lr=1e-12, batch_size=8, progress=False
+    )
     after = _weights(rm)
     head = [n for n in after if ".score." in f".{n}"]
     assert head and all(not torch.equal(after[n], start[n]) for n in head)

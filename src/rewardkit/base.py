@@ -143,4 +143,3 @@ def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
     if kind not in _REGISTRY:
         raise ModelError(f"{path / MANIFEST}: unknown kind {kind!r}; known: {sorted(_REGISTRY)}")
     return _REGISTRY[kind]._load(path, manifest, **kwargs)
-

@@ -44,7 +44,9 @@ def _refuse_existing(path: str, force: bool) -> None:
 @click.version_option(package_name="rewardkit")
 def cli(verbose: bool) -> None:
     """Reward models for RLHF: train, score, evaluate, merge."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
 
 
 @cli.group()
@@ -69,8 +71,24 @@ def train() -> None:
 @click.option("--config", "config_file", default=None, help="YAML file of RewardTrainingConfig fields")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", help="malformed records")
 @click.option("--force", is_flag=True, help="overwrite an existing --out")
-def train_explicit(model, data, out, eval_data, epochs, lr, batch_size, lora_r, seed, head_seed, data_seed,
-                   max_length, center_coef, config_file, on_error, force) -> None:
+def train_explicit(
+    model,
+    data,
+    out,
+    eval_data,
+    epochs,
+    lr,
+    batch_size,
+    lora_r,
+    seed,
+    head_seed,
+    data_seed,
+    max_length,
+    center_coef,
+    config_file,
+    on_error,
+    force,
+) -> None:
     """Train a Bradley-Terry reward model."""
     from rewardkit.data import load_preferences
     from rewardkit.train import RewardTrainingConfig, train_reward_model
@@ -79,16 +97,26 @@ def train_explicit(model, data, out, eval_data, epochs, lr, batch_size, lora_r, 
     fields = _load_yaml(config_file)
     if seed is not None:
         fields.update(seed=seed, head_seed=seed, data_seed=seed)
-    flags = dict(epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r, head_seed=head_seed,
-                 data_seed=data_seed, max_length=max_length, center_coef=center_coef)
+    flags = dict(
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        lora_r=lora_r,
+        head_seed=head_seed,
+        data_seed=data_seed,
+        max_length=max_length,
+        center_coef=center_coef,
+    )
     fields.update({k: v for k, v in flags.items() if v is not None})
     config = RewardTrainingConfig(**fields)
     train_pairs = load_preferences(data, on_error=on_error)
     eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
     rm = train_reward_model(model, train_pairs, eval_data=eval_pairs, out=out, config=config, force=force)
     info = rm.training_info
-    msg = (f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
-           f"{info['world_size']} process(es); saved explicit reward model to {out}")
+    msg = (
+        f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
+        f"{info['world_size']} process(es); saved explicit reward model to {out}"
+    )
     if eval_pairs is not None:
         msg += f" (held-out accuracy {rm.score_pairs(eval_pairs).accuracy():.4f})"
     click.echo(msg)
@@ -98,7 +126,9 @@ def train_explicit(model, data, out, eval_data, epochs, lr, batch_size, lora_r, 
 @click.option("--model", required=True, help="causal LM checkpoint to train (the starting policy)")
 @click.option("--data", required=True, help="preference file or hub dataset name")
 @click.option("--out", required=True, help="output folder: a DPO implicit reward model")
-@click.option("--reference", default=None, help="reference checkpoint (default: the starting policy / LoRA base)")
+@click.option(
+    "--reference", default=None, help="reference checkpoint (default: the starting policy / LoRA base)"
+)
 @click.option("--eval-data", default=None)
 @click.option("--beta", type=float, default=None)
 @click.option("--loss", type=click.Choice(["sigmoid", "ipo", "hinge"]), default=None)
@@ -113,8 +143,26 @@ def train_explicit(model, data, out, eval_data, epochs, lr, batch_size, lora_r, 
 @click.option("--config", "config_file", default=None, help="YAML file of DPOTrainingConfig fields")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True)
-def train_dpo_cmd(model, data, out, reference, eval_data, beta, loss, label_smoothing, reduction, epochs, lr,
-                  batch_size, lora_r, seed, max_length, config_file, on_error, force) -> None:
+def train_dpo_cmd(
+    model,
+    data,
+    out,
+    reference,
+    eval_data,
+    beta,
+    loss,
+    label_smoothing,
+    reduction,
+    epochs,
+    lr,
+    batch_size,
+    lora_r,
+    seed,
+    max_length,
+    config_file,
+    on_error,
+    force,
+) -> None:
     """DPO-train a policy; its implicit reward is saved as a reward model."""
     from rewardkit.data import load_preferences
     from rewardkit.train import DPOTrainingConfig, train_dpo
@@ -123,16 +171,29 @@ def train_dpo_cmd(model, data, out, reference, eval_data, beta, loss, label_smoo
     fields = _load_yaml(config_file)
     if seed is not None:
         fields.update(seed=seed, data_seed=seed)
-    flags = dict(beta=beta, loss=loss, label_smoothing=label_smoothing, reduction=reduction, epochs=epochs, lr=lr,
-                 batch_size=batch_size, lora_r=lora_r, max_length=max_length)
+    flags = dict(
+        beta=beta,
+        loss=loss,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        lora_r=lora_r,
+        max_length=max_length,
+    )
     fields.update({k: v for k, v in flags.items() if v is not None})
     config = DPOTrainingConfig(**fields)
     train_pairs = load_preferences(data, on_error=on_error)
     eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
-    rm = train_dpo(model, train_pairs, reference=reference, eval_data=eval_pairs, out=out, config=config, force=force)
+    rm = train_dpo(
+        model, train_pairs, reference=reference, eval_data=eval_pairs, out=out, config=config, force=force
+    )
     info = rm.training_info
-    msg = (f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
-           f"{info['world_size']} process(es); saved DPO implicit reward model to {out}")
+    msg = (
+        f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
+        f"{info['world_size']} process(es); saved DPO implicit reward model to {out}"
+    )
     if eval_pairs is not None:
         msg += f" (held-out implicit-reward accuracy {rm.score_pairs(eval_pairs).accuracy():.4f})"
     click.echo(msg)
@@ -148,8 +209,13 @@ def _load_rm(rm_dir: str | None, max_batch_size: int | None, dpo: dict | None = 
             raise click.UsageError("give either --rm or --dpo-policy, not both")
         if dpo["beta"] is None:
             raise click.UsageError("--dpo-policy needs --beta")
-        rm = DPOImplicitRM.from_pretrained(dpo["policy"], dpo["reference"], beta=dpo["beta"],
-                                           reduction=dpo["reduction"], reference_free=dpo["reference_free"])
+        rm = DPOImplicitRM.from_pretrained(
+            dpo["policy"],
+            dpo["reference"],
+            beta=dpo["beta"],
+            reduction=dpo["reduction"],
+            reference_free=dpo["reference_free"],
+        )
     elif rm_dir:
         rm = load_reward_model(rm_dir)
     else:
@@ -161,14 +227,19 @@ def _load_rm(rm_dir: str | None, max_batch_size: int | None, dpo: dict | None = 
 
 def dpo_options(fn):
     """Score with the implicit reward of any two causal LMs, no training needed."""
-    for opt in reversed([
-        click.option("--dpo-policy", default=None, help="policy checkpoint (or LoRA adapter folder)"),
-        click.option("--dpo-reference", default=None,
-                     help="reference checkpoint (default for a LoRA adapter policy: its base model)"),
-        click.option("--reference-free", is_flag=True, help="r = beta * log pi(y|x), no reference"),
-        click.option("--beta", type=float, default=None, help="DPO beta of the implicit reward"),
-        click.option("--reduction", type=click.Choice(["sum", "mean"]), default="sum"),
-    ]):
+    for opt in reversed(
+        [
+            click.option("--dpo-policy", default=None, help="policy checkpoint (or LoRA adapter folder)"),
+            click.option(
+                "--dpo-reference",
+                default=None,
+                help="reference checkpoint (default for a LoRA adapter policy: its base model)",
+            ),
+            click.option("--reference-free", is_flag=True, help="r = beta * log pi(y|x), no reference"),
+            click.option("--beta", type=float, default=None, help="DPO beta of the implicit reward"),
+            click.option("--reduction", type=click.Choice(["sum", "mean"]), default="sum"),
+        ]
+    ):
         fn = opt(fn)
     return fn
 
@@ -181,68 +252,127 @@ def dpo_options(fn):
 @click.option("--batch-size", type=int, default=None, help="upper bound on sequences per batch")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True, help="overwrite an existing --out")
-def score(rm_dir, dpo_policy, dpo_reference, reference_free, beta, reduction, data, out, batch_size, on_error, force) -> None:
+def score(
+    rm_dir, dpo_policy, dpo_reference, reference_free, beta, reduction, data, out, batch_size, on_error, force
+) -> None:
     """Score the chosen and rejected response of every pair."""
     from rewardkit.data import load_preferences
     from rewardkit.io import atomic_write_text
 
     _refuse_existing(out, force)
     pairs = load_preferences(data, on_error=on_error)
-    dpo = {"policy": dpo_policy, "reference": dpo_reference, "reference_free": reference_free, "beta": beta,
-           "reduction": reduction}
+    dpo = {
+        "policy": dpo_policy,
+        "reference": dpo_reference,
+        "reference_free": reference_free,
+        "beta": beta,
+        "reduction": reduction,
+    }
     scores = _load_rm(rm_dir, batch_size, dpo).score_pairs(pairs)
-    lines = [json.dumps({"index": i, "chosen": float(c), "rejected": float(r), "margin": float(c - r)})
-             for i, (c, r) in enumerate(zip(scores.chosen, scores.rejected))]
+    lines = [
+        json.dumps({"index": i, "chosen": float(c), "rejected": float(r), "margin": float(c - r)})
+        for i, (c, r) in enumerate(zip(scores.chosen, scores.rejected))
+    ]
     atomic_write_text(out, "\n".join(lines) + "\n")
     click.echo(f"scored {len(pairs)} pairs -> {out} (accuracy {scores.accuracy():.4f})")
 
 
+def _named_rms(specs: tuple[str, ...], batch_size: int | None, dpo: dict) -> dict:
+    """``--rm DIR`` or ``--rm NAME=DIR[,DIR2,...]`` (several folders = several trained seeds of one model)."""
+    rms: dict = {}
+    for spec in specs:
+        name, _, dirs = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        folders = dirs.split(",")
+        name = name or Path(folders[0]).name
+        if name in rms:
+            raise click.UsageError(f"two reward models named {name!r}; use --rm NAME=DIR")
+        rms[name] = [_load_rm(d, batch_size) for d in folders]
+    if dpo.get("policy"):
+        rms[Path(dpo["policy"]).name] = [_load_rm(None, batch_size, dpo)]
+    if not rms:
+        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
+    return {k: v[0] if len(v) == 1 else v for k, v in rms.items()}
+
+
 @cli.command("eval")
-@click.option("--rm", "rm_dir", default=None, help="reward model folder")
+@click.option(
+    "--rm", "rm_specs", multiple=True, help="reward model folder, or NAME=DIR[,DIR2..] (seeds); repeatable"
+)
 @dpo_options
 @click.option("--data", required=True, help="preference file or hub dataset name")
 @click.option("--split-by", default=None, help="metadata field that defines the splits (e.g. subset)")
 @click.option("--ood", default=None, help="comma-separated values of --split-by that are out of distribution")
 @click.option("--ties", type=click.Choice(["half", "correct", "wrong"]), default="half", help="tie policy")
-@click.option("--json", "json_out", default=None, help="write the results as JSON here")
+@click.option("--json", "json_out", default=None, help="write the report as JSON here")
+@click.option("--markdown", "md_out", default=None, help="write the table as Markdown here")
+@click.option("--plot", "plot_out", default=None, help="write ID vs OOD bars with CIs as PNG here")
+@click.option("--n-boot", type=int, default=2000, help="bootstrap resamples for CIs and paired tests")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
-@click.option("--force", is_flag=True, help="overwrite an existing --json")
-def eval_cmd(rm_dir, dpo_policy, dpo_reference, reference_free, beta, reduction, data, split_by, ood, ties, json_out, batch_size, on_error, force) -> None:
-    """Pairwise accuracy overall and per split (ID vs OOD)."""
-    from rewardkit.base import pairwise_accuracy
+@click.option("--force", is_flag=True, help="overwrite existing output files")
+def eval_cmd(
+    rm_specs,
+    dpo_policy,
+    dpo_reference,
+    reference_free,
+    beta,
+    reduction,
+    data,
+    split_by,
+    ood,
+    ties,
+    json_out,
+    md_out,
+    plot_out,
+    n_boot,
+    batch_size,
+    on_error,
+    force,
+) -> None:
+    """Pairwise accuracy per model and split (ID vs OOD), 95% CIs, paired tests between models."""
     from rewardkit.data import load_preferences
-    from rewardkit.io import write_json
+    from rewardkit.eval import evaluate
 
     if ood and not split_by:
         raise click.UsageError("--ood needs --split-by")
-    if json_out:
-        _refuse_existing(json_out, force)
+    for out in (json_out, md_out, plot_out):
+        if out:
+            _refuse_existing(out, force)
     pairs = load_preferences(data, on_error=on_error)
-    dpo = {"policy": dpo_policy, "reference": dpo_reference, "reference_free": reference_free, "beta": beta,
-           "reduction": reduction}
-    margins = _load_rm(rm_dir, batch_size, dpo).score_pairs(pairs).margins
-    result: dict = {"rm": rm_dir or dpo_policy, "data": str(data), "ties": ties, "n": len(pairs),
-                    "accuracy": pairwise_accuracy(margins, ties)}
-    if split_by:
-        keys = pairs.values(split_by)
-        ood_values = set(ood.split(",")) if ood else set()
-        unknown = ood_values - {str(k) for k in keys}
+    dpo = {
+        "policy": dpo_policy,
+        "reference": dpo_reference,
+        "reference_free": reference_free,
+        "beta": beta,
+        "reduction": reduction,
+    }
+    rms = _named_rms(rm_specs, batch_size, dpo)
+    id_split = None
+    if not split_by:
+        splits = {"all": pairs}
+    elif ood:
+        ood_values = ood.split(",")
+        keys = {str(k) for k in pairs.values(split_by)}
+        unknown = set(ood_values) - keys
         if unknown:
             raise RewardkitError(f"--ood values not found in field {split_by!r}: {sorted(unknown)}")
-        result["splits"] = {}
-        for value in dict.fromkeys(map(str, keys)):
-            sel = [i for i, k in enumerate(keys) if str(k) == value]
-            result["splits"][value] = {"n": len(sel), "accuracy": pairwise_accuracy(margins[sel], ties),
-                                       "ood": value in ood_values}
-        if ood_values:
-            for label, is_ood in (("id", False), ("ood", True)):
-                sel = [i for i, k in enumerate(keys) if (str(k) in ood_values) == is_ood]
-                if sel:
-                    result[label] = {"n": len(sel), "accuracy": pairwise_accuracy(margins[sel], ties)}
+        groups = {str(k): v for k, v in pairs.group_by(split_by).items()}
+        id_split = "id"
+        splits = {"id": pairs.filter(lambda p: str(p.metadata[split_by]) not in ood_values)}
+        splits.update({v: groups[v] for v in ood_values})
+    else:
+        splits = {str(k): v for k, v in pairs.group_by(split_by).items()}
+    report = evaluate(rms, splits, id_split=id_split, ties=ties, n_boot=n_boot)
+    report.extra.update(data=str(data), split_by=split_by)
     if json_out:
-        write_json(json_out, result)
-    click.echo(json.dumps(result, indent=2))
+        report.to_json(json_out)
+    if md_out:
+        from rewardkit.io import atomic_write_text
+
+        atomic_write_text(md_out, report.to_markdown())
+    if plot_out:
+        report.plot(plot_out)
+    click.echo(report.to_markdown())
 
 
 @cli.command("demo-model")

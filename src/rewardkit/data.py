@@ -52,8 +52,12 @@ class SkippedRecord:
 class PreferenceDataset(Sequence[PreferencePair]):
     """An ordered list of :class:`PreferencePair` plus what the loader skipped (never silently)."""
 
-    def __init__(self, pairs: Iterable[PreferencePair], skipped: list[SkippedRecord] | None = None,
-                 source: str = "<memory>"):
+    def __init__(
+        self,
+        pairs: Iterable[PreferencePair],
+        skipped: list[SkippedRecord] | None = None,
+        source: str = "<memory>",
+    ):
         self.pairs = list(pairs)
         self.skipped = skipped or []
         self.source = source
@@ -97,8 +101,10 @@ class PreferenceDataset(Sequence[PreferencePair]):
         keys = self.values(field_name)
         missing = wanted - set(keys)
         if missing:
-            raise DataError(f"{self.source}: no pair has {field_name}={sorted(map(str, missing))}; "
-                            f"present: {sorted(map(str, set(keys)))}")
+            raise DataError(
+                f"{self.source}: no pair has {field_name}={sorted(map(str, missing))}; "
+                f"present: {sorted(map(str, set(keys)))}"
+            )
         inside = [p for p, k in zip(self.pairs, keys) if k in wanted]
         outside = [p for p, k in zip(self.pairs, keys) if k not in wanted]
         return PreferenceDataset(inside, source=self.source), PreferenceDataset(outside, source=self.source)
@@ -117,7 +123,9 @@ class PreferenceDataset(Sequence[PreferencePair]):
         random.Random(seed).shuffle(order)
         return PreferenceDataset([self.pairs[i] for i in order], source=self.source)
 
-    def train_test_split(self, test_fraction: float, seed: int) -> tuple[PreferenceDataset, PreferenceDataset]:
+    def train_test_split(
+        self, test_fraction: float, seed: int
+    ) -> tuple[PreferenceDataset, PreferenceDataset]:
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         shuffled = self.shuffle(seed)
@@ -125,7 +133,9 @@ class PreferenceDataset(Sequence[PreferencePair]):
         return shuffled[n_test:], shuffled[:n_test]
 
     def to_records(self) -> list[dict[str, Any]]:
-        return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, **p.metadata} for p in self.pairs]
+        return [
+            {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, **p.metadata} for p in self.pairs
+        ]
 
     def save_jsonl(self, path: str | os.PathLike) -> None:
         from rewardkit.io import atomic_write_text
@@ -140,7 +150,11 @@ def _check_messages(value: Any, where: str, name: str) -> list[Message]:
     if not isinstance(value, list) or not value:
         raise DataError(f"{where}: field {name!r}: expected a non-empty list of messages")
     for j, m in enumerate(value):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+        if (
+            not isinstance(m, dict)
+            or not isinstance(m.get("role"), str)
+            or not isinstance(m.get("content"), str)
+        ):
             raise DataError(f"{where}: field {name!r}: message {j} needs string 'role' and 'content'")
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
@@ -153,8 +167,9 @@ def _response_text(value: Any, where: str, name: str) -> str:
         value = [value]
     msgs = _check_messages(value, where, name)
     if len(msgs) != 1 or msgs[0]["role"] != "assistant":
-        raise DataError(f"{where}: field {name!r}: expected one assistant message, got roles "
-                        f"{[m['role'] for m in msgs]}")
+        raise DataError(
+            f"{where}: field {name!r}: expected one assistant message, got roles {[m['role'] for m in msgs]}"
+        )
     return msgs[0]["content"]
 
 
@@ -166,9 +181,9 @@ def _parse_hh(transcript: str, where: str, name: str) -> tuple[list[Message], st
         raise DataError(f"{where}: field {name!r}: HH transcript must start with '\\n\\nHuman:'")
     while rest:
         if rest.startswith(_HH_HUMAN):
-            role, rest = "user", rest[len(_HH_HUMAN):]
+            role, rest = "user", rest[len(_HH_HUMAN) :]
         elif rest.startswith(_HH_ASSISTANT):
-            role, rest = "assistant", rest[len(_HH_ASSISTANT):]
+            role, rest = "assistant", rest[len(_HH_ASSISTANT) :]
         else:  # pragma: no cover - guarded by the split below
             raise DataError(f"{where}: field {name!r}: malformed HH transcript")
         cut = [i for i in (rest.find(_HH_HUMAN), rest.find(_HH_ASSISTANT)) if i >= 0]
@@ -180,23 +195,33 @@ def _parse_hh(transcript: str, where: str, name: str) -> tuple[list[Message], st
     return turns[:-1], turns[-1]["content"]
 
 
-def _split_implicit_messages(chosen: list[Message], rejected: list[Message], where: str) -> tuple[list[Message], str, str]:
+def _split_implicit_messages(
+    chosen: list[Message], rejected: list[Message], where: str
+) -> tuple[list[Message], str, str]:
     n = 0
     while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
         n += 1
     if n == 0:
         raise DataError(f"{where}: implicit-prompt record: 'chosen' and 'rejected' share no leading messages")
-    return (chosen[:n], _response_text(chosen[n:], where, "chosen"), _response_text(rejected[n:], where, "rejected"))
+    return (
+        chosen[:n],
+        _response_text(chosen[n:], where, "chosen"),
+        _response_text(rejected[n:], where, "rejected"),
+    )
 
 
 def _split_implicit_text(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
     n = len(os.path.commonprefix([chosen, rejected]))
     if n == 0 or n == len(chosen) or n == len(rejected):
-        raise DataError(f"{where}: implicit-prompt record: 'chosen' and 'rejected' need a shared, proper prefix")
+        raise DataError(
+            f"{where}: implicit-prompt record: 'chosen' and 'rejected' need a shared, proper prefix"
+        )
     return chosen[:n], chosen[n:], rejected[n:]
 
 
-def normalize_record(record: dict[str, Any], where: str, columns: dict[str, str] | None = None) -> PreferencePair:
+def normalize_record(
+    record: dict[str, Any], where: str, columns: dict[str, str] | None = None
+) -> PreferencePair:
     """One raw record (any supported format) -> PreferencePair. ``where`` names it in errors."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
@@ -213,8 +238,12 @@ def normalize_record(record: dict[str, Any], where: str, columns: dict[str, str]
             prompt: Prompt = raw_p
         else:
             prompt = _check_messages(raw_p, where, cols["prompt"])
-        return PreferencePair(prompt, _response_text(raw_c, where, cols["chosen"]),
-                              _response_text(raw_r, where, cols["rejected"]), meta)
+        return PreferencePair(
+            prompt,
+            _response_text(raw_c, where, cols["chosen"]),
+            _response_text(raw_r, where, cols["rejected"]),
+            meta,
+        )
 
     if isinstance(raw_c, list) and isinstance(raw_r, list):  # implicit prompt, conversational
         c = _check_messages(raw_c, where, cols["chosen"])
@@ -227,13 +256,17 @@ def normalize_record(record: dict[str, Any], where: str, columns: dict[str, str]
             p_c, chosen = _parse_hh(raw_c, where, cols["chosen"])
             p_r, rejected = _parse_hh(raw_r, where, cols["rejected"])
             if p_c != p_r:
-                raise DataError(f"{where}: HH record: 'chosen' and 'rejected' transcripts differ before the last answer")
+                raise DataError(
+                    f"{where}: HH record: 'chosen' and 'rejected' transcripts differ before the last answer"
+                )
             return PreferencePair(p_c, chosen, rejected, meta)
         prompt, chosen, rejected = _split_implicit_text(raw_c, raw_r, where)
         return PreferencePair(prompt, chosen, rejected, meta)
 
-    raise DataError(f"{where}: fields {cols['chosen']!r}/{cols['rejected']!r}: expected strings or message lists, "
-                    f"got {type(raw_c).__name__}/{type(raw_r).__name__}")
+    raise DataError(
+        f"{where}: fields {cols['chosen']!r}/{cols['rejected']!r}: expected strings or message lists, "
+        f"got {type(raw_c).__name__}/{type(raw_r).__name__}"
+    )
 
 
 # ----------------------------------------------------------------------------- sources
@@ -262,7 +295,9 @@ def _iter_json(path: Path) -> Iterator[tuple[str, Any]]:
     if isinstance(data, dict):  # {"data": [...]} / {"train": [...]} containers
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
-            raise DataError(f"{path}: expected a JSON list of records (or an object holding exactly one list)")
+            raise DataError(
+                f"{path}: expected a JSON list of records (or an object holding exactly one list)"
+            )
         data = lists[0]
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of records")
@@ -335,11 +370,19 @@ def _load_hub(name: str, split: str):
     try:
         return datasets.load_dataset(name, split=split)
     except Exception as e:  # network / name errors: one line, with the cause
-        raise DataError(f"{name}: could not load hub dataset split {split!r} ({type(e).__name__}: {e})") from None
+        raise DataError(
+            f"{name}: could not load hub dataset split {split!r} ({type(e).__name__}: {e})"
+        ) from None
 
 
-def load_preferences(source: Any, *, split: str = "train", on_error: Literal["raise", "skip"] = "raise",
-                     columns: dict[str, str] | None = None, limit: int | None = None) -> PreferenceDataset:
+def load_preferences(
+    source: Any,
+    *,
+    split: str = "train",
+    on_error: Literal["raise", "skip"] = "raise",
+    columns: dict[str, str] | None = None,
+    limit: int | None = None,
+) -> PreferenceDataset:
     """Load preference pairs from a file, a ``datasets.Dataset``, a hub name or a list of dicts.
 
     Files: ``.jsonl``, ``.jsonl.gz``, ``.json``, ``.parquet``, ``.csv``. Record formats are detected per
@@ -366,10 +409,17 @@ def load_preferences(source: Any, *, split: str = "train", on_error: Literal["ra
         if limit is not None and len(pairs) >= limit:
             break
     if skipped:
-        logger.warning("%s: skipped %d malformed record(s) of %d; first: %s", name, len(skipped),
-                       len(skipped) + len(pairs), skipped[0].reason)
+        logger.warning(
+            "%s: skipped %d malformed record(s) of %d; first: %s",
+            name,
+            len(skipped),
+            len(skipped) + len(pairs),
+            skipped[0].reason,
+        )
     if not pairs:
-        raise DataError(f"{name}: no valid preference pairs" + (f" ({len(skipped)} skipped)" if skipped else ""))
+        raise DataError(
+            f"{name}: no valid preference pairs" + (f" ({len(skipped)} skipped)" if skipped else "")
+        )
     return PreferenceDataset(pairs, skipped, source=name)
 
 

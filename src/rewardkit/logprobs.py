@@ -26,23 +26,33 @@ def response_mask(attention_mask: torch.Tensor, response_start: torch.Tensor) ->
     return (pos >= start) & attention_mask.bool()
 
 
-def selective_log_softmax(hidden: torch.Tensor, head: nn.Module, targets: torch.Tensor,
-                          chunk_size: int | None = DEFAULT_CHUNK, softcap: float | None = None) -> torch.Tensor:
+def selective_log_softmax(
+    hidden: torch.Tensor,
+    head: nn.Module,
+    targets: torch.Tensor,
+    chunk_size: int | None = DEFAULT_CHUNK,
+    softcap: float | None = None,
+) -> torch.Tensor:
     """log p(targets[i] | hidden[i]) for N rows. ``hidden``: [N, H], ``targets``: [N] -> [N] (float32)."""
     if chunk_size is None:
         chunk_size = max(8, CHUNK_ELEMENTS // head.weight.shape[0])
     out = []
     for lo in range(0, hidden.shape[0], chunk_size):
-        logits = head(hidden[lo:lo + chunk_size]).float()  # [C, V]
+        logits = head(hidden[lo : lo + chunk_size]).float()  # [C, V]
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
-        tgt = targets[lo:lo + chunk_size]
+        tgt = targets[lo : lo + chunk_size]
         out.append(logits.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
-def sequence_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      response_start: torch.Tensor, chunk_size: int | None = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_logprobs(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_start: torch.Tensor,
+    chunk_size: int | None = DEFAULT_CHUNK,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of response-token log-probs (nats) and response lengths (tokens), both [B].
 
     ``model``: an HF causal LM (optionally peft-wrapped). ``input_ids``/``attention_mask``: [B, T], left or
@@ -50,12 +60,14 @@ def sequence_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask:
     """
     inner = _unwrap(model)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = inner.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                              position_ids=position_ids).last_hidden_state  # [B, T, H]
+    hidden = inner.base_model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+    ).last_hidden_state  # [B, T, H]
     mask = response_mask(attention_mask, response_start)  # [B, T], target positions
     rows, cols = mask.nonzero(as_tuple=True)  # the hidden state at t-1 predicts token t
     softcap = getattr(inner.config, "final_logit_softcapping", None)
-    lp = selective_log_softmax(hidden[rows, cols - 1], inner.get_output_embeddings(), input_ids[rows, cols],
-                               chunk_size, softcap)
+    lp = selective_log_softmax(
+        hidden[rows, cols - 1], inner.get_output_embeddings(), input_ids[rows, cols], chunk_size, softcap
+    )
     sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=lp.device).index_add_(0, rows, lp)
     return sums, mask.sum(-1)

@@ -42,16 +42,24 @@ class Batch:
     response_start: torch.Tensor
 
     def to(self, device) -> Batch:
-        return Batch(self.indices, self.input_ids.to(device), self.attention_mask.to(device),
-                     self.response_start.to(device))
+        return Batch(
+            self.indices,
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.response_start.to(device),
+        )
 
 
 def padded_length(n: int, multiple: int = PAD_MULTIPLE) -> int:
     return -(-n // multiple) * multiple
 
 
-def plan_batches(lengths: Sequence[int], max_tokens: int = DEFAULT_MAX_TOKENS, max_batch_size: int | None = None,
-                 pad_multiple: int = PAD_MULTIPLE) -> list[list[int]]:
+def plan_batches(
+    lengths: Sequence[int],
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_batch_size: int | None = None,
+    pad_multiple: int = PAD_MULTIPLE,
+) -> list[list[int]]:
     """Group indices into batches, longest first, so that ``len(batch) * padded_max_len <= max_tokens``.
 
     A single sequence longer than the budget still forms a batch of its own (it is never dropped).
@@ -73,8 +81,13 @@ def plan_batches(lengths: Sequence[int], max_tokens: int = DEFAULT_MAX_TOKENS, m
     return batches
 
 
-def collate(items: Sequence[Encoded], indices: list[int], pad_id: int, pad_multiple: int = PAD_MULTIPLE,
-            padding_side: str = "right") -> Batch:
+def collate(
+    items: Sequence[Encoded],
+    indices: list[int],
+    pad_id: int,
+    pad_multiple: int = PAD_MULTIPLE,
+    padding_side: str = "right",
+) -> Batch:
     width = padded_length(max(len(items[i]) for i in indices), pad_multiple)
     ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(indices), width), dtype=torch.long)
@@ -82,8 +95,8 @@ def collate(items: Sequence[Encoded], indices: list[int], pad_id: int, pad_multi
     for row, i in enumerate(indices):
         seq = items[i].ids
         lo = 0 if padding_side == "right" else width - len(seq)
-        ids[row, lo:lo + len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, lo:lo + len(seq)] = 1
+        ids[row, lo : lo + len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, lo : lo + len(seq)] = 1
         starts[row] = lo + items[i].response_start
     return Batch(indices, ids, mask, starts)
 
@@ -92,7 +105,9 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
-def _run_one(fn: Callable[[Batch], torch.Tensor], batch: Batch, device) -> list[tuple[list[int], torch.Tensor]]:
+def _run_one(
+    fn: Callable[[Batch], torch.Tensor], batch: Batch, device
+) -> list[tuple[list[int], torch.Tensor]]:
     """Run ``fn`` on a batch; on out-of-memory split it in halves and retry (down to one sequence)."""
     try:
         return [(batch.indices, fn(batch.to(device)).float().cpu())]
@@ -102,11 +117,17 @@ def _run_one(fn: Callable[[Batch], torch.Tensor], batch: Batch, device) -> list[
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         half = len(batch.indices) // 2
-        logger.info("out of memory on a batch of %d; retrying as %d + %d", len(batch.indices), half,
-                    len(batch.indices) - half)
+        logger.info(
+            "out of memory on a batch of %d; retrying as %d + %d",
+            len(batch.indices),
+            half,
+            len(batch.indices) - half,
+        )
         parts = []
         for sl in (slice(0, half), slice(half, None)):
-            sub = Batch(batch.indices[sl], batch.input_ids[sl], batch.attention_mask[sl], batch.response_start[sl])
+            sub = Batch(
+                batch.indices[sl], batch.input_ids[sl], batch.attention_mask[sl], batch.response_start[sl]
+            )
             parts.extend(_run_one(fn, sub, device))
         return parts
 
@@ -115,9 +136,17 @@ def show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-def run_batches(items: Sequence[Encoded], fn: Callable[[Batch], torch.Tensor], *, pad_id: int, device,
-                max_tokens: int | None = None, max_batch_size: int | None = None,
-                progress: bool | None = None, desc: str = "scoring") -> np.ndarray:
+def run_batches(
+    items: Sequence[Encoded],
+    fn: Callable[[Batch], torch.Tensor],
+    *,
+    pad_id: int,
+    device,
+    max_tokens: int | None = None,
+    max_batch_size: int | None = None,
+    progress: bool | None = None,
+    desc: str = "scoring",
+) -> np.ndarray:
     """Apply ``fn`` (Batch -> Tensor[B]) to every item in length-sorted token-budget batches.
 
     Returns a float32 array in the input order.

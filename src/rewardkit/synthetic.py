@@ -25,8 +25,16 @@ DOMAINS: dict[str, list[str]] = {
 GENERATORS: dict[str, dict] = {
     # filler words, response length range, slice of GOOD/BAD words the generator uses
     "gen_a": {"filler": ["the", "a", "of", "and", "to", "it"], "length": (6, 10), "sentiment": slice(0, 6)},
-    "gen_b": {"filler": ["so", "then", "also", "just", "very", "is"], "length": (8, 12), "sentiment": slice(2, 8)},
-    "gen_c": {"filler": ["we", "you", "this", "that", "with", "for"], "length": (5, 9), "sentiment": slice(1, 7)},
+    "gen_b": {
+        "filler": ["so", "then", "also", "just", "very", "is"],
+        "length": (8, 12),
+        "sentiment": slice(2, 8),
+    },
+    "gen_c": {
+        "filler": ["we", "you", "this", "that", "with", "for"],
+        "length": (5, 9),
+        "sentiment": slice(1, 7),
+    },
 }
 QUESTION = ["please", "tell", "me", "about", "how", "what", "why", "explain"]
 
@@ -57,13 +65,22 @@ def _response(rng: random.Random, generator: str, prompt: str) -> str:
     words = []
     for _ in range(n):
         u = rng.random()
-        words.append(rng.choice(good) if u < p_good else rng.choice(bad) if u < p_good + p_bad
-                     else rng.choice(g["filler"] + topic))
+        words.append(
+            rng.choice(good)
+            if u < p_good
+            else rng.choice(bad)
+            if u < p_good + p_bad
+            else rng.choice(g["filler"] + topic)
+        )
     return " ".join(words)
 
 
-def make_synthetic_preferences(n: int, seed: int = 0, domains: Sequence[str] = ("cooking", "travel", "science"),
-                               generators: Sequence[str] = ("gen_a", "gen_b")) -> PreferenceDataset:
+def make_synthetic_preferences(
+    n: int,
+    seed: int = 0,
+    domains: Sequence[str] = ("cooking", "travel", "science"),
+    generators: Sequence[str] = ("gen_a", "gen_b"),
+) -> PreferenceDataset:
     """``n`` pairs; metadata: ``subset`` (domain), ``chosen_generator``, ``rejected_generator``,
     ``gold_chosen``, ``gold_rejected``. The two responses of a pair come from generators drawn
     independently from ``generators``; pairs whose gold rewards tie are redrawn."""
@@ -83,7 +100,18 @@ def make_synthetic_preferences(n: int, seed: int = 0, domains: Sequence[str] = (
             continue
         if r2 > r1:
             (y1, g1, r1), (y2, g2, r2) = (y2, g2, r2), (y1, g1, r1)
-        pairs.append(PreferencePair(prompt, y1, y2, {"subset": domain, "chosen_generator": g1,
-                                                     "rejected_generator": g2, "gold_chosen": r1,
-                                                     "gold_rejected": r2}))
+        pairs.append(
+            PreferencePair(
+                prompt,
+                y1,
+                y2,
+                {
+                    "subset": domain,
+                    "chosen_generator": g1,
+                    "rejected_generator": g2,
+                    "gold_chosen": r1,
+                    "gold_rejected": r2,
+                },
+            )
+        )
     return PreferenceDataset(pairs, source=f"synthetic(seed={seed})")

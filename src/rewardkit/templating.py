@@ -96,8 +96,9 @@ class Formatter:
         key = self._key(prompt)
         ids = self._prompt_cache.get(key)
         if ids is None:
-            text = self.tokenizer.apply_chat_template(to_messages(prompt), tokenize=False,
-                                                      add_generation_prompt=True)
+            text = self.tokenizer.apply_chat_template(
+                to_messages(prompt), tokenize=False, add_generation_prompt=True
+            )
             ids = self._prompt_cache[key] = self._ids(text)
         return ids
 
@@ -110,8 +111,10 @@ class Formatter:
             ids = self._ids(self.tokenizer.apply_chat_template(conv, tokenize=False))
             start = len(prompt_ids)
             if ids[:start] != prompt_ids:
-                raise DataError(f"example {index}: the chat-templated prompt is not a token prefix of the "
-                                "templated conversation; the response boundary would be misaligned")
+                raise DataError(
+                    f"example {index}: the chat-templated prompt is not a token prefix of the "
+                    "templated conversation; the response boundary would be misaligned"
+                )
         else:
             enc = self.tokenizer(_render_plain(prompt), response, add_special_tokens=True)
             ids = enc["input_ids"]

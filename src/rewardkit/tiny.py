@@ -13,8 +13,9 @@ CHATML_TEMPLATE = (
 )
 
 
-def build_tiny_tokenizer(words: Sequence[str], *, chat_template: bool = True, pad_token: bool = True,
-                         encoder: bool = False):
+def build_tiny_tokenizer(
+    words: Sequence[str], *, chat_template: bool = True, pad_token: bool = True, encoder: bool = False
+):
     """A word-level tokenizer trained on ``words``.
 
     ``chat_template``: ChatML-style template with ``<|im_end|>`` as EOS. ``pad_token=False`` leaves the
@@ -34,21 +35,34 @@ def build_tiny_tokenizer(words: Sequence[str], *, chat_template: bool = True, pa
     if encoder:
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
         kwargs = {"cls_token": "[CLS]", "sep_token": "[SEP]"}
     else:
         kwargs = {"eos_token": "<|im_end|>", "bos_token": None}
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>",
-                                   pad_token="<pad>" if pad_token else None, **kwargs)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>" if pad_token else None, **kwargs
+    )
     if chat_template and not encoder:
         fast.chat_template = CHATML_TEMPLATE
     return fast
 
 
-def build_tiny_model(out_dir: str | os.PathLike, words: Sequence[str] | None = None, *, arch: str = "llama",
-                     hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0, chat_template: bool = True,
-                     pad_token: bool = True, vocab_extra: int = 0) -> Path:
+def build_tiny_model(
+    out_dir: str | os.PathLike,
+    words: Sequence[str] | None = None,
+    *,
+    arch: str = "llama",
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    seed: int = 0,
+    chat_template: bool = True,
+    pad_token: bool = True,
+    vocab_extra: int = 0,
+) -> Path:
     """Save a randomly initialised causal LM (``arch="llama"``) or encoder (``"bert"``) plus tokenizer.
 
     ``vocab_extra`` pads the embedding table beyond the tokenizer (to test large-vocabulary memory).
@@ -65,15 +79,30 @@ def build_tiny_model(out_dir: str | os.PathLike, words: Sequence[str] | None = N
     vocab = len(tok) + vocab_extra
     torch.manual_seed(seed)
     if arch == "llama":
-        config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                             num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                             max_position_embeddings=512, eos_token_id=tok.eos_token_id, bos_token_id=None,
-                             pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+        config = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=512,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=None,
+            pad_token_id=tok.pad_token_id,
+            tie_word_embeddings=True,
+        )
         model = AutoModelForCausalLM.from_config(config)
     elif encoder:
-        config = BertConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                            num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=512,
-                            pad_token_id=tok.pad_token_id or 0)
+        config = BertConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            max_position_embeddings=512,
+            pad_token_id=tok.pad_token_id or 0,
+        )
         model = AutoModel.from_config(config)
     else:
         raise ValueError(f"unknown tiny arch {arch!r}; use 'llama' or 'bert'")

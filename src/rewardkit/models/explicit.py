@@ -71,8 +71,9 @@ class SequenceRewardModule(nn.Module):
         if head is None:
             return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = inner.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                                  position_ids=position_ids).last_hidden_state  # [B, T, H]
+        hidden = inner.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state  # [B, T, H]
         last = last_token_index(attention_mask)
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
         weight = next(head.parameters())
@@ -87,7 +88,9 @@ def init_head(model: nn.Module, seed: int) -> None:
     """
     head = reward_head(model)
     if isinstance(head, nn.Module) and hasattr(head, "modules_to_save"):  # peft wrapper
-        head = head.modules_to_save[head.active_adapter if isinstance(head.active_adapter, str) else "default"]
+        head = head.modules_to_save[
+            head.active_adapter if isinstance(head.active_adapter, str) else "default"
+        ]
     if not isinstance(head, nn.Linear):
         return
     g = torch.Generator().manual_seed(seed)
@@ -98,13 +101,24 @@ def init_head(model: nn.Module, seed: int) -> None:
             head.bias.zero_()
 
 
-def add_lora(model: nn.Module, r: int, alpha: float | None = None, dropout: float = 0.0,
-             target_modules: str | list[str] = "all-linear") -> nn.Module:
+def add_lora(
+    model: nn.Module,
+    r: int,
+    alpha: float | None = None,
+    dropout: float = 0.0,
+    target_modules: str | list[str] = "all-linear",
+) -> nn.Module:
     """Wrap with LoRA on every linear layer of the backbone; the reward head is trained in full and saved."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha if alpha is not None else 2 * r,
-                        lora_dropout=dropout, target_modules=target_modules, exclude_modules=list(HEAD_NAMES))
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=r,
+        lora_alpha=alpha if alpha is not None else 2 * r,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        exclude_modules=list(HEAD_NAMES),
+    )
     return get_peft_model(model, config)
 
 
@@ -113,9 +127,18 @@ class BradleyTerryRM(RewardModel):
 
     kind = "explicit"
 
-    def __init__(self, model: nn.Module, tokenizer, *, max_length: int | None = None, device=None,
-                 max_tokens: int | None = None, max_batch_size: int | None = None, base_model: str | None = None,
-                 progress: bool | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        *,
+        max_length: int | None = None,
+        device=None,
+        max_tokens: int | None = None,
+        max_batch_size: int | None = None,
+        base_model: str | None = None,
+        progress: bool | None = None,
+    ):
         self.device = resolve_device(device)
         self.module = SequenceRewardModule(model).to(self.device).eval()
         self.tokenizer = tokenizer
@@ -135,10 +158,20 @@ class BradleyTerryRM(RewardModel):
         return hasattr(self.model, "peft_config")
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, lora_r: int | None = None, lora_alpha: float | None = None,
-                        lora_dropout: float = 0.0, head_seed: int = 0, dropout: float | None = None,
-                        dtype=None, device=None, max_length: int | None = None,
-                        trust_remote_code: bool = False) -> BradleyTerryRM:
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        lora_r: int | None = None,
+        lora_alpha: float | None = None,
+        lora_dropout: float = 0.0,
+        head_seed: int = 0,
+        dropout: float | None = None,
+        dtype=None,
+        device=None,
+        max_length: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> BradleyTerryRM:
         """A new reward model on a pre-trained checkpoint (causal LM or encoder) with a freshly seeded head."""
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -147,13 +180,21 @@ class BradleyTerryRM(RewardModel):
         config = AutoConfig.from_pretrained(path, num_labels=1, trust_remote_code=trust_remote_code)
         config.pad_token_id = tok.pad_token_id
         if dropout is not None:  # WARM diversity grid: one dropout knob across architectures
-            for key in ("attention_dropout", "hidden_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop",
-                        "hidden_dropout_prob", "attention_probs_dropout_prob"):
+            for key in (
+                "attention_dropout",
+                "hidden_dropout",
+                "resid_pdrop",
+                "embd_pdrop",
+                "attn_pdrop",
+                "hidden_dropout_prob",
+                "attention_probs_dropout_prob",
+            ):
                 if hasattr(config, key):
                     setattr(config, key, dropout)
         with quiet_transformers():  # "newly initialised score weights" is expected here
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, config=config, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code)
+                path, config=config, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
+            )
         init_head(model, head_seed)
         if lora_r:
             with torch.random.fork_rng(devices=[]):  # LoRA's A matrices: seeded with the head
@@ -168,12 +209,22 @@ class BradleyTerryRM(RewardModel):
         items = self.formatter.encode_many(prompts, responses)
         n_trunc = sum(x.truncated for x in items)
         if n_trunc:
-            logger.warning("%d of %d sequences were longer than max_length=%s and kept their last tokens",
-                           n_trunc, len(items), self.formatter.max_length)
+            logger.warning(
+                "%d of %d sequences were longer than max_length=%s and kept their last tokens",
+                n_trunc,
+                len(items),
+                self.formatter.max_length,
+            )
         self.module.eval()
-        return run_batches(items, self._rewards, pad_id=self.tokenizer.pad_token_id, device=self.device,
-                           max_tokens=self.max_tokens, max_batch_size=self.max_batch_size,
-                           progress=self.progress)
+        return run_batches(
+            items,
+            self._rewards,
+            pad_id=self.tokenizer.pad_token_id,
+            device=self.device,
+            max_tokens=self.max_tokens,
+            max_batch_size=self.max_batch_size,
+            progress=self.progress,
+        )
 
     def save(self, path: str | os.PathLike, *, merge_lora: bool = False, force: bool = False) -> None:
         """Save as an HF checkpoint (safetensors) + tokenizer + manifest.
@@ -190,12 +241,27 @@ class BradleyTerryRM(RewardModel):
         with atomic_dir(path, force=force) as tmp:
             model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            write_manifest(tmp, self._manifest(lora=lora, base_model=self.base_model if lora else None,
-                                               max_length=self.formatter.max_length))
+            write_manifest(
+                tmp,
+                self._manifest(
+                    lora=lora,
+                    base_model=self.base_model if lora else None,
+                    max_length=self.formatter.max_length,
+                ),
+            )
 
     @classmethod
-    def _load(cls, path: Path, manifest: dict[str, Any], *, device=None, dtype=None, base_model: str | None = None,
-              trust_remote_code: bool = False, **kwargs: Any) -> BradleyTerryRM:
+    def _load(
+        cls,
+        path: Path,
+        manifest: dict[str, Any],
+        *,
+        device=None,
+        dtype=None,
+        base_model: str | None = None,
+        trust_remote_code: bool = False,
+        **kwargs: Any,
+    ) -> BradleyTerryRM:
         from transformers import AutoModelForSequenceClassification
 
         dev = resolve_device(device)
@@ -205,13 +271,17 @@ class BradleyTerryRM(RewardModel):
 
             base = base_model or manifest.get("base_model")
             if not base or not Path(base).exists():
-                raise ModelError(f"{path}: LoRA reward model needs its base model at {base!r} (pass base_model=...)")
+                raise ModelError(
+                    f"{path}: LoRA reward model needs its base model at {base!r} (pass base_model=...)"
+                )
             with quiet_transformers():
                 model = AutoModelForSequenceClassification.from_pretrained(
-                    base, num_labels=1, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code)
+                    base, num_labels=1, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
+                )
             model = PeftModel.from_pretrained(model, path)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=1, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code)
+                path, num_labels=1, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
+            )
             base = None
         return cls(model, tok, max_length=manifest.get("max_length"), device=dev, base_model=base, **kwargs)

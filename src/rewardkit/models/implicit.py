@@ -38,7 +38,9 @@ def is_adapter_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def load_causal_lm(path: str | os.PathLike, device: torch.device, dtype=None, trust_remote_code: bool = False):
+def load_causal_lm(
+    path: str | os.PathLike, device: torch.device, dtype=None, trust_remote_code: bool = False
+):
     """A causal LM from a full checkpoint, or base + LoRA adapter from an adapter folder."""
     from transformers import AutoModelForCausalLM
 
@@ -72,10 +74,23 @@ class DPOImplicitRM(RewardModel):
 
     kind = "implicit"
 
-    def __init__(self, policy: nn.Module, reference: nn.Module | None, tokenizer, *, beta: float,
-                 reduction: Reduction = "sum", reference_free: bool = False, max_length: int | None = None,
-                 device=None, max_tokens: int | None = None, max_batch_size: int | None = None,
-                 chunk_size: int | None = DEFAULT_CHUNK, reference_path: str | None = None, progress: bool | None = None):
+    def __init__(
+        self,
+        policy: nn.Module,
+        reference: nn.Module | None,
+        tokenizer,
+        *,
+        beta: float,
+        reduction: Reduction = "sum",
+        reference_free: bool = False,
+        max_length: int | None = None,
+        device=None,
+        max_tokens: int | None = None,
+        max_batch_size: int | None = None,
+        chunk_size: int | None = DEFAULT_CHUNK,
+        reference_path: str | None = None,
+        progress: bool | None = None,
+    ):
         if reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         if beta <= 0:
@@ -97,17 +112,40 @@ class DPOImplicitRM(RewardModel):
         return hasattr(self.policy, "peft_config")
 
     @classmethod
-    def from_pretrained(cls, policy: str | os.PathLike, reference: str | os.PathLike | None = None, *,
-                        beta: float = 0.1, reduction: Reduction = "sum", reference_free: bool = False,
-                        device=None, dtype=None, max_length: int | None = None, trust_remote_code: bool = False,
-                        **kwargs: Any) -> DPOImplicitRM:
+    def from_pretrained(
+        cls,
+        policy: str | os.PathLike,
+        reference: str | os.PathLike | None = None,
+        *,
+        beta: float = 0.1,
+        reduction: Reduction = "sum",
+        reference_free: bool = False,
+        device=None,
+        dtype=None,
+        max_length: int | None = None,
+        trust_remote_code: bool = False,
+        **kwargs: Any,
+    ) -> DPOImplicitRM:
         """From any two causal LMs (no training needed), or a LoRA policy folder alone (reference = its base)."""
         dev = resolve_device(device)
         pol = load_causal_lm(policy, dev, dtype, trust_remote_code)
-        ref = None if reference is None or reference_free else load_causal_lm(reference, dev, dtype, trust_remote_code)
-        return cls(pol, ref, load_tokenizer(policy, trust_remote_code), beta=beta, reduction=reduction,
-                   reference_free=reference_free, max_length=max_length, device=dev,
-                   reference_path=str(Path(reference).resolve()) if ref is not None else None, **kwargs)
+        ref = (
+            None
+            if reference is None or reference_free
+            else load_causal_lm(reference, dev, dtype, trust_remote_code)
+        )
+        return cls(
+            pol,
+            ref,
+            load_tokenizer(policy, trust_remote_code),
+            beta=beta,
+            reduction=reduction,
+            reference_free=reference_free,
+            max_length=max_length,
+            device=dev,
+            reference_path=str(Path(reference).resolve()) if ref is not None else None,
+            **kwargs,
+        )
 
     def logprobs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(policy log-prob sums, reference log-prob sums, response lengths), each [B]."""
@@ -131,8 +169,15 @@ class DPOImplicitRM(RewardModel):
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         items = self.formatter.encode_many(prompts, responses)
-        return run_batches(items, self._rewards, pad_id=self.tokenizer.pad_token_id, device=self.device,
-                           max_tokens=self.max_tokens, max_batch_size=self.max_batch_size, progress=self.progress)
+        return run_batches(
+            items,
+            self._rewards,
+            pad_id=self.tokenizer.pad_token_id,
+            device=self.device,
+            max_tokens=self.max_tokens,
+            max_batch_size=self.max_batch_size,
+            progress=self.progress,
+        )
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
         """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,
@@ -143,18 +188,42 @@ class DPOImplicitRM(RewardModel):
         with atomic_dir(path, force=force) as tmp:
             self.policy.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            write_manifest(tmp, self._manifest(
-                beta=self.beta, reduction=self.reduction, reference_free=self.reference_free,
-                reference=self.reference_path, lora=self.is_lora, max_length=self.formatter.max_length,
-                base_model=base.base_model_name_or_path if base is not None else None))
+            write_manifest(
+                tmp,
+                self._manifest(
+                    beta=self.beta,
+                    reduction=self.reduction,
+                    reference_free=self.reference_free,
+                    reference=self.reference_path,
+                    lora=self.is_lora,
+                    max_length=self.formatter.max_length,
+                    base_model=base.base_model_name_or_path if base is not None else None,
+                ),
+            )
 
     @classmethod
-    def _load(cls, path: Path, manifest: dict[str, Any], *, device=None, dtype=None, trust_remote_code: bool = False,
-              **kwargs: Any) -> DPOImplicitRM:
+    def _load(
+        cls,
+        path: Path,
+        manifest: dict[str, Any],
+        *,
+        device=None,
+        dtype=None,
+        trust_remote_code: bool = False,
+        **kwargs: Any,
+    ) -> DPOImplicitRM:
         ref = manifest.get("reference")
         if ref is not None and not Path(ref).exists():
             raise ModelError(f"{path}: reference model not found at {ref!r}")
-        return cls.from_pretrained(path, ref, beta=manifest["beta"], reduction=manifest.get("reduction", "sum"),
-                                   reference_free=manifest.get("reference_free", False), device=device, dtype=dtype,
-                                   max_length=manifest.get("max_length"), trust_remote_code=trust_remote_code,
-                                   **kwargs)
+        return cls.from_pretrained(
+            path,
+            ref,
+            beta=manifest["beta"],
+            reduction=manifest.get("reduction", "sum"),
+            reference_free=manifest.get("reference_free", False),
+            device=device,
+            dtype=dtype,
+            max_length=manifest.get("max_length"),
+            trust_remote_code=trust_remote_code,
+            **kwargs,
+        )

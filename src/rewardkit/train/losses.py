@@ -6,8 +6,12 @@ import torch
 import torch.nn.functional as F
 
 
-def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | None = None,
-                       label_smoothing: float = 0.0) -> torch.Tensor:
+def bradley_terry_loss(
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    margin: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """-log sigmoid(r_c - r_r - m), with label smoothing eps: the preference is flipped with prob. eps.
 
     ``chosen``, ``rejected``, ``margin``: [B] rewards. Returns [B] losses.
@@ -27,8 +31,13 @@ def centering_penalty(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Ten
     return (chosen + rejected) ** 2
 
 
-def reward_model_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | None = None,
-                      label_smoothing: float = 0.0, center_coef: float = 0.0) -> torch.Tensor:
+def reward_model_loss(
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    margin: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    center_coef: float = 0.0,
+) -> torch.Tensor:
     """Scalar training loss: mean BT loss + center_coef * mean (r_c + r_r)^2."""
     loss = bradley_terry_loss(chosen, rejected, margin, label_smoothing).mean()
     if center_coef:
@@ -36,9 +45,15 @@ def reward_model_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torc
     return loss
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float, loss_type: str = "sigmoid",
-             label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DPO-family losses over sequence log-probs (nats), all [B].
 
     With h = (log pi_c - log ref_c) - (log pi_r - log ref_r):

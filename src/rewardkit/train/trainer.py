@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 class PairDataset(Dataset):
     """Tokenised pairs: item i = {"chosen": Encoded, "rejected": Encoded, "margin": float}."""
 
-    def __init__(self, pairs: Sequence[PreferencePair], formatter: Formatter, margin_field: str | None = None):
+    def __init__(
+        self, pairs: Sequence[PreferencePair], formatter: Formatter, margin_field: str | None = None
+    ):
         self.items = []
         truncated = 0
         for i, p in enumerate(pairs):
@@ -42,8 +44,12 @@ class PairDataset(Dataset):
                 margin = float(p.metadata[margin_field])
             self.items.append({"chosen": c, "rejected": r, "margin": margin})
         if truncated:
-            logger.warning("%d of %d training sequences exceeded max_length=%s and kept their last tokens",
-                           truncated, 2 * len(self.items), formatter.max_length)
+            logger.warning(
+                "%d of %d training sequences exceeded max_length=%s and kept their last tokens",
+                truncated,
+                2 * len(self.items),
+                formatter.max_length,
+            )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -64,10 +70,17 @@ class PairCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         seqs: list[Encoded] = [f["chosen"] for f in features] + [f["rejected"] for f in features]
         batch = collate(seqs, list(range(len(seqs))), self.pad_id, PAD_MULTIPLE)
-        extra = {k: torch.tensor([f[k] for f in features], dtype=torch.float32)
-                 for k in features[0] if k not in ("chosen", "rejected")}
-        return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
-                "response_start": batch.response_start, **extra}
+        extra = {
+            k: torch.tensor([f[k] for f in features], dtype=torch.float32)
+            for k in features[0]
+            if k not in ("chosen", "rejected")
+        }
+        return {
+            "input_ids": batch.input_ids,
+            "attention_mask": batch.attention_mask,
+            "response_start": batch.response_start,
+            **extra,
+        }
 
 
 class PairTrainer(Trainer):
@@ -121,8 +134,9 @@ class RewardTrainer(PairTrainer):
         rewards = model(inputs["input_ids"], inputs["attention_mask"])  # [2B]
         chosen, rejected = rewards.chunk(2)
         margin = inputs["margin"]
-        loss = reward_model_loss(chosen, rejected, margin if bool(margin.any()) else None,
-                                 self.label_smoothing, self.center_coef)
+        loss = reward_model_loss(
+            chosen, rejected, margin if bool(margin.any()) else None, self.label_smoothing, self.center_coef
+        )
         return loss, chosen, rejected
 
     def _save(self, output_dir: str | None = None, state_dict=None):
@@ -133,20 +147,35 @@ class RewardTrainer(PairTrainer):
             self.processing_class.save_pretrained(output_dir)
 
 
-def training_arguments(config: Any, output_dir: str, *, epochs: float, lr: float, has_eval: bool,
-                       **extra: Any) -> TrainingArguments:
+def training_arguments(
+    config: Any, output_dir: str, *, epochs: float, lr: float, has_eval: bool, **extra: Any
+) -> TrainingArguments:
     """TrainingArguments from a rewardkit config (shared by the reward and DPO trainers)."""
     return TrainingArguments(
-        output_dir=output_dir, num_train_epochs=epochs, learning_rate=lr,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum, weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio, lr_scheduler_type=config.lr_scheduler, seed=config.seed,
-        data_seed=config.data_seed, logging_steps=config.logging_steps,
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,
+        lr_scheduler_type=config.lr_scheduler,
+        seed=config.seed,
+        data_seed=config.data_seed,
+        logging_steps=config.logging_steps,
         save_strategy="epoch" if config.save_checkpoints else "no",
-        eval_strategy="epoch" if has_eval else "no", remove_unused_columns=False, label_names=[],
-        report_to=[], disable_tqdm=not config.progress, use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), dataloader_num_workers=0,
-        ddp_find_unused_parameters=False, **extra)
+        eval_strategy="epoch" if has_eval else "no",
+        remove_unused_columns=False,
+        label_names=[],
+        report_to=[],
+        disable_tqdm=not config.progress,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        **extra,
+    )
 
 
 def _set_trainable(module: torch.nn.Module, head_only: bool, trainable: dict[str, bool]) -> None:
@@ -157,8 +186,16 @@ def _set_trainable(module: torch.nn.Module, head_only: bool, trainable: dict[str
         p.requires_grad_(trainable[name] and (is_head or not head_only))
 
 
-def train_reward_model(model: Any, train_data: Any, *, eval_data: Any = None, out: str | os.PathLike | None = None,
-                       config: RewardTrainingConfig | None = None, force: bool = False, **overrides: Any):
+def train_reward_model(
+    model: Any,
+    train_data: Any,
+    *,
+    eval_data: Any = None,
+    out: str | os.PathLike | None = None,
+    config: RewardTrainingConfig | None = None,
+    force: bool = False,
+    **overrides: Any,
+):
     """Train an explicit Bradley-Terry reward model; returns the trained :class:`BradleyTerryRM`.
 
     ``model``: a checkpoint path (causal LM or encoder; a fresh head is seeded with ``head_seed``) or an
@@ -178,9 +215,15 @@ def train_reward_model(model: Any, train_data: Any, *, eval_data: Any = None, ou
     if isinstance(model, BradleyTerryRM):
         rm = model
     else:
-        rm = BradleyTerryRM.from_pretrained(model, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
-                                            lora_dropout=config.lora_dropout, head_seed=config.head_seed,
-                                            dropout=config.dropout, max_length=config.max_length)
+        rm = BradleyTerryRM.from_pretrained(
+            model,
+            lora_r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            head_seed=config.head_seed,
+            dropout=config.dropout,
+            max_length=config.max_length,
+        )
     rm.formatter.max_length = config.max_length
     train_ds = PairDataset(train_pairs, rm.formatter, config.margin_field)
     eval_ds = PairDataset(eval_pairs, rm.formatter, config.margin_field) if eval_pairs is not None else None
@@ -194,20 +237,36 @@ def train_reward_model(model: Any, train_data: Any, *, eval_data: Any = None, ou
     with tempfile.TemporaryDirectory(prefix="rewardkit-train-") as scratch:
         for name, head_only, epochs, lr in phases:
             _set_trainable(module, head_only, trainable)
-            args = training_arguments(config, str(Path(out) / "checkpoints") if config.save_checkpoints and out
-                                      else scratch, epochs=epochs, lr=lr, has_eval=eval_ds is not None)
-            trainer = RewardTrainer(model=module, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                                    data_collator=PairCollator(rm.tokenizer.pad_token_id),
-                                    processing_class=rm.tokenizer, compute_metrics=margin_metrics,
-                                    label_smoothing=config.label_smoothing, center_coef=config.center_coef)
+            args = training_arguments(
+                config,
+                str(Path(out) / "checkpoints") if config.save_checkpoints and out else scratch,
+                epochs=epochs,
+                lr=lr,
+                has_eval=eval_ds is not None,
+            )
+            trainer = RewardTrainer(
+                model=module,
+                args=args,
+                train_dataset=train_ds,
+                eval_dataset=eval_ds,
+                data_collator=PairCollator(rm.tokenizer.pad_token_id),
+                processing_class=rm.tokenizer,
+                compute_metrics=margin_metrics,
+                label_smoothing=config.label_smoothing,
+                center_coef=config.center_coef,
+            )
             logger.info("phase %s: %s epochs at lr %g", name, epochs, lr)
             trainer.train()
             steps += trainer.state.global_step
     _set_trainable(module, False, trainable)
     module.eval()
     rm.device = next(module.parameters()).device
-    rm.training_info = {"world_size": trainer.args.world_size, "optimizer_steps": steps,
-                        "train_pairs": len(train_ds), "config": config.model_dump()}
+    rm.training_info = {
+        "world_size": trainer.args.world_size,
+        "optimizer_steps": steps,
+        "train_pairs": len(train_ds),
+        "config": config.model_dump(),
+    }
     if out is not None and trainer.is_world_process_zero():
         rm.save(out, force=force)
     return rm

@@ -1,0 +1,139 @@
+"""ID / OOD evaluation of several reward models over named splits, with CIs, seeds and paired tests."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rewardkit.base import RewardModel, TiePolicy
+from rewardkit.data import PreferenceDataset, as_pairs
+from rewardkit.eval.metrics import bootstrap_ci, correctness, paired_bootstrap_test
+
+
+@dataclass
+class EvalReport:
+    """Accuracy per model x split. ``models[name]["splits"][split]`` holds ``n``, ``accuracy``, ``ci_low``,
+    ``ci_high`` (95% bootstrap over pairs) and, with several seeds, ``std`` and ``seeds``;
+    ``models[name]`` also holds ``id``, ``ood_mean`` and ``drop`` (= id - ood_mean)."""
+
+    ties: str
+    id_split: str | None
+    splits: list[str]
+    models: dict[str, dict[str, Any]]
+    paired_tests: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ties": self.ties,
+            "id_split": self.id_split,
+            "splits": self.splits,
+            "models": self.models,
+            "paired_tests": self.paired_tests,
+            **self.extra,
+        }
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, default=float) + "\n"
+        if path is not None:
+            from rewardkit.io import atomic_write_text
+
+            atomic_write_text(path, text)
+        return text
+
+    def to_markdown(self) -> str:
+        """One row per model, one column per split (accuracy [95% CI]), then ID, mean OOD and the drop."""
+        head = ["model"] + self.splits + (["ID", "mean OOD", "drop"] if self.id_split else [])
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, m in self.models.items():
+            cells = [name]
+            for s in self.splits:
+                r = m["splits"][s]
+                std = f" ± {r['std']:.3f}" if "std" in r else ""
+                cells.append(f"{r['accuracy']:.3f}{std} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+            if self.id_split:
+                cells += [f"{m['id']:.3f}", f"{m['ood_mean']:.3f}", f"{m['drop']:+.3f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        note = f"\nAccuracy with ties counted as '{self.ties}'; 95% bootstrap CIs over pairs."
+        if self.paired_tests:
+            note += "\n\n| A | B | split | acc(A) - acc(B) | p (paired bootstrap) |\n|---|---|---|---|---|"
+            for t in self.paired_tests:
+                note += f"\n| {t['a']} | {t['b']} | {t['split']} | {t['diff']:+.3f} | {t['p_value']:.3g} |"
+        return "\n".join(lines) + "\n" + note + "\n"
+
+    def plot(self, path: str | os.PathLike) -> None:
+        """PNG: accuracy per split and model with 95% CI error bars."""
+        from rewardkit.eval.plots import plot_accuracy_bars
+
+        plot_accuracy_bars(self, path)
+
+
+def _as_members(rm: RewardModel | Sequence[RewardModel]) -> list[RewardModel]:
+    return [rm] if isinstance(rm, RewardModel) else list(rm)
+
+
+def evaluate(
+    rms: Mapping[str, RewardModel | Sequence[RewardModel]],
+    splits: Mapping[str, Any],
+    *,
+    id_split: str | None = "id",
+    ties: TiePolicy = "half",
+    n_boot: int = 2000,
+    seed: int = 0,
+    compare: Sequence[tuple[str, str]] | None = None,
+) -> EvalReport:
+    """Evaluate reward models on named splits of preference pairs.
+
+    ``rms``: name -> a reward model, or a list of the same model trained with several seeds (reported
+    as mean ± std across seeds; CIs and tests use the seed-averaged per-pair correctness).
+    ``splits``: name -> pairs (anything ``load_preferences`` takes). ``id_split`` names the
+    in-distribution split; every other split counts as OOD for ``ood_mean`` and ``drop``.
+    ``compare``: model pairs for the paired bootstrap test on each split (default: every pair of models).
+    """
+    split_pairs: dict[str, PreferenceDataset] = {k: as_pairs(v) for k, v in splits.items()}
+    if id_split is not None and id_split not in split_pairs:
+        raise ValueError(f"id_split {id_split!r} is not one of the splits {list(split_pairs)}")
+    credit: dict[str, dict[str, np.ndarray]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for name, rm in rms.items():
+        members = _as_members(rm)
+        models[name] = {"splits": {}, "seeds": len(members)}
+        credit[name] = {}
+        for split, pairs in split_pairs.items():
+            per_seed = np.stack([correctness(m.score_pairs(pairs).margins, ties) for m in members])  # [S, n]
+            avg = per_seed.mean(axis=0)
+            lo, hi = bootstrap_ci(avg, n_boot=n_boot, seed=seed)
+            row: dict[str, Any] = {
+                "n": len(pairs),
+                "accuracy": float(avg.mean()),
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+            if len(members) > 1:
+                accs = per_seed.mean(axis=1)
+                row.update(std=float(accs.std(ddof=1)), seeds=[float(a) for a in accs])
+            models[name]["splits"][split] = row
+            credit[name][split] = avg
+        if id_split is not None:
+            ood = [s for s in split_pairs if s != id_split]
+            acc_id = models[name]["splits"][id_split]["accuracy"]
+            ood_mean = (
+                float(np.mean([models[name]["splits"][s]["accuracy"] for s in ood])) if ood else float("nan")
+            )
+            models[name].update(id=acc_id, ood_mean=ood_mean, drop=acc_id - ood_mean)
+    tests = []
+    for a, b in compare if compare is not None else itertools.combinations(rms, 2):
+        for split in split_pairs:
+            diff, p = paired_bootstrap_test(credit[a][split], credit[b][split], seed=seed)
+            tests.append(
+                {"a": a, "b": b, "split": split, "diff": diff, "p_value": p, "method": "paired_bootstrap"}
+            )
+    return EvalReport(
+        ties=ties, id_split=id_split, splits=list(split_pairs), models=models, paired_tests=tests
+    )
