@@ -211,3 +211,14 @@ def test_evaluate_report(tmp_path):
     plot_reliability(np.random.default_rng(0).normal(1, 1, 500), tmp_path / "rel.png")
     assert (tmp_path / "r.png").stat().st_size > 1000 and (tmp_path / "rel.png").stat().st_size > 1000
     assert '"paired_tests"' in report.to_json(tmp_path / "r.json") and (tmp_path / "r.json").is_file()
+
+
+def test_generate_candidates_with_a_causal_lm(tiny_lm):
+    from rewardkit.eval import generate_candidates
+
+    prompts = ["tell me about pasta", [{"role": "user", "content": "explain the trip"}]]
+    a = generate_candidates(str(tiny_lm), prompts, n=3, max_new_tokens=5, seed=7, top_k=0)
+    b = generate_candidates(str(tiny_lm), prompts, n=3, max_new_tokens=5, seed=7, top_k=0)
+    assert [len(c) for c in a] == [3, 3] and a == b  # seeded sampling is reproducible
+    assert all(isinstance(t, str) for c in a for t in c)
+    assert len({t for c in a for t in c}) > 1  # sampling, not greedy

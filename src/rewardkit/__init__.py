@@ -9,7 +9,7 @@ from rewardkit.base import PairScores, RewardModel, load_reward_model, pairwise_
 from rewardkit.data import PreferenceDataset, PreferencePair, load_preferences
 from rewardkit.demo import demo_model_path
 from rewardkit.errors import DataError, ModelError, RewardkitError
-from rewardkit.models import BradleyTerryRM, DPOImplicitRM
+from rewardkit.models import BradleyTerryRM, DPOImplicitRM, EnsembleRM
 from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "DPOImplicitRM",
     "DPOTrainingConfig",
     "DataError",
+    "EnsembleRM",
     "ModelError",
     "PairScores",
     "PreferenceDataset",

@@ -256,6 +256,7 @@ def score(
     rm_dir, dpo_policy, dpo_reference, reference_free, beta, reduction, data, out, batch_size, on_error, force
 ) -> None:
     """Score the chosen and rejected response of every pair."""
+    from rewardkit.base import PairScores
     from rewardkit.data import load_preferences
     from rewardkit.io import atomic_write_text
 
@@ -268,11 +269,29 @@ def score(
         "beta": beta,
         "reduction": reduction,
     }
-    scores = _load_rm(rm_dir, batch_size, dpo).score_pairs(pairs)
-    lines = [
-        json.dumps({"index": i, "chosen": float(c), "rejected": float(r), "margin": float(c - r)})
+    rm = _load_rm(rm_dir, batch_size, dpo)
+    n = len(pairs)
+    uncertainty = None
+    if hasattr(rm, "score_with_uncertainty"):  # ensembles: per-member rewards and their std too
+        uncertainty = rm.score_with_uncertainty(
+            [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        )
+        scores = PairScores(uncertainty.aggregate[:n], uncertainty.aggregate[n:])
+    else:
+        scores = rm.score_pairs(pairs)
+    rows = [
+        {"index": i, "chosen": float(c), "rejected": float(r), "margin": float(c - r)}
         for i, (c, r) in enumerate(zip(scores.chosen, scores.rejected))
     ]
+    if uncertainty is not None:
+        for i, row in enumerate(rows):
+            row.update(
+                chosen_members=uncertainty.members[:, i].tolist(),
+                rejected_members=uncertainty.members[:, n + i].tolist(),
+                chosen_std=float(uncertainty.std[i]),
+                rejected_std=float(uncertainty.std[n + i]),
+            )
+    lines = [json.dumps(row) for row in rows]
     atomic_write_text(out, "\n".join(lines) + "\n")
     click.echo(f"scored {len(pairs)} pairs -> {out} (accuracy {scores.accuracy():.4f})")
 
@@ -373,6 +392,38 @@ def eval_cmd(
     if plot_out:
         report.plot(plot_out)
     click.echo(report.to_markdown())
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("-o", "--out", required=True, help="output folder (members are embedded)")
+@click.option(
+    "--aggregation",
+    type=click.Choice(["mean", "median", "min", "mean_minus_std", "mean_minus_var", "weighted"]),
+    default="mean",
+)
+@click.option("--lam", type=float, default=1.0, help="uncertainty penalty of mean_minus_std / mean_minus_var")
+@click.option("--weights", default=None, help="comma-separated member weights (aggregation 'weighted')")
+@click.option("--normalize", type=click.Choice(["none", "zscore"]), default="none")
+@click.option("--calibration", default=None, help="preference file whose prompts/responses fit the z-scores")
+@click.option("--force", is_flag=True)
+def ensemble(sources, out, aggregation, lam, weights, normalize, calibration, force) -> None:
+    """Build a prediction ensemble from saved reward models."""
+    from rewardkit.data import load_preferences
+    from rewardkit.models.ensemble import EnsembleRM
+
+    _refuse_existing(out, force)
+    if normalize == "zscore" and not calibration:
+        raise click.UsageError("--normalize zscore needs --calibration FILE")
+    w = [float(x) for x in weights.split(",")] if weights else None
+    ens = EnsembleRM.from_paths(sources, aggregation=aggregation, lam=lam, weights=w, normalize=normalize)
+    if calibration:
+        cal = load_preferences(calibration)
+        ens.fit_normalization(
+            [p.prompt for p in cal] * 2, [p.chosen for p in cal] + [p.rejected for p in cal]
+        )
+    ens.save(out, force=force)
+    click.echo(f"saved {len(sources)}-member ensemble ({aggregation}, normalize={normalize}) to {out}")
 
 
 @cli.command("demo-model")

@@ -1,6 +1,7 @@
 """Reward model kinds; importing this package registers them with ``load_reward_model``."""
 
+from rewardkit.models.ensemble import EnsembleRM
 from rewardkit.models.explicit import BradleyTerryRM
 from rewardkit.models.implicit import DPOImplicitRM
 
-__all__ = ["BradleyTerryRM", "DPOImplicitRM"]
+__all__ = ["BradleyTerryRM", "DPOImplicitRM", "EnsembleRM"]

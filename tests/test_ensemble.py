@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pytest
+
+from rewardkit import BradleyTerryRM, EnsembleRM, load_reward_model
+from rewardkit.cli import main
+from rewardkit.models.ensemble import AGGREGATIONS
+from rewardkit.synthetic import make_synthetic_preferences
+
+S = np.array([[1.0, 2.0, -1.0], [3.0, 0.0, -1.0], [2.0, 4.0, -1.0], [6.0, 2.0, -1.0]])  # [M=4, n=3]
+
+
+def test_aggregations_hand_computed():
+    np.testing.assert_allclose(AGGREGATIONS["mean"](S), [3.0, 2.0, -1.0])
+    np.testing.assert_allclose(AGGREGATIONS["median"](S), [2.5, 2.0, -1.0])  # even count: mean of middle two
+    np.testing.assert_allclose(AGGREGATIONS["min"](S), [1.0, 0.0, -1.0])
+    # column 0: values 1, 3, 2, 6 -> mean 3, population variance (4 + 0 + 1 + 9) / 4 = 3.5
+    np.testing.assert_allclose(AGGREGATIONS["mean_minus_var"](S, 2.0)[0], 3.0 - 2.0 * 3.5)
+    np.testing.assert_allclose(AGGREGATIONS["mean_minus_std"](S, 0.5)[0], 3.0 - 0.5 * np.sqrt(3.5))
+    np.testing.assert_allclose(AGGREGATIONS["mean_minus_std"](S)[2], -1.0)  # members agree: no penalty
+    np.testing.assert_allclose(AGGREGATIONS["weighted"](S, weights=np.array([1, 1, 0, 2])), [4.0, 1.5, -1.0])
+    with pytest.raises(ValueError, match="needs weights"):
+        AGGREGATIONS["weighted"](S)
+
+
+def test_aggregations_equal_numpy():
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(5, 50))
+    np.testing.assert_allclose(AGGREGATIONS["median"](s), np.median(s, axis=0))
+    np.testing.assert_allclose(AGGREGATIONS["mean_minus_std"](s, 1.3), s.mean(0) - 1.3 * s.std(0))
+
+
+@pytest.fixture(scope="module")
+def members(tiny_lm):
+    return [BradleyTerryRM.from_pretrained(tiny_lm, head_seed=s) for s in range(3)]
+
+
+def test_ensemble_scores_and_uncertainty(members):
+    ds = make_synthetic_preferences(10, seed=3)
+    prompts, responses = ds.prompts, [p.chosen for p in ds]
+    alone = np.stack([m.score(prompts, responses) for m in members])
+    ens = EnsembleRM(members, aggregation="mean_minus_std", lam=0.5)
+    u = ens.score_with_uncertainty(prompts, responses)
+    np.testing.assert_allclose(u.members, alone, atol=1e-6)
+    np.testing.assert_allclose(u.std, alone.std(0), atol=1e-6)
+    np.testing.assert_allclose(u.aggregate, alone.mean(0) - 0.5 * alone.std(0), atol=1e-6)
+
+
+def test_zscore_fitted_on_calibration_only_and_round_trips(members, tmp_path):
+    cal, test = make_synthetic_preferences(30, seed=1), make_synthetic_preferences(10, seed=2)
+    ens = EnsembleRM(members, aggregation="median", normalize="zscore")
+    with pytest.raises(Exception, match="needs statistics"):
+        ens.score(test.prompts, [p.chosen for p in test])
+    cal_p, cal_r = cal.prompts * 2, [p.chosen for p in cal] + [p.rejected for p in cal]
+    stats = ens.fit_normalization(cal_p, cal_r)
+    raw = np.stack([m.score(cal_p, cal_r) for m in members]).astype(np.float64)
+    np.testing.assert_allclose(stats["mean"], raw.mean(1)) and np.testing.assert_allclose(
+        stats["std"], raw.std(1)
+    )
+    z = ens.score_with_uncertainty(cal_p, cal_r).members
+    np.testing.assert_allclose(z.mean(1), 0, atol=1e-5) and np.testing.assert_allclose(z.std(1), 1, atol=1e-5)
+    before = ens.score(test.prompts, [p.chosen for p in test])
+    ens.save(tmp_path / "ens")
+    loaded = load_reward_model(tmp_path / "ens")
+    assert isinstance(loaded, EnsembleRM) and loaded.stats == stats and loaded.aggregation == "median"
+    np.testing.assert_array_equal(loaded.score(test.prompts, [p.chosen for p in test]), before)
+
+
+def test_ensemble_cli_and_score_writes_members(members, tmp_path, capsys):
+    for i, m in enumerate(members):
+        m.save(tmp_path / f"m{i}")
+    data = tmp_path / "d.jsonl"
+    make_synthetic_preferences(12, seed=4).save_jsonl(data)
+    main(
+        [
+            "ensemble",
+            *[str(tmp_path / f"m{i}") for i in range(3)],
+            "-o",
+            str(tmp_path / "ens"),
+            "--aggregation",
+            "mean_minus_var",
+            "--lam",
+            "2",
+            "--normalize",
+            "zscore",
+            "--calibration",
+            str(data),
+        ]
+    )
+    main(["score", "--rm", str(tmp_path / "ens"), "--data", str(data), "--out", str(tmp_path / "s.jsonl")])
+    capsys.readouterr()
+    rows = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    for r in rows:
+        c = np.array(r["chosen_members"])
+        assert len(c) == 3 and abs(r["chosen_std"] - c.std()) < 1e-5
+        assert abs(r["chosen"] - (c.mean() - 2 * c.var())) < 1e-4
