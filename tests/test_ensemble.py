@@ -95,3 +95,41 @@ def test_ensemble_cli_and_score_writes_members(members, tmp_path, capsys):
         c = np.array(r["chosen_members"])
         assert len(c) == 3 and abs(r["chosen_std"] - c.std()) < 1e-5
         assert abs(r["chosen"] - (c.mean() - 2 * c.var())) < 1e-4
+
+
+def test_lora_members_share_one_base_and_score_exactly_as_alone(tiny_lm, tmp_path):
+    import torch
+
+    ds = make_synthetic_preferences(10, seed=6)
+    paths, alone = [], []
+    for s in range(3):
+        rm = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=s, lora_r=4)
+        with torch.no_grad():
+            for n, p in rm.model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.3, generator=torch.Generator().manual_seed(s))
+        rm.save(tmp_path / f"lora{s}")
+        paths.append(tmp_path / f"lora{s}")
+        alone.append(load_reward_model(paths[-1]).score(ds.prompts, [p.chosen for p in ds]))
+    ens = EnsembleRM.from_paths(paths, aggregation="mean")
+    assert len(ens.members) == 1 and ens.num_members == 3  # one base in memory, three adapters + heads
+    u = ens.score_with_uncertainty(ds.prompts, [p.chosen for p in ds])
+    np.testing.assert_array_equal(u.members, np.stack(alone))
+    assert np.abs(np.diff(u.members, axis=0)).max() > 1e-3  # the members really differ
+    ens.save(tmp_path / "ens")
+    again = load_reward_model(tmp_path / "ens")
+    np.testing.assert_array_equal(again.score_with_uncertainty(ds.prompts, [p.chosen for p in ds]).members, u.members)
+
+
+def test_multi_head_ensemble_trains_each_head(tiny_lm, synthetic_split):
+    from rewardkit import train_reward_model
+
+    train, test = synthetic_split
+    rm = train_reward_model(tiny_lm, train, num_heads=4, lp_epochs=2, lp_lr=3e-2, epochs=1, lr=1e-3,
+                            batch_size=16, progress=False)
+    heads = rm.member_scores(test.prompts * 2, [p.chosen for p in test] + [p.rejected for p in test])
+    assert heads.shape == (4, 400) and np.abs(heads[0] - heads[1]).max() > 1e-3
+    accs = [((h[:200] - h[200:]) > 0).mean() for h in heads]
+    assert min(accs) >= 0.85
+    ens = EnsembleRM([rm], aggregation="median")
+    np.testing.assert_allclose(ens.score(test.prompts, [p.chosen for p in test]), np.median(heads[:, :200], 0), atol=1e-6)

@@ -147,13 +147,13 @@ def run_batches(
     progress: bool | None = None,
     desc: str = "scoring",
 ) -> np.ndarray:
-    """Apply ``fn`` (Batch -> Tensor[B]) to every item in length-sorted token-budget batches.
+    """Apply ``fn`` (Batch -> Tensor[B] or [B, K]) to every item in length-sorted token-budget batches.
 
-    Returns a float32 array in the input order.
+    Returns a float32 array ([n] or [n, K]) in the input order.
     """
-    out = np.empty(len(items), dtype=np.float32)
     if not items:
-        return out
+        return np.empty(0, dtype=np.float32)
+    out: np.ndarray | None = None
     plan = plan_batches([len(x) for x in items], max_tokens or default_max_tokens(device), max_batch_size)
     from tqdm.auto import tqdm
 
@@ -161,6 +161,8 @@ def run_batches(
     with torch.inference_mode():
         for indices in plan:
             for idx, values in _run_one(fn, collate(items, indices, pad_id), device):
+                if out is None:  # [n] for one reward per sequence, [n, heads] for multi-head models
+                    out = np.empty((len(items), *values.shape[1:]), dtype=np.float32)
                 out[idx] = values.numpy()
             bar.update(len(indices))
     bar.close()

@@ -91,8 +91,8 @@ class EnsembleRM(RewardModel):
         normalize: str = "none",
         stats: dict[str, list[float]] | None = None,
     ):
-        if len(members) < 2:
-            raise ValueError("an ensemble needs at least 2 members")
+        if sum(getattr(m, "num_members", 1) for m in members) < 2:
+            raise ValueError("an ensemble needs at least 2 members (models, heads or LoRA adapters)")
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}; use one of {sorted(AGGREGATIONS)}")
         if normalize not in ("none", "zscore"):
@@ -105,6 +105,11 @@ class EnsembleRM(RewardModel):
         self.aggregation, self.lam, self.normalize = aggregation, float(lam), normalize
         self.weights = None if weights is None else [float(w) for w in weights]
         self.stats = stats
+        self.sources: list[str] | None = None  # member folders, when built from saved models
+
+    @property
+    def num_members(self) -> int:
+        return sum(getattr(m, "num_members", 1) for m in self.members)
 
     def fit_normalization(
         self, prompts: Sequence[Prompt], responses: Sequence[str]
@@ -120,8 +125,18 @@ class EnsembleRM(RewardModel):
         return self.stats
 
     def raw_member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        """[M, n] rewards of every member before normalisation."""
-        return np.stack([m.score(prompts, responses) for m in self.members]).astype(np.float64)
+        """[M, n] rewards of every member before normalisation.
+
+        Multi-head models and LoRA members sharing a base contribute several rows from one model
+        (``member_scores``): tokenised once, one base in memory, one backbone pass per adapter / per batch.
+        """
+        rows = []
+        for m in self.members:
+            if hasattr(m, "member_scores"):
+                rows.extend(m.member_scores(prompts, responses))
+            else:
+                rows.append(m.score(prompts, responses))
+        return np.stack(rows).astype(np.float64)
 
     def _normalized(self, raw: np.ndarray) -> np.ndarray:
         if self.normalize == "none":
@@ -144,14 +159,28 @@ class EnsembleRM(RewardModel):
         return self.score_with_uncertainty(prompts, responses).aggregate
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
-        """Members are embedded as ``member_0``, ``member_1``... beside the manifest."""
+        """Members are embedded as ``member_0``, ``member_1``... beside the manifest (copied from their
+        source folders when the ensemble was built from saved models)."""
+        import shutil
+
         with atomic_dir(path, force=force) as tmp:
-            for i, m in enumerate(self.members):
-                m.save(Path(tmp) / f"member_{i}")
+            names = []
+            if self.sources is not None:
+                for i, src in enumerate(self.sources):
+                    shutil.copytree(src, Path(tmp) / f"member_{i}")
+                    names.append(f"member_{i}")
+            else:
+                for i, m in enumerate(self.members):
+                    if getattr(m, "adapter_names", None):
+                        raise ModelError(
+                            "an ensemble with shared-base LoRA members saves from its source folders"
+                        )
+                    m.save(Path(tmp) / f"member_{i}")
+                    names.append(f"member_{i}")
             write_manifest(
                 tmp,
                 self._manifest(
-                    members=[f"member_{i}" for i in range(len(self.members))],
+                    members=names,
                     aggregation=self.aggregation,
                     lam=self.lam,
                     weights=self.weights,
@@ -161,19 +190,46 @@ class EnsembleRM(RewardModel):
             )
 
     @classmethod
-    def from_paths(cls, paths: Sequence[str | os.PathLike], **kwargs: Any) -> EnsembleRM:
-        return cls([load_reward_model(p) for p in paths], **kwargs)
+    def from_paths(
+        cls, paths: Sequence[str | os.PathLike], *, share_base: bool = True, **kwargs: Any
+    ) -> EnsembleRM:
+        """Load saved reward models as an ensemble. With ``share_base``, explicit LoRA members trained on
+        the same base are loaded as adapters of one model (one copy of the base weights)."""
+        from rewardkit.base import read_manifest
+
+        groups: dict[tuple, list[Path]] = {}
+        order: list[tuple] = []
+        for p in map(Path, paths):
+            man = read_manifest(p) or {}
+            key = (
+                ("lora", man.get("base_model"), man.get("num_heads", 1))
+                if (share_base and man.get("kind") == "explicit" and man.get("lora"))
+                else ("single", str(p))
+            )
+            if key not in groups:
+                order.append(key)
+            groups.setdefault(key, []).append(p)
+        members = []
+        for key in order:
+            first, *rest = groups[key]
+            rm = load_reward_model(first)
+            if rest:
+                rm.add_lora_members(rest)
+            members.append(rm)
+        ens = cls(members, **kwargs)
+        ens.sources = [str(p.resolve()) for key in order for p in groups[key]]
+        return ens
 
     @classmethod
     def _load(cls, path: Path, manifest: dict[str, Any], **kwargs: Any) -> EnsembleRM:
-        members = []
+        dirs = []
         for rel in manifest["members"]:
             member_dir = (path / rel).resolve()
             if not member_dir.is_dir():
                 raise ModelError(f"{path}: ensemble member {rel!r} not found")
-            members.append(load_reward_model(member_dir, **kwargs))
-        return cls(
-            members,
+            dirs.append(member_dir)
+        return cls.from_paths(
+            dirs,
             aggregation=manifest["aggregation"],
             lam=manifest.get("lam", 1.0),
             weights=manifest.get("weights"),

@@ -46,7 +46,8 @@ def reward_head(model: nn.Module) -> nn.Module | None:
 
 
 class SequenceRewardModule(nn.Module):
-    """``forward(input_ids [B,T], attention_mask [B,T]) -> rewards [B]`` over an HF seq-cls model.
+    """``forward(input_ids [B,T], attention_mask [B,T]) -> rewards [B]`` (or [B, heads] for a multi-head
+    model: one backbone pass, several reward heads) over an HF seq-cls model.
 
     Decoder models (head called ``score``): the backbone runs once, hidden states are gathered at the
     last real token and only those B vectors go through the head. Encoders (head ``classifier``, pooled
@@ -69,7 +70,8 @@ class SequenceRewardModule(nn.Module):
         inner = unwrap_peft(self.model)
         head = getattr(inner, "score", None)
         if head is None:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+            return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         hidden = inner.base_model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
@@ -77,7 +79,8 @@ class SequenceRewardModule(nn.Module):
         last = last_token_index(attention_mask)
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
         weight = next(head.parameters())
-        return head(h.to(weight.dtype)).squeeze(-1).float()
+        out = head(h.to(weight.dtype)).float()  # [B, heads]
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 def init_head(model: nn.Module, seed: int) -> None:
@@ -147,6 +150,7 @@ class BradleyTerryRM(RewardModel):
         self.max_batch_size = max_batch_size
         self.base_model = base_model
         self.progress = progress
+        self.adapter_names: list[str] = []  # several LoRA reward models over this one base (ensembles)
         unwrap_peft(model).config.pad_token_id = tokenizer.pad_token_id
 
     @property
@@ -156,6 +160,29 @@ class BradleyTerryRM(RewardModel):
     @property
     def is_lora(self) -> bool:
         return hasattr(self.model, "peft_config")
+
+    @property
+    def num_heads(self) -> int:
+        return unwrap_peft(self.model).config.num_labels
+
+    @property
+    def num_members(self) -> int:
+        """Reward columns this model produces: heads x LoRA adapters sharing the base."""
+        return self.num_heads * max(1, len(self.adapter_names))
+
+    def add_lora_members(self, paths: Sequence[str | os.PathLike]) -> None:
+        """Load further LoRA reward models trained on the same base as extra adapters of this model:
+        one copy of the base weights, one adapter (and head) per member."""
+        if not self.is_lora:
+            raise ModelError("add_lora_members needs a LoRA reward model")
+        if not self.adapter_names:
+            self.adapter_names = [self.model.active_adapter]
+        for p in paths:
+            name = f"member_{len(self.adapter_names)}"
+            self.model.load_adapter(str(p), adapter_name=name)
+            self.adapter_names.append(name)
+        self.model.set_adapter(self.adapter_names[0])
+        self.module.to(self.device).eval()
 
     @classmethod
     def from_pretrained(
@@ -171,13 +198,19 @@ class BradleyTerryRM(RewardModel):
         device=None,
         max_length: int | None = None,
         trust_remote_code: bool = False,
+        num_heads: int = 1,
     ) -> BradleyTerryRM:
-        """A new reward model on a pre-trained checkpoint (causal LM or encoder) with a freshly seeded head."""
+        """A new reward model on a pre-trained checkpoint (causal LM or encoder) with a freshly seeded head.
+
+        ``num_heads > 1`` gives a multi-head model: one backbone pass, ``num_heads`` independently
+        initialised reward heads (e.g. a linear-probe ensemble); ``score`` returns their mean and
+        ``member_scores`` each head.
+        """
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         dev = resolve_device(device)
         tok = load_tokenizer(path, trust_remote_code)
-        config = AutoConfig.from_pretrained(path, num_labels=1, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, num_labels=num_heads, trust_remote_code=trust_remote_code)
         config.pad_token_id = tok.pad_token_id
         if dropout is not None:  # WARM diversity grid: one dropout knob across architectures
             for key in (
@@ -205,7 +238,8 @@ class BradleyTerryRM(RewardModel):
     def _rewards(self, batch: Batch) -> torch.Tensor:
         return self.module(batch.input_ids, batch.attention_mask)
 
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+    def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        """[num_members, n] rewards: every head of every LoRA adapter; tokenised once."""
         items = self.formatter.encode_many(prompts, responses)
         n_trunc = sum(x.truncated for x in items)
         if n_trunc:
@@ -216,18 +250,31 @@ class BradleyTerryRM(RewardModel):
                 self.formatter.max_length,
             )
         self.module.eval()
-        return run_batches(
-            items,
-            self._rewards,
-            pad_id=self.tokenizer.pad_token_id,
-            device=self.device,
-            max_tokens=self.max_tokens,
-            max_batch_size=self.max_batch_size,
-            progress=self.progress,
-        )
+        rows = []
+        for name in self.adapter_names or [None]:
+            if name is not None:
+                self.model.set_adapter(name)
+            r = run_batches(
+                items,
+                self._rewards,
+                pad_id=self.tokenizer.pad_token_id,
+                device=self.device,
+                max_tokens=self.max_tokens,
+                max_batch_size=self.max_batch_size,
+                progress=self.progress,
+            )
+            rows.extend(r.T if r.ndim == 2 else [r])
+        if self.adapter_names:
+            self.model.set_adapter(self.adapter_names[0])
+        return np.stack(rows)
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        """One reward per (prompt, response); a multi-head / multi-adapter model returns the mean."""
+        scores = self.member_scores(prompts, responses)
+        return scores[0] if len(scores) == 1 else scores.mean(axis=0).astype(np.float32)
 
     def save(self, path: str | os.PathLike, *, merge_lora: bool = False, force: bool = False) -> None:
-        """Save as an HF checkpoint (safetensors) + tokenizer + manifest.
+        """Save as an HF checkpoint (safetensors) + tokenizer + manifest (the active adapter only).
 
         A LoRA model saves its adapter and the full head (needs its base model to load) unless
         ``merge_lora`` folds the adapter into dense weights.
@@ -247,6 +294,7 @@ class BradleyTerryRM(RewardModel):
                     lora=lora,
                     base_model=self.base_model if lora else None,
                     max_length=self.formatter.max_length,
+                    num_heads=self.num_heads,
                 ),
             )
 
@@ -276,12 +324,15 @@ class BradleyTerryRM(RewardModel):
                 )
             with quiet_transformers():
                 model = AutoModelForSequenceClassification.from_pretrained(
-                    base, num_labels=1, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
+                    base,
+                    num_labels=manifest.get("num_heads", 1),
+                    dtype=resolve_dtype(dtype, dev),
+                    trust_remote_code=trust_remote_code,
                 )
             model = PeftModel.from_pretrained(model, path)
         else:
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=1, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
+                path, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
             )
             base = None
         return cls(model, tok, max_length=manifest.get("max_length"), device=dev, base_model=base, **kwargs)

@@ -24,6 +24,9 @@ class RewardTrainingConfig(BaseModel):
     lora_alpha: float | None = None
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     dropout: float | None = Field(None, ge=0, lt=1, description="override the backbone's dropout")
+    num_heads: int = Field(
+        1, ge=1, description="independent reward heads on one backbone (multi-head ensemble)"
+    )
     seed: int = Field(0, description="everything not covered by head_seed / data_seed (e.g. dropout)")
     head_seed: int = Field(0, description="reward-head (and LoRA) initialisation")
     data_seed: int = Field(0, description="order of the training pairs")

@@ -131,9 +131,9 @@ class RewardTrainer(PairTrainer):
         self.center_coef = center_coef
 
     def pair_loss(self, model, inputs):
-        rewards = model(inputs["input_ids"], inputs["attention_mask"])  # [2B]
+        rewards = model(inputs["input_ids"], inputs["attention_mask"])  # [2B] or [2B, heads]
         chosen, rejected = rewards.chunk(2)
-        margin = inputs["margin"]
+        margin = inputs["margin"] if rewards.dim() == 1 else inputs["margin"][:, None]
         loss = reward_model_loss(
             chosen, rejected, margin if bool(margin.any()) else None, self.label_smoothing, self.center_coef
         )
@@ -223,6 +223,7 @@ def train_reward_model(
             head_seed=config.head_seed,
             dropout=config.dropout,
             max_length=config.max_length,
+            num_heads=config.num_heads,
         )
     rm.formatter.max_length = config.max_length
     train_ds = PairDataset(train_pairs, rm.formatter, config.margin_field)
