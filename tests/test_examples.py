@@ -47,3 +47,10 @@ def test_evaluate_example(tmp_path):
     assert (tmp_path / "report.json").is_file() and (tmp_path / "report.png").stat().st_size > 1000
     assert report.models["exrm"]["id"] >= 0.9 and report.models["dporm"]["id"] >= 0.85
     assert curve["gold"][-1] > curve["gold"][0]  # a good proxy's best-of-8 beats a random pick
+
+
+def test_ensemble_example():
+    result = _load("ensemble").main([])
+    assert len(result["members"]) == 3 and min(result["members"]) > 0.6
+    assert result["ensemble"] >= min(result["members"])
+    assert result["ensemble_at_50pct_coverage"] >= result["ensemble"]  # abstaining on disagreement helps

@@ -426,6 +426,51 @@ def ensemble(sources, out, aggregation, lam, weights, normalize, calibration, fo
     click.echo(f"saved {len(sources)}-member ensemble ({aggregation}, normalize={normalize}) to {out}")
 
 
+@cli.command()
+@click.argument("sources", nargs=-1)
+@click.option("-o", "--out", default=None, help="output folder")
+@click.option(
+    "--weights", default=None, help="comma-separated weights (normalised to sum 1); default uniform"
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    default=None,
+    help="output dtype (default: the inputs')",
+)
+@click.option("--shard-size", default=None, help="largest output shard, e.g. 2GB (default 2GB)")
+@click.option("--config", "config_file", default=None, help="YAML: sources, weights, dtype, shard_size")
+@click.option("--force", is_flag=True, help="overwrite an existing output folder")
+def merge(sources, out, weights, dtype, shard_size, config_file, force) -> None:
+    """Average the weights of reward models (WARM); exact for LoRA members."""
+    from rewardkit.io import atomic_write_text
+    from rewardkit.merge import weight_average
+    from rewardkit.train.config import MergeConfig
+
+    fields = _load_yaml(config_file)
+    flags = dict(
+        sources=list(sources) or None,
+        out=out,
+        dtype=dtype,
+        shard_size=shard_size,
+        weights=[float(x) for x in weights.split(",")] if weights else None,
+    )
+    fields.update({k: v for k, v in flags.items() if v is not None})
+    config = MergeConfig(**fields)
+    path = weight_average(
+        config.sources,
+        config.weights,
+        out=config.out,
+        dtype=config.dtype,
+        shard_size=config.shard_size,
+        force=force,
+    )
+    import yaml
+
+    atomic_write_text(path / "merge.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
+    click.echo(f"merged {len(config.sources)} models -> {path}")
+
+
 @cli.command("demo-model")
 def demo_model() -> None:
     """Convert (once) and print the path of the offline demo model SmolLM2-135M-Instruct."""

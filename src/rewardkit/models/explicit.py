@@ -285,6 +285,8 @@ class BradleyTerryRM(RewardModel):
             import copy
 
             model = copy.deepcopy(model).merge_and_unload()
+        from rewardkit.merge.lora import base_fingerprint
+
         with atomic_dir(path, force=force) as tmp:
             model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
@@ -295,6 +297,7 @@ class BradleyTerryRM(RewardModel):
                     base_model=self.base_model if lora else None,
                     max_length=self.formatter.max_length,
                     num_heads=self.num_heads,
+                    base_fingerprint=base_fingerprint(self.base_model) if lora and self.base_model else None,
                 ),
             )
 

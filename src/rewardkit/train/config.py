@@ -65,3 +65,15 @@ class DPOTrainingConfig(BaseModel):
     logging_steps: int = Field(10, ge=1)
     save_checkpoints: bool = False
     progress: bool = True
+
+
+class MergeConfig(BaseModel):
+    """``rewardkit merge`` settings (CLI flags or a YAML file); written back next to the output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] = Field(..., min_length=2, description="reward model folders to average")
+    out: str
+    weights: list[float] | None = Field(None, description="normalised to sum 1; default uniform")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    shard_size: str = "2GB"

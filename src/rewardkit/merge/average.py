@@ -1,0 +1,236 @@
+"""Weight averaging of saved reward models (WARM: phi = sum_i w_i phi_i, weights normalised to sum 1).
+
+Full checkpoints are averaged key by key, streaming over safetensors: a handful of tensors in memory,
+accumulated in float32, written in the inputs' dtype (or ``dtype``) into bounded shards.
+
+LoRA members are averaged exactly: W = W_base + sum_i w_i * s_i * B_i @ A_i (s_i = alpha_i / r_i, or
+alpha_i / sqrt(r_i) with rsLoRA), merged into the shared base (dense output), and the reward heads
+(saved in full with each adapter) are averaged directly. Averaging A and B separately, as peft's
+``add_weighted_adapter(..., "linear")`` does, is not an average of the updates (it creates cross terms),
+so it is not used. DoRA, LoRA biases and per-module rank / alpha patterns are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rewardkit.base import MANIFEST, read_manifest
+from rewardkit.errors import ModelError
+from rewardkit.io import atomic_dir, write_json
+from rewardkit.merge.safetensors_io import CheckpointReader, StreamingShardWriter
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_ST_DTYPES = {
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def parse_size(size: str | int) -> int:
+    """'2GB' / '500MB' / '1.5GiB' / bytes -> bytes."""
+    if isinstance(size, int):
+        return size
+    s = size.strip().upper().replace("IB", "B")
+    for unit, mult in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10), ("B", 1)):
+        if s.endswith(unit):
+            return int(float(s[: -len(unit)]) * mult)
+    return int(s)
+
+
+def normalize_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    """Uniform by default; otherwise non-negative weights divided by their sum."""
+    if weights is None:
+        return [1.0 / n] * n
+    w = [float(x) for x in weights]
+    if len(w) != n or any(x < 0 for x in w) or sum(w) == 0:
+        raise ModelError(f"weights must be {n} non-negative numbers with a positive sum, got {w}")
+    return [x / sum(w) for x in w]
+
+
+def _mismatch(what: str, names: Sequence[str]) -> ModelError:
+    shown = ", ".join(sorted(names)[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else "")
+    return ModelError(f"cannot merge: {what}: {shown}")
+
+
+def _check_same_tensors(readers: Sequence[CheckpointReader], sources: Sequence[Path]) -> None:
+    ref = readers[0]
+    ref_keys = set(ref.keys())
+    for r, src in zip(readers[1:], sources[1:]):
+        keys = set(r.keys())
+        if keys != ref_keys:
+            raise _mismatch(f"{src} has different tensors than {sources[0]}", list(keys ^ ref_keys))
+        bad = [k for k in ref_keys if r.meta(k) != ref.meta(k)]
+        if bad:
+            raise _mismatch(f"{src} differs in shape or dtype from {sources[0]}", bad)
+
+
+def _architecture(folder: Path) -> Any:
+    cfg = folder / "config.json"
+    return json.loads(cfg.read_text()).get("architectures") if cfg.is_file() else None
+
+
+def _copy_side_files(src: Path, dst: Path) -> None:
+    """Config, tokenizer, chat template, manifest: everything but weights."""
+    for f in src.iterdir():
+        if (
+            f.is_file()
+            and not f.name.endswith(".safetensors")
+            and f.name != "model.safetensors.index.json"
+            and not f.name.startswith(("adapter_", "merge."))
+        ):
+            shutil.copy2(f, dst / f.name)
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import safetensors
+    import transformers
+
+    from rewardkit import __version__
+
+    return {
+        "rewardkit": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "safetensors": safetensors.__version__,
+    }
+
+
+def weight_average(
+    sources: Sequence[str | os.PathLike],
+    weights: Sequence[float] | None = None,
+    *,
+    out: str | os.PathLike,
+    dtype: str | None = None,
+    shard_size: str | int = "2GB",
+    force: bool = False,
+    progress: bool | None = None,
+) -> Path:
+    """Average saved reward models (or DPO policies) into ``out``; returns ``out``.
+
+    All members must share architecture, tensor names and shapes (LoRA members: the same base model);
+    any mismatch raises before anything is written. ``out`` is written atomically and never overwritten
+    unless ``force``. ``merge.json`` beside the weights records inputs, content hashes, normalised
+    weights and library versions.
+    """
+    srcs = [Path(s) for s in sources]
+    if len(srcs) < 2:
+        raise ModelError("weight averaging needs at least 2 models")
+    for s in srcs:
+        if not s.is_dir():
+            raise ModelError(f"{s}: model folder not found")
+    if Path(out).exists() and not force:
+        raise ModelError(f"{out}: already exists (use --force to overwrite)")
+    if dtype is not None and dtype not in _DTYPES:
+        raise ModelError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    w = normalize_weights(weights, len(srcs))
+    manifests = [read_manifest(s) or {} for s in srcs]
+    loras = [bool(m.get("lora")) or (s / "adapter_config.json").is_file() for m, s in zip(manifests, srcs)]
+    if any(loras) and not all(loras):
+        raise ModelError("cannot merge LoRA and full checkpoints together: merge LoRA members first")
+    kinds = {m.get("kind", "explicit") for m in manifests}
+    if len(kinds) > 1:
+        raise ModelError(f"cannot merge reward models of different kinds: {sorted(kinds)}")
+    if all(loras):
+        from rewardkit.merge.lora import average_lora
+
+        return average_lora(srcs, w, manifests, Path(out), dtype=dtype, force=force, provenance=_provenance)
+    archs = {json.dumps(_architecture(s)) for s in srcs}
+    if len(archs) > 1:
+        raise ModelError(f"cannot merge different architectures: {sorted(archs)}")
+    readers = [CheckpointReader(s) for s in srcs]
+    _check_same_tensors(readers, srcs)
+    ref = readers[0]
+    specs = []
+    for k in ref.keys():
+        shape, st_dtype = ref.meta(k)
+        in_dtype = _ST_DTYPES[st_dtype]
+        out_dtype = _DTYPES[dtype] if dtype is not None and in_dtype.is_floating_point else in_dtype
+        specs.append((k, shape, out_dtype))
+    from tqdm.auto import tqdm
+
+    from rewardkit.scoring import show_progress
+
+    hashes = [hashlib.sha256() for _ in srcs]
+    with atomic_dir(out, force=force) as tmp:
+        writer = StreamingShardWriter(tmp, specs, parse_size(shard_size))
+        for k in tqdm(writer.order, desc="merging", unit="tensor", disable=not show_progress(progress)):
+            tensors = [r.get(k) for r in readers]
+            for h, t in zip(hashes, tensors):
+                h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            if tensors[0].is_floating_point():
+                acc = torch.zeros(tensors[0].shape, dtype=torch.float32)
+                for wi, t in zip(w, tensors):
+                    acc.add_(t.float(), alpha=wi)
+            else:  # integer buffers cannot be averaged: they must agree
+                if any(not torch.equal(tensors[0], t) for t in tensors[1:]):
+                    raise _mismatch("integer tensors differ between members", [k])
+                acc = tensors[0]
+            writer.write(k, acc.to(writer._expected[k][2]))
+            del tensors, acc
+        writer.close()
+        _copy_side_files(srcs[0], tmp)
+        _provenance(tmp, srcs, w, [h.hexdigest() for h in hashes], manifests[0], dtype, lora=False)
+    return Path(out)
+
+
+def _provenance(
+    folder: Path,
+    srcs: Sequence[Path],
+    w: Sequence[float],
+    hashes: Sequence[str],
+    manifest: dict[str, Any],
+    dtype: str | None,
+    lora: bool,
+) -> None:
+    write_json(
+        folder / "merge.json",
+        {
+            "method": "exact LoRA average merged into the base"
+            if lora
+            else "weighted average (float32 accumulation)",
+            "inputs": [
+                {"path": str(s.resolve()), "weight": wi, "sha256_tensors": h}
+                for s, wi, h in zip(srcs, w, hashes)
+            ],
+            "weights_normalised_to_sum_1": True,
+            "dtype": dtype or "inputs'",
+            "versions": _versions(),
+        },
+    )
+    if manifest:
+        man = {**manifest, "lora": False, "base_model": None, "merged_from": [str(s.resolve()) for s in srcs]}
+        write_json(folder / MANIFEST, man)
+
+
+def lora_scaling(config: dict[str, Any], where: Path) -> float:
+    """s = alpha / r (alpha / sqrt(r) with rsLoRA); refuses what an exact average cannot handle."""
+    if config.get("use_dora"):
+        raise ModelError(f"{where}: DoRA adapters are not supported by the exact LoRA average")
+    if config.get("bias", "none") != "none" or config.get("lora_bias"):
+        raise ModelError(f"{where}: LoRA bias terms are not supported by the exact LoRA average")
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise ModelError(
+            f"{where}: per-module rank/alpha patterns are not supported by the exact LoRA average"
+        )
+    r, alpha = config["r"], config["lora_alpha"]
+    return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r

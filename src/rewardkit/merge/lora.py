@@ -1,0 +1,101 @@
+"""Exact averaging of LoRA reward models (or LoRA DPO policies) trained on one base model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rewardkit.errors import ModelError
+from rewardkit.io import atomic_dir
+from rewardkit.merge.average import _DTYPES, _copy_side_files, _mismatch, lora_scaling
+from rewardkit.merge.safetensors_io import CheckpointReader
+
+PREFIX = "base_model.model."
+
+
+def base_fingerprint(base: str | Path) -> str:
+    """Identity of a base checkpoint from its config and the names/sizes of its weight files (cheap)."""
+    base = Path(base)
+    h = hashlib.sha256((base / "config.json").read_bytes() if (base / "config.json").is_file() else b"")
+    for f in sorted(base.glob("*.safetensors")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()
+
+
+def lora_delta(a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
+    """DeltaW = scaling * B @ A. ``a``: [r, in], ``b``: [out, r] -> [out, in] (float32)."""
+    return scaling * (b.float() @ a.float())
+
+
+def average_lora(
+    srcs: Sequence[Path],
+    w: Sequence[float],
+    manifests: Sequence[dict[str, Any]],
+    out: Path,
+    *,
+    dtype: str | None,
+    force: bool,
+    provenance: Callable,
+) -> Path:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    configs = [json.loads((s / "adapter_config.json").read_text()) for s in srcs]
+    scalings = [lora_scaling(c, s) for c, s in zip(configs, srcs)]
+    bases = [str(Path(c["base_model_name_or_path"]).resolve()) for c in configs]
+    if len(set(bases)) > 1:
+        raise ModelError(f"cannot merge: members were trained on different base models: {sorted(set(bases))}")
+    base = bases[0]
+    if not Path(base).is_dir():
+        raise ModelError(f"cannot merge: base model {base!r} not found")
+    prints = {m.get("base_fingerprint") for m in manifests} - {None}
+    if prints and prints != {base_fingerprint(base)}:
+        raise ModelError(f"cannot merge: the base model at {base} is not the one the members were trained on")
+    readers = [CheckpointReader(s, stem="adapter_model") for s in srcs]
+    keys = set(readers[0].keys())
+    for r, s in zip(readers[1:], srcs[1:]):
+        if set(r.keys()) != keys:
+            raise _mismatch(f"{s} adapts different modules than {srcs[0]}", list(set(r.keys()) ^ keys))
+    dense = [k for k in keys if ".lora_A." not in k and ".lora_B." not in k]
+    bad = [k for k in dense for r in readers[1:] if r.meta(k) != readers[0].meta(k)]
+    if bad:
+        raise _mismatch("reward heads / saved modules differ in shape", bad)
+    kind = manifests[0].get("kind", "explicit")
+    if kind == "implicit":
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=manifests[0].get("num_heads", 1), dtype=torch.float32
+        )
+    state = model.state_dict()
+    with torch.no_grad():
+        for k in sorted(keys):
+            if ".lora_B." in k:
+                continue
+            if ".lora_A." in k:
+                module = k[len(PREFIX) : k.index(".lora_A.")]
+                target = f"{module}.weight"
+                if target not in state:
+                    raise _mismatch("adapted module not found in the base model", [target])
+                kb = k.replace(".lora_A.", ".lora_B.")
+                delta = sum(wi * lora_delta(r.get(k), r.get(kb), s) for wi, r, s in zip(w, readers, scalings))
+                state[target] += delta.to(state[target].dtype)
+            else:
+                name = k[len(PREFIX) :] if k.startswith(PREFIX) else k
+                if name not in state:
+                    raise _mismatch("saved module not found in the base model", [name])
+                state[name].copy_(sum(wi * r.get(k).float() for wi, r in zip(w, readers)))
+    model.load_state_dict(state)
+    if dtype is not None:
+        model = model.to(_DTYPES[dtype])
+    hashes = [hashlib.sha256((s / "adapter_model.safetensors").read_bytes()).hexdigest() for s in srcs]
+    with atomic_dir(out, force=force) as tmp:
+        model.save_pretrained(tmp)
+        _copy_side_files(srcs[0], tmp)
+        model.config.save_pretrained(tmp)  # the dense model's config, not an adapter's
+        provenance(tmp, srcs, w, hashes, manifests[0], dtype, lora=True)
+    return out

@@ -1,0 +1,105 @@
+"""WARM / Baklava recipes, linear mode connectivity (LMC) curves and label corruption (Ramé et al.)."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardkit.base import load_reward_model, pairwise_accuracy
+from rewardkit.data import PreferenceDataset, PreferencePair, as_pairs
+from rewardkit.errors import ModelError
+from rewardkit.merge.average import weight_average
+
+
+def interpolate(
+    rm_a: str | os.PathLike, rm_b: str | os.PathLike, lam: float, out: str | os.PathLike, force: bool = False
+) -> Path:
+    """The weight interpolation (1 - lam) * phi_a + lam * phi_b, saved to ``out``."""
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be in [0, 1], got {lam}")
+    return weight_average([rm_a, rm_b], [1.0 - lam, lam], out=out, force=force, progress=False)
+
+
+def lmc_curve(
+    rm_a: str | os.PathLike,
+    rm_b: str | os.PathLike,
+    pairs: Any,
+    lambdas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    ties: str = "half",
+) -> dict[str, list[float]]:
+    """For each lambda: accuracy of the weight-interpolated model (``wa``), of the interpolated
+    predictions (``ens``) and the interpolated accuracies (``diag``) (WARM, Fig. 3)."""
+    pairs = as_pairs(pairs)
+    ma = load_reward_model(rm_a).score_pairs(pairs).margins
+    mb = load_reward_model(rm_b).score_pairs(pairs).margins
+    acc_a, acc_b = pairwise_accuracy(ma, ties), pairwise_accuracy(mb, ties)
+    out: dict[str, list[float]] = {"lambda": [], "wa": [], "ens": [], "diag": []}
+    with tempfile.TemporaryDirectory(prefix="rewardkit-lmc-") as tmp:
+        for i, lam in enumerate(lambdas):
+            folder = interpolate(rm_a, rm_b, lam, Path(tmp) / f"wa{i}")
+            wa = load_reward_model(folder).score_pairs(pairs).margins
+            out["lambda"].append(float(lam))
+            out["wa"].append(pairwise_accuracy(wa, ties))
+            out["ens"].append(pairwise_accuracy((1 - lam) * ma + lam * mb, ties))
+            out["diag"].append((1 - lam) * acc_a + lam * acc_b)
+    return out
+
+
+def corrupt_labels(pairs: Any, fraction: float, seed: int = 0) -> tuple[PreferenceDataset, np.ndarray]:
+    """Swap chosen and rejected in a ``fraction`` of the pairs (WARM, Fig. 4).
+
+    Returns the corrupted dataset (each pair's metadata gets ``label_corrupted``) and the boolean mask
+    of corrupted pairs, so train-corrupt / train-clean accuracy can be reported separately.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    pairs = as_pairs(pairs)
+    idx = set(random.Random(seed).sample(range(len(pairs)), round(fraction * len(pairs))))
+    mask = np.array([i in idx for i in range(len(pairs))])
+    out = [
+        PreferencePair(p.prompt, p.rejected, p.chosen, {**p.metadata, "label_corrupted": True})
+        if i in idx
+        else PreferencePair(p.prompt, p.chosen, p.rejected, {**p.metadata, "label_corrupted": False})
+        for i, p in enumerate(pairs)
+    ]
+    return PreferenceDataset(out, source=f"{pairs.source} (corrupted {fraction:.0%}, seed {seed})"), mask
+
+
+def train_warm(
+    bases: str | os.PathLike | Sequence[str | os.PathLike],
+    train_data: Any,
+    out: str | os.PathLike,
+    grid: Sequence[dict[str, Any]],
+    *,
+    merge: bool = True,
+    force: bool = False,
+    **common: Any,
+) -> dict[str, Any]:
+    """Train one explicit RM per ``grid`` entry (e.g. ``{"head_seed": 1, "data_seed": 1, "lr": 2e-5,
+    "dropout": 0.1}``) and average their weights (WARM).
+
+    ``bases``: one pre-trained checkpoint shared by all members, or one per member (Baklava: different
+    checkpoints of one SFT run). Members must share pre-training: the merge refuses members whose
+    architecture or tensor shapes differ. Returns ``{"members": [dirs], "warm": dir or None}``.
+    """
+    from rewardkit.train import train_reward_model
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise ModelError(f"{out}: already exists (pass force=True / --force to overwrite)")
+    base_list = [bases] * len(grid) if isinstance(bases, (str, os.PathLike)) else list(bases)
+    if len(base_list) != len(grid):
+        raise ValueError(f"got {len(base_list)} base checkpoints for {len(grid)} grid entries")
+    members = []
+    for i, (base, overrides) in enumerate(zip(base_list, grid)):
+        folder = out / f"member_{i}"
+        train_reward_model(base, train_data, out=folder, force=force, **{**common, **overrides})
+        members.append(folder)
+    warm = weight_average(members, out=out / "warm", force=force) if merge else None
+    return {"members": members, "warm": warm}

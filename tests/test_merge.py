@@ -1,0 +1,172 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rewardkit import BradleyTerryRM, ModelError, load_reward_model
+from rewardkit.cli import main
+from rewardkit.merge import corrupt_labels, interpolate, lmc_curve, train_warm, weight_average
+from rewardkit.synthetic import make_synthetic_preferences
+
+
+def _perturbed(path, seed, lora=False, scale=0.05):
+    rm = BradleyTerryRM.from_pretrained(path, head_seed=seed, lora_r=4 if lora else None)
+    g = torch.Generator().manual_seed(100 + seed)
+    with torch.no_grad():
+        for n, p in rm.model.named_parameters():
+            if not lora or "lora_B" in n:
+                p.add_(torch.randn(p.shape, generator=g) * scale)
+    return rm
+
+
+@pytest.fixture(scope="module")
+def full_members(tiny_lm, tmp_path_factory):
+    d = tmp_path_factory.mktemp("full")
+    for s in range(3):
+        _perturbed(tiny_lm, s).save(d / f"m{s}")
+    return [d / f"m{s}" for s in range(3)]
+
+
+def _state(folder):
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+def test_full_average_is_the_weighted_mean_and_sharded(full_members, tmp_path):
+    out = weight_average(full_members, [1, 2, 1], out=tmp_path / "warm", shard_size="20KB", progress=False)
+    merged, states = _state(out), [_state(m) for m in full_members]
+    assert set(merged) == set(states[0]) and len(list(out.glob("model-*.safetensors"))) > 1
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == set(merged)
+    for k, v in merged.items():
+        torch.testing.assert_close(v, 0.25 * states[0][k] + 0.5 * states[1][k] + 0.25 * states[2][k], rtol=0, atol=1e-6)
+    prov = json.loads((out / "merge.json").read_text())
+    assert [i["weight"] for i in prov["inputs"]] == [0.25, 0.5, 0.25] and prov["weights_normalised_to_sum_1"]
+    assert all(len(i["sha256_tensors"]) == 64 for i in prov["inputs"])
+    ds = make_synthetic_preferences(8, seed=0)
+    by_hand = load_reward_model(full_members[0])  # architecture + tokenizer, then the averaged weights
+    by_hand.model.load_state_dict(merged, strict=True)
+    np.testing.assert_allclose(load_reward_model(out).score(ds.prompts, [p.chosen for p in ds]),
+                               by_hand.score(ds.prompts, [p.chosen for p in ds]), atol=1e-6)
+
+
+def test_bf16_output_dtype(full_members, tmp_path):
+    out = weight_average(full_members[:2], out=tmp_path / "bf16", dtype="bfloat16", progress=False)
+    assert all(v.dtype == torch.bfloat16 for v in _state(out).values())
+
+
+def test_lora_average_is_exact(tiny_lm, tmp_path):
+    members = []
+    for s in range(3):
+        _perturbed(tiny_lm, s, lora=True, scale=0.3).save(tmp_path / f"l{s}")
+        members.append(tmp_path / f"l{s}")
+    out = weight_average(members, [0.5, 0.25, 0.25], out=tmp_path / "merged", progress=False)
+    merged = load_reward_model(out)
+    assert not merged.is_lora
+    # by hand: base + sum_i w_i * (alpha / r) * B_i @ A_i, heads averaged
+    ref = BradleyTerryRM.from_pretrained(tiny_lm)
+    sd = ref.model.state_dict()
+    adapters = [load_file(m / "adapter_model.safetensors") for m in members]
+    w = [0.5, 0.25, 0.25]
+    for k in adapters[0]:
+        if ".lora_A." in k:
+            target = k[len("base_model.model."):k.index(".lora_A.")] + ".weight"
+            kb = k.replace(".lora_A.", ".lora_B.")
+            sd[target] = sd[target] + sum(wi * 2.0 * (a[kb] @ a[k]) for wi, a in zip(w, adapters))  # alpha/r = 8/4
+    sd["score.weight"] = sum(wi * a["base_model.model.score.weight"] for wi, a in zip(w, adapters))
+    ref.model.load_state_dict(sd)
+    for k, v in merged.model.state_dict().items():
+        torch.testing.assert_close(v, sd[k], rtol=0, atol=1e-5)
+    ds = make_synthetic_preferences(8, seed=1)
+    np.testing.assert_allclose(merged.score(ds.prompts, [p.chosen for p in ds]),
+                               ref.score(ds.prompts, [p.chosen for p in ds]), atol=1e-5)
+    # the naive average of A and B separately differs (cross terms)
+    a_mean = {k: sum(wi * a[k] for wi, a in zip(w, adapters)) for k in adapters[0]}
+    k = next(k for k in a_mean if ".lora_A." in k)
+    naive = a_mean[k.replace(".lora_A.", ".lora_B.")] @ a_mean[k]
+    exact = sum(wi * (a[k.replace(".lora_A.", ".lora_B.")] @ a[k]) for wi, a in zip(w, adapters))
+    assert (naive - exact).abs().max() > 1e-3
+
+
+def test_unsupported_adapters_are_refused(tiny_lm, tmp_path):
+    for s in range(2):
+        _perturbed(tiny_lm, s, lora=True).save(tmp_path / f"l{s}")
+    cfg = json.loads((tmp_path / "l1" / "adapter_config.json").read_text())
+    (tmp_path / "l1" / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
+    with pytest.raises(ModelError, match="DoRA"):
+        weight_average([tmp_path / "l0", tmp_path / "l1"], out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_mismatches_name_tensors_and_write_nothing(full_members, tmp_path, capsys):
+    from rewardkit.tiny import build_tiny_model
+
+    other = BradleyTerryRM.from_pretrained(build_tiny_model(tmp_path / "big", hidden=48))
+    other.save(tmp_path / "other")
+    with pytest.raises(SystemExit) as e:
+        main(["merge", str(full_members[0]), str(tmp_path / "other"), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "differs in shape or dtype" in err and "model.embed_tokens.weight" in err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_force_and_interrupted_merge(full_members, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    main(["merge", *map(str, full_members), "-o", str(out), "--weights", "1,1,2"])
+    assert json.loads((out / "merge.json").read_text())["inputs"][2]["weight"] == 0.5
+    assert "weights" in (out / "merge.yaml").read_text()
+    with pytest.raises(SystemExit) as e:
+        main(["merge", *map(str, full_members), "-o", str(out)])
+    assert e.value.code == 2 and "already exists" in capsys.readouterr().err
+    before = (out / "model.safetensors").read_bytes()
+
+    from rewardkit.merge import safetensors_io
+
+    calls = {"n": 0}
+    real_write = safetensors_io.StreamingShardWriter.write
+
+    def failing_write(self, name, tensor):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_write(self, name, tensor)
+
+    monkeypatch.setattr(safetensors_io.StreamingShardWriter, "write", failing_write)
+    with pytest.raises(KeyboardInterrupt):
+        weight_average(full_members, out=out, force=True, progress=False)
+    assert (out / "model.safetensors").read_bytes() == before  # the old output is untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no half-written folder
+
+
+def test_interpolation_endpoints_and_lmc(full_members, tmp_path):
+    ds = make_synthetic_preferences(30, seed=2)
+    for lam, src in ((0.0, full_members[0]), (1.0, full_members[1])):
+        m = interpolate(full_members[0], full_members[1], lam, tmp_path / f"i{lam}")
+        np.testing.assert_array_equal(load_reward_model(m).score_pairs(ds).margins,
+                                      load_reward_model(src).score_pairs(ds).margins)
+    curve = lmc_curve(full_members[0], full_members[1], ds, lambdas=[0.0, 0.5, 1.0])
+    assert curve["wa"][0] == curve["ens"][0] == curve["diag"][0]
+    assert curve["wa"][2] == curve["ens"][2] == curve["diag"][2]
+    assert curve["diag"][1] == pytest.approx((curve["diag"][0] + curve["diag"][2]) / 2)
+
+
+def test_corrupt_labels():
+    ds = make_synthetic_preferences(100, seed=0)
+    bad, mask = corrupt_labels(ds, 0.25, seed=3)
+    assert mask.sum() == 25 and [p.metadata["label_corrupted"] for p in bad] == mask.tolist()
+    for p, q, m in zip(ds, bad, mask):
+        assert (q.chosen, q.rejected) == ((p.rejected, p.chosen) if m else (p.chosen, p.rejected))
+    assert (corrupt_labels(ds, 0.25, seed=3)[1] == mask).all()
+
+
+def test_train_warm_merges_members(tiny_lm, synthetic_split, tmp_path):
+    train, test = synthetic_split
+    grid = [{"head_seed": 0, "data_seed": 0}, {"head_seed": 1, "data_seed": 1, "lr": 2e-3}]
+    res = train_warm(tiny_lm, train, tmp_path / "warm", grid, epochs=2, lr=3e-3, batch_size=16, progress=False)
+    warm = load_reward_model(res["warm"])
+    accs = [load_reward_model(m).score_pairs(test).accuracy() for m in res["members"]]
+    assert min(accs) >= 0.85 and warm.score_pairs(test).accuracy() >= 0.85
