@@ -118,18 +118,23 @@ def test_lora_members_share_one_base_and_score_exactly_as_alone(tiny_lm, tmp_pat
     assert np.abs(np.diff(u.members, axis=0)).max() > 1e-3  # the members really differ
     ens.save(tmp_path / "ens")
     again = load_reward_model(tmp_path / "ens")
-    np.testing.assert_array_equal(again.score_with_uncertainty(ds.prompts, [p.chosen for p in ds]).members, u.members)
+    np.testing.assert_array_equal(
+        again.score_with_uncertainty(ds.prompts, [p.chosen for p in ds]).members, u.members
+    )
 
 
 def test_multi_head_ensemble_trains_each_head(tiny_lm, synthetic_split):
     from rewardkit import train_reward_model
 
     train, test = synthetic_split
-    rm = train_reward_model(tiny_lm, train, num_heads=4, lp_epochs=2, lp_lr=3e-2, epochs=1, lr=1e-3,
-                            batch_size=16, progress=False)
+    rm = train_reward_model(
+        tiny_lm, train, num_heads=4, lp_epochs=2, lp_lr=3e-2, epochs=1, lr=1e-3, batch_size=16, progress=False
+    )
     heads = rm.member_scores(test.prompts * 2, [p.chosen for p in test] + [p.rejected for p in test])
     assert heads.shape == (4, 400) and np.abs(heads[0] - heads[1]).max() > 1e-3
     accs = [((h[:200] - h[200:]) > 0).mean() for h in heads]
     assert min(accs) >= 0.85
     ens = EnsembleRM([rm], aggregation="median")
-    np.testing.assert_allclose(ens.score(test.prompts, [p.chosen for p in test]), np.median(heads[:, :200], 0), atol=1e-6)
+    np.testing.assert_allclose(
+        ens.score(test.prompts, [p.chosen for p in test]), np.median(heads[:, :200], 0), atol=1e-6
+    )

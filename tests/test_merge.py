@@ -43,15 +43,21 @@ def test_full_average_is_the_weighted_mean_and_sharded(full_members, tmp_path):
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"]) == set(merged)
     for k, v in merged.items():
-        torch.testing.assert_close(v, 0.25 * states[0][k] + 0.5 * states[1][k] + 0.25 * states[2][k], rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            v, 0.25 * states[0][k] + 0.5 * states[1][k] + 0.25 * states[2][k], rtol=0, atol=1e-6
+        )
     prov = json.loads((out / "merge.json").read_text())
     assert [i["weight"] for i in prov["inputs"]] == [0.25, 0.5, 0.25] and prov["weights_normalised_to_sum_1"]
-    assert all(len(i["sha256_tensors"]) == 64 for i in prov["inputs"])
+    assert all(len(i["tensor_hash"]) == 32 for i in prov["inputs"])  # xxh3-128 hex
+    assert len({i["tensor_hash"] for i in prov["inputs"]}) == 3
     ds = make_synthetic_preferences(8, seed=0)
     by_hand = load_reward_model(full_members[0])  # architecture + tokenizer, then the averaged weights
     by_hand.model.load_state_dict(merged, strict=True)
-    np.testing.assert_allclose(load_reward_model(out).score(ds.prompts, [p.chosen for p in ds]),
-                               by_hand.score(ds.prompts, [p.chosen for p in ds]), atol=1e-6)
+    np.testing.assert_allclose(
+        load_reward_model(out).score(ds.prompts, [p.chosen for p in ds]),
+        by_hand.score(ds.prompts, [p.chosen for p in ds]),
+        atol=1e-6,
+    )
 
 
 def test_bf16_output_dtype(full_members, tmp_path):
@@ -74,16 +80,21 @@ def test_lora_average_is_exact(tiny_lm, tmp_path):
     w = [0.5, 0.25, 0.25]
     for k in adapters[0]:
         if ".lora_A." in k:
-            target = k[len("base_model.model."):k.index(".lora_A.")] + ".weight"
+            target = k[len("base_model.model.") : k.index(".lora_A.")] + ".weight"
             kb = k.replace(".lora_A.", ".lora_B.")
-            sd[target] = sd[target] + sum(wi * 2.0 * (a[kb] @ a[k]) for wi, a in zip(w, adapters))  # alpha/r = 8/4
+            sd[target] = sd[target] + sum(
+                wi * 2.0 * (a[kb] @ a[k]) for wi, a in zip(w, adapters)
+            )  # alpha/r = 8/4
     sd["score.weight"] = sum(wi * a["base_model.model.score.weight"] for wi, a in zip(w, adapters))
     ref.model.load_state_dict(sd)
     for k, v in merged.model.state_dict().items():
         torch.testing.assert_close(v, sd[k], rtol=0, atol=1e-5)
     ds = make_synthetic_preferences(8, seed=1)
-    np.testing.assert_allclose(merged.score(ds.prompts, [p.chosen for p in ds]),
-                               ref.score(ds.prompts, [p.chosen for p in ds]), atol=1e-5)
+    np.testing.assert_allclose(
+        merged.score(ds.prompts, [p.chosen for p in ds]),
+        ref.score(ds.prompts, [p.chosen for p in ds]),
+        atol=1e-5,
+    )
     # the naive average of A and B separately differs (cross terms)
     a_mean = {k: sum(wi * a[k] for wi, a in zip(w, adapters)) for k in adapters[0]}
     k = next(k for k in a_mean if ".lora_A." in k)
@@ -127,15 +138,15 @@ def test_force_and_interrupted_merge(full_members, tmp_path, monkeypatch, capsys
     from rewardkit.merge import safetensors_io
 
     calls = {"n": 0}
-    real_write = safetensors_io.StreamingShardWriter.write
+    real_write = safetensors_io.StreamingShardWriter.write_parts
 
-    def failing_write(self, name, tensor):
+    def failing_write(self, name, parts):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return real_write(self, name, tensor)
+        return real_write(self, name, parts)
 
-    monkeypatch.setattr(safetensors_io.StreamingShardWriter, "write", failing_write)
+    monkeypatch.setattr(safetensors_io.StreamingShardWriter, "write_parts", failing_write)
     with pytest.raises(KeyboardInterrupt):
         weight_average(full_members, out=out, force=True, progress=False)
     assert (out / "model.safetensors").read_bytes() == before  # the old output is untouched
@@ -146,8 +157,9 @@ def test_interpolation_endpoints_and_lmc(full_members, tmp_path):
     ds = make_synthetic_preferences(30, seed=2)
     for lam, src in ((0.0, full_members[0]), (1.0, full_members[1])):
         m = interpolate(full_members[0], full_members[1], lam, tmp_path / f"i{lam}")
-        np.testing.assert_array_equal(load_reward_model(m).score_pairs(ds).margins,
-                                      load_reward_model(src).score_pairs(ds).margins)
+        np.testing.assert_array_equal(
+            load_reward_model(m).score_pairs(ds).margins, load_reward_model(src).score_pairs(ds).margins
+        )
     curve = lmc_curve(full_members[0], full_members[1], ds, lambdas=[0.0, 0.5, 1.0])
     assert curve["wa"][0] == curve["ens"][0] == curve["diag"][0]
     assert curve["wa"][2] == curve["ens"][2] == curve["diag"][2]
@@ -166,7 +178,9 @@ def test_corrupt_labels():
 def test_train_warm_merges_members(tiny_lm, synthetic_split, tmp_path):
     train, test = synthetic_split
     grid = [{"head_seed": 0, "data_seed": 0}, {"head_seed": 1, "data_seed": 1, "lr": 2e-3}]
-    res = train_warm(tiny_lm, train, tmp_path / "warm", grid, epochs=2, lr=3e-3, batch_size=16, progress=False)
+    res = train_warm(
+        tiny_lm, train, tmp_path / "warm", grid, epochs=2, lr=3e-3, batch_size=16, progress=False
+    )
     warm = load_reward_model(res["warm"])
     accs = [load_reward_model(m).score_pairs(test).accuracy() for m in res["members"]]
     assert min(accs) >= 0.85 and warm.score_pairs(test).accuracy() >= 0.85

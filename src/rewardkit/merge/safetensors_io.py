@@ -26,12 +26,14 @@ DTYPE_NAMES = {
 }
 
 
+_FROM_NAME = {v: k for k, v in DTYPE_NAMES.items()}
+
+
 class CheckpointReader:
-    """Tensor names, shapes and dtypes of a checkpoint folder without loading it; tensors on demand."""
+    """Tensor names, shapes and dtypes of a checkpoint folder from the safetensors headers; each tensor
+    is read on demand with a plain file read (no mmap), so only the tensors in hand count towards RSS."""
 
     def __init__(self, folder: str | os.PathLike, stem: str = "model"):
-        from safetensors import safe_open
-
         self.folder = Path(folder)
         index = self.folder / f"{stem}.safetensors.index.json"
         single = self.folder / f"{stem}.safetensors"
@@ -42,21 +44,56 @@ class CheckpointReader:
             self.files = [single]
         else:
             raise ModelError(f"{self.folder}: no {stem}.safetensors or {stem}.safetensors.index.json")
-        self._handles = {f: safe_open(str(f), framework="pt") for f in self.files}
-        self.where: dict[str, Path] = {}
-        for f, h in self._handles.items():
-            for k in h.keys():
-                self.where[k] = f
+        self.entries: dict[str, tuple[Path, int, tuple[int, ...], str, int]] = {}
+        for f in self.files:
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+            for k, v in header.items():
+                if k != "__metadata__":
+                    lo, hi = v["data_offsets"]
+                    self.entries[k] = (f, 8 + n + lo, tuple(v["shape"]), v["dtype"], hi - lo)
 
     def keys(self) -> list[str]:
-        return list(self.where)
+        return list(self.entries)
 
     def meta(self, key: str) -> tuple[tuple[int, ...], str]:
-        s = self._handles[self.where[key]].get_slice(key)
-        return tuple(s.get_shape()), s.get_dtype()
+        _, _, shape, dtype, _ = self.entries[key]
+        return shape, dtype
 
     def get(self, key: str) -> torch.Tensor:
-        return self._handles[self.where[key]].get_tensor(key)
+        f, offset, shape, dtype, size = self.entries[key]
+        if dtype not in _FROM_NAME:
+            raise ModelError(f"{f}: tensor {key!r} has unsupported dtype {dtype}")
+        buf = bytearray(size)
+        with open(f, "rb") as fh:
+            fh.seek(offset)
+            fh.readinto(buf)
+        if size == 0:
+            return torch.empty(shape, dtype=_FROM_NAME[dtype])
+        return torch.frombuffer(buf, dtype=_FROM_NAME[dtype]).reshape(shape)
+
+    def get_rows(self, key: str, lo: int, hi: int, scratch: bytearray | None = None) -> torch.Tensor:
+        """Rows [lo, hi) along the first dimension (a contiguous byte range of the file).
+
+        With ``scratch`` (a bytearray at least that large, reused between calls to avoid page faults) the
+        result is a view of it, valid until the next call with the same buffer.
+        """
+        f, offset, shape, dtype, size = self.entries[key]
+        if not shape:
+            return self.get(key)
+        nbytes = (size // shape[0] if shape[0] else 0) * (hi - lo)
+        buf = (
+            memoryview(scratch)[:nbytes]
+            if scratch is not None and len(scratch) >= nbytes
+            else bytearray(nbytes)
+        )
+        with open(f, "rb") as fh:
+            fh.seek(offset + (size // shape[0] if shape[0] else 0) * lo)
+            fh.readinto(buf)
+        if not nbytes:
+            return torch.empty((hi - lo, *shape[1:]), dtype=_FROM_NAME[dtype])
+        return torch.frombuffer(buf, dtype=_FROM_NAME[dtype]).reshape((hi - lo, *shape[1:]))
 
     def nbytes(self) -> int:
         return sum(f.stat().st_size for f in self.files)
@@ -122,17 +159,28 @@ class StreamingShardWriter:
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
         """Tensors must arrive in ``self.order``."""
+        self.write_parts(name, [tensor])
+
+    def write_parts(self, name: str, parts) -> None:
+        """Write one tensor as consecutive row blocks (each [rows, *shape[1:]]), in ``self.order``."""
         if self._next >= len(self.order) or self.order[self._next] != name:
             raise RuntimeError(f"tensor {name!r} written out of order")
         _, shape, dtype = self._expected[name]
-        if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
-            raise RuntimeError(
-                f"tensor {name!r}: expected {tuple(shape)} {dtype}, got {tuple(tensor.shape)} {tensor.dtype}"
-            )
         shard = self._shard_of[name]
         if shard != self._shard:
             self._open_shard(shard)
-        self._file.write(tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        written = 0
+        for part in parts:
+            if part.dtype != dtype or tuple(part.shape[1:]) != tuple(shape[1:]) and len(shape) > 0:
+                raise RuntimeError(
+                    f"tensor {name!r}: block {tuple(part.shape)} {part.dtype} does not fit "
+                    f"{tuple(shape)} {dtype}"
+                )
+            if part.numel():
+                self._file.write(memoryview(part.contiguous().view(torch.uint8).numpy()))
+            written += part.numel()
+        if written != int(torch.Size(shape).numel()):
+            raise RuntimeError(f"tensor {name!r}: wrote {written} of {torch.Size(shape).numel()} elements")
         self._next += 1
 
     def close(self) -> None:
