@@ -59,7 +59,10 @@ def child(mode: str, folder: Path, n_pairs: int) -> None:
     from rewardkit import BradleyTerryRM, EnsembleRM, demo_model_path, load_reward_model
 
     pairs = _pairs(n_pairs)
-    prompts, responses = [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    prompts, responses = (
+        [p.prompt for p in pairs] * 2,
+        [p.chosen for p in pairs] + [p.rejected for p in pairs],
+    )
     base = _status("VmRSS:")
     t0 = time.perf_counter()
     if mode == "shared":
@@ -67,17 +70,30 @@ def child(mode: str, folder: Path, n_pairs: int) -> None:
     elif mode == "separate":
         rm = EnsembleRM([load_reward_model(p) for p in sorted(folder.glob("m*"))], aggregation="mean")
     else:
-        rm = BradleyTerryRM.from_pretrained(demo_model_path(), num_heads=M if mode == "multihead" else 1,
-                                            max_length=256)
+        rm = BradleyTerryRM.from_pretrained(
+            demo_model_path(), num_heads=M if mode == "multihead" else 1, max_length=256
+        )
     load_s = time.perf_counter() - t0
     rm.score(prompts[:2], responses[:2])  # warm-up
     t0 = time.perf_counter()
-    scores = rm.member_scores(prompts, responses) if hasattr(rm, "member_scores") else rm.raw_member_scores(
-        prompts, responses)
+    scores = (
+        rm.member_scores(prompts, responses)
+        if hasattr(rm, "member_scores")
+        else rm.raw_member_scores(prompts, responses)
+    )
     seconds = time.perf_counter() - t0
-    print(json.dumps({"mode": mode, "load_seconds": load_s, "score_seconds": seconds,
-                      "peak_rss_growth_bytes": _status("VmHWM:") - base, "rows": len(scores),
-                      "scores": [[float(x) for x in r] for r in scores]}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "load_seconds": load_s,
+                "score_seconds": seconds,
+                "peak_rss_growth_bytes": _status("VmHWM:") - base,
+                "rows": len(scores),
+                "scores": [[float(x) for x in r] for r in scores],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -103,12 +119,15 @@ def main() -> None:
     diff = float(np.abs(np.array(runs["shared"]["scores"]) - np.array(runs["separate"]["scores"])).max())
     mb = 2**20
     result = {
-        "pairs": args.pairs, "members": M,
+        "pairs": args.pairs,
+        "members": M,
         "lora_shared_peak_rss_mb": runs["shared"]["peak_rss_growth_bytes"] / mb,
         "lora_separate_peak_rss_mb": runs["separate"]["peak_rss_growth_bytes"] / mb,
-        "lora_peak_rss_ratio": runs["shared"]["peak_rss_growth_bytes"] / runs["separate"]["peak_rss_growth_bytes"],
+        "lora_peak_rss_ratio": runs["shared"]["peak_rss_growth_bytes"]
+        / runs["separate"]["peak_rss_growth_bytes"],
         "lora_shared_vs_separate_max_abs_diff": diff,
-        "single_seconds": runs["single"]["score_seconds"], "multihead_seconds": runs["multihead"]["score_seconds"],
+        "single_seconds": runs["single"]["score_seconds"],
+        "multihead_seconds": runs["multihead"]["score_seconds"],
         "multihead_time_ratio": runs["multihead"]["score_seconds"] / runs["single"]["score_seconds"],
         "targets": {"lora_peak_rss_ratio": "<= 0.4", "multihead_time_ratio": "<= 1.2"},
     }

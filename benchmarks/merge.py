@@ -31,10 +31,20 @@ def make_members(folder: Path) -> list[Path]:
     from safetensors.torch import save_file
     from transformers import AutoModelForSequenceClassification, LlamaConfig
 
-    cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                      num_attention_heads=9, num_key_value_heads=3, num_labels=1, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        num_labels=1,
+        tie_word_embeddings=True,
+    )
     with torch.device("meta"):
-        shapes = {k: v.shape for k, v in AutoModelForSequenceClassification.from_config(cfg).state_dict().items()}
+        shapes = {
+            k: v.shape for k, v in AutoModelForSequenceClassification.from_config(cfg).state_dict().items()
+        }
     paths = []
     for i in range(M):
         g = torch.Generator().manual_seed(i)
@@ -80,14 +90,20 @@ def main() -> None:
         size = (members[0] / "model.safetensors").stat().st_size
         runs = {}
         for mode in ("read", "merge", "read", "merge"):  # twice each, interleaved; keep the best
-            r = subprocess.run([sys.executable, __file__, "--child", mode, "--folder", tmp], capture_output=True,
-                               text=True, check=True)
+            r = subprocess.run(
+                [sys.executable, __file__, "--child", mode, "--folder", tmp],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             res = json.loads(r.stdout.strip().splitlines()[-1])
             if mode not in runs or res["seconds"] < runs[mode]["seconds"]:
                 runs[mode] = res
     result = {
-        "members": M, "input_checkpoint_mb": size / 2**20,
-        "read_seconds": runs["read"]["seconds"], "merge_seconds": runs["merge"]["seconds"],
+        "members": M,
+        "input_checkpoint_mb": size / 2**20,
+        "read_seconds": runs["read"]["seconds"],
+        "merge_seconds": runs["merge"]["seconds"],
         "merge_over_read": runs["merge"]["seconds"] / runs["read"]["seconds"],
         "merge_peak_rss_growth_mb": runs["merge"]["peak_rss_growth_bytes"] / 2**20,
         "peak_rss_growth_over_one_input": runs["merge"]["peak_rss_growth_bytes"] / size,

@@ -23,12 +23,22 @@ def main(argv=None) -> dict:
     test = make_synthetic_preferences(300, seed=1, generators=("gen_b", "gen_c"))  # response shift
     paths = []
     for s in range(3):
-        train_reward_model(model, train, out=work / f"rm{s}", head_seed=s, data_seed=s, epochs=2, lr=3e-3,
-                           batch_size=16, progress=False)
+        train_reward_model(
+            model,
+            train,
+            out=work / f"rm{s}",
+            head_seed=s,
+            data_seed=s,
+            epochs=2,
+            lr=3e-3,
+            batch_size=16,
+            progress=False,
+        )
         paths.append(work / f"rm{s}")
     ens = EnsembleRM.from_paths(paths, aggregation="mean_minus_std", lam=1.0, normalize="zscore")
-    ens.fit_normalization(calibration.prompts * 2,
-                          [p.chosen for p in calibration] + [p.rejected for p in calibration])
+    ens.fit_normalization(
+        calibration.prompts * 2, [p.chosen for p in calibration] + [p.rejected for p in calibration]
+    )
     n = len(test)
     u = ens.score_with_uncertainty(test.prompts * 2, [p.chosen for p in test] + [p.rejected for p in test])
     margins, std = u.aggregate[:n] - u.aggregate[n:], u.std[:n] + u.std[n:]

@@ -54,3 +54,9 @@ def test_ensemble_example():
     assert len(result["members"]) == 3 and min(result["members"]) > 0.6
     assert result["ensemble"] >= min(result["members"])
     assert result["ensemble_at_50pct_coverage"] >= result["ensemble"]  # abstaining on disagreement helps
+
+
+def test_warm_example():
+    r = _load("warm").main([])
+    assert min(r["members_ood"]) > 0.6 and r["warm_ood"] >= min(r["members_ood"]) - 0.02
+    assert r["lmc"]["wa"][0] == r["lmc"]["diag"][0] and r["lmc"]["wa"][-1] == r["lmc"]["diag"][-1]
