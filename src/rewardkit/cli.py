@@ -49,6 +49,31 @@ def cli(verbose: bool) -> None:
     )
 
 
+def _training_inputs(
+    config_cls, out, force, config_file, seeds: dict, flags: dict, data, eval_data, on_error
+):
+    """Config from YAML < --seed < explicit flags, validated; then the training / held-out pairs."""
+    from rewardkit.data import load_preferences
+
+    _refuse_existing(out, force)
+    fields = {**_load_yaml(config_file), **seeds, **{k: v for k, v in flags.items() if v is not None}}
+    config = config_cls(**fields)
+    train_pairs = load_preferences(data, on_error=on_error)
+    eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
+    return config, train_pairs, eval_pairs
+
+
+def _trained_message(rm, what: str, out: str, eval_pairs) -> str:
+    info = rm.training_info
+    msg = (
+        f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
+        f"{info['world_size']} process(es); saved {what} to {out}"
+    )
+    if eval_pairs is not None:
+        msg += f" (held-out accuracy {rm.score_pairs(eval_pairs).accuracy():.4f})"
+    return msg
+
+
 @cli.group()
 def train() -> None:
     """Train a reward model."""
@@ -90,13 +115,9 @@ def train_explicit(
     force,
 ) -> None:
     """Train a Bradley-Terry reward model."""
-    from rewardkit.data import load_preferences
     from rewardkit.train import RewardTrainingConfig, train_reward_model
 
-    _refuse_existing(out, force)
-    fields = _load_yaml(config_file)
-    if seed is not None:
-        fields.update(seed=seed, head_seed=seed, data_seed=seed)
+    seeds = dict(seed=seed, head_seed=seed, data_seed=seed) if seed is not None else {}
     flags = dict(
         epochs=epochs,
         lr=lr,
@@ -107,19 +128,11 @@ def train_explicit(
         max_length=max_length,
         center_coef=center_coef,
     )
-    fields.update({k: v for k, v in flags.items() if v is not None})
-    config = RewardTrainingConfig(**fields)
-    train_pairs = load_preferences(data, on_error=on_error)
-    eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
-    rm = train_reward_model(model, train_pairs, eval_data=eval_pairs, out=out, config=config, force=force)
-    info = rm.training_info
-    msg = (
-        f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
-        f"{info['world_size']} process(es); saved explicit reward model to {out}"
+    config, train_pairs, eval_pairs = _training_inputs(
+        RewardTrainingConfig, out, force, config_file, seeds, flags, data, eval_data, on_error
     )
-    if eval_pairs is not None:
-        msg += f" (held-out accuracy {rm.score_pairs(eval_pairs).accuracy():.4f})"
-    click.echo(msg)
+    rm = train_reward_model(model, train_pairs, eval_data=eval_pairs, out=out, config=config, force=force)
+    click.echo(_trained_message(rm, "explicit reward model", out, eval_pairs))
 
 
 @train.command("dpo")
@@ -164,13 +177,9 @@ def train_dpo_cmd(
     force,
 ) -> None:
     """DPO-train a policy; its implicit reward is saved as a reward model."""
-    from rewardkit.data import load_preferences
     from rewardkit.train import DPOTrainingConfig, train_dpo
 
-    _refuse_existing(out, force)
-    fields = _load_yaml(config_file)
-    if seed is not None:
-        fields.update(seed=seed, data_seed=seed)
+    seeds = dict(seed=seed, data_seed=seed) if seed is not None else {}
     flags = dict(
         beta=beta,
         loss=loss,
@@ -182,21 +191,13 @@ def train_dpo_cmd(
         lora_r=lora_r,
         max_length=max_length,
     )
-    fields.update({k: v for k, v in flags.items() if v is not None})
-    config = DPOTrainingConfig(**fields)
-    train_pairs = load_preferences(data, on_error=on_error)
-    eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
+    config, train_pairs, eval_pairs = _training_inputs(
+        DPOTrainingConfig, out, force, config_file, seeds, flags, data, eval_data, on_error
+    )
     rm = train_dpo(
         model, train_pairs, reference=reference, eval_data=eval_pairs, out=out, config=config, force=force
     )
-    info = rm.training_info
-    msg = (
-        f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
-        f"{info['world_size']} process(es); saved DPO implicit reward model to {out}"
-    )
-    if eval_pairs is not None:
-        msg += f" (held-out implicit-reward accuracy {rm.score_pairs(eval_pairs).accuracy():.4f})"
-    click.echo(msg)
+    click.echo(_trained_message(rm, "DPO implicit reward model", out, eval_pairs))
 
 
 def _load_rm(rm_dir: str | None, max_batch_size: int | None, dpo: dict | None = None):
