@@ -167,3 +167,26 @@ def run_batches(
             bar.update(len(indices))
     bar.close()
     return out
+
+
+def score_encoded(rm, items: Sequence[Encoded], fn: Callable[[Batch], torch.Tensor]) -> np.ndarray:
+    """Run a model's batch function over encoded sequences with the model's engine settings
+    (``tokenizer``, ``device``, ``max_tokens``, ``max_batch_size``, ``progress``); truncated sequences
+    are counted in a warning, never hidden."""
+    n_trunc = sum(x.truncated for x in items)
+    if n_trunc:
+        logger.warning(
+            "%d of %d sequences were longer than max_length=%s and kept their last tokens",
+            n_trunc,
+            len(items),
+            rm.formatter.max_length,
+        )
+    return run_batches(
+        items,
+        fn,
+        pad_id=rm.tokenizer.pad_token_id,
+        device=rm.device,
+        max_tokens=rm.max_tokens,
+        max_batch_size=rm.max_batch_size,
+        progress=rm.progress,
+    )

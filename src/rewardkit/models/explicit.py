@@ -23,7 +23,7 @@ from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.models.common import load_tokenizer, quiet_transformers, resolve_device, resolve_dtype
-from rewardkit.scoring import Batch, run_batches
+from rewardkit.scoring import Batch, score_encoded
 from rewardkit.templating import Formatter
 
 logger = logging.getLogger(__name__)
@@ -241,28 +241,12 @@ class BradleyTerryRM(RewardModel):
     def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         """[num_members, n] rewards: every head of every LoRA adapter; tokenised once."""
         items = self.formatter.encode_many(prompts, responses)
-        n_trunc = sum(x.truncated for x in items)
-        if n_trunc:
-            logger.warning(
-                "%d of %d sequences were longer than max_length=%s and kept their last tokens",
-                n_trunc,
-                len(items),
-                self.formatter.max_length,
-            )
         self.module.eval()
         rows = []
         for name in self.adapter_names or [None]:
             if name is not None:
                 self.model.set_adapter(name)
-            r = run_batches(
-                items,
-                self._rewards,
-                pad_id=self.tokenizer.pad_token_id,
-                device=self.device,
-                max_tokens=self.max_tokens,
-                max_batch_size=self.max_batch_size,
-                progress=self.progress,
-            )
+            r = score_encoded(self, items, self._rewards)
             rows.extend(r.T if r.ndim == 2 else [r])
         if self.adapter_names:
             self.model.set_adapter(self.adapter_names[0])

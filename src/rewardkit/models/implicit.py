@@ -28,7 +28,7 @@ from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs
 from rewardkit.models.common import load_tokenizer, resolve_device, resolve_dtype
-from rewardkit.scoring import Batch, run_batches
+from rewardkit.scoring import Batch, score_encoded
 from rewardkit.templating import Formatter
 
 Reduction = Literal["sum", "mean"]
@@ -168,16 +168,7 @@ class DPOImplicitRM(RewardModel):
         return self.beta * diff
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        items = self.formatter.encode_many(prompts, responses)
-        return run_batches(
-            items,
-            self._rewards,
-            pad_id=self.tokenizer.pad_token_id,
-            device=self.device,
-            max_tokens=self.max_tokens,
-            max_batch_size=self.max_batch_size,
-            progress=self.progress,
-        )
+        return score_encoded(self, self.formatter.encode_many(prompts, responses), self._rewards)
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
         """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,
