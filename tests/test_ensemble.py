@@ -138,3 +138,24 @@ def test_multi_head_ensemble_trains_each_head(tiny_lm, synthetic_split):
     np.testing.assert_allclose(
         ens.score(test.prompts, [p.chosen for p in test]), np.median(heads[:, :200], 0), atol=1e-6
     )
+
+
+def test_mixed_kinds_tokenised_once_per_tokenizer(tiny_lm, members, tmp_path):
+    from rewardkit import DPOImplicitRM
+    from rewardkit.tiny import build_tiny_model
+
+    other = build_tiny_model(tmp_path / "ref", seed=3)  # same words -> identical tokenizer
+    dporm = DPOImplicitRM.from_pretrained(tiny_lm, other, beta=0.5)
+    ens = EnsembleRM([*members, dporm], aggregation="mean")
+    ds = make_synthetic_preferences(6, seed=8)
+    prompts, responses = ds.prompts, [p.chosen for p in ds]
+    u = ens.score_with_uncertainty(prompts, responses)
+    assert ens.last_tokenizations == 1  # 3 explicit + 1 implicit member, one tokenizer: encoded once
+    expected = np.stack([m.score(prompts, responses) for m in [*members, dporm]])
+    np.testing.assert_allclose(u.members, expected, atol=1e-6)
+    members[0].formatter.max_length = 5  # a different encoding: tokenised separately
+    try:
+        ens.score(prompts, responses)
+        assert ens.last_tokenizations == 2
+    finally:
+        members[0].formatter.max_length = None

@@ -86,6 +86,20 @@ class Formatter:
         self.chat = bool(getattr(tokenizer, "chat_template", None))
         self._prompt_cache: dict[Any, list[int]] = {}
 
+    @property
+    def encoding_key(self) -> str:
+        """Identity of how this formatter turns text into ids (tokenizer, chat template, max_length):
+        models whose keys are equal can share one tokenisation (e.g. ensemble members)."""
+        import hashlib
+
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        tok = backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items()))
+        h = hashlib.sha256(tok.encode())
+        h.update(
+            repr((self.tokenizer.chat_template, self.max_length, type(self.tokenizer).__name__)).encode()
+        )
+        return h.hexdigest()
+
     def _key(self, prompt: Prompt):
         return prompt if isinstance(prompt, str) else tuple((m["role"], m["content"]) for m in prompt)
 

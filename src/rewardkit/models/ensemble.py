@@ -131,11 +131,16 @@ class EnsembleRM(RewardModel):
         (``member_scores``): tokenised once, one base in memory, one backbone pass per adapter / per batch.
         """
         rows = []
+        encoded: dict[str, list] = {}  # one tokenisation per distinct tokenizer / template / max_length
         for m in self.members:
-            if hasattr(m, "member_scores"):
-                rows.extend(m.member_scores(prompts, responses))
+            if hasattr(m, "member_scores") and hasattr(m, "formatter"):
+                key = m.formatter.encoding_key
+                if key not in encoded:
+                    encoded[key] = m.formatter.encode_many(prompts, responses)
+                rows.extend(m.member_scores(prompts, responses, items=encoded[key]))
             else:
                 rows.append(m.score(prompts, responses))
+        self.last_tokenizations = len(encoded)
         return np.stack(rows).astype(np.float64)
 
     def _normalized(self, raw: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.models.common import load_tokenizer, quiet_transformers, resolve_device, resolve_dtype
 from rewardkit.scoring import Batch, score_encoded
-from rewardkit.templating import Formatter
+from rewardkit.templating import Encoded, Formatter
 
 logger = logging.getLogger(__name__)
 
@@ -238,9 +238,13 @@ class BradleyTerryRM(RewardModel):
     def _rewards(self, batch: Batch) -> torch.Tensor:
         return self.module(batch.input_ids, batch.attention_mask)
 
-    def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        """[num_members, n] rewards: every head of every LoRA adapter; tokenised once."""
-        items = self.formatter.encode_many(prompts, responses)
+    def member_scores(
+        self, prompts: Sequence[Prompt], responses: Sequence[str], items: Sequence[Encoded] | None = None
+    ) -> np.ndarray:
+        """[num_members, n] rewards: every head of every LoRA adapter; tokenised once (or pass ``items``
+        from another model with the same ``formatter.encoding_key``)."""
+        if items is None:
+            items = self.formatter.encode_many(prompts, responses)
         self.module.eval()
         rows = []
         for name in self.adapter_names or [None]:

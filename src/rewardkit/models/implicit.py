@@ -29,7 +29,7 @@ from rewardkit.io import atomic_dir
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs
 from rewardkit.models.common import load_tokenizer, resolve_device, resolve_dtype
 from rewardkit.scoring import Batch, score_encoded
-from rewardkit.templating import Formatter
+from rewardkit.templating import Encoded, Formatter
 
 Reduction = Literal["sum", "mean"]
 
@@ -168,7 +168,15 @@ class DPOImplicitRM(RewardModel):
         return self.beta * diff
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        return score_encoded(self, self.formatter.encode_many(prompts, responses), self._rewards)
+        return self.member_scores(prompts, responses)[0]
+
+    def member_scores(
+        self, prompts: Sequence[Prompt], responses: Sequence[str], items: Sequence[Encoded] | None = None
+    ) -> np.ndarray:
+        """[1, n] rewards; ``items`` may come from another model with the same ``formatter.encoding_key``."""
+        if items is None:
+            items = self.formatter.encode_many(prompts, responses)
+        return score_encoded(self, items, self._rewards)[None]
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
         """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,
