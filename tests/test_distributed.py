@@ -43,3 +43,45 @@ def test_torchrun_two_processes_train(tiny_lm, synthetic_split, tmp_path):
     assert result.stdout.count("in 75 steps on 2 process(es)") == 2
     rm = load_reward_model(out)
     assert rm.score_pairs(test).accuracy() >= 0.9
+
+
+def test_torchrun_two_processes_score_equals_single_process(trained_rm, synthetic_split, tmp_path):
+    import json
+
+    _, rm_dir = trained_rm
+    _, test = synthetic_split
+    test.save_jsonl(tmp_path / "test.jsonl")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    args = ["-m", "rewardkit.cli", "score", "--rm", str(rm_dir), "--data", str(tmp_path / "test.jsonl")]
+    single = subprocess.run(
+        [sys.executable, *args, "--out", str(tmp_path / "one.jsonl")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    multi = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            *args,
+            "--out",
+            str(tmp_path / "two.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert single.returncode == 0 and multi.returncode == 0, multi.stderr[-3000:]
+    assert "on 2 process(es)" in multi.stdout
+    one = [json.loads(x) for x in (tmp_path / "one.jsonl").read_text().splitlines()]
+    two = [json.loads(x) for x in (tmp_path / "two.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in two] == list(range(200))
+    assert (
+        max(abs(a["chosen"] - b["chosen"]) + abs(a["rejected"] - b["rejected"]) for a, b in zip(one, two))
+        <= 1e-4
+    )

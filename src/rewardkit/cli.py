@@ -200,7 +200,7 @@ def train_dpo_cmd(
     click.echo(_trained_message(rm, "DPO implicit reward model", out, eval_pairs))
 
 
-def _load_rm(rm_dir: str | None, max_batch_size: int | None, dpo: dict | None = None):
+def _load_rm(rm_dir: str | None, max_batch_size: int | None, dpo: dict | None = None, device=None):
     from rewardkit.base import load_reward_model
 
     if dpo and dpo.get("policy"):
@@ -216,9 +216,10 @@ def _load_rm(rm_dir: str | None, max_batch_size: int | None, dpo: dict | None = 
             beta=dpo["beta"],
             reduction=dpo["reduction"],
             reference_free=dpo["reference_free"],
+            device=device,
         )
     elif rm_dir:
-        rm = load_reward_model(rm_dir)
+        rm = load_reward_model(rm_dir, **({"device": device} if device is not None else {}))
     else:
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
     if max_batch_size is not None and hasattr(rm, "max_batch_size"):
@@ -257,7 +258,9 @@ def score(
     rm_dir, dpo_policy, dpo_reference, reference_free, beta, reduction, data, out, batch_size, on_error, force
 ) -> None:
     """Score the chosen and rejected response of every pair."""
-    from rewardkit.base import PairScores
+    import numpy as np
+
+    from rewardkit.base import PairScores, pairwise_accuracy
     from rewardkit.data import load_preferences
     from rewardkit.io import atomic_write_text
 
@@ -270,31 +273,41 @@ def score(
         "beta": beta,
         "reduction": reduction,
     }
-    rm = _load_rm(rm_dir, batch_size, dpo)
-    n = len(pairs)
+    from rewardkit.distributed import gather_rows, init_distributed
+
+    rank, size, device = init_distributed()  # under torchrun: each rank scores pairs rank, rank+size, ...
+    rm = _load_rm(rm_dir, batch_size, dpo, device)
+    index = list(range(rank, len(pairs), size))
+    shard = [pairs[i] for i in index]
+    n = len(shard)
     uncertainty = None
     if hasattr(rm, "score_with_uncertainty"):  # ensembles: per-member rewards and their std too
         uncertainty = rm.score_with_uncertainty(
-            [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]
+            [p.prompt for p in shard] * 2, [p.chosen for p in shard] + [p.rejected for p in shard]
         )
         scores = PairScores(uncertainty.aggregate[:n], uncertainty.aggregate[n:])
     else:
-        scores = rm.score_pairs(pairs)
+        scores = rm.score_pairs(shard) if shard else PairScores(np.zeros(0), np.zeros(0))
     rows = [
         {"index": i, "chosen": float(c), "rejected": float(r), "margin": float(c - r)}
-        for i, (c, r) in enumerate(zip(scores.chosen, scores.rejected))
+        for i, c, r in zip(index, scores.chosen, scores.rejected)
     ]
     if uncertainty is not None:
-        for i, row in enumerate(rows):
+        for j, row in enumerate(rows):
             row.update(
-                chosen_members=uncertainty.members[:, i].tolist(),
-                rejected_members=uncertainty.members[:, n + i].tolist(),
-                chosen_std=float(uncertainty.std[i]),
-                rejected_std=float(uncertainty.std[n + i]),
+                chosen_members=uncertainty.members[:, j].tolist(),
+                rejected_members=uncertainty.members[:, n + j].tolist(),
+                chosen_std=float(uncertainty.std[j]),
+                rejected_std=float(uncertainty.std[n + j]),
             )
-    lines = [json.dumps(row) for row in rows]
-    atomic_write_text(out, "\n".join(lines) + "\n")
-    click.echo(f"scored {len(pairs)} pairs -> {out} (accuracy {scores.accuracy():.4f})")
+    rows = gather_rows(rows, rank, size)
+    if rows is None:  # not rank 0
+        return
+    atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in rows))
+    margins = np.array([r["margin"] for r in rows])
+    click.echo(
+        f"scored {len(rows)} pairs on {size} process(es) -> {out} (accuracy {pairwise_accuracy(margins):.4f})"
+    )
 
 
 def _named_rms(specs: tuple[str, ...], batch_size: int | None, dpo: dict) -> dict:

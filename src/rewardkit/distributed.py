@@ -1,0 +1,43 @@
+"""Data-parallel scoring under torchrun / accelerate launch: each rank scores a strided shard, rank 0
+gathers the results and restores input order. Training needs none of this (Trainer handles it)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) from the launcher's environment; (0, 1) when not launched in parallel."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def init_distributed() -> tuple[int, int, torch.device | None]:
+    """Join the process group when launched with several processes; returns (rank, world, device)."""
+    rank, size = world()
+    if size == 1:
+        return 0, 1, None
+    import torch.distributed as dist
+
+    device = None
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device is not None else "gloo")
+    return rank, size, device
+
+
+def gather_rows(rows: list[dict[str, Any]], rank: int, size: int) -> list[dict[str, Any]] | None:
+    """Rank 0 receives every rank's rows (each with an ``index``) sorted by index; others get None."""
+    if size == 1:
+        return sorted(rows, key=lambda r: r["index"])
+    import torch.distributed as dist
+
+    parts: list[Any] | None = [None] * size if rank == 0 else None
+    dist.gather_object(rows, parts, dst=0)
+    if rank != 0:
+        return None
+    return sorted((r for part in parts for r in part), key=lambda r: r["index"])
