@@ -15,24 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval_gpt4.jsonl.gz"
-
-
-def _status(key: str) -> int:
-    """VmRSS / VmHWM of this process in bytes (Linux)."""
-    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
+from common import DATA, proc_status, reset_peak_rss, sample_pairs
 
 
 def _setup(args):
     import torch
 
-    from rewardkit import DPOImplicitRM, demo_model_path, load_preferences
+    from rewardkit import DPOImplicitRM, demo_model_path
+    from rewardkit.models.common import load_tokenizer
     from rewardkit.models.implicit import load_causal_lm
 
     torch.manual_seed(0)
@@ -43,12 +38,11 @@ def _setup(args):
     with torch.no_grad():
         for p in reference.parameters():
             p.add_(torch.randn_like(p) * p.std() * 1e-3)
-    pairs = load_preferences(DATA)
-    pairs = [pairs[i] for i in sorted(random.Random(0).sample(range(len(pairs)), args.pairs))]
+    pairs = sample_pairs(args.pairs)
     rm = DPOImplicitRM(
         policy,
         reference,
-        __import__("rewardkit").models.common.load_tokenizer(path),
+        load_tokenizer(path),
         beta=0.1,
         max_length=args.max_length,
         device=device,
@@ -86,8 +80,7 @@ def _naive(rm, pairs, batch_size=8):
 
 def child(args) -> None:
     rm, pairs = _setup(args)
-    open("/proc/self/clear_refs", "w").write("5")  # reset the peak-RSS mark: loading does not count
-    base = _status("VmRSS:")
+    base = reset_peak_rss()  # loading does not count
     t0 = time.perf_counter()
     if args.child == "naive":
         rewards, tokens = _naive(rm, pairs)
@@ -96,7 +89,7 @@ def child(args) -> None:
         rewards = [x for c, r in zip(s.chosen, s.rejected) for x in (float(c), float(r))]
         tokens = sum(len(rm.formatter.encode(p.prompt, r)) for p in pairs for r in (p.chosen, p.rejected))
     seconds = time.perf_counter() - t0
-    peak = _status("VmHWM:") - base
+    peak = proc_status("VmHWM:") - base
     print(
         json.dumps({"seconds": seconds, "peak_rss_growth_bytes": peak, "tokens": tokens, "rewards": rewards})
     )

@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval_gpt4.jsonl.gz"
+from common import DATA, proc_status, sample_pairs
+
 M = 4
-
-
-def _status(key: str) -> int:
-    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
-
-
-def _pairs(n: int):
-    from rewardkit import load_preferences
-
-    pairs = load_preferences(DATA)
-    return [pairs[i] for i in sorted(random.Random(0).sample(range(len(pairs)), n))]
 
 
 def make_members(folder: Path) -> list[Path]:
@@ -58,12 +47,12 @@ def child(mode: str, folder: Path, n_pairs: int) -> None:
 
     from rewardkit import BradleyTerryRM, EnsembleRM, demo_model_path, load_reward_model
 
-    pairs = _pairs(n_pairs)
+    pairs = sample_pairs(n_pairs)
     prompts, responses = (
         [p.prompt for p in pairs] * 2,
         [p.chosen for p in pairs] + [p.rejected for p in pairs],
     )
-    base = _status("VmRSS:")
+    base = proc_status("VmRSS:")
     t0 = time.perf_counter()
     if mode == "shared":
         rm = EnsembleRM.from_paths(sorted(folder.glob("m*")))
@@ -88,7 +77,7 @@ def child(mode: str, folder: Path, n_pairs: int) -> None:
                 "mode": mode,
                 "load_seconds": load_s,
                 "score_seconds": seconds,
-                "peak_rss_growth_bytes": _status("VmHWM:") - base,
+                "peak_rss_growth_bytes": proc_status("VmHWM:") - base,
                 "rows": len(scores),
                 "scores": [[float(x) for x in r] for r in scores],
             }

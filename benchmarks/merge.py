@@ -19,11 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import proc_status, reset_peak_rss
+
 M = 4
-
-
-def _status(key: str) -> int:
-    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
 
 
 def make_members(folder: Path) -> list[Path]:
@@ -63,8 +61,7 @@ def child(mode: str, folder: Path) -> None:
     from rewardkit.merge.safetensors_io import CheckpointReader
 
     members = sorted(p for p in folder.glob("m*") if p.is_dir())
-    open("/proc/self/clear_refs", "w").write("5")
-    base = _status("VmRSS:")
+    base = reset_peak_rss()
     t0 = time.perf_counter()
     if mode == "read":
         total = 0
@@ -74,7 +71,7 @@ def child(mode: str, folder: Path) -> None:
     else:
         weight_average(members, out=folder / "merged", force=True, progress=False)
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "peak_rss_growth_bytes": _status("VmHWM:") - base}))
+    print(json.dumps({"seconds": seconds, "peak_rss_growth_bytes": proc_status("VmHWM:") - base}))
 
 
 def main() -> None:

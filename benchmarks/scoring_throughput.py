@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from pathlib import Path
 
 import torch
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval_gpt4.jsonl.gz"
+from common import sample_pairs
 
 
 def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
@@ -70,14 +68,13 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "scoring_throughput.json"))
     args = ap.parse_args()
-    from rewardkit import BradleyTerryRM, DPOImplicitRM, demo_model_path, load_preferences
+    from rewardkit import BradleyTerryRM, DPOImplicitRM, demo_model_path
     from rewardkit.models.common import load_tokenizer
     from rewardkit.models.implicit import load_causal_lm
 
     torch.manual_seed(0)
     path = demo_model_path()
-    data = load_preferences(DATA)
-    pairs = [data[i] for i in sorted(random.Random(0).sample(range(len(data)), args.pairs))]
+    pairs = sample_pairs(args.pairs)
     rm = BradleyTerryRM.from_pretrained(path, head_seed=0, max_length=args.max_length)
     rm.progress = False
     items = [rm.formatter.encode(p.prompt, r, i) for i, p in enumerate(pairs) for r in (p.chosen, p.rejected)]

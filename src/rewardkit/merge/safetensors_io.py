@@ -95,9 +95,6 @@ class CheckpointReader:
             return torch.empty((hi - lo, *shape[1:]), dtype=_FROM_NAME[dtype])
         return torch.frombuffer(buf, dtype=_FROM_NAME[dtype]).reshape((hi - lo, *shape[1:]))
 
-    def nbytes(self) -> int:
-        return sum(f.stat().st_size for f in self.files)
-
 
 def _element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()

@@ -1,0 +1,28 @@
+"""Helpers shared by the benchmark scripts (run as ``python benchmarks/NAME.py``)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval_gpt4.jsonl.gz"
+
+
+def proc_status(key: str) -> int:
+    """``VmRSS:`` / ``VmHWM:`` of this process in bytes (Linux)."""
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
+
+
+def reset_peak_rss() -> int:
+    """Reset the peak-RSS mark (VmHWM) so start-up does not count; returns the current RSS in bytes."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return proc_status("VmRSS:")
+
+
+def sample_pairs(n: int, seed: int = 0):
+    """``n`` AlpacaEval pairs sampled with a fixed seed, in file order."""
+    from rewardkit import load_preferences
+
+    pairs = load_preferences(DATA)
+    return [pairs[i] for i in sorted(random.Random(seed).sample(range(len(pairs)), n))]
