@@ -29,3 +29,19 @@ def test_demo_model_pad_eos_trap_and_template():
         ).max()
         <= 1e-4
     )
+
+
+def test_demo_tokenizer_response_boundary_with_leading_whitespace():
+    """BPE would merge the template's "assistant\\n" with a response starting with "\\n" (3 in 10k
+    AlpacaEval pairs): the boundary must stay exact and the response tokens must spell the response."""
+    from rewardkit import demo_model_path
+    from rewardkit.models.common import load_tokenizer
+    from rewardkit.templating import Formatter
+
+    tok = load_tokenizer(demo_model_path())
+    f = Formatter(tok)
+    plain = f.encode("Write a scene.", "Scene one.")
+    for response in ["\n\nScene one.", " \nScene one.", "\t\nScene one."]:
+        enc = f.encode("Write a scene.", response)
+        assert enc.ids[: enc.response_start] == plain.ids[: plain.response_start]
+        assert tok.decode(enc.ids[enc.response_start :]).startswith(response)

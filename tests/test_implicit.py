@@ -121,7 +121,7 @@ def test_misaligned_boundary_is_detected(two_lms):
         "answer {{ m['content'] }}{% else %}{{ m['role'] }} {{ m['content'] }} {% endif %}"
         "{% endfor %}{% if add_generation_prompt %}assistant{% endif %}"
     )
-    with pytest.raises(DataError, match="example 1: the chat-templated prompt is not a token prefix"):
+    with pytest.raises(DataError, match="example 1: the chat template renders the prompt differently"):
         rm.formatter.encode_many(["tell me", "tell me"], ["", "good"])
 
 

@@ -81,3 +81,24 @@ def test_existing_output_is_refused(tiny_lm, synthetic_split, tmp_path):
     (tmp_path / "out").mkdir()
     with pytest.raises(RewardkitError, match="already exists"):
         train_reward_model(tiny_lm, synthetic_split[0][:8], out=tmp_path / "out", progress=False)
+
+
+def test_length_bucket_sampler_is_a_seeded_permutation_with_little_padding():
+    from rewardkit.train.trainer import LengthBucketSampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 200, size=203)
+    s = LengthBucketSampler(lengths, batch_size=8, seed=3)
+    e0, e1 = list(s), list(s)
+    assert sorted(e0) == sorted(e1) == list(range(203)) and e0 != e1  # reshuffled each epoch
+    assert list(LengthBucketSampler(lengths, 8, seed=3)) == e0  # seeded
+    assert list(LengthBucketSampler(lengths, 8, seed=4)) != e0
+
+    def padded(order):
+        return sum(8 * lengths[order[i : i + 8]].max() for i in range(0, 200, 8))  # full batches only
+
+    random_order = list(rng.permutation(203))
+    assert padded(e0) < 0.75 * padded(random_order)  # padding waste is cut
+    first_half = [lengths[e0[i : i + 8]].mean() for i in range(0, 96, 8)]
+    assert np.std(first_half) > 10  # but batch order is not sorted by length (no curriculum)
+    assert not (np.all(np.diff(first_half) >= 0) or np.all(np.diff(first_half) <= 0))

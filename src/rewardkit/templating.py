@@ -84,7 +84,7 @@ class Formatter:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.chat = bool(getattr(tokenizer, "chat_template", None))
-        self._prompt_cache: dict[Any, list[int]] = {}
+        self._prompt_cache: dict[Any, tuple[str, list[int]]] = {}
 
     @property
     def encoding_key(self) -> str:
@@ -106,29 +106,33 @@ class Formatter:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _chat_prompt_ids(self, prompt: Prompt) -> list[int]:
+    def _chat_prompt(self, prompt: Prompt) -> tuple[str, list[int]]:
         key = self._key(prompt)
-        ids = self._prompt_cache.get(key)
-        if ids is None:
+        hit = self._prompt_cache.get(key)
+        if hit is None:
             text = self.tokenizer.apply_chat_template(
                 to_messages(prompt), tokenize=False, add_generation_prompt=True
             )
-            ids = self._prompt_cache[key] = self._ids(text)
-        return ids
+            hit = self._prompt_cache[key] = (text, self._ids(text))
+        return hit
 
     def encode(self, prompt: Prompt, response: str, index: int = 0) -> Encoded:
         if not isinstance(response, str):
             raise DataError(f"example {index}: response must be a string, got {type(response).__name__}")
         if self.chat:
-            prompt_ids = self._chat_prompt_ids(prompt)
+            # The prompt and the rest of the conversation are tokenised separately and concatenated, so
+            # the response boundary is exact even when the response starts with characters that BPE
+            # would merge with the template's trailing newline (e.g. a response starting with "\n").
+            prompt_text, prompt_ids = self._chat_prompt(prompt)
             conv = to_messages(prompt) + [{"role": "assistant", "content": response}]
-            ids = self._ids(self.tokenizer.apply_chat_template(conv, tokenize=False))
-            start = len(prompt_ids)
-            if ids[:start] != prompt_ids:
+            text = self.tokenizer.apply_chat_template(conv, tokenize=False)
+            if not text.startswith(prompt_text):
                 raise DataError(
-                    f"example {index}: the chat-templated prompt is not a token prefix of the "
-                    "templated conversation; the response boundary would be misaligned"
+                    f"example {index}: the chat template renders the prompt differently with and without "
+                    "the response; the response boundary is undefined"
                 )
+            ids = prompt_ids + self._ids(text[len(prompt_text) :])
+            start = len(prompt_ids)
         else:
             enc = self.tokenizer(_render_plain(prompt), response, add_special_tokens=True)
             ids = enc["input_ids"]

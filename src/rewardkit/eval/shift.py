@@ -99,41 +99,77 @@ def evaluate(
     split_pairs: dict[str, PreferenceDataset] = {k: as_pairs(v) for k, v in splits.items()}
     if id_split is not None and id_split not in split_pairs:
         raise ValueError(f"id_split {id_split!r} is not one of the splits {list(split_pairs)}")
+    per_seed = {
+        name: {
+            split: np.stack([correctness(m.score_pairs(pairs).margins, ties) for m in _as_members(rm)])
+            for split, pairs in split_pairs.items()
+        }
+        for name, rm in rms.items()
+    }
+    return report_from_correctness(
+        per_seed, id_split=id_split, ties=ties, n_boot=n_boot, seed=seed, compare=compare
+    )
+
+
+def report_from_correctness(
+    per_seed: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    id_split: str | None = "id",
+    ties: TiePolicy = "half",
+    n_boot: int = 2000,
+    seed: int = 0,
+    compare: Sequence[tuple[str, str]] | None = None,
+) -> EvalReport:
+    """The report of :func:`evaluate` from per-pair credit already computed (e.g. from cached scores).
+
+    ``per_seed[name][split]``: array ``[S, n]`` (or ``[n]``) of per-pair credit in {0, 1/2, 1} (see
+    :func:`~rewardkit.eval.metrics.correctness`), one row per seed. Every model must cover the same
+    splits with the same ``n``.
+    """
+    names = list(per_seed)
+    if not names:
+        raise ValueError("no models to report")
+    splits = list(per_seed[names[0]])
+    if id_split is not None and id_split not in splits:
+        raise ValueError(f"id_split {id_split!r} is not one of the splits {splits}")
     credit: dict[str, dict[str, np.ndarray]] = {}
     models: dict[str, dict[str, Any]] = {}
-    for name, rm in rms.items():
-        members = _as_members(rm)
-        models[name] = {"splits": {}, "seeds": len(members)}
+    for name in names:
+        if list(per_seed[name]) != splits:
+            raise ValueError(f"model {name!r} has splits {list(per_seed[name])}, expected {splits}")
         credit[name] = {}
-        for split, pairs in split_pairs.items():
-            per_seed = np.stack([correctness(m.score_pairs(pairs).margins, ties) for m in members])  # [S, n]
-            avg = per_seed.mean(axis=0)
+        models[name] = {"splits": {}}
+        for split in splits:
+            rows = np.atleast_2d(np.asarray(per_seed[name][split], dtype=np.float64))  # [S, n]
+            n_ref = np.atleast_2d(per_seed[names[0]][split]).shape[1]
+            if rows.shape[1] != n_ref:
+                raise ValueError(f"model {name!r}, split {split!r}: {rows.shape[1]} pairs, expected {n_ref}")
+            avg = rows.mean(axis=0)
             lo, hi = bootstrap_ci(avg, n_boot=n_boot, seed=seed)
             row: dict[str, Any] = {
-                "n": len(pairs),
+                "n": int(rows.shape[1]),
                 "accuracy": float(avg.mean()),
                 "ci_low": lo,
                 "ci_high": hi,
             }
-            if len(members) > 1:
-                accs = per_seed.mean(axis=1)
+            if rows.shape[0] > 1:
+                accs = rows.mean(axis=1)
                 row.update(std=float(accs.std(ddof=1)), seeds=[float(a) for a in accs])
             models[name]["splits"][split] = row
+            models[name]["seeds"] = int(rows.shape[0])
             credit[name][split] = avg
         if id_split is not None:
-            ood = [s for s in split_pairs if s != id_split]
+            ood = [s for s in splits if s != id_split]
             acc_id = models[name]["splits"][id_split]["accuracy"]
             ood_mean = (
                 float(np.mean([models[name]["splits"][s]["accuracy"] for s in ood])) if ood else float("nan")
             )
             models[name].update(id=acc_id, ood_mean=ood_mean, drop=acc_id - ood_mean)
     tests = []
-    for a, b in compare if compare is not None else itertools.combinations(rms, 2):
-        for split in split_pairs:
+    for a, b in compare if compare is not None else itertools.combinations(names, 2):
+        for split in splits:
             diff, p = paired_bootstrap_test(credit[a][split], credit[b][split], seed=seed)
             tests.append(
                 {"a": a, "b": b, "split": split, "diff": diff, "p_value": p, "method": "paired_bootstrap"}
             )
-    return EvalReport(
-        ties=ties, id_split=id_split, splits=list(split_pairs), models=models, paired_tests=tests
-    )
+    return EvalReport(ties=ties, id_split=id_split, splits=splits, models=models, paired_tests=tests)

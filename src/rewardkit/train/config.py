@@ -35,6 +35,7 @@ class RewardTrainingConfig(BaseModel):
     center_coef: float = Field(0.0, ge=0, description="centring penalty coefficient (Eisenstein et al.)")
     lp_epochs: float = Field(0.0, ge=0, description="linear-probing warm-up: epochs training only the head")
     lp_lr: float | None = Field(None, gt=0, description="learning rate of the warm-up (default: 10 x lr)")
+    group_by_length: bool = Field(True, description="batches of similar length (less padding), random order")
     logging_steps: int = Field(10, ge=1)
     save_checkpoints: bool = False
     progress: bool = True
@@ -62,6 +63,7 @@ class DPOTrainingConfig(BaseModel):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     data_seed: int = 0
+    group_by_length: bool = Field(True, description="batches of similar length (less padding), random order")
     logging_steps: int = Field(10, ge=1)
     save_checkpoints: bool = False
     progress: bool = True

@@ -156,6 +156,7 @@ def train_dpo(
             beta=config.beta,
             loss_type=config.loss,
             label_smoothing=config.label_smoothing,
+            group_by_length=config.group_by_length,
         )
         trainer.train()
     policy.eval()

@@ -83,13 +83,59 @@ class PairCollator:
         }
 
 
+class LengthBucketSampler(torch.utils.data.Sampler[int]):
+    """Random batches of similar length, so little compute goes to padding.
+
+    Each epoch: shuffle (seeded with ``seed + epoch``), sort by length within windows of ``window``
+    batches, cut into batches of ``batch_size``, and shuffle the order of the full batches (a partial
+    batch comes last). Batch *order* stays random, so training sees no length curriculum.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, window: int = 16):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.window, self.epoch = batch_size, seed, window, 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed + self.epoch)
+        self.epoch += 1
+        order = rng.permutation(len(self.lengths))
+        span = self.batch_size * self.window
+        runs = [
+            order[s : s + span][np.argsort(self.lengths[order[s : s + span]], kind="stable")]
+            for s in range(0, len(order), span)
+        ]
+        flat = np.concatenate(runs) if runs else order
+        n_full = len(flat) // self.batch_size
+        batches = [flat[i * self.batch_size : (i + 1) * self.batch_size] for i in range(n_full)]
+        batches = [batches[i] for i in rng.permutation(n_full)] + [flat[n_full * self.batch_size :]]
+        return iter(int(i) for b in batches for i in b)
+
+
 class PairTrainer(Trainer):
     """Shared by the reward and DPO trainers: subclasses implement ``pair_loss`` returning
-    ``(loss, chosen_rewards [B], rejected_rewards [B])``; accuracy and margins are logged."""
+    ``(loss, chosen_rewards [B], rejected_rewards [B])``; accuracy and margins are logged.
 
-    def __init__(self, *args, **kwargs):
+    Training batches come from a :class:`LengthBucketSampler` (``group_by_length=False`` restores
+    plain shuffling).
+    """
+
+    def __init__(self, *args, group_by_length: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        self.group_by_length = group_by_length
         self._stats: dict[str, list[float]] = {"accuracy": [], "margin": []}
+
+    def _get_train_sampler(self, train_dataset=None):
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.group_by_length or not isinstance(ds, PairDataset):
+            return super()._get_train_sampler(train_dataset)
+        lengths = [max(len(it["chosen"].ids), len(it["rejected"].ids)) for it in ds.items]
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return LengthBucketSampler(
+            lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, seed
+        )
 
     def pair_loss(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -255,6 +301,7 @@ def train_reward_model(
                 compute_metrics=margin_metrics,
                 label_smoothing=config.label_smoothing,
                 center_coef=config.center_coef,
+                group_by_length=config.group_by_length,
             )
             logger.info("phase %s: %s epochs at lr %g", name, epochs, lr)
             trainer.train()

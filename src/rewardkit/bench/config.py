@@ -1,0 +1,206 @@
+"""``rewardkit bench shift`` settings: pydantic models, the ``ci`` / ``cpu`` / ``gpu`` presets, and how
+presets, a YAML file and command-line flags combine (each later source overrides the earlier)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rewardkit.errors import RewardkitError
+from rewardkit.models.ensemble import AGGREGATIONS
+
+
+class ShiftSpec(BaseModel):
+    """How the data's metadata defines the shifts.
+
+    A pair's *prompt source* is ``metadata[prompt_field]``; its *response sources* are the values of
+    ``response_fields`` (e.g. the generators of the two responses), ignoring ``shared_responses``
+    (a generator present in every pair, such as AlpacaEval's reference model).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_field: str | None = Field("subset", description="metadata field naming the prompt source")
+    id_prompts: list[str] | None = Field(None, description="prompt sources trained on (ID)")
+    ood_prompts: list[str] | None = Field(None, description="OOD prompt sources (default: all others)")
+    response_fields: list[str] = Field(
+        default_factory=lambda: ["chosen_generator", "rejected_generator"],
+        description="metadata fields naming the responses' sources (empty: no response shift)",
+    )
+    id_responses: list[str] | None = Field(None, description="response sources trained on (ID)")
+    ood_responses: list[str] | None = Field(None, description="OOD response sources (default: all others)")
+    shared_responses: list[str] = Field(
+        default_factory=list, description="response sources ignored when classifying a pair"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ShiftSpec:
+        for a, b, what in (
+            (self.id_prompts, self.ood_prompts, "prompt"),
+            (self.id_responses, self.ood_responses, "response"),
+        ):
+            overlap = sorted(set(a or []) & set(b or []))
+            if overlap:
+                raise ValueError(f"{what} sources {overlap} are listed as both ID and OOD")
+        if self.id_prompts is not None and self.prompt_field is None:
+            raise ValueError("id_prompts needs prompt_field")
+        if self.id_responses is not None and not self.response_fields:
+            raise ValueError("id_responses needs response_fields")
+        return self
+
+
+class ModelBudget(BaseModel):
+    """Training settings of one model kind (the other fields of the training configs keep defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(1.0, gt=0)
+    lr: float = Field(1e-5, gt=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class BenchConfig(BaseModel):
+    """Everything one ``rewardkit bench shift`` run needs; saved as ``config.yaml`` next to the report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["ci", "cpu", "gpu"] = "cpu"
+    model: str | None = Field(
+        None, description="base checkpoint; None: the preset's (ci: a tiny local model, cpu: the demo model)"
+    )
+    data: str | None = Field(None, description="preference source; None: the built-in synthetic task")
+    recipe: str | None = Field(
+        None, description="named data recipe (fields + default shifts), e.g. alpaca_eval"
+    )
+    shift: ShiftSpec = Field(default_factory=ShiftSpec)
+    n_train: int = Field(256, ge=4, description="training pairs (sampled from the ID training pool)")
+    n_eval: int = Field(128, ge=4, description="pairs per evaluation split (at most)")
+    synthetic_pairs: int = Field(4000, ge=100, description="size of the synthetic pool when data is None")
+    max_length: int = Field(512, ge=8, description="tokens per sequence (prompt + response)")
+    drop_long: bool = Field(
+        True, description="drop pairs longer than max_length (counted in the report) instead of truncating"
+    )
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank for every model; None: full fine-tuning")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    members: int = Field(3, ge=2, description="explicit RMs per seed for WARM and the ensembles")
+    warm_grid: list[dict[str, Any]] | None = Field(
+        None,
+        description="per-member overrides (head_seed, data_seed, lr, dropout, ...); default: "
+        "different head and data seeds, lr x {1, 0.5, 2}",
+    )
+    exrm: ModelBudget = Field(default_factory=ModelBudget)
+    dpo: ModelBudget = Field(default_factory=lambda: ModelBudget(epochs=2, lr=1e-6))
+    beta: float = Field(0.1, gt=0, description="DPO beta (also the DPORM's)")
+    aggregations: list[str] = Field(default_factory=lambda: ["mean", "median", "mean_minus_std"])
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="ID prompts held out for ID evaluation")
+    mixture: bool = Field(True, description="also evaluate on pairs with both prompt and response shift")
+    n_boot: int = Field(2000, ge=100)
+    ties: Literal["half", "wrong", "right"] = "half"
+    keep_models: bool = Field(False, description="keep the trained model folders under out/models")
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> BenchConfig:
+        unknown = sorted(set(self.aggregations) - set(AGGREGATIONS))
+        if unknown:
+            raise ValueError(f"unknown aggregations {unknown}; known: {sorted(AGGREGATIONS)}")
+        if self.warm_grid is not None and len(self.warm_grid) != self.members:
+            raise ValueError(f"warm_grid has {len(self.warm_grid)} entries but members is {self.members}")
+        return self
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Per-member overrides; member 0 uses the EXRM's own settings and is the reported EXRM."""
+        if self.warm_grid is not None:
+            return [dict(g) for g in self.warm_grid]
+        lr_scale = [1.0, 0.5, 2.0]
+        return [
+            {"head_seed": i, "data_seed": i, "lr": self.exrm.lr * lr_scale[i % 3]}
+            for i in range(self.members)
+        ]
+
+
+#: Preset values; a YAML file and flags override them field by field.
+PRESETS: dict[str, dict[str, Any]] = {
+    # tiny local model, synthetic task: < 2 minutes on 2 cores (the test suite runs it)
+    "ci": {
+        "n_train": 384,
+        "n_eval": 96,
+        "synthetic_pairs": 2500,
+        "max_length": 64,
+        "members": 3,
+        "exrm": {"epochs": 3, "lr": 3e-3, "batch_size": 16},
+        "dpo": {"epochs": 3, "lr": 3e-3, "batch_size": 16},
+        "beta": 0.1,
+        "n_boot": 500,
+    },
+    # the demo model with LoRA, short sequences, a few hundred pairs: <= 15 minutes on 2 cores
+    "cpu": {
+        "n_train": 160,
+        "n_eval": 40,
+        "max_length": 128,
+        "lora_r": 8,
+        "members": 3,
+        "exrm": {"epochs": 1, "lr": 2e-4, "batch_size": 8},
+        "dpo": {"epochs": 1, "lr": 2e-4, "batch_size": 8},
+        "beta": 0.1,
+    },
+    # Lin et al.'s settings on the user's model and data
+    "gpu": {
+        "n_train": 20000,
+        "n_eval": 1000,
+        "max_length": 1024,
+        "drop_long": False,
+        "seeds": [0, 1, 2],
+        "members": 3,
+        "exrm": {"epochs": 1, "lr": 5e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
+        "dpo": {"epochs": 2, "lr": 1e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
+        "beta": 0.03,
+    },
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_config(
+    preset: str = "cpu", yaml_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> BenchConfig:
+    """Preset < recipe defaults (shift spec) < YAML file < ``overrides``; validated, with one-line errors."""
+    from rewardkit.bench.recipes import get_recipe
+
+    if preset not in PRESETS:
+        raise RewardkitError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    fields: dict[str, Any] = _merge({"preset": preset}, PRESETS[preset])
+    if yaml_file is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(yaml_file).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise RewardkitError(f"{yaml_file}: cannot read config ({e})") from None
+        if not isinstance(loaded, dict):
+            raise RewardkitError(f"{yaml_file}: expected a mapping of bench config fields")
+        if loaded.get("preset", preset) != preset:  # the file's preset replaces the default one
+            return resolve_config(loaded["preset"], yaml_file, overrides)
+        fields = _merge(fields, loaded)
+    fields = _merge(fields, {k: v for k, v in (overrides or {}).items() if v is not None})
+    recipe = fields.get("recipe")
+    if recipe is not None or fields.get("data") is None:
+        defaults = get_recipe(recipe or "synthetic").shift
+        fields["shift"] = _merge(defaults, fields.get("shift") or {})
+    try:
+        return BenchConfig(**fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        src = f" (config file {yaml_file})" if yaml_file is not None else ""
+        raise RewardkitError(f"bench config field {loc!r}: {err['msg']}{src}") from None

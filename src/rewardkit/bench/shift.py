@@ -1,0 +1,323 @@
+"""``rewardkit bench shift``: EXRM vs DPORM (and WARM, prediction ensembles) under distribution shift.
+
+From one backbone and one training set, per seed: ``members`` explicit Bradley-Terry RMs with a WARM
+diversity grid (member 0 uses the EXRM settings and *is* the reported EXRM), their weight average
+(WARM), prediction ensembles of the same members, and a DPO policy whose implicit reward is the DPORM.
+All models see the same training pairs for the budget the preset gives them; every model is scored
+once per split and the ensembles aggregate the members' cached rewards.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from rewardkit.bench.config import BenchConfig
+from rewardkit.bench.splits import ShiftSplits, make_shift_splits
+from rewardkit.data import PreferenceDataset, load_preferences
+from rewardkit.errors import RewardkitError
+from rewardkit.eval.metrics import correctness
+from rewardkit.eval.shift import EvalReport, report_from_correctness
+
+logger = logging.getLogger(__name__)
+
+EXRM, DPORM, WARM = "EXRM", "DPORM", "WARM"
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    from rewardkit import __version__
+
+    return {
+        "rewardkit": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"cpu x{torch.get_num_threads()}",
+    }
+
+
+def load_bench_data(config: BenchConfig) -> PreferenceDataset:
+    """The pool the splits are cut from: the recipe's / loader's pairs, or the synthetic task."""
+    if config.data is None and config.recipe in (None, "synthetic"):
+        from rewardkit.synthetic import DOMAINS, GENERATORS, make_synthetic_preferences
+
+        # pairs whose two responses come from the same side of the response shift
+        spec = config.shift
+        id_gens = spec.id_responses or [g for g in GENERATORS if g not in (spec.ood_responses or [])]
+        ood_gens = spec.ood_responses or [g for g in GENERATORS if g not in id_gens]
+        n_ood = config.synthetic_pairs // 3 if ood_gens else 0
+        parts = [make_synthetic_preferences(config.synthetic_pairs - n_ood, 0, list(DOMAINS), id_gens)]
+        if n_ood:
+            parts.append(make_synthetic_preferences(n_ood, 1, list(DOMAINS), ood_gens))
+        return PreferenceDataset([p for part in parts for p in part], source="synthetic task (built in)")
+    if config.recipe is not None:
+        from rewardkit.bench.recipes import load_recipe
+
+        return load_recipe(config.recipe, config.data, on_error="skip")
+    return load_preferences(config.data, on_error="skip")
+
+
+def base_model(config: BenchConfig, out: Path) -> str:
+    """The backbone: ``config.model``, else the preset's (a tiny local model for ``ci``, the demo model
+    for ``cpu``)."""
+    if config.model is not None:
+        return config.model
+    if config.preset == "ci":
+        from rewardkit.synthetic import vocabulary
+        from rewardkit.tiny import build_tiny_model
+
+        folder = out / "models" / "base"
+        if not folder.exists():
+            build_tiny_model(folder, vocabulary(), hidden=64, layers=2, heads=4, seed=0)
+        return str(folder)
+    if config.preset == "cpu":
+        from rewardkit.demo import demo_model_path
+
+        return str(demo_model_path())
+    raise RewardkitError("the gpu preset needs --model (a causal LM checkpoint folder)")
+
+
+def _take_fitting(pairs: PreferenceDataset, n: int, seed: int, fits, dropped: Counter, name: str):
+    """Up to ``n`` pairs in seeded random order, skipping (and counting) those that do not fit."""
+    import random
+
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    kept = []
+    for i in order:
+        if len(kept) >= n:
+            break
+        if fits(pairs[i]):
+            kept.append(i)
+        else:
+            dropped[name] += 1
+    return PreferenceDataset([pairs[i] for i in sorted(kept)], source=pairs.source)
+
+
+def prepare_splits(
+    config: BenchConfig, pool: PreferenceDataset, tokenizer
+) -> tuple[PreferenceDataset, dict, dict]:
+    """Cut the shift splits, then sample ``n_train`` training pairs and ``n_eval`` pairs per split
+    (with ``drop_long``: only pairs whose sequences fit ``max_length``; the rest are counted)."""
+    from rewardkit.templating import Formatter
+
+    cut: ShiftSplits = make_shift_splits(
+        pool, config.shift, val_fraction=config.val_fraction, mixture=config.mixture
+    )
+    fmt = Formatter(tokenizer, None)
+
+    def fits(p) -> bool:
+        if not config.drop_long:
+            return True
+        return max(len(fmt.encode(p.prompt, r).ids) for r in (p.chosen, p.rejected)) <= config.max_length
+
+    dropped: Counter = Counter()
+    train = _take_fitting(cut.train, config.n_train, 1, fits, dropped, "train")
+    evals = {k: _take_fitting(v, config.n_eval, 2, fits, dropped, k) for k, v in cut.splits.items()}
+    if len(train) < 4 or "id" not in evals or len(evals["id"]) < 4:
+        raise RewardkitError(
+            f"too few pairs fit max_length={config.max_length} (train {len(train)}, id "
+            f"{len(evals.get('id', []))}); raise --max-length or pass --no-drop-long"
+        )
+    evals = {k: v for k, v in evals.items() if len(v)}
+    summary = {
+        **cut.summary(),
+        "sampled": {"train": len(train), **{k: len(v) for k, v in evals.items()}},
+        "dropped_longer_than_max_length": dict(dropped),
+        "pool": {"source": pool.source, "pairs": len(pool), "skipped_records": len(pool.skipped)},
+    }
+    return train, evals, summary
+
+
+class _Progress:
+    """Stage lines with elapsed time and an ETA from the work done so far (pairs x epochs)."""
+
+    def __init__(self, total: float, log):
+        self.total, self.done, self.t0, self.log = total, 0.0, time.perf_counter(), log
+
+    def start(self, what: str) -> None:
+        el = time.perf_counter() - self.t0
+        eta = el / self.done * (self.total - self.done) if self.done else None
+        self.log(
+            f"[{self.done / self.total:4.0%}] {what} (elapsed {el / 60:.1f} min"
+            + (f", ETA {eta / 60:.1f} min)" if eta is not None else ")")
+        )
+
+    def advance(self, units: float) -> None:
+        self.done += units
+
+
+def _scores(rm, evals: dict[str, PreferenceDataset]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for k, pairs in evals.items():
+        s = rm.score_pairs(pairs)
+        out[k] = (np.asarray(s.chosen, dtype=np.float64), np.asarray(s.rejected, dtype=np.float64))
+    return out
+
+
+def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = False, log=None) -> EvalReport:
+    """Run the benchmark; writes ``report.json``, ``report.md``, ``report.png`` and ``config.yaml``
+    to ``out`` and returns the report."""
+    import torch
+    import yaml
+
+    from rewardkit.base import load_reward_model
+    from rewardkit.io import atomic_write_text
+    from rewardkit.merge import weight_average
+    from rewardkit.models.common import load_tokenizer
+    from rewardkit.models.ensemble import AGGREGATIONS
+    from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise RewardkitError(f"{out}: already exists and is not empty (use --force to overwrite)")
+    if force and (out / "models").exists():
+        shutil.rmtree(out / "models")
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
+
+    pool = load_bench_data(config)
+    base = base_model(config, out)
+    train, evals, data_summary = prepare_splits(config, pool, load_tokenizer(base))
+    log(
+        f"data: {pool.source}: train {len(train)} pairs; eval "
+        + ", ".join(f"{k} {len(v)}" for k, v in evals.items())
+    )
+    timings["data_s"] = time.perf_counter() - t_start
+
+    show = config.progress and sys.stderr.isatty()
+    n_eval = sum(len(v) for v in evals.values())
+    per_seed = (
+        config.members * (config.exrm.epochs * len(train) + n_eval / 3)
+        + (config.dpo.epochs * len(train) + len(train) / 3 + 2 * n_eval / 3)
+        + n_eval / 3
+    )
+    progress = _Progress(per_seed * len(config.seeds), log)
+    grid = config.grid()
+    member_scores: list[list[dict]] = []  # [seed][member] -> split -> (chosen, rejected)
+    warm_scores, dpo_scores = [], []
+    for seed in config.seeds:
+        seed_dir = out / "models" / f"seed{seed}"
+        members, dirs = [], []
+        for i, overrides in enumerate(grid):
+            progress.start(f"seed {seed}: explicit RM {i + 1}/{len(grid)}" + (" (= EXRM)" if i == 0 else ""))
+            t = time.perf_counter()
+            fields = {
+                **config.exrm.model_dump(),
+                "lora_r": config.lora_r,
+                "max_length": config.max_length,
+                "seed": seed,
+                "progress": show,
+                "logging_steps": 10**6,
+                **overrides,
+            }
+            fields["head_seed"] = 1000 * seed + fields.get("head_seed", i)
+            fields["data_seed"] = 1000 * seed + fields.get("data_seed", i)
+            rm = train_reward_model(
+                base, train, config=RewardTrainingConfig(**fields), out=seed_dir / f"member{i}", force=True
+            )
+            timings[f"seed{seed}_member{i}_train_s"] = time.perf_counter() - t
+            progress.advance(config.exrm.epochs * len(train))
+            members.append(_scores(rm, evals))
+            dirs.append(seed_dir / f"member{i}")
+            progress.advance(n_eval / 3)
+            del rm
+        member_scores.append(members)
+
+        progress.start(f"seed {seed}: WARM (weight average of {len(dirs)} RMs)")
+        t = time.perf_counter()
+        warm_dir = weight_average(dirs, out=seed_dir / "warm", force=True, progress=False)
+        warm_scores.append(_scores(load_reward_model(warm_dir), evals))
+        timings[f"seed{seed}_warm_s"] = time.perf_counter() - t
+        progress.advance(n_eval / 3)
+
+        progress.start(f"seed {seed}: DPO policy (DPORM)")
+        t = time.perf_counter()
+        dpo_cfg = DPOTrainingConfig(
+            **config.dpo.model_dump(),
+            beta=config.beta,
+            lora_r=config.lora_r,
+            max_length=config.max_length,
+            seed=seed,
+            data_seed=seed,
+            progress=show,
+            logging_steps=10**6,
+        )
+        dporm = train_dpo(base, train, config=dpo_cfg)
+        timings[f"seed{seed}_dpo_train_s"] = time.perf_counter() - t
+        progress.advance(config.dpo.epochs * len(train) + len(train) / 3)
+        dpo_scores.append(_scores(dporm, evals))
+        progress.advance(2 * n_eval / 3)
+        del dporm
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def credit(scores_per_seed: list[dict]) -> dict[str, np.ndarray]:
+        return {
+            k: np.stack([correctness(s[k][0] - s[k][1], config.ties) for s in scores_per_seed]) for k in evals
+        }
+
+    per_model: dict[str, dict[str, np.ndarray]] = {
+        EXRM: credit([m[0] for m in member_scores]),
+        DPORM: credit(dpo_scores),
+        WARM: credit(warm_scores),
+    }
+    for agg in config.aggregations:
+        fn = AGGREGATIONS[agg]
+        ens = [
+            {k: (fn(np.stack([m[k][0] for m in ms])), fn(np.stack([m[k][1] for m in ms]))) for k in evals}
+            for ms in member_scores
+        ]
+        per_model[f"ENS-{agg}"] = credit(ens)
+    compare = [(EXRM, DPORM), (WARM, EXRM)] + [(f"ENS-{a}", EXRM) for a in config.aggregations]
+    report = report_from_correctness(
+        per_model, id_split="id", ties=config.ties, n_boot=config.n_boot, compare=compare
+    )
+    timings["total_s"] = time.perf_counter() - t_start
+    report.extra = {
+        "benchmark": "shift",
+        "base_model": base,
+        "data": data_summary,
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "versions": _versions(),
+        "config": config.model_dump(),
+    }
+    report.to_json(out / "report.json")
+    atomic_write_text(out / "report.md", _markdown(report, config))
+    report.plot(out / "report.png")
+    if not config.keep_models:
+        shutil.rmtree(out / "models", ignore_errors=True)
+    log(f"done in {timings['total_s'] / 60:.1f} min; report in {out}")
+    return report
+
+
+def _markdown(report: EvalReport, config: BenchConfig) -> str:
+    d = report.extra["data"]
+    head = (
+        f"# rewardkit bench shift ({config.preset} preset)\n\n"
+        f"Base model: `{report.extra['base_model']}`; data: {d['pool']['source']}; "
+        f"{d['sampled']['train']} training pairs; seeds {config.seeds}; {config.members} explicit RMs per seed "
+        f"for WARM and the ensembles; total {report.extra['timings']['total_s'] / 60:.1f} min.\n\n"
+        "Splits: `id` = held-out prompts of the training sources with training-source responses; "
+        "`prompt_shift` = other prompt sources; `response_shift` = held-out ID prompts with responses "
+        "from other sources; `mixture` = both shifts.\n\n"
+    )
+    return head + report.to_markdown()
