@@ -85,3 +85,23 @@ def test_torchrun_two_processes_score_equals_single_process(trained_rm, syntheti
         max(abs(a["chosen"] - b["chosen"]) + abs(a["rejected"] - b["rejected"]) for a, b in zip(one, two))
         <= 1e-4
     )
+
+
+def test_torchrun_two_processes_bench_shift(tmp_path):
+    """The benchmark under torchrun: data-parallel training, sharded scoring, rank 0 writes the report."""
+    import json
+
+    out = tmp_path / "bench"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    small = ["--n-train", "128", "--n-eval", "24", "--members", "2", "--no-mixture", "--no-progress"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "rewardkit.cli", "bench", "shift", "--preset", "ci", "--out", str(out), *small]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["splits"] == ["id", "prompt_shift", "response_shift"]
+    for name, m in rep["models"].items():
+        assert [m["splits"][s]["n"] for s in rep["splits"]] == [24, 24, 24], name
+    assert rep["models"]["EXRM"]["id"] >= 0.75
+    assert result.stdout.count("| EXRM |") == 1  # rank 0 prints and writes
+    assert not (out / "models").exists()

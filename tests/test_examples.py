@@ -60,3 +60,12 @@ def test_warm_example():
     r = _load("warm").main([])
     assert min(r["members_ood"]) > 0.6 and r["warm_ood"] >= min(r["members_ood"]) - 0.02
     assert r["lmc"]["wa"][0] == r["lmc"]["diag"][0] and r["lmc"]["wa"][-1] == r["lmc"]["diag"][-1]
+
+
+def test_bench_shift_example(tmp_path):
+    report = _load("bench_shift").main(["--out", str(tmp_path), "--members", "2", "--n-train", "256"])
+    assert list(report.models) == ["EXRM", "DPORM", "WARM", "ENS-mean", "ENS-median", "ENS-mean_minus_std"]
+    assert report.models["EXRM"]["id"] >= 0.8  # learnable synthetic task
+    # with two members the median is the mean: identical per-pair decisions
+    assert report.models["ENS-median"]["splits"] == report.models["ENS-mean"]["splits"]
+    assert (tmp_path / "report.md").read_text().count("| EXRM |") == 1

@@ -540,8 +540,11 @@ def bench_shift(preset, out, config_file, force, no_progress, **flags) -> None:
     if shift:
         overrides["shift"] = shift
     config = resolve_config(preset, config_file, overrides)
+    from rewardkit.distributed import world
+
     report = run_shift_benchmark(config, out, force=force)
-    click.echo(report.to_markdown())
+    if world()[0] == 0:
+        click.echo(report.to_markdown())
 
 
 @cli.command("demo-model")

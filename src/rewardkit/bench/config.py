@@ -140,13 +140,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # the demo model with LoRA, short sequences, a few hundred pairs: <= 15 minutes on 2 cores
     "cpu": {
-        "n_train": 160,
-        "n_eval": 40,
-        "max_length": 128,
+        "n_train": 144,
+        "n_eval": 32,
+        "max_length": 112,
         "lora_r": 8,
         "members": 3,
-        "exrm": {"epochs": 1, "lr": 2e-4, "batch_size": 8},
-        "dpo": {"epochs": 1, "lr": 2e-4, "batch_size": 8},
+        "exrm": {"epochs": 1, "lr": 2e-4, "batch_size": 4},
+        "dpo": {"epochs": 1, "lr": 2e-4, "batch_size": 4},
         "beta": 0.1,
     },
     # Lin et al.'s settings on the user's model and data

@@ -162,39 +162,71 @@ class _Progress:
         self.done += units
 
 
-def _scores(rm, evals: dict[str, PreferenceDataset]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _scores(rm, evals: dict[str, PreferenceDataset], rank: int = 0, size: int = 1):
+    """split -> (chosen rewards, rejected rewards). Under torchrun each rank scores a strided shard and
+    every rank receives all the scores in input order."""
     out = {}
     for k, pairs in evals.items():
-        s = rm.score_pairs(pairs)
-        out[k] = (np.asarray(s.chosen, dtype=np.float64), np.asarray(s.rejected, dtype=np.float64))
+        idx = list(range(rank, len(pairs), size))
+        rows: list = []
+        if idx:
+            s = rm.score_pairs(PreferenceDataset([pairs[i] for i in idx]))
+            rows = list(zip(idx, s.chosen.tolist(), s.rejected.tolist()))
+        if size > 1:
+            import torch.distributed as dist
+
+            parts: list = [None] * size
+            dist.all_gather_object(parts, rows)
+            rows = sorted(r for part in parts for r in part)
+        out[k] = (np.array([r[1] for r in rows]), np.array([r[2] for r in rows]))
     return out
 
 
 def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = False, log=None) -> EvalReport:
     """Run the benchmark; writes ``report.json``, ``report.md``, ``report.png`` and ``config.yaml``
-    to ``out`` and returns the report."""
+    to ``out`` and returns the report.
+
+    Under ``torchrun`` / ``accelerate launch`` every training run is data-parallel (Trainer), scoring is
+    sharded across ranks, and rank 0 alone writes files."""
     import torch
     import yaml
 
     from rewardkit.base import load_reward_model
+    from rewardkit.distributed import init_distributed
     from rewardkit.io import atomic_write_text
     from rewardkit.merge import weight_average
     from rewardkit.models.common import load_tokenizer
     from rewardkit.models.ensemble import AGGREGATIONS
     from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
 
+    rank, size, device = init_distributed()
+    main = rank == 0
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not main:
+        log = lambda msg: None  # noqa: E731
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise RewardkitError(f"{out}: already exists and is not empty (use --force to overwrite)")
-    if force and (out / "models").exists():
-        shutil.rmtree(out / "models")
-    out.mkdir(parents=True, exist_ok=True)
+    _barrier()
+    if main:
+        if force and (out / "models").exists():
+            shutil.rmtree(out / "models")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
 
     pool = load_bench_data(config)
+    if main:
+        base_model(config, out)  # builds the ci model / converts the demo model once
+    _barrier()
     base = base_model(config, out)
     train, evals, data_summary = prepare_splits(config, pool, load_tokenizer(base))
     log(
@@ -203,7 +235,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
     )
     timings["data_s"] = time.perf_counter() - t_start
 
-    show = config.progress and sys.stderr.isatty()
+    show = config.progress and sys.stderr.isatty() and main
     n_eval = sum(len(v) for v in evals.values())
     per_seed = (
         config.members * (config.exrm.epochs * len(train) + n_eval / 3)
@@ -236,16 +268,19 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
             )
             timings[f"seed{seed}_member{i}_train_s"] = time.perf_counter() - t
             progress.advance(config.exrm.epochs * len(train))
-            members.append(_scores(rm, evals))
+            members.append(_scores(rm, evals, rank, size))
             dirs.append(seed_dir / f"member{i}")
             progress.advance(n_eval / 3)
             del rm
         member_scores.append(members)
+        _barrier()  # rank 0 has saved every member
 
         progress.start(f"seed {seed}: WARM (weight average of {len(dirs)} RMs)")
         t = time.perf_counter()
-        warm_dir = weight_average(dirs, out=seed_dir / "warm", force=True, progress=False)
-        warm_scores.append(_scores(load_reward_model(warm_dir), evals))
+        if main:
+            weight_average(dirs, out=seed_dir / "warm", force=True, progress=False)
+        _barrier()
+        warm_scores.append(_scores(load_reward_model(seed_dir / "warm", device=device), evals, rank, size))
         timings[f"seed{seed}_warm_s"] = time.perf_counter() - t
         progress.advance(n_eval / 3)
 
@@ -264,7 +299,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
         dporm = train_dpo(base, train, config=dpo_cfg)
         timings[f"seed{seed}_dpo_train_s"] = time.perf_counter() - t
         progress.advance(config.dpo.epochs * len(train) + len(train) / 3)
-        dpo_scores.append(_scores(dporm, evals))
+        dpo_scores.append(_scores(dporm, evals, rank, size))
         progress.advance(2 * n_eval / 3)
         del dporm
         if torch.cuda.is_available():
@@ -300,11 +335,13 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
         "versions": _versions(),
         "config": config.model_dump(),
     }
-    report.to_json(out / "report.json")
-    atomic_write_text(out / "report.md", _markdown(report, config))
-    report.plot(out / "report.png")
-    if not config.keep_models:
-        shutil.rmtree(out / "models", ignore_errors=True)
+    if main:
+        report.to_json(out / "report.json")
+        atomic_write_text(out / "report.md", _markdown(report, config))
+        report.plot(out / "report.png")
+        if not config.keep_models:
+            shutil.rmtree(out / "models", ignore_errors=True)
+    _barrier()
     log(f"done in {timings['total_s'] / 60:.1f} min; report in {out}")
     return report
 
