@@ -80,7 +80,7 @@ def test_misaligned_template_is_detected(tiny_lm):
         "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
         "{% if add_generation_prompt %}system{% endif %}"
     )
-    with pytest.raises(DataError, match="example 0: the chat-templated prompt is not a token prefix"):
+    with pytest.raises(DataError, match="example 0: the chat template renders the prompt differently"):
         rm.formatter.encode("tell me", "good")
 
 
