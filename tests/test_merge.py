@@ -36,7 +36,10 @@ def _state(folder):
     return out
 
 
-def test_full_average_is_the_weighted_mean_and_sharded(full_members, tmp_path):
+@pytest.mark.parametrize("block_bytes", [None, 1000])
+def test_full_average_is_the_weighted_mean_and_sharded(full_members, tmp_path, monkeypatch, block_bytes):
+    if block_bytes:  # many row blocks per tensor: exercises the reused buffers and the background writes
+        monkeypatch.setattr("rewardkit.merge.average.BLOCK_BYTES", block_bytes)
     out = weight_average(full_members, [1, 2, 1], out=tmp_path / "warm", shard_size="20KB", progress=False)
     merged, states = _state(out), [_state(m) for m in full_members]
     assert set(merged) == set(states[0]) and len(list(out.glob("model-*.safetensors"))) > 1
@@ -151,6 +154,53 @@ def test_force_and_interrupted_merge(full_members, tmp_path, monkeypatch, capsys
         weight_average(full_members, out=out, force=True, progress=False)
     assert (out / "model.safetensors").read_bytes() == before  # the old output is untouched
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no half-written folder
+
+
+def test_failed_write_stops_the_merge_and_leaves_nothing(full_members, tmp_path, monkeypatch):
+    from rewardkit.merge import safetensors_io
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f, self.left = f, 20_000
+
+        def write(self, data):
+            self.left -= len(data)
+            if self.left < 0:
+                raise OSError(28, "No space left on device")
+            return self.f.write(data)
+
+        def close(self):
+            self.f.close()
+
+    real_open = safetensors_io.StreamingShardWriter._open_shard
+
+    def open_on_full_disk(self, i):
+        real_open(self, i)
+        self._file = FullDisk(self._file)
+
+    monkeypatch.setattr(safetensors_io.StreamingShardWriter, "_open_shard", open_on_full_disk)
+    monkeypatch.setattr("rewardkit.merge.average.BLOCK_BYTES", 1000)
+    with pytest.raises(OSError, match="No space left"):
+        weight_average(full_members, out=tmp_path / "out", progress=False)
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary folder
+
+
+def test_reader_reads_rows_and_reports_truncation(full_members, tmp_path):
+    from rewardkit.merge.safetensors_io import CheckpointReader
+
+    state = _state(full_members[0])
+    key = max(state, key=lambda k: state[k].numel())
+    with CheckpointReader(full_members[0]) as r:
+        scratch = torch.empty(1 << 16, dtype=torch.uint8)
+        torch.testing.assert_close(r.get_rows(key, 3, 7, scratch), state[key][3:7], rtol=0, atol=0)
+        torch.testing.assert_close(r.get(key), state[key], rtol=0, atol=0)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    blob = (full_members[0] / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(blob[: len(blob) - 100])
+    with CheckpointReader(cut) as r, pytest.raises(ModelError, match="is truncated"):
+        for k in r.keys():
+            r.get(k)
 
 
 def test_interpolation_endpoints_and_lmc(full_members, tmp_path):

@@ -145,8 +145,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_length": 112,
         "lora_r": 8,
         "members": 3,
-        "exrm": {"epochs": 1, "lr": 2e-4, "batch_size": 4},
-        "dpo": {"epochs": 1, "lr": 2e-4, "batch_size": 4},
+        "exrm": {"epochs": 1, "lr": 1e-3, "batch_size": 4},
+        "dpo": {"epochs": 1, "lr": 5e-4, "batch_size": 4},
         "beta": 0.1,
     },
     # Lin et al.'s settings on the user's model and data

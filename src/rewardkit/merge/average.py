@@ -164,6 +164,14 @@ def weight_average(
     if len(archs) > 1:
         raise ModelError(f"cannot merge different architectures: {sorted(archs)}")
     readers = [CheckpointReader(s) for s in srcs]
+    try:
+        return _average_full(srcs, readers, w, manifests[0], Path(out), dtype, shard_size, force, progress)
+    finally:
+        for r in readers:
+            r.close()
+
+
+def _average_full(srcs, readers, w, manifest, out: Path, dtype, shard_size, force, progress) -> Path:
     _check_same_tensors(readers, srcs)
     ref = readers[0]
     specs = []
@@ -179,47 +187,122 @@ def weight_average(
     hashes = [_hasher() for _ in srcs]
     with atomic_dir(out, force=force) as tmp:
         writer = StreamingShardWriter(tmp, specs, parse_size(shard_size))
-        scratch = [bytearray(BLOCK_BYTES + 2**16) for _ in readers] + [torch.empty(BLOCK_BYTES // 2 + 2**14)]
-        for k in tqdm(writer.order, desc="merging", unit="tensor", disable=not show_progress(progress)):
-            writer.write_parts(k, _averaged_blocks(readers, k, w, hashes, writer._expected[k][2], scratch))
+        blocks = {k: _blocks(ref, k) for k in writer.order}
+        prefetcher = _Prefetcher(readers, [b for k in writer.order for b in blocks[k]])
+        accs = _Accumulators()
+        threads = torch.get_num_threads()
+        # leave two cores to the reader and writer threads (on 2 cores: 0.57 s vs 0.78 s per 2 GB warm)
+        torch.set_num_threads(max(1, min(threads, _cores() - 2)))
+        try:
+            for k in tqdm(writer.order, desc="merging", unit="tensor", disable=not show_progress(progress)):
+                out_dtype = writer._expected[k][2]
+                writer.write_parts(
+                    k, _averaged_blocks(k, len(blocks[k]), prefetcher, accs, w, hashes, out_dtype)
+                )
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            prefetcher.close()
+            torch.set_num_threads(threads)
         writer.close()
         _copy_side_files(srcs[0], tmp)
-        _provenance(tmp, srcs, w, [h.hexdigest() for h in hashes], manifests[0], dtype, lora=False)
-    return Path(out)
+        _provenance(tmp, srcs, w, [h.hexdigest() for h in hashes], manifest, dtype, lora=False)
+    return out
 
 
-BLOCK_BYTES = 16 * 2**20  # rows of a large tensor are merged in blocks of about this many input bytes
+BLOCK_BYTES = 4 * 2**20  # rows of a large tensor are merged in blocks of about this many input bytes
 
 
-def _averaged_blocks(readers, key: str, w: Sequence[float], hashes, out_dtype: torch.dtype, scratch):
-    """Yield the weighted average of ``key`` over the members, block of rows by block of rows, so peak
-    memory is a few blocks however large the tensor (float32 accumulation). ``scratch``: one reusable
-    read buffer per member plus one float32 accumulator (fresh allocations would page-fault each time);
-    each yielded block is only valid until the next one. (A read-ahead thread was measured slower.)"""
-    shape, _ = readers[0].meta(key)
-    size = readers[0].entries[key][4]
-    rows = shape[0] if shape else 1
-    step = max(1, rows * BLOCK_BYTES // max(size, 1)) if shape else 1
-    for lo in range(0, rows, step):
-        hi = min(rows, lo + step)
-        tensors = [
-            r.get_rows(key, lo, hi, buf) if shape else r.get(key) for r, buf in zip(readers, scratch[:-1])
-        ]
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _blocks(reader: CheckpointReader, key: str) -> list[tuple[str, int, int]]:
+    """(key, first row, end row) of each block of ``key``; one block for a scalar."""
+    shape, _ = reader.meta(key)
+    if not shape:
+        return [(key, 0, 0)]
+    step = max(1, shape[0] * BLOCK_BYTES // max(reader.entries[key][4], 1))
+    return [(key, lo, min(shape[0], lo + step)) for lo in range(0, max(shape[0], 1), step)]
+
+
+class _Prefetcher:
+    """Reads every member's next blocks in a background thread (file reads release the GIL), so the
+    disk, the averaging and the writer's thread work at the same time. Read buffers are reused
+    (fresh allocations would page-fault on every block): ``depth`` + 1 sets of one per member."""
+
+    def __init__(self, readers, plan: list[tuple[str, int, int]], depth: int = 3):
+        import queue
+        import threading
+
+        self.free: queue.Queue = queue.Queue()
+        self.filled: queue.Queue = queue.Queue()
+        for _ in range(depth + 1):
+            self.free.put([torch.empty(BLOCK_BYTES + 2**16, dtype=torch.uint8) for _ in readers])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(readers, plan), name="rewardkit-reader", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, readers, plan) -> None:
+        try:
+            for key, lo, hi in plan:
+                bufs = self.free.get()
+                if self._stop.is_set():
+                    return
+                self.filled.put(([r.get_rows(key, lo, hi, b) for r, b in zip(readers, bufs)], bufs))
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            self.filled.put(e)
+
+    def next(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        item = self.filled.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self.free.put(None)  # wakes the thread if it waits for a buffer
+        self._thread.join()
+
+
+class _Accumulators:
+    """Two float32 buffers used in turn: one block is written out (by the writer's thread, which has at
+    most one write in flight) while the next is computed."""
+
+    def __init__(self):
+        self.bufs = [torch.empty(BLOCK_BYTES // 4 + 2**14) for _ in range(2)]
+        self.turn = 0
+
+    def next(self, n: int) -> torch.Tensor:
+        buf = self.bufs[self.turn % 2]
+        self.turn += 1
+        return buf[:n] if buf.numel() >= n else torch.empty(n)
+
+
+def _averaged_blocks(key, n_blocks, prefetcher, accs, w: Sequence[float], hashes, out_dtype: torch.dtype):
+    """Yield the weighted average of ``key`` over the members block of rows by block of rows, so peak
+    memory is a few blocks however large the tensor (float32 accumulation). Each yielded block stays
+    valid until the one after the next has been computed."""
+    for _ in range(n_blocks):
+        tensors, bufs = prefetcher.next()
         for h, t in zip(hashes, tensors):
             if t.numel():
-                h.update(t.contiguous().view(torch.uint8).numpy())
+                h.update(t.reshape(-1).view(torch.uint8).numpy())
         if tensors[0].is_floating_point():
-            n = tensors[0].numel()
-            acc_buf = scratch[-1]
-            acc = (acc_buf[:n] if acc_buf.numel() >= n else torch.empty(n)).view(tensors[0].shape)
+            acc = accs.next(tensors[0].numel()).view(tensors[0].shape)
             torch.mul(tensors[0], w[0], out=acc)
             for wi, t in zip(w[1:], tensors[1:]):
                 acc.add_(t, alpha=wi)
-            yield acc if out_dtype == torch.float32 else acc.to(out_dtype)
+            out = acc if out_dtype == torch.float32 else acc.to(out_dtype)
         else:  # integer buffers cannot be averaged: they must agree
             if any(not torch.equal(tensors[0], t) for t in tensors[1:]):
                 raise _mismatch("integer tensors differ between members", [key])
-            yield tensors[0].clone()
+            out = tensors[0].clone()
+        prefetcher.free.put(bufs)
+        yield out
 
 
 def _provenance(
