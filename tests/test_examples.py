@@ -70,4 +70,6 @@ def test_bench_shift_example(tmp_path):
     # with two members the median is the mean: identical per-pair decisions
     assert report.models["ENS-median"]["splits"] == report.models["ENS-mean"]["splits"]
     md_rows = (tmp_path / "report.md").read_text().splitlines()
-    assert sum(re.match(r"\| EXRM \| \d", row) is not None for row in md_rows) == 1  # one accuracy row per model
+    assert (
+        sum(re.match(r"\| EXRM \| \d", row) is not None for row in md_rows) == 1
+    )  # one accuracy row per model
