@@ -38,3 +38,24 @@ def test_oom_batches_are_split_and_retried():
     out = run_batches(items, fn, pad_id=0, device="cpu", max_tokens=10_000)
     np.testing.assert_array_equal(out, np.arange(1, 9) * 10)
     assert calls[0] == 8 and max(calls[1:]) <= 4 and sum(c for c in calls if c <= 2) == 8
+
+
+def test_right_padded_causal_batches_drop_the_mask_with_identical_outputs(tiny_lm, tiny_bert):
+    from transformers import AutoModel
+
+    from rewardkit.logprobs import backbone_mask, is_causal_decoder
+
+    lm, bert = AutoModel.from_pretrained(tiny_lm).eval(), AutoModel.from_pretrained(tiny_bert).eval()
+    assert is_causal_decoder(lm) and not is_causal_decoder(bert)
+    right = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    left = right.flip(-1)
+    assert backbone_mask(True, right) is None
+    assert backbone_mask(True, left) is left and backbone_mask(False, right) is right
+    # the causal mask alone gives the masked outputs at every real position of a right-padded batch
+    ids = torch.randint(5, lm.config.vocab_size, right.shape)
+    with torch.inference_mode():
+        masked = lm(input_ids=ids, attention_mask=right).last_hidden_state
+        causal = lm(input_ids=ids, attention_mask=None).last_hidden_state
+    real = right.bool()
+    assert (masked[real] - causal[real]).abs().max() < 1e-5
+    assert (masked[~real] - causal[~real]).abs().max() > 1e-3  # pads differ, and nobody reads them

@@ -19,6 +19,28 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def is_causal_decoder(model: nn.Module) -> bool:
+    """True when every attention module of ``model`` is causal (decoder LMs; not BERT-style encoders)."""
+    flags = {m.is_causal for m in model.modules() if isinstance(getattr(m, "is_causal", None), bool)}
+    return flags == {True}
+
+
+def backbone_mask(causal: bool, attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """The attention mask to give the backbone: ``None`` for a right-padded batch of a causal model.
+
+    With right padding a real token never attends to a pad (pads only follow it), so the causal mask
+    alone gives the same outputs at real positions; SDPA then gets ``is_causal`` and no mask, which on
+    CUDA lets it use the flash kernel (it takes no arbitrary mask). On CPU the two cost the same.
+    """
+    if (
+        causal
+        and bool((attention_mask[:, :1] == 1).all())
+        and bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+    ):
+        return None
+    return attention_mask
+
+
 def response_mask(attention_mask: torch.Tensor, response_start: torch.Tensor) -> torch.Tensor:
     """[B, T] bool: positions t holding response tokens (t >= start, t real, t >= 1 so it has a context)."""
     pos = torch.arange(attention_mask.shape[1], device=attention_mask.device)
@@ -61,7 +83,7 @@ def sequence_logprobs(
     inner = _unwrap(model)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     hidden = inner.base_model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        input_ids=input_ids, attention_mask=backbone_mask(True, attention_mask), position_ids=position_ids
     ).last_hidden_state  # [B, T, H]
     mask = response_mask(attention_mask, response_start)  # [B, T], target positions
     rows, cols = mask.nonzero(as_tuple=True)  # the hidden state at t-1 predicts token t

@@ -22,6 +22,7 @@ from rewardkit.base import RewardModel, write_manifest
 from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
+from rewardkit.logprobs import backbone_mask, is_causal_decoder
 from rewardkit.models.common import load_tokenizer, quiet_transformers, resolve_device, resolve_dtype
 from rewardkit.scoring import Batch, score_encoded
 from rewardkit.templating import Encoded, Formatter
@@ -58,6 +59,7 @@ class SequenceRewardModule(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self._causal: bool | None = None  # whether the backbone is a causal decoder (checked once)
 
     @property
     def config(self):
@@ -72,9 +74,13 @@ class SequenceRewardModule(nn.Module):
         if head is None:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
             return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
+        if self._causal is None:
+            self._causal = is_causal_decoder(inner)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         hidden = inner.base_model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+            input_ids=input_ids,
+            attention_mask=backbone_mask(self._causal, attention_mask),
+            position_ids=position_ids,
         ).last_hidden_state  # [B, T, H]
         last = last_token_index(attention_mask)
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
