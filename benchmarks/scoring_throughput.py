@@ -6,7 +6,12 @@ max length 512), all in one run:
 - implicit: naive (policy and reference in separate passes, batches of 8, full log-softmax) vs
   ``DPOImplicitRM.score_pairs`` (reference = policy weights + noise);
 - the machine's fp32 matmul GFLOP/s, and rewardkit's useful GFLOP/s
-  (2 x non-embedding parameters x real tokens / time) as a fraction of it.
+  (2 x non-embedding parameters x real tokens / time) as a fraction of it;
+- bf16 matmul GFLOP/s beside fp32 (why rewardkit runs fp32 on CPU);
+- padded tokens per real token, rewardkit's length-sorted token-budget batches vs the naive batches (the
+  bound on what padding-free packing can gain);
+- the share of tokens a prompt cache could save (each pair's prompt is run twice, once per response):
+  the bound on what prefix sharing can gain for pairs.
 
     python benchmarks/scoring_throughput.py [--pairs 128] [--out benchmarks/results/scoring_throughput.json]
 """
@@ -22,8 +27,8 @@ import torch
 from common import sample_pairs
 
 
-def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 2048, reps: int = 10, dtype=torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(2):
         a @ b
     t = time.perf_counter()
@@ -71,6 +76,7 @@ def main() -> None:
     from rewardkit import BradleyTerryRM, DPOImplicitRM, demo_model_path
     from rewardkit.models.common import load_tokenizer
     from rewardkit.models.implicit import load_causal_lm
+    from rewardkit.scoring import CPU_MAX_TOKENS, padded_length, plan_batches
 
     torch.manual_seed(0)
     path = demo_model_path()
@@ -89,6 +95,22 @@ def main() -> None:
         "threads": torch.get_num_threads(),
     }
     res["matmul_gflops"] = matmul_gflops()
+    res["bf16_matmul_gflops"] = matmul_gflops(1024, reps=3, dtype=torch.bfloat16)
+    res["fp32_over_bf16_matmul_1024"] = matmul_gflops(1024, reps=20) / res["bf16_matmul_gflops"]
+    # padding-free packing can only remove the padding the engine still computes
+    lengths = [len(x) for x in items]
+    plan = plan_batches(lengths, CPU_MAX_TOKENS)
+    res["rewardkit_padded_per_real_token"] = (
+        sum(len(b) * padded_length(max(lengths[i] for i in b)) for b in plan) / tokens
+    )
+    res["naive_padded_per_real_token"] = (
+        sum(len(lengths[lo : lo + 8]) * max(lengths[lo : lo + 8]) for lo in range(0, len(lengths), 8))
+        / tokens
+    )
+    # prefix sharing: the second copy of each prompt is the only work a prompt cache removes
+    prompt_tokens = sum(x.response_start for x in items[1::2])
+    res["prompt_cache_saved_token_fraction"] = prompt_tokens / tokens
+    res["prompt_cache_speedup_bound"] = tokens / (tokens - prompt_tokens)
     t = time.perf_counter()
     naive = naive_explicit(hf, items, rm.tokenizer.pad_token_id)
     res["explicit_naive_seconds"] = time.perf_counter() - t

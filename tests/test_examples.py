@@ -73,3 +73,11 @@ def test_bench_shift_example(tmp_path):
     assert (
         sum(re.match(r"\| EXRM \| \d", row) is not None for row in md_rows) == 1
     )  # one accuracy row per model
+
+
+def test_scoring_example():
+    r = _load("scoring").main(["--max-tokens", "512"])
+    assert r["sequences"] == 400 and 1 < r["batches"] < 400  # the budget groups sequences
+    # length-sorted batches pad no further than rounding each sequence alone up to a multiple of 8
+    assert r["padded_per_real_token"] <= r["rounded_per_real_token"] + 0.01
+    assert r["max_abs_diff"] <= 1e-4  # rewards do not depend on the batch composition

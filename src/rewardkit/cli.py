@@ -200,7 +200,23 @@ def train_dpo_cmd(
     click.echo(_trained_message(rm, "DPO implicit reward model", out, eval_pairs))
 
 
-def _load_rm(rm_dir: str | None, max_batch_size: int | None, dpo: dict | None = None, device=None):
+def _configure_engine(rm, **settings) -> None:
+    """Set the scoring-engine settings that are not None on a model and on every member of an ensemble."""
+    for member in getattr(rm, "members", None) or []:
+        _configure_engine(member, **settings)
+    for key, value in settings.items():
+        if value is not None and hasattr(rm, key):
+            setattr(rm, key, value)
+
+
+def _load_rm(
+    rm_dir: str | None,
+    max_batch_size: int | None,
+    dpo: dict | None = None,
+    device=None,
+    max_tokens: int | None = None,
+    progress: bool | None = None,
+):
     from rewardkit.base import load_reward_model
 
     if dpo and dpo.get("policy"):
@@ -222,8 +238,7 @@ def _load_rm(rm_dir: str | None, max_batch_size: int | None, dpo: dict | None = 
         rm = load_reward_model(rm_dir, **({"device": device} if device is not None else {}))
     else:
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
-    if max_batch_size is not None and hasattr(rm, "max_batch_size"):
-        rm.max_batch_size = max_batch_size
+    _configure_engine(rm, max_batch_size=max_batch_size, max_tokens=max_tokens, progress=progress)
     return rm
 
 
@@ -252,10 +267,29 @@ def dpo_options(fn):
 @click.option("--data", required=True, help="preference file or hub dataset name")
 @click.option("--out", required=True, help="output JSONL: one line per pair, in input order")
 @click.option("--batch-size", type=int, default=None, help="upper bound on sequences per batch")
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=None,
+    help="padded tokens per batch (default 1024 on CPU, 16384 on CUDA)",
+)
+@click.option("--no-progress", is_flag=True, help="no progress bar (it is off anyway when not on a terminal)")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True, help="overwrite an existing --out")
 def score(
-    rm_dir, dpo_policy, dpo_reference, reference_free, beta, reduction, data, out, batch_size, on_error, force
+    rm_dir,
+    dpo_policy,
+    dpo_reference,
+    reference_free,
+    beta,
+    reduction,
+    data,
+    out,
+    batch_size,
+    max_tokens,
+    no_progress,
+    on_error,
+    force,
 ) -> None:
     """Score the chosen and rejected response of every pair."""
     import numpy as np
@@ -276,7 +310,7 @@ def score(
     from rewardkit.distributed import gather_rows, init_distributed
 
     rank, size, device = init_distributed()  # under torchrun: each rank scores pairs rank, rank+size, ...
-    rm = _load_rm(rm_dir, batch_size, dpo, device)
+    rm = _load_rm(rm_dir, batch_size, dpo, device, max_tokens, False if no_progress else None)
     index = list(range(rank, len(pairs), size))
     shard = [pairs[i] for i in index]
     n = len(shard)

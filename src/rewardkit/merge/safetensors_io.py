@@ -204,7 +204,10 @@ class StreamingShardWriter:
         self.write_parts(name, [tensor])
 
     def write_parts(self, name: str, parts) -> None:
-        """Write one tensor as consecutive row blocks (each [rows, *shape[1:]]), in ``self.order``."""
+        """Write one tensor as consecutive row blocks (each [rows, *shape[1:]]), in ``self.order``.
+
+        Blocks are written in the background: a block's memory must stay unchanged until the next block
+        (of this tensor or a later one) has been handed over, or ``close`` has returned."""
         if self._next >= len(self.order) or self.order[self._next] != name:
             raise RuntimeError(f"tensor {name!r} written out of order")
         _, shape, dtype = self._expected[name]
