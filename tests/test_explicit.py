@@ -146,3 +146,20 @@ def test_hf_seqcls_checkpoint_loads_without_manifest(tiny_lm, tmp_path):
     rm.tokenizer.save_pretrained(tmp_path / "hf")
     loaded = load_reward_model(tmp_path / "hf")
     np.testing.assert_array_equal(loaded.score(["tell me"], ["good"]), rm.score(["tell me"], ["good"]))
+
+
+def test_default_device_is_this_ranks_gpu(monkeypatch):
+    """Under torchrun each rank's default device is its own GPU (LOCAL_RANK), never cuda:0 for all."""
+    from rewardkit.models.common import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device(None) == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device(None) == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "3")  # more ranks than visible GPUs: ranks share them in turn
+    assert resolve_device(None) == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("cpu")

@@ -11,8 +11,12 @@ from rewardkit.templating import prepare_tokenizer
 
 
 def resolve_device(device=None) -> torch.device:
+    """``device`` as given; by default this process's GPU (``LOCAL_RANK`` under torchrun / accelerate, so
+    every rank works on its own GPU instead of all on cuda:0), else the CPU."""
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % max(1, torch.cuda.device_count()))
     return torch.device(device)
 
 
