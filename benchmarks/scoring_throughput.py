@@ -76,7 +76,7 @@ def main() -> None:
     from rewardkit import BradleyTerryRM, DPOImplicitRM, demo_model_path
     from rewardkit.models.common import load_tokenizer
     from rewardkit.models.implicit import load_causal_lm
-    from rewardkit.scoring import CPU_MAX_TOKENS, padded_length, plan_batches
+    from rewardkit.scoring import CPU_MAX_TOKENS, padded_tokens, plan_batches
 
     torch.manual_seed(0)
     path = demo_model_path()
@@ -100,13 +100,9 @@ def main() -> None:
     # padding-free packing can only remove the padding the engine still computes
     lengths = [len(x) for x in items]
     plan = plan_batches(lengths, CPU_MAX_TOKENS)
-    res["rewardkit_padded_per_real_token"] = (
-        sum(len(b) * padded_length(max(lengths[i] for i in b)) for b in plan) / tokens
-    )
-    res["naive_padded_per_real_token"] = (
-        sum(len(lengths[lo : lo + 8]) * max(lengths[lo : lo + 8]) for lo in range(0, len(lengths), 8))
-        / tokens
-    )
+    res["rewardkit_padded_per_real_token"] = padded_tokens(lengths, plan) / tokens
+    naive_batches = [range(lo, min(lo + 8, len(lengths))) for lo in range(0, len(lengths), 8)]
+    res["naive_padded_per_real_token"] = padded_tokens(lengths, naive_batches, pad_multiple=1) / tokens
     # prefix sharing: the second copy of each prompt is the only work a prompt cache removes
     prompt_tokens = sum(x.response_start for x in items[1::2])
     res["prompt_cache_saved_token_fraction"] = prompt_tokens / tokens

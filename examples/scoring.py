@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rewardkit import BradleyTerryRM
-from rewardkit.scoring import padded_length, plan_batches
+from rewardkit.scoring import padded_tokens, plan_batches
 from rewardkit.synthetic import make_synthetic_preferences
 from rewardkit.tiny import build_tiny_model
 
@@ -36,11 +36,11 @@ def main(argv=None) -> dict:
     items = [rm.formatter.encode(p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)]
     lengths = [len(x) for x in items]
     plan = plan_batches(lengths, args.max_tokens)
-    padded = sum(len(b) * padded_length(max(lengths[i] for i in b)) for b in plan)
-    rounded = sum(padded_length(n) for n in lengths)  # each sequence alone, rounded up to a multiple of 8
+    padded = padded_tokens(lengths, plan)
+    rounded = padded_tokens(lengths, [[i] for i in range(len(lengths))])  # each alone, to a multiple of 8
     # what a plain loop computes: batches of 8 in input order, padded to their longest sequence
-    naive_padded = sum(
-        len(lengths[lo : lo + 8]) * max(lengths[lo : lo + 8]) for lo in range(0, len(lengths), 8)
+    naive_padded = padded_tokens(
+        lengths, [range(lo, min(lo + 8, len(lengths))) for lo in range(0, len(lengths), 8)], 1
     )
 
     rm.max_tokens = args.max_tokens

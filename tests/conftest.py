@@ -52,3 +52,20 @@ def trained_rm(tiny_lm, synthetic_split, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "rm"
     rm = train_reward_model(tiny_lm, train, out=out, epochs=3, lr=3e-3, batch_size=16, progress=False)
     return rm, out
+
+
+@pytest.fixture
+def batch_shapes(monkeypatch) -> list[tuple[int, int]]:
+    """The [batch, padded length] of every batch the scoring engine builds during the test, in order."""
+    import rewardkit.scoring as scoring
+
+    shapes: list[tuple[int, int]] = []
+    real_collate = scoring.collate
+
+    def recording_collate(*args, **kwargs):
+        batch = real_collate(*args, **kwargs)
+        shapes.append(tuple(batch.input_ids.shape))
+        return batch
+
+    monkeypatch.setattr(scoring, "collate", recording_collate)
+    return shapes

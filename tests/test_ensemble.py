@@ -67,7 +67,7 @@ def test_zscore_fitted_on_calibration_only_and_round_trips(members, tmp_path):
     np.testing.assert_array_equal(loaded.score(test.prompts, [p.chosen for p in test]), before)
 
 
-def test_ensemble_cli_and_score_writes_members(members, tmp_path, capsys, monkeypatch):
+def test_ensemble_cli_and_score_writes_members(members, tmp_path, capsys, batch_shapes):
     for i, m in enumerate(members):
         m.save(tmp_path / f"m{i}")
     data = tmp_path / "d.jsonl"
@@ -97,19 +97,12 @@ def test_ensemble_cli_and_score_writes_members(members, tmp_path, capsys, monkey
         assert abs(r["chosen"] - (c.mean() - 2 * c.var())) < 1e-4
 
     # engine settings reach every member: at most 2 sequences and 64 padded tokens per batch, same scores
-    import rewardkit.scoring as scoring
-
-    shapes, real_collate = [], scoring.collate
-
-    def recording_collate(*args, **kwargs):
-        batch = real_collate(*args, **kwargs)
-        shapes.append(tuple(batch.input_ids.shape))
-        return batch
-
-    monkeypatch.setattr(scoring, "collate", recording_collate)
+    batch_shapes.clear()  # only the batches of the run below
     argv = ["score", "--rm", str(tmp_path / "ens"), "--data", str(data), "--out", str(tmp_path / "s2.jsonl")]
     main([*argv, "--batch-size", "2", "--max-tokens", "64", "--no-progress"])
-    assert len(shapes) >= 3 * 24 / 2 and all(b <= 2 and (b * t <= 64 or b == 1) for b, t in shapes)
+    assert len(batch_shapes) >= 3 * 24 / 2 and all(
+        b <= 2 and (b * t <= 64 or b == 1) for b, t in batch_shapes
+    )
     small = [json.loads(x) for x in (tmp_path / "s2.jsonl").read_text().splitlines()]
     assert max(abs(a["chosen"] - b["chosen"]) for a, b in zip(rows, small)) < 1e-4
 

@@ -63,10 +63,9 @@ def test_right_padded_causal_batches_drop_the_mask_with_identical_outputs(tiny_l
 
 
 @pytest.mark.parametrize("kind", ["explicit", "implicit"])
-def test_models_score_under_the_token_budget_and_match_one_at_a_time(tiny_lm, kind, monkeypatch):
+def test_models_score_under_the_token_budget_and_match_one_at_a_time(tiny_lm, kind, batch_shapes):
     """End to end: every batch a model's forward sees holds <= max_tokens padded tokens (a longer
     sequence goes alone), and the rewards equal those of one-at-a-time scoring."""
-    import rewardkit.scoring as scoring
     from rewardkit import BradleyTerryRM, DPOImplicitRM
     from rewardkit.synthetic import make_synthetic_preferences
 
@@ -80,24 +79,15 @@ def test_models_score_under_the_token_budget_and_match_one_at_a_time(tiny_lm, ki
             for p in rm.reference.parameters():
                 p.add_(torch.randn_like(p) * 0.05)
     ds = make_synthetic_preferences(24, seed=7)
-    shapes = []
-    real_collate = scoring.collate
-
-    def recording_collate(*args, **kwargs):
-        batch = real_collate(*args, **kwargs)
-        shapes.append(tuple(batch.input_ids.shape))
-        return batch
-
-    monkeypatch.setattr(scoring, "collate", recording_collate)
     rm.max_tokens = 96
     batched = rm.score_pairs(ds)
-    assert len(shapes) > 1 and sum(b for b, _ in shapes) == 2 * len(ds)
-    assert all(b * t <= 96 or b == 1 for b, t in shapes)
-    assert max(b for b, _ in shapes) > 1  # the budget really groups sequences
-    shapes.clear()
+    assert len(batch_shapes) > 1 and sum(b for b, _ in batch_shapes) == 2 * len(ds)
+    assert all(b * t <= 96 or b == 1 for b, t in batch_shapes)
+    assert max(b for b, _ in batch_shapes) > 1  # the budget really groups sequences
+    batch_shapes.clear()
     rm.max_tokens = 1
     single = rm.score_pairs(ds)
-    assert all(b == 1 for b, _ in shapes)
+    assert all(b == 1 for b, _ in batch_shapes)
     assert np.abs(batched.chosen - single.chosen).max() <= 1e-4
     assert np.abs(batched.rejected - single.rejected).max() <= 1e-4
     assert np.abs(single.margins).max() > 1e-3  # non-trivial rewards

@@ -81,6 +81,14 @@ def plan_batches(
     return batches
 
 
+def padded_tokens(
+    lengths: Sequence[int], batches: Sequence[Sequence[int]], pad_multiple: int = PAD_MULTIPLE
+) -> int:
+    """Tokens computed by ``batches`` (lists of indices into ``lengths``), padding included: each batch
+    is padded to its longest sequence, rounded up to ``pad_multiple``."""
+    return sum(len(b) * padded_length(max(lengths[i] for i in b), pad_multiple) for b in batches if len(b))
+
+
 def collate(
     items: Sequence[Encoded],
     indices: list[int],

@@ -67,17 +67,15 @@ class CheckpointReader:
 
     def get(self, key: str) -> torch.Tensor:
         shape = self.entries[key][2]
-        return self.get_rows(key, 0, shape[0]) if shape else self._read(key, 0, 0, None)
+        return self.get_rows(key, 0, shape[0] if shape else 0)
 
     def get_rows(self, key: str, lo: int, hi: int, scratch: torch.Tensor | None = None) -> torch.Tensor:
-        """Rows [lo, hi) along the first dimension (a contiguous byte range of the file).
+        """Rows [lo, hi) along the first dimension (a contiguous byte range of the file); a scalar is read
+        whole whatever ``lo`` and ``hi`` are.
 
         With ``scratch`` (a uint8 tensor at least that large, reused between calls to avoid page faults)
         the result is a view of it, valid until the next call with the same buffer.
         """
-        return self._read(key, lo, hi, scratch) if self.entries[key][2] else self._read(key, 0, 0, scratch)
-
-    def _read(self, key: str, lo: int, hi: int, scratch: torch.Tensor | None) -> torch.Tensor:
         f, offset, shape, dtype, size = self.entries[key]
         if dtype not in _FROM_NAME:
             raise ModelError(f"{f}: tensor {key!r} has unsupported dtype {dtype}")
@@ -228,6 +226,12 @@ class StreamingShardWriter:
             raise RuntimeError(f"tensor {name!r}: wrote {written} of {torch.Size(shape).numel()} elements")
         self._next += 1
 
+    def _release(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._file is not None:
+            self._file.close()
+
     def abort(self) -> None:
         """Stop after an error: drop the pending write's outcome, release the thread and the file."""
         try:
@@ -235,19 +239,13 @@ class StreamingShardWriter:
         except Exception:
             pass
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
-            if self._file is not None:
-                self._file.close()
+            self._release()
 
     def close(self) -> None:
         try:
             self._wait()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown()
-            if self._file is not None:
-                self._file.close()
+            self._release()
         if self._next != len(self.order):
             raise RuntimeError(f"{len(self.order) - self._next} tensors were never written")
         if len(self.shards) > 1:
