@@ -154,7 +154,12 @@ def test_recipes_map_public_schemas(tmp_path):
                     "dataset": "koala",
                 },
             ],
-            ("Q", "A2", "A1", {"subset": "koala", "chosen_generator": "m2", "rejected_generator": "m1"}),
+            (
+                [{"role": "user", "content": "Q"}],
+                "A2",
+                "A1",
+                {"subset": "koala", "chosen_generator": "m2", "rejected_generator": "m1"},
+            ),
         ),
         "ultrafeedback": (
             [
@@ -176,7 +181,12 @@ def test_recipes_map_public_schemas(tmp_path):
                     ],
                 },
             ],
-            ("Q", "A2", "A3", {"subset": "flan", "chosen_generator": "m2", "rejected_generator": "m3"}),
+            (
+                [{"role": "user", "content": "Q"}],
+                "A2",
+                "A3",
+                {"subset": "flan", "chosen_generator": "m2", "rejected_generator": "m3"},
+            ),
         ),
         "tldr": (
             [
@@ -186,7 +196,7 @@ def test_recipes_map_public_schemas(tmp_path):
                     "choice": 0,
                 }
             ],
-            ("Article: T\n\nBody.\n\nTL;DR:", "S0", "S1", {"subset": "cnndm", "chosen_generator": "p0"}),
+            ("Article: T\n\nBody.\n\nTL;DR:", " S0", " S1", {"subset": "cnndm", "chosen_generator": "p0"}),
         ),
         "chatbot_arena": (
             [
@@ -245,7 +255,7 @@ def test_recipes_map_public_schemas(tmp_path):
                     "score_1": 0.0,
                 },
             ],
-            ("Q", "A1", "A0", {"subset": "eli5"}),
+            ([{"role": "user", "content": "Q"}], "A1", "A0", {"subset": "eli5"}),
         ),
         "hh_rlhf": (
             [

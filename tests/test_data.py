@@ -85,7 +85,7 @@ def test_implicit_prompt_messages_and_text():
     assert p.prompt == [{"role": "user", "content": "q"}] and (p.chosen, p.rejected) == ("good", "bad")
     text = {"chosen": "The answer is 5", "rejected": "The answer is 6"}
     p = load_preferences([text])[0]
-    assert (p.prompt, p.chosen, p.rejected) == ("The answer is ", "5", "6")
+    assert (p.prompt, p.chosen, p.rejected) == ("The answer is", " 5", " 6")  # TRL's extract_prompt
 
 
 def test_hh_rlhf_transcripts():

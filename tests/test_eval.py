@@ -152,12 +152,22 @@ def test_bon_curve_gold_rises_with_n_for_a_good_proxy(tmp_path):
     assert (tmp_path / "bon.png").stat().st_size > 1000
 
 
-def test_ead_hand_computed():
+def test_ead_hand_computed(tiny_lm):
     # unigrams of ["a b", "a c"]: a b a c -> 3 distinct of C=4, V=3: E = 3 (1 - (2/3)^4) = 65/27
-    assert ead(["a b", "a c"], 1) == pytest.approx(3 / (65 / 27))
+    assert ead(["a b", "a c"], 1, vocab_size=3) == pytest.approx(3 / (65 / 27))
     # bigrams: (a b), (a c): 2 distinct of C=2 with V=3: E = 3 (1 - (2/3)^2) = 5/3
-    assert ead(["a b", "a c"], 2) == pytest.approx(2 / (5 / 3))
-    assert ead(["a b", "a c"], 3) == 0.0
+    assert ead(["a b", "a c"], 2, vocab_size=3) == pytest.approx(2 / (5 / 3))
+    assert ead(["a b", "a c"], 3, vocab_size=3) == 0.0
+    with pytest.raises(ValueError, match="fixed vocabulary size"):  # never the sample's own vocabulary
+        ead(["a b", "a c"], 1)
+    # with a tokenizer: its tokens, and V = its vocabulary size (fixed across systems)
+    from rewardkit.models.common import load_tokenizer
+
+    tok = load_tokenizer(tiny_lm)
+    v = len(tok)
+    expected = 3 / (v * (1 - ((v - 1) / v) ** 4))  # "good bad" "good clear": 3 distinct of 4 tokens
+    assert ead(["good bad", "good clear"], 1, tokenizer=tok) == pytest.approx(expected)
+    assert ead(["good bad", "good clear"], 1, tokenizer=tok) < 1.0
     repetitive, varied = (
         ["the cat the cat the cat"] * 3,
         ["the cat sat", "a dog ran off", "birds fly south fast"],

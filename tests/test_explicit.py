@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewardkit import BradleyTerryRM, DataError, load_reward_model
+from rewardkit import BradleyTerryRM, load_reward_model
 from rewardkit.scoring import collate
 from rewardkit.synthetic import make_synthetic_preferences
 
@@ -30,23 +30,41 @@ def test_left_right_padding_and_batch_size_invariance(tiny_lm):
     )
 
 
-def test_pad_equals_eos_reads_the_right_token(tiny_lm_pad_eos):
+def test_pad_equals_eos_reads_where_hf_reads(tiny_lm_pad_eos):
+    """pad == eos == end-of-turn: the reward is read where HF's seq-cls forward reads it (the rightmost
+    token that is not the pad id), in any batch, left or right padded."""
+    from transformers import AutoModelForSequenceClassification
+
     rm = BradleyTerryRM.from_pretrained(tiny_lm_pad_eos, head_seed=0)
     tok = rm.tokenizer
     assert tok.pad_token_id == tok.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
-    prompts = ["tell me about pasta"] * 2
-    chosen, rejected = ["great helpful clear", "good"], ["wrong rude", "bad bad bad vague unclear"]
-    scores = rm.score(prompts + prompts, chosen + rejected)
-    assert np.all(scores[:2] != scores[2:])
-    # Each equals the unpadded forward of its own sequence, read at its final (<|im_end|>) token.
-    for i, (p, r) in enumerate(zip(prompts + prompts, chosen + rejected)):
+    conv = [{"role": "user", "content": "tell me about pasta"}]
+    prompts = [conv, conv, "tell me about pasta", "tell me about pasta"]
+    responses = ["great helpful clear", " bad bad bad vague unclear", " good", " wrong rude"]
+    scores = rm.score(prompts, responses)
+    hf = rm.model.eval()
+    for i, (p, r) in enumerate(zip(prompts, responses)):
         ids = torch.tensor([rm.formatter.encode(p, r).ids])
         with torch.inference_mode():
-            alone = rm.module(ids, torch.ones_like(ids)).item()
+            alone = hf(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.item()
         assert abs(alone - scores[i]) <= 1e-5
-    # The pad id also occurs inside the prompt (end of the user turn): searching for it would read there.
-    ids = rm.formatter.encode(prompts[0], chosen[0]).ids
-    assert ids.index(tok.pad_token_id) < rm.formatter.encode(prompts[0], chosen[0]).response_start
+    # plain text ends with the EOS it was given: HF (and so rewardkit) read the token before it
+    ids = rm.formatter.encode(prompts[2], responses[2]).ids
+    assert ids[-1] == tok.eos_token_id
+    for side in ("right", "left"):
+        assert np.abs(_rows(rm, prompts, responses, side) - scores).max() <= 1e-5
+    # a checkpoint saved with pad == eos reads the same in HF's own batched forward (right padding)
+    batch = tok(
+        [tok.decode(rm.formatter.encode(p, r).ids) for p, r in zip(prompts, responses)],
+        padding=True,
+        add_special_tokens=False,
+        return_tensors="pt",
+    )
+    with torch.inference_mode():
+        hf_batched = AutoModelForSequenceClassification.from_config(hf.config)
+        hf_batched.load_state_dict(hf.state_dict())
+        out = hf_batched.eval()(**batch).logits[:, 0].numpy()
+    assert np.abs(out - scores).max() <= 1e-5
 
 
 def test_chat_template_no_double_bos(tmp_path):
@@ -61,7 +79,7 @@ def test_chat_template_no_double_bos(tmp_path):
     tok.chat_template = "{{ bos_token }}" + tok.chat_template
     tok.save_pretrained(path)
     rm = BradleyTerryRM.from_pretrained(path)
-    enc = rm.formatter.encode("please tell me", "good")
+    enc = rm.formatter.encode([{"role": "user", "content": "please tell me"}], "good")
     assert enc.ids.count(tok.bos_token_id) == 1 and enc.ids[0] == tok.bos_token_id
 
 
@@ -71,33 +89,41 @@ def test_response_boundary(tiny_lm):
     toks = rm.tokenizer.convert_ids_to_tokens(enc.ids)
     assert toks[enc.response_start - 2 : enc.response_start] == ["<|im_start|>", "assistant"]
     assert toks[enc.response_start :] == ["good", "<unk>", "<|im_end|>"]
+    assert not enc.merged
 
 
-def test_misaligned_template_is_detected(tiny_lm):
+def test_template_rendering_the_prompt_differently_starts_the_response_where_they_differ(tiny_lm):
+    """A template whose generation prompt differs from how it renders the assistant turn: the response
+    starts at the common prefix (TRL's rule) and the encoding is flagged, never silently misaligned."""
     rm = BradleyTerryRM.from_pretrained(tiny_lm)
-    # A template that renders the generation prompt differently from the assistant turn.
     rm.tokenizer.chat_template = (
         "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
         "{% if add_generation_prompt %}system{% endif %}"
     )
-    with pytest.raises(DataError, match="example 0: the chat template renders the prompt differently"):
-        rm.formatter.encode("tell me", "good")
+    rm.formatter = type(rm.formatter)(rm.tokenizer, None, "auto")
+    enc = rm.formatter.encode([{"role": "user", "content": "tell me"}], "good")
+    toks = rm.tokenizer.convert_ids_to_tokens(enc.ids)
+    assert toks == ["user", "tell", "me", "assistant", "good"] and enc.response_start == 3 and enc.merged
 
 
 def test_no_template_and_encoder_paths(tiny_bert, tmp_path):
     from rewardkit.tiny import build_tiny_model
 
     plain = build_tiny_model(tmp_path / "plain", chat_template=False)
-    for path in (plain, tiny_bert):
-        rm = BradleyTerryRM.from_pretrained(path, head_seed=1)
-        enc = rm.formatter.encode("tell me about pasta", "good answer")
-        toks = rm.tokenizer.convert_ids_to_tokens(enc.ids[enc.response_start :])
-        assert toks[:2] == ["good", "<unk>"]
+    rm = BradleyTerryRM.from_pretrained(plain, head_seed=1)
+    enc = rm.formatter.encode("tell me about pasta", " good answer")  # raw text + EOS (TRL)
+    toks = rm.tokenizer.convert_ids_to_tokens(enc.ids)
+    assert toks == ["tell", "me", "about", "pasta", "good", "<unk>", "<|im_end|>"] and enc.response_start == 4
+    bert = BradleyTerryRM.from_pretrained(tiny_bert, head_seed=1)
+    enc = bert.formatter.encode("tell me about pasta", "good answer")  # a text pair, no EOS
+    toks = bert.tokenizer.convert_ids_to_tokens(enc.ids)
+    assert toks == ["[CLS]", "tell", "me", "about", "pasta", "[SEP]", "good", "<unk>", "[SEP]"]
+    assert enc.response_start == 6
+    for rm in (rm, bert):
         ds = make_synthetic_preferences(8, seed=2)
         scores = rm.score(ds.prompts, [p.chosen for p in ds])
         rm.max_tokens = 1
         assert np.abs(scores - rm.score(ds.prompts, [p.chosen for p in ds])).max() <= 1e-4
-    assert rm.tokenizer.convert_ids_to_tokens(enc.ids)[0] == "[CLS]"
 
 
 @pytest.mark.parametrize("lora", [False, True])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewardkit import DataError, DPOImplicitRM, load_reward_model, train_dpo
+from rewardkit import DPOImplicitRM, load_reward_model, train_dpo
 from rewardkit.scoring import collate
 from rewardkit.synthetic import make_synthetic_preferences
 from rewardkit.train.losses import dpo_loss
@@ -74,7 +74,14 @@ def test_dpo_loss_hand_computed():
     assert (r_c.item(), r_r.item()) == (0.5, -0.5)
     ls, _, _ = dpo_loss(pc, pr, rc, rr, beta=0.5, label_smoothing=0.2)
     assert abs(ls.item() - (0.8 * math.log1p(math.exp(-1)) + 0.2 * math.log1p(math.exp(1)))) < 1e-6
-    assert abs(dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="ipo")[0].item() - (2 - 1) ** 2) < 1e-6
+    # IPO is length-normalised (TRL): rho_c / n_c - rho_r / n_r = 1/2 - (-1)/4 = 0.75; 1/(2 beta) = 1
+    n_c, n_r = torch.tensor([2.0]), torch.tensor([4.0])
+    ipo = dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="ipo", chosen_lengths=n_c, rejected_lengths=n_r)[0]
+    assert abs(ipo.item() - (0.75 - 1) ** 2) < 1e-6
+    with pytest.raises(ValueError, match="needs the response lengths"):
+        dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="ipo")
+    with pytest.raises(ValueError, match="sigmoid loss only"):
+        dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="hinge", label_smoothing=0.1)
     assert abs(dpo_loss(pc, pr, rc, rr, beta=0.25, loss_type="hinge")[0].item() - 0.5) < 1e-6
     with pytest.raises(ValueError, match="unknown DPO loss"):
         dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="kto")
@@ -113,16 +120,23 @@ def test_lora_reference_is_the_adapter_disabled_base(tiny_lm, synthetic_split, t
     assert loaded.reference is None and np.abs(loaded.score_pairs(test[:16]).chosen - a).max() <= 1e-5
 
 
-def test_misaligned_boundary_is_detected(two_lms):
+def test_pair_shares_the_earlier_boundary(two_lms):
+    """A template that renders a non-empty answer under another role name than its generation prompt:
+    each response starts where the tokenised prompt and the sequence first differ, and a pair's two
+    responses share the earlier boundary, as in DPOTrainer."""
     rm = DPOImplicitRM.from_pretrained(*two_lms, beta=0.1)
-    # a template that renders a non-empty answer under another role name than its generation prompt
     rm.tokenizer.chat_template = (
         "{% for m in messages %}{% if m['role'] == 'assistant' and m['content'] %}"
         "answer {{ m['content'] }}{% else %}{{ m['role'] }} {{ m['content'] }} {% endif %}"
         "{% endfor %}{% if add_generation_prompt %}assistant{% endif %}"
     )
-    with pytest.raises(DataError, match="example 1: the chat template renders the prompt differently"):
-        rm.formatter.encode_many(["tell me", "tell me"], ["", "good"])
+    rm.formatter = type(rm.formatter)(rm.tokenizer, None, "auto")
+    conv = [{"role": "user", "content": "tell me"}]
+    empty, good = rm.formatter.encode_many([conv, conv], ["", "good"])
+    assert (empty.response_start, empty.merged) == (4, False)  # "user tell me assistant" | ""
+    assert (good.response_start, good.merged) == (3, True)  # "user tell me" | "answer good"
+    c, r = rm.formatter.encode_pair(conv, "good", "", 0)
+    assert c.response_start == r.response_start == 3
 
 
 def test_full_policy_without_reference_is_refused(two_lms):

@@ -25,7 +25,7 @@ def test_lora_training_learns(tiny_lm, synthetic_split, tmp_path):
         train,
         out=tmp_path / "lora",
         epochs=3,
-        lr=1e-2,
+        lr=3e-3,
         lora_r=8,
         head_seed=2,
         batch_size=16,

@@ -19,7 +19,7 @@ import numpy as np
 from rewardkit.data import Prompt, as_pairs
 from rewardkit.errors import ModelError
 from rewardkit.io import write_json
-from rewardkit.templating import completion_text
+from rewardkit.templating import Texts, completion_text
 
 MANIFEST = "rewardkit.json"
 FORMAT_VERSION = 1
@@ -35,11 +35,21 @@ def pairwise_accuracy(margins: np.ndarray, ties: TiePolicy = "half") -> float:
     """
     if ties not in ("half", "correct", "wrong"):
         raise ValueError(f"ties must be 'half', 'correct' or 'wrong', got {ties!r}")
-    margins = np.asarray(margins, dtype=np.float64)
+    margins = check_finite(margins, "margins")
     if margins.size == 0:
         raise ValueError("accuracy of zero pairs is undefined")
     tie_value = {"half": 0.5, "correct": 1.0, "wrong": 0.0}[ties]
     return float(np.where(margins > 0, 1.0, np.where(margins == 0, tie_value, 0.0)).mean())
+
+
+def check_finite(values: Any, name: str) -> np.ndarray:
+    """``values`` as a float64 array; a NaN or infinite value is refused with its count (a NaN margin
+    is neither right nor wrong: counting it either way would bias every metric)."""
+    arr = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ModelError(f"{name}: {int(bad.sum())} of {arr.size} values are NaN or infinite")
+    return arr
 
 
 @dataclass(frozen=True)
@@ -75,18 +85,24 @@ class RewardModel(ABC):
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         """One reward per (prompt, response): float32 array of shape [n]."""
 
+    def score_texts(self, texts: Texts) -> np.ndarray:
+        """Rewards of ``texts`` ([n] float32). Models with a tokenizer honour its pair boundaries and the
+        TRL reward-call convention; the default scores ``(texts.prompts, texts.responses)``."""
+        return np.asarray(self.score(texts.prompts, texts.responses), dtype=np.float32)
+
     def score_pairs(self, pairs: Any) -> PairScores:
         """Score chosen and rejected of every pair in one call (so the engine batches them together)."""
         pairs = as_pairs(pairs)
-        n = len(pairs)
-        prompts = [p.prompt for p in pairs] * 2
-        responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-        r = self.score(prompts, responses)
-        return PairScores(r[:n], r[n:])
+        r = self.score_texts(Texts.from_pairs(pairs))
+        return PairScores(r[: len(pairs)], r[len(pairs) :])
 
     def __call__(self, prompts: Sequence[Prompt], completions: Sequence[Any], **kwargs) -> list[float]:
-        """TRL ``reward_funcs`` signature: plain or conversational prompts/completions -> list of floats."""
-        return [float(x) for x in self.score(list(prompts), [completion_text(c) for c in completions])]
+        """TRL ``reward_funcs`` signature: plain or conversational prompts/completions -> list of floats.
+
+        Scores what ``GRPOTrainer`` scores for an ``nn.Module`` reward model (see ``rewardkit.templating``).
+        """
+        texts = Texts(list(prompts), [completion_text(c) for c in completions], reward_call=True)
+        return [float(x) for x in self.score_texts(texts)]
 
     @abstractmethod
     def save(self, path: str | os.PathLike) -> None:

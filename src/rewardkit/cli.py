@@ -315,10 +315,10 @@ def score(
     shard = [pairs[i] for i in index]
     n = len(shard)
     uncertainty = None
-    if hasattr(rm, "score_with_uncertainty"):  # ensembles: per-member rewards and their std too
-        uncertainty = rm.score_with_uncertainty(
-            [p.prompt for p in shard] * 2, [p.chosen for p in shard] + [p.rejected for p in shard]
-        )
+    if hasattr(rm, "uncertainty"):  # ensembles: per-member rewards and their std too
+        from rewardkit.templating import Texts
+
+        uncertainty = rm.uncertainty(Texts.from_pairs(shard))
         scores = PairScores(uncertainty.aggregate[:n], uncertainty.aggregate[n:])
     else:
         scores = rm.score_pairs(shard) if shard else PairScores(np.zeros(0), np.zeros(0))

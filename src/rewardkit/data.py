@@ -211,18 +211,32 @@ def _split_implicit_messages(
 
 
 def _split_implicit_text(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
+    """TRL's ``extract_prompt``: the prompt is the common prefix, except that a space just before the
+    first difference goes to the responses (``'The sky is'`` + ``' blue.'``)."""
     n = len(os.path.commonprefix([chosen, rejected]))
     if n == 0 or n == len(chosen) or n == len(rejected):
         raise DataError(
             f"{where}: implicit-prompt record: 'chosen' and 'rejected' need a shared, proper prefix"
         )
+    if chosen[n - 1] == " ":
+        n -= 1
+    if n == 0:
+        raise DataError(f"{where}: implicit-prompt record: the shared prefix is only a space")
     return chosen[:n], chosen[n:], rejected[n:]
 
 
 def normalize_record(
-    record: dict[str, Any], where: str, columns: dict[str, str] | None = None
+    record: dict[str, Any],
+    where: str,
+    columns: dict[str, str] | None = None,
+    has_prompt: bool | None = None,
 ) -> PreferencePair:
-    """One raw record (any supported format) -> PreferencePair. ``where`` names it in errors."""
+    """One raw record (any supported format) -> PreferencePair. ``where`` names it in errors.
+
+    ``has_prompt``: whether records of this source carry a prompt field (the format, set by the first
+    record). Only records of a source without prompts are split into prompt and responses (implicit
+    prompt); a null prompt, or a missing one where the source has prompts, is an error.
+    """
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     cols = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", **(columns or {})}
@@ -231,6 +245,17 @@ def normalize_record(
             raise DataError(f"{where}: missing field {cols[key]!r}")
     raw_c, raw_r = record[cols["chosen"]], record[cols["rejected"]]
     meta = {k: v for k, v in record.items() if k not in (cols["prompt"], cols["chosen"], cols["rejected"])}
+    if has_prompt is None:
+        has_prompt = cols["prompt"] in record
+    if cols["prompt"] in record and record[cols["prompt"]] is None:
+        raise DataError(f"{where}: field {cols['prompt']!r} is null")
+    if has_prompt and cols["prompt"] not in record:
+        raise DataError(f"{where}: missing field {cols['prompt']!r} (the other records have one)")
+    if not has_prompt and cols["prompt"] in record:
+        raise DataError(
+            f"{where}: field {cols['prompt']!r} present, but the first record had none (implicit prompts); "
+            "a source must use one format"
+        )
     raw_p = record.get(cols["prompt"])
 
     if raw_p is not None:  # explicit prompt (string or conversational)
@@ -397,11 +422,15 @@ def load_preferences(
     name, records = _iter_source(source, split)
     pairs: list[PreferencePair] = []
     skipped: list[SkippedRecord] = []
+    prompt_col = (columns or {}).get("prompt", "prompt")
+    has_prompt: bool | None = None  # the source's format, from its first record
     for where, rec in records:
         try:
             if isinstance(rec, DataError):
                 raise rec
-            pairs.append(normalize_record(rec, where, columns))
+            if has_prompt is None and isinstance(rec, dict):
+                has_prompt = prompt_col in rec
+            pairs.append(normalize_record(rec, where, columns, has_prompt))
         except DataError as e:
             if on_error == "raise":
                 raise

@@ -8,8 +8,12 @@ LM head + log-softmax run over them in chunks of ``chunk_size`` rows, so peak me
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+from rewardkit.errors import ModelError
 
 CHUNK_ELEMENTS = 2**23
 DEFAULT_CHUNK: int | None = None  # None: CHUNK_ELEMENTS // vocab rows
@@ -48,21 +52,88 @@ def response_mask(attention_mask: torch.Tensor, response_start: torch.Tensor) ->
     return (pos >= start) & attention_mask.bool()
 
 
+LogitMap = Callable[[torch.Tensor], torch.Tensor]
+
+
+def logit_map(model: nn.Module) -> LogitMap | None:
+    """What a causal LM's forward does to ``lm_head(h)`` before returning logits, or None for nothing.
+
+    Scalings (Granite divides by ``logits_scaling``, HyperCLOVA X multiplies by it, Cohere multiplies by
+    ``logit_scale``, MuseSpark by ``output_multiplier``) and then Gemma-style soft-capping
+    ``c * tanh(x / c)``. :func:`verify_logits` checks the result against the model's own forward.
+    """
+    inner = _unwrap(model)
+    config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
+    kind = str(getattr(inner.config, "model_type", ""))
+    scale = 1.0
+    if kind.startswith("granite") and getattr(config, "logits_scaling", None):
+        scale = 1.0 / float(config.logits_scaling)
+    elif kind.startswith("hyperclovax") and getattr(config, "logits_scaling", None):
+        scale = float(config.logits_scaling)
+    elif isinstance(getattr(inner, "logit_scale", None), (int, float)):
+        scale = float(inner.logit_scale)
+    elif getattr(config, "output_multiplier", None):
+        scale = float(config.output_multiplier)
+    cap = getattr(config, "final_logit_softcapping", None)
+    if scale == 1.0 and not cap:
+        return None
+
+    def apply(logits: torch.Tensor) -> torch.Tensor:
+        if scale != 1.0:
+            logits = logits * scale
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    return apply
+
+
+def verify_logits(model: nn.Module, atol: float | None = None) -> None:
+    """Check once per model that ``lm_head`` + :func:`logit_map` reproduce the model's own logits on a
+    short probe; a model that computes them some other way is refused by name (its implicit rewards
+    would be wrong). Costs one forward of 8 tokens."""
+    inner = _unwrap(model)
+    if getattr(inner, "_rewardkit_logits_ok", False):
+        return
+    head = inner.get_output_embeddings()
+    device = head.weight.device
+    vocab = head.weight.shape[0]
+    ids = (torch.arange(8, device=device) * 7919 % max(vocab - 1, 1)).unsqueeze(0)
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask).logits.float()[0]
+        hidden = inner.base_model(input_ids=ids, attention_mask=mask).last_hidden_state[0]
+        ours = head(hidden).float()
+        fn = logit_map(model)
+        if fn is not None:
+            ours = fn(ours)
+    tol = atol if atol is not None else (1e-3 if head.weight.dtype == torch.float32 else 5e-2)
+    diff = float((ours - ref).abs().max())
+    if not diff <= tol * max(1.0, float(ref.abs().max())):
+        raise ModelError(
+            f"{type(inner).__name__}: its forward transforms the LM head's logits in a way rewardkit does "
+            f"not reproduce (max |difference| {diff:.3g} on a probe); its implicit rewards would be wrong"
+        )
+    inner._rewardkit_logits_ok = True
+
+
 def selective_log_softmax(
     hidden: torch.Tensor,
     head: nn.Module,
     targets: torch.Tensor,
     chunk_size: int | None = DEFAULT_CHUNK,
-    softcap: float | None = None,
+    transform: LogitMap | None = None,
 ) -> torch.Tensor:
-    """log p(targets[i] | hidden[i]) for N rows. ``hidden``: [N, H], ``targets``: [N] -> [N] (float32)."""
+    """log p(targets[i] | hidden[i]) for N rows. ``hidden``: [N, H], ``targets``: [N] -> [N] (float32).
+
+    ``transform``: the model's own logit post-processing (:func:`logit_map`)."""
     if chunk_size is None:
         chunk_size = max(8, CHUNK_ELEMENTS // head.weight.shape[0])
     out = []
     for lo in range(0, hidden.shape[0], chunk_size):
         logits = head(hidden[lo : lo + chunk_size]).float()  # [C, V]
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
+        if transform is not None:
+            logits = transform(logits)
         tgt = targets[lo : lo + chunk_size]
         out.append(logits.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
@@ -87,9 +158,12 @@ def sequence_logprobs(
     ).last_hidden_state  # [B, T, H]
     mask = response_mask(attention_mask, response_start)  # [B, T], target positions
     rows, cols = mask.nonzero(as_tuple=True)  # the hidden state at t-1 predicts token t
-    softcap = getattr(inner.config, "final_logit_softcapping", None)
     lp = selective_log_softmax(
-        hidden[rows, cols - 1], inner.get_output_embeddings(), input_ids[rows, cols], chunk_size, softcap
+        hidden[rows, cols - 1],
+        inner.get_output_embeddings(),
+        input_ids[rows, cols],
+        chunk_size,
+        logit_map(model),
     )
     sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=lp.device).index_add_(0, rows, lp)
     return sums, mask.sum(-1)

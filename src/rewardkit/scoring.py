@@ -177,18 +177,39 @@ def run_batches(
     return out
 
 
-def score_encoded(rm, items: Sequence[Encoded], fn: Callable[[Batch], torch.Tensor]) -> np.ndarray:
-    """Run a model's batch function over encoded sequences with the model's engine settings
-    (``tokenizer``, ``device``, ``max_tokens``, ``max_batch_size``, ``progress``); truncated sequences
-    are counted in a warning, never hidden."""
+def report_encoding(
+    items: Sequence[Encoded], max_length: int | None, what: str = "sequences", boundary: bool = True
+) -> None:
+    """Warn (once per call) how many sequences were truncated and, where the response boundary matters
+    (``boundary``: implicit rewards, DPO), how many had it inside a token: counted, never hidden."""
     n_trunc = sum(x.truncated for x in items)
     if n_trunc:
         logger.warning(
-            "%d of %d sequences were longer than max_length=%s and kept their last tokens",
+            "%d of %d %s were longer than max_length=%s and kept their last tokens",
             n_trunc,
             len(items),
-            rm.formatter.max_length,
+            what,
+            max_length,
         )
+    n_merged = sum(x.merged for x in items) if boundary else 0
+    if n_merged:
+        logger.warning(
+            "%d of %d %s: the tokenised prompt is not a prefix of the tokenised prompt + response (a token "
+            "spans the boundary, e.g. a prompt ending in a space); the response starts where they differ, "
+            "as in TRL",
+            n_merged,
+            len(items),
+            what,
+        )
+
+
+def score_encoded(
+    rm, items: Sequence[Encoded], fn: Callable[[Batch], torch.Tensor], boundary: bool = True
+) -> np.ndarray:
+    """Run a model's batch function over encoded sequences with the model's engine settings
+    (``tokenizer``, ``device``, ``max_tokens``, ``max_batch_size``, ``progress``); truncated sequences
+    and (with ``boundary``) merged response boundaries are counted in a warning, never hidden."""
+    report_encoding(items, rm.formatter.max_length, boundary=boundary)
     return run_batches(
         items,
         fn,

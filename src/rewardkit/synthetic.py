@@ -72,7 +72,9 @@ def _response(rng: random.Random, generator: str, prompt: str) -> str:
             if u < p_good + p_bad
             else rng.choice(g["filler"] + topic)
         )
-    return " ".join(words)
+    # plain-text prompts and responses are concatenated as they are (TRL's convention): the response
+    # carries its separating space, as TRL's extract_prompt leaves it
+    return " " + " ".join(words)
 
 
 def make_synthetic_preferences(

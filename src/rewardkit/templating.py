@@ -1,42 +1,107 @@
-"""Turning (prompt, response) into token ids, with the response boundary every model kind agrees on.
+"""Turning (prompt, response) into token ids: the one token convention every model kind and both
+trainers use, TRL's (1.16), stated here and tested against TRL and transformers themselves.
 
-Token convention (shared by explicit and implicit reward models):
+``chat_template`` chooses when the tokenizer's chat template is applied:
 
-- **Chat template present**: the conversation ``[*prompt messages, {"role": "assistant", "content":
-  response}]`` is rendered with the tokenizer's chat template and tokenised without adding special
-  tokens again (the template already holds BOS where the model wants one: no double BOS). The response
-  tokens are those after the rendered prompt *with the generation prompt*; end-of-turn tokens after the
-  response are part of the response. The rendered prompt must be a token prefix of the rendered
-  conversation; where it is not, :class:`~rewardkit.errors.DataError` names the example's index.
-- **No chat template** (base models, encoders): prompt and response are tokenised separately and joined
-  by the tokenizer's pair template (``[CLS] prompt [SEP] response [SEP]`` for BERT-like models, plain
-  concatenation for GPT-like ones). Message-list prompts are rendered as ``"Role: content"`` paragraphs.
-  The boundary is exact by construction.
+- ``"auto"`` (default, TRL's rule): conversational prompts (lists of ``{"role", "content"}``) are
+  templated; plain-string prompts are scored as raw text, ``prompt + response + eos_token`` (EOS added
+  unless the response already ends with it), tokenised with the tokenizer's own special tokens (BOS
+  where it adds one) -- what ``RewardTrainer`` and ``DPOTrainer`` train on.
+- ``"always"``: a plain-string prompt becomes one user message and is templated too (a tokenizer
+  without a chat template is refused).
+- ``"never"``: everything is raw text; message lists are rendered as ``Role: content`` paragraphs.
 
-Sequences longer than ``max_length`` keep their **last** ``max_length`` tokens (the reward is read at the
-end); the number of truncated sequences is reported by the caller, never hidden.
+**Templated sequences** are ``apply_chat_template([*prompt, {"role": "assistant", "content":
+response}], tokenize=True)``: the template holds BOS and end-of-turn tokens, no special tokens are
+added again.
+
+**The whole sequence is tokenised once**, so no token at the boundary is ever split into non-canonical
+pieces. The response starts where the tokenised prompt (raw text, or templated with the generation
+prompt) and the tokenised whole sequence first differ, TRL's ``common_prefix_length`` rule; a pair's
+two responses share the earlier of their two boundaries (``encode_pair``), as in ``DPOTrainer``. When
+the prompt is not a token prefix of the sequence (a prompt ending in a space: ``'is '`` + ``'Here'``
+tokenise to ``'is' 'ĠHere'``), the merged token belongs to the response and the caller counts it in a
+warning.
+
+**Encoders** (BERT-like, bidirectional; ``pair_encoding=True``) tokenise ``(prompt, response)`` as a
+text pair, ``[CLS] prompt [SEP] response [SEP]``, no EOS: how cross-encoder reward models are trained.
+
+**The TRL reward-function call** (``RewardModel.__call__``, ``reward_call=True``) scores exactly what
+``GRPOTrainer`` scores when given an ``nn.Module`` reward model: conversations templated as above, plain
+text as ``prompt + completion`` with no EOS and no special tokens added.
+
+Sequences longer than ``max_length`` keep their **last** ``max_length`` tokens (an explicit reward is
+read at the end); the number of truncated sequences is reported by the caller, never hidden.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from rewardkit.data import Prompt
 from rewardkit.errors import DataError, ModelError
 
+logger = logging.getLogger(__name__)
+
+ChatTemplateMode = Literal["auto", "always", "never"]
+CHAT_TEMPLATE_MODES: tuple[str, ...] = ("auto", "always", "never")
+
 
 @dataclass(frozen=True)
 class Encoded:
-    """Token ids of one (prompt, response) and where the response starts (``ids[response_start:]``)."""
+    """Token ids of one (prompt, response) and where the response starts (``ids[response_start:]``).
+
+    ``merged``: the tokenised prompt is not a token prefix of the whole sequence (tokens merge across
+    the boundary, or the template renders the prompt differently); the response starts where they
+    diverge.
+    """
 
     ids: list[int]
     response_start: int
     truncated: bool = False
+    merged: bool = False
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Texts:
+    """What a model is asked to score: n (prompt, response) sequences.
+
+    ``pairs``: the sequences are the chosen responses of these pairs, then the rejected ones, and each
+    pair's two sequences share one response boundary (``Formatter.encode_pair``). ``reward_call``: the
+    TRL reward-function convention (module docstring).
+    """
+
+    prompts: list
+    responses: list
+    pairs: list | None = None
+    reward_call: bool = False
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[Any]) -> Texts:
+        pairs = list(pairs)
+        return cls(
+            [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs], pairs
+        )
+
+    def __len__(self) -> int:
+        return len(self.responses)
+
+    def encode(self, formatter: Formatter) -> list[Encoded]:
+        if self.pairs is not None:
+            return formatter.encode_pairs(self.pairs)
+        return formatter.encode_many(self.prompts, self.responses, reward_call=self.reward_call)
+
+
+def check_chat_template_mode(mode: str) -> str:
+    if mode not in CHAT_TEMPLATE_MODES:
+        raise ValueError(f"chat_template must be one of {', '.join(CHAT_TEMPLATE_MODES)}; got {mode!r}")
+    return mode
 
 
 def to_messages(prompt: Prompt) -> list[dict[str, str]]:
@@ -56,17 +121,28 @@ def completion_text(completion: Any) -> str:
     raise TypeError(f"completion must be a string or a list of messages, got {type(completion).__name__}")
 
 
-def _render_plain(prompt: Prompt) -> str:
+def render_plain(prompt: Prompt) -> str:
+    """A prompt as raw text: a string as it is, messages as ``Role: content`` paragraphs."""
     if isinstance(prompt, str):
         return prompt
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
 
 
-def prepare_tokenizer(tokenizer):
-    """Right padding, and a pad token when the tokenizer has none.
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Number of leading tokens ``a`` and ``b`` have in common."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
-    A missing pad token is set to EOS (or UNK). That is safe here because rewardkit never locates the
-    last real token by searching for the pad id: it always reads it from the attention mask.
+
+def prepare_tokenizer(tokenizer):
+    """Right padding, and a pad token when the tokenizer has none (EOS, else UNK), as TRL does.
+
+    Padding positions are always known from the attention mask; an explicit reward is read at the last
+    real token that is not the model's pad id (Hugging Face's rule, see ``models.explicit``).
     """
     if tokenizer.pad_token_id is None:
         fallback = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
@@ -78,77 +154,155 @@ def prepare_tokenizer(tokenizer):
 
 
 class Formatter:
-    """Encodes (prompt, response) pairs for one tokenizer; caches rendered prompts."""
+    """Encodes (prompt, response) pairs for one tokenizer under one convention; caches prompt ids."""
 
-    def __init__(self, tokenizer, max_length: int | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        max_length: int | None = None,
+        chat_template: ChatTemplateMode = "auto",
+        pair_encoding: bool = False,
+    ):
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.chat = bool(getattr(tokenizer, "chat_template", None))
-        self._prompt_cache: dict[Any, tuple[str, list[int]]] = {}
+        self.chat_template = check_chat_template_mode(chat_template)
+        self.pair_encoding = pair_encoding
+        self.has_template = bool(getattr(tokenizer, "chat_template", None))
+        if chat_template == "always" and not self.has_template and not pair_encoding:
+            raise ModelError("chat_template='always' but the tokenizer has no chat template")
+        self._prompt_cache: dict[Any, list[int]] = {}
+        self._warned_fallback = False
 
     @property
     def encoding_key(self) -> str:
-        """Identity of how this formatter turns text into ids (tokenizer, chat template, max_length):
-        models whose keys are equal can share one tokenisation (e.g. ensemble members)."""
+        """Identity of how this formatter turns text into ids (tokenizer, template, convention,
+        max_length): models whose keys are equal can share one tokenisation (e.g. ensemble members)."""
         import hashlib
 
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         tok = backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items()))
         h = hashlib.sha256(tok.encode())
         h.update(
-            repr((self.tokenizer.chat_template, self.max_length, type(self.tokenizer).__name__)).encode()
+            repr(
+                (
+                    getattr(self.tokenizer, "chat_template", None),
+                    self.tokenizer.eos_token,
+                    self.max_length,
+                    self.chat_template,
+                    self.pair_encoding,
+                    type(self.tokenizer).__name__,
+                )
+            ).encode()
         )
         return h.hexdigest()
 
-    def _key(self, prompt: Prompt):
-        return prompt if isinstance(prompt, str) else tuple((m["role"], m["content"]) for m in prompt)
+    # ------------------------------------------------------------------ which path a prompt takes
 
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def templated(self, prompt: Prompt) -> bool:
+        """Whether ``prompt`` goes through the chat template under this convention."""
+        if self.pair_encoding or self.chat_template == "never":
+            return False
+        if self.chat_template == "always":
+            return True
+        if isinstance(prompt, str):
+            return False
+        if not self.has_template:
+            if not self._warned_fallback:
+                logger.warning(
+                    "conversational prompts but the tokenizer has no chat template: messages are rendered "
+                    "as 'Role: content' paragraphs (TRL would refuse them)"
+                )
+                self._warned_fallback = True
+            return False
+        return True
 
-    def _chat_prompt(self, prompt: Prompt) -> tuple[str, list[int]]:
-        key = self._key(prompt)
+    def _ids(self, text: str, special: bool) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def _template_ids(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+        out = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=generation_prompt, tokenize=True, return_dict=True
+        )
+        return list(out["input_ids"])
+
+    def _prompt_ids(self, prompt: Prompt, templated: bool, special: bool) -> list[int]:
+        key = (
+            prompt if isinstance(prompt, str) else tuple((m["role"], m["content"]) for m in prompt),
+            templated,
+            special,
+        )
         hit = self._prompt_cache.get(key)
         if hit is None:
-            text = self.tokenizer.apply_chat_template(
-                to_messages(prompt), tokenize=False, add_generation_prompt=True
-            )
-            hit = self._prompt_cache[key] = (text, self._ids(text))
+            if templated:
+                hit = self._template_ids(to_messages(prompt), generation_prompt=True)
+            else:
+                hit = self._ids(render_plain(prompt), special)
+            self._prompt_cache[key] = hit
         return hit
 
-    def encode(self, prompt: Prompt, response: str, index: int = 0) -> Encoded:
+    def _sequence(
+        self, prompt: Prompt, response: str, index: int, reward_call: bool
+    ) -> tuple[list[int], list[int]]:
+        """(prompt ids, whole-sequence ids) under this convention."""
         if not isinstance(response, str):
             raise DataError(f"example {index}: response must be a string, got {type(response).__name__}")
-        if self.chat:
-            # The prompt and the rest of the conversation are tokenised separately and concatenated, so
-            # the response boundary is exact even when the response starts with characters that BPE
-            # would merge with the template's trailing newline (e.g. a response starting with "\n").
-            prompt_text, prompt_ids = self._chat_prompt(prompt)
+        if self.templated(prompt):
             conv = to_messages(prompt) + [{"role": "assistant", "content": response}]
-            text = self.tokenizer.apply_chat_template(conv, tokenize=False)
-            if not text.startswith(prompt_text):
-                raise DataError(
-                    f"example {index}: the chat template renders the prompt differently with and without "
-                    "the response; the response boundary is undefined"
-                )
-            ids = prompt_ids + self._ids(text[len(prompt_text) :])
-            start = len(prompt_ids)
-        else:
-            enc = self.tokenizer(_render_plain(prompt), response, add_special_tokens=True)
-            ids = enc["input_ids"]
-            seq = enc.sequence_ids() if hasattr(enc, "sequence_ids") else None
-            if seq is None or 1 not in seq:
-                raise ModelError("a tokenizer without a chat template must be a fast tokenizer")
-            start = seq.index(1)
-        return self._truncate(ids, start)
+            return self._prompt_ids(prompt, True, False), self._template_ids(conv, generation_prompt=False)
+        special = not reward_call
+        text = render_plain(prompt) + response
+        eos = self.tokenizer.eos_token
+        if not reward_call and eos and not response.endswith(eos):
+            text += eos
+        return self._prompt_ids(prompt, False, special), self._ids(text, special)
 
-    def _truncate(self, ids: list[int], start: int) -> Encoded:
-        if self.max_length is None or len(ids) <= self.max_length:
-            return Encoded(ids, start)
-        cut = len(ids) - self.max_length
-        return Encoded(ids[cut:], max(0, start - cut), truncated=True)
+    # ------------------------------------------------------------------ public encoders
 
-    def encode_many(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[Encoded]:
+    def encode(self, prompt: Prompt, response: str, index: int = 0, *, reward_call: bool = False) -> Encoded:
+        """One (prompt, response); ``reward_call``: the TRL reward-function convention (module docstring)."""
+        if self.pair_encoding:
+            return self._encode_pair_template(prompt, response, index)
+        prompt_ids, ids = self._sequence(prompt, response, index, reward_call)
+        start = common_prefix_length(prompt_ids, ids)
+        return self._truncate(ids, start, merged=start < len(prompt_ids))
+
+    def encode_pair(
+        self, prompt: Prompt, chosen: str, rejected: str, index: int = 0
+    ) -> tuple[Encoded, Encoded]:
+        """Both responses of a pair with one shared boundary, the earlier of the two (``DPOTrainer``)."""
+        if self.pair_encoding:
+            return self.encode(prompt, chosen, index), self.encode(prompt, rejected, index)
+        prompt_ids, c = self._sequence(prompt, chosen, index, False)
+        _, r = self._sequence(prompt, rejected, index, False)
+        start = min(common_prefix_length(prompt_ids, c), common_prefix_length(prompt_ids, r))
+        merged = start < len(prompt_ids)
+        return self._truncate(c, start, merged), self._truncate(r, start, merged)
+
+    def encode_many(
+        self, prompts: Sequence[Prompt], responses: Sequence[str], *, reward_call: bool = False
+    ) -> list[Encoded]:
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
-        return [self.encode(p, r, i) for i, (p, r) in enumerate(zip(prompts, responses))]
+        return [
+            self.encode(p, r, i, reward_call=reward_call) for i, (p, r) in enumerate(zip(prompts, responses))
+        ]
+
+    def encode_pairs(self, pairs: Sequence[Any]) -> list[Encoded]:
+        """Chosen sequences of every pair, then rejected ones (``score_pairs`` order)."""
+        enc = [self.encode_pair(p.prompt, p.chosen, p.rejected, i) for i, p in enumerate(pairs)]
+        return [c for c, _ in enc] + [r for _, r in enc]
+
+    def _encode_pair_template(self, prompt: Prompt, response: str, index: int) -> Encoded:
+        if not isinstance(response, str):
+            raise DataError(f"example {index}: response must be a string, got {type(response).__name__}")
+        enc = self.tokenizer(render_plain(prompt), response, add_special_tokens=True)
+        seq = enc.sequence_ids() if hasattr(enc, "sequence_ids") else None
+        if seq is None or 1 not in seq:
+            raise ModelError("an encoder reward model needs a fast tokenizer with a text-pair template")
+        return self._truncate(enc["input_ids"], seq.index(1))
+
+    def _truncate(self, ids: list[int], start: int, merged: bool = False) -> Encoded:
+        if self.max_length is None or len(ids) <= self.max_length:
+            return Encoded(ids, start, merged=merged)
+        cut = len(ids) - self.max_length
+        return Encoded(ids[cut:], max(0, start - cut), truncated=True, merged=merged)

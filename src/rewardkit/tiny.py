@@ -14,24 +14,46 @@ CHATML_TEMPLATE = (
 
 
 def build_tiny_tokenizer(
-    words: Sequence[str], *, chat_template: bool = True, pad_token: bool = True, encoder: bool = False
+    words: Sequence[str],
+    *,
+    chat_template: bool = True,
+    pad_token: bool = True,
+    encoder: bool = False,
+    bpe: bool = False,
 ):
     """A word-level tokenizer trained on ``words``.
 
     ``chat_template``: ChatML-style template with ``<|im_end|>`` as EOS. ``pad_token=False`` leaves the
     pad token unset (rewardkit then pads with EOS: the pad == eos situation of many chat models).
     ``encoder``: BERT-like ``[CLS] a [SEP] b [SEP]`` pair template, no chat template.
+    ``bpe``: a GPT-2-style byte-level BPE instead (spaces are part of tokens: ``'is '`` + ``'good'``
+    tokenise differently from ``'is good'``, as with real chat models).
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    import random
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<unk>", "[CLS]", "[SEP]"] if encoder else ["<unk>", "<|im_start|>", "<|im_end|>"]
     if pad_token:
         specials.append("<pad>")
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
     corpus = list(words) + ["user", "assistant", "system", "User", "Assistant", ":", ".", ",", "?", "!"]
-    tok.train_from_iterator([" ".join(corpus)], trainers.WordLevelTrainer(special_tokens=specials))
+    if bpe:
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        rng = random.Random(0)
+        lines = [" ".join(rng.sample(corpus, min(12, len(corpus)))) for _ in range(200)]
+        trainer = trainers.BpeTrainer(
+            vocab_size=2 * len(corpus) + 300,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        tok.train_from_iterator(lines, trainer)
+    else:
+        tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        tok.train_from_iterator([" ".join(corpus)], trainers.WordLevelTrainer(special_tokens=specials))
     if encoder:
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
@@ -62,6 +84,7 @@ def build_tiny_model(
     chat_template: bool = True,
     pad_token: bool = True,
     vocab_extra: int = 0,
+    bpe: bool = False,
 ) -> Path:
     """Save a randomly initialised causal LM (``arch="llama"``) or encoder (``"bert"``) plus tokenizer.
 
@@ -75,7 +98,9 @@ def build_tiny_model(
 
         words = vocabulary()
     encoder = arch == "bert"
-    tok = build_tiny_tokenizer(words, chat_template=chat_template, pad_token=pad_token, encoder=encoder)
+    tok = build_tiny_tokenizer(
+        words, chat_template=chat_template, pad_token=pad_token, encoder=encoder, bpe=bpe
+    )
     vocab = len(tok) + vocab_extra
     torch.manual_seed(seed)
     if arch == "llama":

@@ -54,7 +54,7 @@ class ShiftSpec(BaseModel):
 class ModelBudget(BaseModel):
     """Training settings of one model kind (the other fields of the training configs keep defaults)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: float = Field(1.0, gt=0)
     lr: float = Field(1e-5, gt=0)
@@ -67,7 +67,7 @@ class ModelBudget(BaseModel):
 class BenchConfig(BaseModel):
     """Everything one ``rewardkit bench shift`` run needs; saved as ``config.yaml`` next to the report."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     preset: Literal["ci", "cpu", "gpu"] = "cpu"
     model: str | None = Field(
@@ -82,6 +82,9 @@ class BenchConfig(BaseModel):
     n_eval: int = Field(128, ge=4, description="pairs per evaluation split (at most)")
     synthetic_pairs: int = Field(4000, ge=100, description="size of the synthetic pool when data is None")
     max_length: int = Field(512, ge=8, description="tokens per sequence (prompt + response)")
+    chat_template: Literal["auto", "always", "never"] = Field(
+        "auto", description="token convention of every model (see rewardkit.templating)"
+    )
     drop_long: bool = Field(
         True, description="drop pairs longer than max_length (counted in the report) instead of truncating"
     )
@@ -96,19 +99,26 @@ class BenchConfig(BaseModel):
     exrm: ModelBudget = Field(default_factory=ModelBudget)
     dpo: ModelBudget = Field(default_factory=lambda: ModelBudget(epochs=2, lr=1e-6))
     beta: float = Field(0.1, gt=0, description="DPO beta (also the DPORM's)")
-    aggregations: list[str] = Field(default_factory=lambda: ["mean", "median", "mean_minus_std"])
+    aggregations: list[str] = Field(
+        default_factory=lambda: ["mean", "median", "mean_minus_std"],
+        description="ensemble aggregations, over members z-scored on calibration pairs",
+    )
+    n_calibration: int = Field(
+        64, ge=2, description="training pairs whose responses fit each member's z-score statistics"
+    )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="ID prompts held out for ID evaluation")
     mixture: bool = Field(True, description="also evaluate on pairs with both prompt and response shift")
     n_boot: int = Field(2000, ge=100)
-    ties: Literal["half", "wrong", "right"] = "half"
+    ties: Literal["half", "correct", "wrong"] = "half"
     keep_models: bool = Field(False, description="keep the trained model folders under out/models")
     progress: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> BenchConfig:
-        unknown = sorted(set(self.aggregations) - set(AGGREGATIONS))
+        known = sorted(set(AGGREGATIONS) - {"weighted"})
+        unknown = sorted(set(self.aggregations) - set(known))
         if unknown:
-            raise ValueError(f"unknown aggregations {unknown}; known: {sorted(AGGREGATIONS)}")
+            raise ValueError(f"unknown aggregations {unknown}; known: {known} ('weighted' needs weights)")
         if self.warm_grid is not None and len(self.warm_grid) != self.members:
             raise ValueError(f"warm_grid has {len(self.warm_grid)} entries but members is {self.members}")
         return self

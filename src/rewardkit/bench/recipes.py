@@ -47,15 +47,20 @@ def _best_worst(items: list[dict[str, Any]], score: str, where: str) -> tuple[di
     return best, worst
 
 
+def _user(prompt: Any) -> Any:
+    """An instruction as a one-message conversation (templated under the ``auto`` convention)."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+
 def _alpaca_eval(r: dict[str, Any]) -> dict[str, Any]:
     if "chosen" in r:  # already in rewardkit's schema (e.g. ../shared/data/alpaca_eval_gpt4.jsonl.gz)
-        return r
+        return {**r, "prompt": _user(r.get("prompt"))} if r.get("prompt") is not None else r
     pref = r.get("preference")
     if pref not in (1, 2, 1.0, 2.0):
         raise Excluded(f"preference {pref!r} is not 1 or 2 (tie or missing)")
     w, lo = ("1", "2") if pref in (1, 1.0) else ("2", "1")
     return {
-        "prompt": r["instruction"],
+        "prompt": _user(r["instruction"]),
         "chosen": r[f"output_{w}"],
         "rejected": r[f"output_{lo}"],
         "subset": r.get("dataset"),
@@ -68,7 +73,7 @@ def _alpaca_eval(r: dict[str, Any]) -> dict[str, Any]:
 def _ultrafeedback(r: dict[str, Any]) -> dict[str, Any]:
     best, worst = _best_worst(r["completions"], "overall_score", "completions")
     return {
-        "prompt": r["instruction"],
+        "prompt": _user(r["instruction"]),
         "chosen": best["response"],
         "rejected": worst["response"],
         "subset": r.get("source"),
@@ -87,9 +92,9 @@ def _tldr(r: dict[str, Any]) -> dict[str, Any]:
     prompt = f"{'Article' if is_news else 'Post'}: {title}\n\n{doc}\n\nTL;DR:"
     w, lo = summaries[choice], summaries[1 - choice]
     return {
-        "prompt": prompt,
-        "chosen": w["text"].strip(),
-        "rejected": lo["text"].strip(),
+        "prompt": prompt,  # plain text: the summary carries its separating space (TRL's TL;DR format)
+        "chosen": " " + w["text"].strip(),
+        "rejected": " " + lo["text"].strip(),
         "subset": "cnndm" if is_news else "tldr",
         "site": info.get("site") or info.get("subreddit"),
         "chosen_generator": w.get("policy"),
@@ -134,7 +139,7 @@ def _webgpt(r: dict[str, Any]) -> dict[str, Any]:
     w, lo = ("0", "1") if s0 > s1 else ("1", "0")
     q = r["question"]
     return {
-        "prompt": q["full_text"],
+        "prompt": _user(q["full_text"]),
         "chosen": r[f"answer_{w}"],
         "rejected": r[f"answer_{lo}"],
         "subset": q.get("dataset"),

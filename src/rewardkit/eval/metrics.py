@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize, stats
 
-from rewardkit.base import TiePolicy, pairwise_accuracy
+from rewardkit.base import TiePolicy, check_finite, pairwise_accuracy
 
 __all__ = [
     "pairwise_accuracy",
@@ -27,20 +27,39 @@ __all__ = [
 
 def correctness(margins: np.ndarray, ties: TiePolicy = "half") -> np.ndarray:
     """Per-pair credit: 1 if r_c > r_r, 0 if r_c < r_r, and 1/2, 1 or 0 for a tie."""
+    if ties not in ("half", "correct", "wrong"):
+        raise ValueError(f"ties must be 'half', 'correct' or 'wrong', got {ties!r}")
     tie = {"half": 0.5, "correct": 1.0, "wrong": 0.0}[ties]
-    m = np.asarray(margins, dtype=np.float64)
+    m = check_finite(margins, "margins")
     return np.where(m > 0, 1.0, np.where(m == 0, tie, 0.0))
+
+
+BOOT_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (32 MB of int64), whatever n_boot x n is
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot] means of ``values`` ([n]) resampled with replacement; memory is bounded by
+    ``BOOT_CHUNK_ELEMENTS`` indices, and the draws equal one ``rng.integers(0, n, (n_boot, n))`` call."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    v = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    rows = max(1, BOOT_CHUNK_ELEMENTS // max(v.size, 1))
+    out = np.empty(n_boot)
+    for lo in range(0, n_boot, rows):
+        k = min(rows, n_boot - lo)
+        out[lo : lo + k] = v[rng.integers(0, v.size, size=(k, v.size))].mean(axis=1)
+    return out
 
 
 def bootstrap_ci(
     values: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of ``values`` ([n], e.g. per-pair correctness)."""
-    v = np.asarray(values, dtype=np.float64)
+    v = check_finite(values, "bootstrap values")
     if v.size == 0:
         raise ValueError("bootstrap of zero values")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    means = bootstrap_means(v, n_boot, seed)
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
 
 
@@ -52,12 +71,11 @@ def paired_bootstrap_test(
     ``a``, ``b``: [n] per-pair correctness of two models. Returns ``(mean(a) - mean(b), p_value)``;
     the smallest reportable p is 1 / (n_boot + 1).
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = check_finite(a, "paired test a"), check_finite(b, "paired test b")
     if a.shape != b.shape:
         raise ValueError(f"paired test needs equal shapes, got {a.shape} and {b.shape}")
     d = a - b
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    boots = bootstrap_means(d, n_boot, seed)
     # shift the bootstrap distribution to the null (mean 0) and count resamples at least as extreme;
     # (count + 1) / (n_boot + 1) so that p is never reported as exactly 0
     extreme = int(np.sum(np.abs(boots - d.mean()) >= abs(d.mean()) - 1e-12))
@@ -84,7 +102,9 @@ def reliability_curve(margins: np.ndarray, n_bins: int = 10, temperature: float 
     is correct when the predicted winner is the chosen response (a tie counts 1/2). Returns
     ``(mean confidence, accuracy, count)`` per bin of c; a calibrated model has accuracy == confidence.
     """
-    p = _probs(margins, temperature)
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+    p = _probs(check_finite(margins, "margins"), temperature)
     conf = np.maximum(p, 1 - p)
     correct = (p > 0.5) + 0.5 * (p == 0.5)
     idx = np.clip(np.digitize(conf, np.linspace(0.5, 1.0, n_bins + 1)[1:-1]), 0, n_bins - 1)
@@ -104,7 +124,7 @@ def expected_calibration_error(margins: np.ndarray, n_bins: int = 10, temperatur
 def fit_temperature(margins: np.ndarray) -> float:
     """The temperature T minimising the BT negative log-likelihood -log sigmoid(margin / T) on held-out
     (ID validation) pairs. T > 1 softens over-confident rewards."""
-    m = np.asarray(margins, dtype=np.float64)
+    m = check_finite(margins, "margins")
 
     def nll(log_t: float) -> float:
         return float(np.mean(np.logaddexp(0.0, -m / np.exp(log_t))))

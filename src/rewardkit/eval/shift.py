@@ -168,7 +168,7 @@ def report_from_correctness(
     tests = []
     for a, b in compare if compare is not None else itertools.combinations(names, 2):
         for split in splits:
-            diff, p = paired_bootstrap_test(credit[a][split], credit[b][split], seed=seed)
+            diff, p = paired_bootstrap_test(credit[a][split], credit[b][split], n_boot=n_boot, seed=seed)
             tests.append(
                 {"a": a, "b": b, "split": split, "diff": diff, "p_value": p, "method": "paired_bootstrap"}
             )

@@ -54,13 +54,19 @@ def parse_size(size: str | int) -> int:
     return int(s)
 
 
+def check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    """The weights as given (1 each by default): ``n`` finite non-negative numbers with a positive sum."""
+    if weights is None:
+        return [1.0] * n
+    w = [float(x) for x in weights]
+    if len(w) != n or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) == 0:
+        raise ModelError(f"weights must be {n} finite non-negative numbers with a positive sum, got {w}")
+    return w
+
+
 def normalize_weights(weights: Sequence[float] | None, n: int) -> list[float]:
     """Uniform by default; otherwise non-negative weights divided by their sum."""
-    if weights is None:
-        return [1.0 / n] * n
-    w = [float(x) for x in weights]
-    if len(w) != n or any(x < 0 for x in w) or sum(w) == 0:
-        raise ModelError(f"weights must be {n} non-negative numbers with a positive sum, got {w}")
+    w = check_weights(weights, n)
     return [x / sum(w) for x in w]
 
 
@@ -148,7 +154,8 @@ def weight_average(
         raise ModelError(f"{out}: already exists (use --force to overwrite)")
     if dtype is not None and dtype not in _DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
-    w = normalize_weights(weights, len(srcs))
+    raw = check_weights(weights, len(srcs))
+    w = normalize_weights(raw, len(srcs))
     manifests = [read_manifest(s) or {} for s in srcs]
     loras = [bool(m.get("lora")) or (s / "adapter_config.json").is_file() for m, s in zip(manifests, srcs)]
     if any(loras) and not all(loras):
@@ -165,13 +172,13 @@ def weight_average(
         raise ModelError(f"cannot merge different architectures: {sorted(archs)}")
     readers = [CheckpointReader(s) for s in srcs]
     try:
-        return _average_full(srcs, readers, w, manifests[0], Path(out), dtype, shard_size, force, progress)
+        return _average_full(srcs, readers, raw, manifests[0], Path(out), dtype, shard_size, force, progress)
     finally:
         for r in readers:
             r.close()
 
 
-def _average_full(srcs, readers, w, manifest, out: Path, dtype, shard_size, force, progress) -> Path:
+def _average_full(srcs, readers, raw, manifest, out: Path, dtype, shard_size, force, progress) -> Path:
     _check_same_tensors(readers, srcs)
     ref = readers[0]
     specs = []
@@ -197,7 +204,7 @@ def _average_full(srcs, readers, w, manifest, out: Path, dtype, shard_size, forc
             for k in tqdm(writer.order, desc="merging", unit="tensor", disable=not show_progress(progress)):
                 out_dtype = writer._expected[k][2]
                 writer.write_parts(
-                    k, _averaged_blocks(k, len(blocks[k]), prefetcher, accs, w, hashes, out_dtype)
+                    k, _averaged_blocks(k, len(blocks[k]), prefetcher, accs, raw, hashes, out_dtype)
                 )
         except BaseException:
             writer.abort()
@@ -207,6 +214,7 @@ def _average_full(srcs, readers, w, manifest, out: Path, dtype, shard_size, forc
             torch.set_num_threads(threads)
         writer.close()
         _copy_side_files(srcs[0], tmp)
+        w = normalize_weights(raw, len(srcs))
         _provenance(tmp, srcs, w, [h.hexdigest() for h in hashes], manifest, dtype, lora=False)
     return out
 
@@ -282,20 +290,26 @@ class _Accumulators:
         return buf[:n] if buf.numel() >= n else torch.empty(n)
 
 
-def _averaged_blocks(key, n_blocks, prefetcher, accs, w: Sequence[float], hashes, out_dtype: torch.dtype):
+def _averaged_blocks(key, n_blocks, prefetcher, accs, raw: Sequence[float], hashes, out_dtype: torch.dtype):
     """Yield the weighted average of ``key`` over the members block of rows by block of rows, so peak
-    memory is a few blocks however large the tensor (float32 accumulation). Each yielded block stays
-    valid until the one after the next has been computed."""
+    memory is a few blocks however large the tensor. Each yielded block stays valid until the one after
+    the next has been computed.
+
+    Every term is accumulated in float32 (a bf16 input is upcast before it is multiplied), in
+    mergekit's order: ``(sum_i w_i * t_i) / sum_i w_i`` with the weights as given, so the result equals
+    mergekit's linear merge bit for bit."""
+    coef = torch.tensor(list(raw), dtype=torch.float32)
+    denom = coef.sum()
     for _ in range(n_blocks):
         tensors, bufs = prefetcher.next()
         for h, t in zip(hashes, tensors):
             if t.numel():
                 h.update(t.reshape(-1).view(torch.uint8).numpy())
         if tensors[0].is_floating_point():
-            acc = accs.next(tensors[0].numel()).view(tensors[0].shape)
-            torch.mul(tensors[0], w[0], out=acc)
-            for wi, t in zip(w[1:], tensors[1:]):
-                acc.add_(t, alpha=wi)
+            acc = accs.next(tensors[0].numel()).view(tensors[0].shape).zero_()
+            for c, t in zip(coef, tensors):
+                acc.addcmul_(t, c)
+            acc.div_(denom)
             out = acc if out_dtype == torch.float32 else acc.to(out_dtype)
         else:  # integer buffers cannot be averaged: they must agree
             if any(not torch.equal(tensors[0], t) for t in tensors[1:]):

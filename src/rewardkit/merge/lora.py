@@ -27,9 +27,28 @@ def base_fingerprint(base: str | Path) -> str:
     return h.hexdigest()
 
 
-def lora_delta(a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
-    """DeltaW = scaling * B @ A. ``a``: [r, in], ``b``: [out, r] -> [out, in] (float32)."""
-    return scaling * (b.float() @ a.float())
+def lora_delta(
+    a: torch.Tensor, b: torch.Tensor, scaling: float, fan_in_fan_out: bool = False
+) -> torch.Tensor:
+    """DeltaW = scaling * B @ A. ``a``: [r, in], ``b``: [out, r] -> [out, in] (float32); transposed to
+    [in, out] for layers that store their weight that way (GPT-2's Conv1D: ``fan_in_fan_out``)."""
+    delta = scaling * (b.float() @ a.float())
+    return delta.T if fan_in_fan_out else delta
+
+
+def _untie_output_embeddings(model) -> bool:
+    """Give a model whose LM head shares the input embedding its own head weight (a LoRA delta on the
+    head must not change the embedding); returns whether it was tied."""
+    out, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    if out is None or emb is None or out.weight.data_ptr() != emb.weight.data_ptr():
+        return False
+    out.weight = torch.nn.Parameter(out.weight.detach().clone())
+    for cfg in {
+        id(model.config): model.config,
+        id(model.config.get_text_config()): model.config.get_text_config(),
+    }.values():
+        cfg.tie_word_embeddings = False
+    return True
 
 
 def average_lora(
@@ -71,6 +90,14 @@ def average_lora(
         model = AutoModelForSequenceClassification.from_pretrained(
             base, num_labels=manifests[0].get("num_heads", 1), dtype=torch.float32
         )
+    fan_in_fan_out = {bool(c.get("fan_in_fan_out")) for c in configs}
+    if len(fan_in_fan_out) > 1:
+        raise ModelError("cannot merge: members disagree on fan_in_fan_out")
+    transposed = fan_in_fan_out.pop()
+    head = model.get_output_embeddings()
+    head_names = {n for n, m in model.named_modules() if head is not None and m is head}
+    if any(k[len(PREFIX) : k.index(".lora_A.")] in head_names for k in keys if ".lora_A." in k):
+        _untie_output_embeddings(model)  # the adapted head gets its own weight; the embedding is kept
     state = model.state_dict()
     with torch.no_grad():
         for k in sorted(keys):
@@ -82,7 +109,16 @@ def average_lora(
                 if target not in state:
                     raise _mismatch("adapted module not found in the base model", [target])
                 kb = k.replace(".lora_A.", ".lora_B.")
-                delta = sum(wi * lora_delta(r.get(k), r.get(kb), s) for wi, r, s in zip(w, readers, scalings))
+                delta = sum(
+                    wi * lora_delta(r.get(k), r.get(kb), s, transposed)
+                    for wi, r, s in zip(w, readers, scalings)
+                )
+                if delta.shape != state[target].shape:
+                    raise _mismatch(
+                        f"LoRA update of shape {tuple(delta.shape)} does not fit the base weight "
+                        f"{tuple(state[target].shape)} (fan_in_fan_out={transposed})",
+                        [target],
+                    )
                 state[target] += delta.to(state[target].dtype)
             else:
                 name = k[len(PREFIX) :] if k.startswith(PREFIX) else k
@@ -93,9 +129,12 @@ def average_lora(
     if dtype is not None:
         model = model.to(_DTYPES[dtype])
     hashes = [hashlib.sha256((s / "adapter_model.safetensors").read_bytes()).hexdigest() for s in srcs]
+    manifest = dict(manifests[0])
+    if kind == "implicit" and not manifest.get("reference") and not manifest.get("reference_free"):
+        manifest["reference"] = base  # the members' reference was their adapter-disabled base
     with atomic_dir(out, force=force) as tmp:
         model.save_pretrained(tmp)
         _copy_side_files(srcs[0], tmp)
         model.config.save_pretrained(tmp)  # the dense model's config, not an adapter's
-        provenance(tmp, srcs, w, hashes, manifests[0], dtype, lora=True)
+        provenance(tmp, srcs, w, hashes, manifest, dtype, lora=True)
     return out

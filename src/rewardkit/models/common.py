@@ -56,3 +56,15 @@ def quiet_transformers():
         yield
     finally:
         hf_logging.set_verbosity(level)
+
+
+def cast_like_loaded(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast a model in place to ``dtype`` the way loading it in ``dtype`` would: a peft model's adapter
+    weights stay in float32, as ``PeftModel.from_pretrained`` keeps them (``autocast_adapter_dtype``)."""
+    model.to(dtype)
+    if hasattr(model, "peft_config"):
+        from peft.tuners.tuners_utils import cast_adapter_dtype
+
+        for name in model.peft_config:
+            cast_adapter_dtype(model, name, autocast_adapter_dtype=True)
+    return model

@@ -11,6 +11,7 @@ the centring penalty (``center_coef``) attacks the same problem at the source.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from rewardkit.base import RewardModel, load_reward_model, write_manifest
 from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
+from rewardkit.templating import Texts
 
 
 def agg_mean(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
@@ -53,8 +55,11 @@ def agg_weighted(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = N
     if weights is None:
         raise ValueError("aggregation 'weighted' needs weights")
     w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (s.shape[0],) or np.any(w < 0) or w.sum() == 0:
-        raise ValueError(f"weights must be {s.shape[0]} non-negative numbers, not all zero")
+    if w.shape != (s.shape[0],) or not np.isfinite(w).all() or np.any(w < 0) or w.sum() == 0:
+        raise ValueError(
+            f"weights must be {s.shape[0]} finite non-negative numbers, not all zero (one per reward row: "
+            f"per model, head and LoRA adapter); got {w.tolist()}"
+        )
     return (w / w.sum()) @ s
 
 
@@ -68,6 +73,18 @@ AGGREGATIONS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
+def check_stats(stats: Any, n_rows: int) -> None:
+    """z-score statistics: ``{"mean": [M], "std": [M]}`` of finite numbers, std > 0."""
+    ok = isinstance(stats, dict) and all(
+        isinstance(stats.get(k), list) and len(stats[k]) == n_rows for k in ("mean", "std")
+    )
+    if not ok:
+        raise ModelError(f"z-score statistics must hold 'mean' and 'std' lists of {n_rows} numbers")
+    values = np.asarray(stats["mean"] + stats["std"], dtype=np.float64)
+    if not np.isfinite(values).all() or min(stats["std"]) <= 0:
+        raise ModelError("z-score statistics must be finite with positive std")
+
+
 @dataclass(frozen=True)
 class EnsembleScores:
     """``aggregate`` [n], ``members`` [M, n] (after normalisation), ``std`` [n] across members."""
@@ -77,8 +94,34 @@ class EnsembleScores:
     std: np.ndarray
 
 
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
+
+
+def tokenizer_digest(folder: str | os.PathLike) -> str:
+    """sha256 over a model folder's tokenizer files: equal digests tokenise identically."""
+    h = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        f = Path(folder) / name
+        if f.is_file():
+            h.update(name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 class EnsembleRM(RewardModel):
-    """An ensemble of reward models of any kinds (explicit, implicit, merged, mixed)."""
+    """An ensemble of reward models of any kinds (explicit, implicit, merged, mixed).
+
+    Its members are reward *rows*: one per model, per head of a multi-head model and per LoRA adapter
+    of a shared-base model, in the order the user gave them; ``weights`` and z-score statistics follow
+    that order.
+    """
 
     kind = "ensemble"
 
@@ -90,22 +133,33 @@ class EnsembleRM(RewardModel):
         weights: Sequence[float] | None = None,
         normalize: str = "none",
         stats: dict[str, list[float]] | None = None,
+        row_order: Sequence[int] | None = None,
     ):
-        if sum(getattr(m, "num_members", 1) for m in members) < 2:
+        n_rows = sum(getattr(m, "num_members", 1) for m in members)
+        if n_rows < 2:
             raise ValueError("an ensemble needs at least 2 members (models, heads or LoRA adapters)")
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}; use one of {sorted(AGGREGATIONS)}")
         if normalize not in ("none", "zscore"):
             raise ValueError(f"normalize must be 'none' or 'zscore', got {normalize!r}")
+        if not np.isfinite(lam) or lam < 0:
+            raise ValueError(f"lam must be a non-negative finite number, got {lam}")
+        if weights is not None and aggregation != "weighted":
+            raise ValueError(f"weights are used by aggregation 'weighted' only, not {aggregation!r}")
         if aggregation == "weighted":
-            agg_weighted(
-                np.zeros((len(members), 1)), weights=None if weights is None else np.asarray(weights)
-            )
+            if weights is None:
+                raise ValueError("aggregation 'weighted' needs weights")
+            agg_weighted(np.zeros((n_rows, 1)), weights=np.asarray(weights, dtype=np.float64))
+        if row_order is not None and sorted(row_order) != list(range(n_rows)):
+            raise ValueError(f"row_order must be a permutation of range({n_rows})")
+        if stats is not None:
+            check_stats(stats, n_rows)
         self.members = list(members)
         self.aggregation, self.lam, self.normalize = aggregation, float(lam), normalize
         self.weights = None if weights is None else [float(w) for w in weights]
         self.stats = stats
-        self.sources: list[str] | None = None  # member folders, when built from saved models
+        self.row_order = list(row_order) if row_order is not None else None
+        self.sources: list[str] | None = None  # member folders in the user's order, when loaded from disk
 
     @property
     def num_members(self) -> int:
@@ -115,7 +169,13 @@ class EnsembleRM(RewardModel):
         self, prompts: Sequence[Prompt], responses: Sequence[str]
     ) -> dict[str, list[float]]:
         """Fit per-member mean / std on a calibration set (never on the data being scored)."""
-        raw = self.raw_member_scores(prompts, responses)
+        raw = self.raw_rows(Texts(list(prompts), list(responses)))
+        bad = np.flatnonzero(~np.isfinite(raw).all(axis=1))
+        if bad.size:
+            raise ModelError(
+                f"ensemble member(s) {bad.tolist()} give non-finite rewards on the calibration set "
+                f"({int((~np.isfinite(raw[bad])).sum())} values)"
+            )
         std = raw.std(axis=1)
         if np.any(std == 0):
             raise ValueError(
@@ -124,24 +184,29 @@ class EnsembleRM(RewardModel):
         self.stats = {"mean": raw.mean(axis=1).tolist(), "std": std.tolist()}
         return self.stats
 
-    def raw_member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        """[M, n] rewards of every member before normalisation.
+    def raw_rows(self, texts: Texts) -> np.ndarray:
+        """[M, n] rewards of every member before normalisation, in the members' (user's) order.
 
         Multi-head models and LoRA members sharing a base contribute several rows from one model
-        (``member_scores``): tokenised once, one base in memory, one backbone pass per adapter / per batch.
+        (``member_rows``): tokenised once, one base in memory, one backbone pass per adapter / per batch.
         """
         rows = []
-        encoded: dict[str, list] = {}  # one tokenisation per distinct tokenizer / template / max_length
+        encoded: dict[str, list] = {}  # one tokenisation per distinct tokenizer / convention / max_length
         for m in self.members:
-            if hasattr(m, "member_scores") and hasattr(m, "formatter"):
+            if hasattr(m, "member_rows") and hasattr(m, "formatter"):
                 key = m.formatter.encoding_key
                 if key not in encoded:
-                    encoded[key] = m.formatter.encode_many(prompts, responses)
-                rows.extend(m.member_scores(prompts, responses, items=encoded[key]))
+                    encoded[key] = texts.encode(m.formatter)
+                rows.extend(m.member_rows(texts, items=encoded[key]))
             else:
-                rows.append(m.score(prompts, responses))
+                rows.append(m.score_texts(texts))
         self.last_tokenizations = len(encoded)
-        return np.stack(rows).astype(np.float64)
+        out = np.stack(rows).astype(np.float64)
+        return out[self.row_order] if self.row_order is not None else out
+
+    def raw_member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        """[M, n] rewards of every member before normalisation."""
+        return self.raw_rows(Texts(list(prompts), list(responses)))
 
     def _normalized(self, raw: np.ndarray) -> np.ndarray:
         if self.normalize == "none":
@@ -154,20 +219,28 @@ class EnsembleRM(RewardModel):
         mean, std = np.asarray(self.stats["mean"])[:, None], np.asarray(self.stats["std"])[:, None]
         return (raw - mean) / std
 
-    def score_with_uncertainty(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> EnsembleScores:
-        s = self._normalized(self.raw_member_scores(prompts, responses))
+    def uncertainty(self, texts: Texts) -> EnsembleScores:
+        s = self._normalized(self.raw_rows(texts))
         w = None if self.weights is None else np.asarray(self.weights)
         agg = AGGREGATIONS[self.aggregation](s, self.lam, w)
         return EnsembleScores(agg.astype(np.float32), s.astype(np.float32), s.std(axis=0).astype(np.float32))
 
+    def score_with_uncertainty(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> EnsembleScores:
+        return self.uncertainty(Texts(list(prompts), list(responses)))
+
+    def score_texts(self, texts: Texts) -> np.ndarray:
+        return self.uncertainty(texts).aggregate
+
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        return self.score_with_uncertainty(prompts, responses).aggregate
+        return self.score_texts(Texts(list(prompts), list(responses)))
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
         """Members are embedded as ``member_0``, ``member_1``... beside the manifest (copied from their
         source folders when the ensemble was built from saved models)."""
         import shutil
 
+        if self.row_order is not None and self.sources is None:
+            raise ModelError("an ensemble with reordered members saves from its source folders")
         with atomic_dir(path, force=force) as tmp:
             names = []
             if self.sources is not None:
@@ -198,31 +271,45 @@ class EnsembleRM(RewardModel):
     def from_paths(
         cls, paths: Sequence[str | os.PathLike], *, share_base: bool = True, **kwargs: Any
     ) -> EnsembleRM:
-        """Load saved reward models as an ensemble. With ``share_base``, explicit LoRA members trained on
-        the same base are loaded as adapters of one model (one copy of the base weights)."""
+        """Load saved reward models as an ensemble, members in the order given. With ``share_base``,
+        explicit LoRA members trained on the same base that tokenise identically (tokenizer, convention,
+        max_length) are loaded as adapters of one model (one copy of the base weights)."""
         from rewardkit.base import read_manifest
 
-        groups: dict[tuple, list[Path]] = {}
-        order: list[tuple] = []
-        for p in map(Path, paths):
+        paths = [Path(p) for p in paths]
+        groups: dict[tuple, list[int]] = {}
+        heads = []
+        for i, p in enumerate(paths):
             man = read_manifest(p) or {}
+            heads.append(int(man.get("num_heads", 1)))
+            shareable = share_base and man.get("kind") == "explicit" and man.get("lora")
             key = (
-                ("lora", man.get("base_model"), man.get("num_heads", 1))
-                if (share_base and man.get("kind") == "explicit" and man.get("lora"))
-                else ("single", str(p))
+                (
+                    "lora",
+                    man.get("base_model"),
+                    man.get("num_heads", 1),
+                    man.get("max_length"),
+                    man.get("chat_template", "auto"),
+                    tokenizer_digest(p),
+                )
+                if shareable
+                else ("single", i)
             )
-            if key not in groups:
-                order.append(key)
-            groups.setdefault(key, []).append(p)
-        members = []
-        for key in order:
-            first, *rest = groups[key]
-            rm = load_reward_model(first)
-            if rest:
-                rm.add_lora_members(rest)
+            groups.setdefault(key, []).append(i)
+        members, grouped = [], []  # grouped: path indices in the order their rows come out
+        for idx in groups.values():
+            rm = load_reward_model(paths[idx[0]])
+            if len(idx) > 1:
+                rm.add_lora_members([paths[i] for i in idx[1:]])
             members.append(rm)
-        ens = cls(members, **kwargs)
-        ens.sources = [str(p.resolve()) for key in order for p in groups[key]]
+            grouped.extend(idx)
+        start, row = {}, 0  # first reward row of each path in the grouped order
+        for i in grouped:
+            start[i] = row
+            row += heads[i]
+        order = [start[i] + h for i in range(len(paths)) for h in range(heads[i])]
+        ens = cls(members, row_order=None if order == sorted(order) else order, **kwargs)
+        ens.sources = [str(p.resolve()) for p in paths]
         return ens
 
     @classmethod

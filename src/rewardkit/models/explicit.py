@@ -1,8 +1,9 @@
 """Explicit Bradley-Terry reward models: a scalar head on an HF causal LM or encoder, full or LoRA.
 
-The reward is read at the **last real token**, found from the attention mask (never by searching for the
-pad id, which breaks when pad == eos), with position ids derived from the mask, so left and right
-padding give the same rewards.
+The reward is read where Hugging Face's ``*ForSequenceClassification`` reads it (and so TRL, RewardBench
+and vLLM): at the rightmost real token whose id is not the model's ``config.pad_token_id``. With a
+tokenizer whose pad is its EOS and text that ends with EOS, that is the token before the EOS, in HF as
+here. Position ids come from the attention mask, so left and right padding give the same rewards.
 """
 
 from __future__ import annotations
@@ -25,16 +26,26 @@ from rewardkit.io import atomic_dir
 from rewardkit.logprobs import backbone_mask, is_causal_decoder
 from rewardkit.models.common import load_tokenizer, quiet_transformers, resolve_device, resolve_dtype
 from rewardkit.scoring import Batch, score_encoded
-from rewardkit.templating import Encoded, Formatter
+from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 
 logger = logging.getLogger(__name__)
 
 HEAD_NAMES = ("score", "classifier")
 
 
-def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """[B, T] 0/1 mask -> [B] index of the last position whose mask is 1 (left or right padding)."""
-    return attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
+def reward_index(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int | None) -> torch.Tensor:
+    """[B] position HF reads a sequence-classification reward at: the rightmost real position whose token
+    is not ``pad_id`` (every real position when ``pad_id`` is None), 0 if there is none.
+
+    ``input_ids``, ``attention_mask``: [B, T], left or right padded. Equals HF's
+    ``(arange(T) * (input_ids != pad_id)).argmax(-1)`` on any batch padded with ``pad_id``, and HF's
+    ``-1`` for an unpadded sequence when the config has no pad id.
+    """
+    keep = attention_mask.bool()
+    if pad_id is not None:
+        keep = keep & (input_ids != pad_id)
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    return (positions * keep).argmax(-1)
 
 
 def unwrap_peft(model: nn.Module) -> nn.Module:
@@ -82,7 +93,7 @@ class SequenceRewardModule(nn.Module):
             attention_mask=backbone_mask(self._causal, attention_mask),
             position_ids=position_ids,
         ).last_hidden_state  # [B, T, H]
-        last = last_token_index(attention_mask)
+        last = reward_index(input_ids, attention_mask, inner.config.get_text_config().pad_token_id)
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
         weight = next(head.parameters())
         out = head(h.to(weight.dtype)).float()  # [B, heads]
@@ -147,17 +158,19 @@ class BradleyTerryRM(RewardModel):
         max_batch_size: int | None = None,
         base_model: str | None = None,
         progress: bool | None = None,
+        chat_template: ChatTemplateMode = "auto",
     ):
         self.device = resolve_device(device)
         self.module = SequenceRewardModule(model).to(self.device).eval()
         self.tokenizer = tokenizer
-        self.formatter = Formatter(tokenizer, max_length)
+        # encoders (head "classifier", pooled from the first token) read (prompt, response) as a text pair
+        encoder = not hasattr(unwrap_peft(model), "score")
+        self.formatter = Formatter(tokenizer, max_length, chat_template, pair_encoding=encoder)
         self.max_tokens = max_tokens
         self.max_batch_size = max_batch_size
         self.base_model = base_model
         self.progress = progress
         self.adapter_names: list[str] = []  # several LoRA reward models over this one base (ensembles)
-        unwrap_peft(model).config.pad_token_id = tokenizer.pad_token_id
 
     @property
     def model(self) -> nn.Module:
@@ -205,6 +218,7 @@ class BradleyTerryRM(RewardModel):
         max_length: int | None = None,
         trust_remote_code: bool = False,
         num_heads: int = 1,
+        chat_template: ChatTemplateMode = "auto",
     ) -> BradleyTerryRM:
         """A new reward model on a pre-trained checkpoint (causal LM or encoder) with a freshly seeded head.
 
@@ -239,33 +253,46 @@ class BradleyTerryRM(RewardModel):
             with torch.random.fork_rng(devices=[]):  # LoRA's A matrices: seeded with the head
                 torch.manual_seed(head_seed)
                 model = add_lora(model, lora_r, lora_alpha, lora_dropout)
-        return cls(model, tok, max_length=max_length, device=dev, base_model=str(Path(path).resolve()))
+        return cls(
+            model,
+            tok,
+            max_length=max_length,
+            device=dev,
+            base_model=str(Path(path).resolve()),
+            chat_template=chat_template,
+        )
 
     def _rewards(self, batch: Batch) -> torch.Tensor:
         return self.module(batch.input_ids, batch.attention_mask)
 
-    def member_scores(
-        self, prompts: Sequence[Prompt], responses: Sequence[str], items: Sequence[Encoded] | None = None
-    ) -> np.ndarray:
+    def member_rows(self, texts: Texts, items: Sequence[Encoded] | None = None) -> np.ndarray:
         """[num_members, n] rewards: every head of every LoRA adapter; tokenised once (or pass ``items``
         from another model with the same ``formatter.encoding_key``)."""
         if items is None:
-            items = self.formatter.encode_many(prompts, responses)
+            items = texts.encode(self.formatter)
         self.module.eval()
         rows = []
         for name in self.adapter_names or [None]:
             if name is not None:
                 self.model.set_adapter(name)
-            r = score_encoded(self, items, self._rewards)
+            r = score_encoded(self, items, self._rewards, boundary=False)
             rows.extend(r.T if r.ndim == 2 else [r])
         if self.adapter_names:
             self.model.set_adapter(self.adapter_names[0])
         return np.stack(rows)
 
+    def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        """[num_members, n] rewards of every head / LoRA adapter."""
+        return self.member_rows(Texts(list(prompts), list(responses)))
+
+    def score_texts(self, texts: Texts) -> np.ndarray:
+        """A multi-head / multi-adapter model returns the mean of its members."""
+        scores = self.member_rows(texts)
+        return scores[0] if len(scores) == 1 else scores.mean(axis=0).astype(np.float32)
+
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         """One reward per (prompt, response); a multi-head / multi-adapter model returns the mean."""
-        scores = self.member_scores(prompts, responses)
-        return scores[0] if len(scores) == 1 else scores.mean(axis=0).astype(np.float32)
+        return self.score_texts(Texts(list(prompts), list(responses)))
 
     def save(self, path: str | os.PathLike, *, merge_lora: bool = False, force: bool = False) -> None:
         """Save as an HF checkpoint (safetensors) + tokenizer + manifest (the active adapter only).
@@ -290,6 +317,7 @@ class BradleyTerryRM(RewardModel):
                     lora=lora,
                     base_model=self.base_model if lora else None,
                     max_length=self.formatter.max_length,
+                    chat_template=self.formatter.chat_template,
                     num_heads=self.num_heads,
                     base_fingerprint=base_fingerprint(self.base_model) if lora and self.base_model else None,
                 ),
@@ -332,4 +360,12 @@ class BradleyTerryRM(RewardModel):
                 path, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
             )
             base = None
-        return cls(model, tok, max_length=manifest.get("max_length"), device=dev, base_model=base, **kwargs)
+        return cls(
+            model,
+            tok,
+            max_length=manifest.get("max_length"),
+            device=dev,
+            base_model=base,
+            chat_template=manifest.get("chat_template", "auto"),
+            **kwargs,
+        )

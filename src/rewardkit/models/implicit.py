@@ -1,8 +1,9 @@
 """DPO implicit reward models: r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x)).
 
-Response tokens follow the shared token convention (``rewardkit.templating``): the tokens of the
-chat-templated conversation after the templated prompt with its generation prompt, end-of-turn tokens
-included. ``reduction="sum"`` sums the per-token log-ratio; ``"mean"`` divides by the response length.
+Response tokens follow the shared token convention (``rewardkit.templating``, TRL's): the tokens of the
+whole sequence after its common prefix with the tokenised prompt (with the generation prompt when
+templated), EOS / end-of-turn tokens included; a pair's two responses share one boundary, so
+``score_pairs`` equals ``DPOTrainer``'s ``rewards/chosen`` and ``rewards/rejected``. ``reduction="sum"`` sums the per-token log-ratio; ``"mean"`` divides by the response length.
 ``reference_free=True`` drops the reference (r = beta * log pi(y|x)), as RewardBench offers.
 
 A LoRA policy whose reference is its own base model needs no second copy of the weights: the reference
@@ -12,6 +13,7 @@ pass runs through the same modules with the adapter disabled.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -26,10 +28,10 @@ from rewardkit.base import RewardModel, write_manifest
 from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
-from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs
+from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
 from rewardkit.models.common import load_tokenizer, resolve_device, resolve_dtype
 from rewardkit.scoring import Batch, score_encoded
-from rewardkit.templating import Encoded, Formatter
+from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 
 Reduction = Literal["sum", "mean"]
 
@@ -90,18 +92,26 @@ class DPOImplicitRM(RewardModel):
         chunk_size: int | None = DEFAULT_CHUNK,
         reference_path: str | None = None,
         progress: bool | None = None,
+        chat_template: ChatTemplateMode = "auto",
     ):
         if reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-        if beta <= 0:
-            raise ValueError(f"beta must be positive, got {beta}")
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
+            raise ValueError(f"beta must be a positive finite number, got {beta}")
         if reference is None and not reference_free and not hasattr(policy, "disable_adapter"):
             raise ModelError("a full (non-LoRA) policy needs a reference model, or reference_free=True")
         self.device = resolve_device(device)
         self.policy = policy.to(self.device).eval()
         self.reference = reference.to(self.device).eval() if reference is not None else None
+        if self.reference is not None:
+            p_dtype, r_dtype = next(self.policy.parameters()).dtype, next(self.reference.parameters()).dtype
+            if p_dtype != r_dtype:  # one dtype rule: identical weights must give a zero reward
+                raise ModelError(f"policy is {p_dtype} but reference is {r_dtype}: load both in one dtype")
+        for m in (self.policy, self.reference):
+            if m is not None:
+                verify_logits(m)
         self.tokenizer = tokenizer
-        self.formatter = Formatter(tokenizer, max_length)
+        self.formatter = Formatter(tokenizer, max_length, chat_template)
         self.beta, self.reduction, self.reference_free = float(beta), reduction, reference_free
         self.max_tokens, self.max_batch_size, self.chunk_size = max_tokens, max_batch_size, chunk_size
         self.reference_path = reference_path
@@ -124,6 +134,7 @@ class DPOImplicitRM(RewardModel):
         dtype=None,
         max_length: int | None = None,
         trust_remote_code: bool = False,
+        chat_template: ChatTemplateMode = "auto",
         **kwargs: Any,
     ) -> DPOImplicitRM:
         """From any two causal LMs (no training needed), or a LoRA policy folder alone (reference = its base)."""
@@ -144,6 +155,7 @@ class DPOImplicitRM(RewardModel):
             max_length=max_length,
             device=dev,
             reference_path=str(Path(reference).resolve()) if ref is not None else None,
+            chat_template=chat_template,
             **kwargs,
         )
 
@@ -167,16 +179,20 @@ class DPOImplicitRM(RewardModel):
             diff = diff / n.clamp(min=1)
         return self.beta * diff
 
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        return self.member_scores(prompts, responses)[0]
-
-    def member_scores(
-        self, prompts: Sequence[Prompt], responses: Sequence[str], items: Sequence[Encoded] | None = None
-    ) -> np.ndarray:
+    def member_rows(self, texts: Texts, items: Sequence[Encoded] | None = None) -> np.ndarray:
         """[1, n] rewards; ``items`` may come from another model with the same ``formatter.encoding_key``."""
         if items is None:
-            items = self.formatter.encode_many(prompts, responses)
+            items = texts.encode(self.formatter)
         return score_encoded(self, items, self._rewards)[None]
+
+    def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        return self.member_rows(Texts(list(prompts), list(responses)))
+
+    def score_texts(self, texts: Texts) -> np.ndarray:
+        return self.member_rows(texts)[0]
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        return self.score_texts(Texts(list(prompts), list(responses)))
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
         """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,
@@ -196,6 +212,7 @@ class DPOImplicitRM(RewardModel):
                     reference=self.reference_path,
                     lora=self.is_lora,
                     max_length=self.formatter.max_length,
+                    chat_template=self.formatter.chat_template,
                     base_model=base.base_model_name_or_path if base is not None else None,
                 ),
             )
@@ -224,5 +241,6 @@ class DPOImplicitRM(RewardModel):
             dtype=dtype,
             max_length=manifest.get("max_length"),
             trust_remote_code=trust_remote_code,
+            chat_template=manifest.get("chat_template", "auto"),
             **kwargs,
         )

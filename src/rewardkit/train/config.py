@@ -4,22 +4,36 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ChatTemplate = Literal["auto", "always", "never"]
+CHAT_TEMPLATE_HELP = (
+    "when to apply the tokenizer's chat template: auto (conversational prompts only, TRL's rule), "
+    "always, never"
+)
 
 
 class RewardTrainingConfig(BaseModel):
     """Explicit (Bradley-Terry) reward model training."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: float = Field(1.0, gt=0)
     lr: float = Field(1e-5, gt=0, description="learning rate (LoRA usually wants ~1e-4)")
     batch_size: int = Field(8, ge=1, description="pairs per device per step")
     grad_accum: int = Field(1, ge=1)
-    max_length: int = Field(512, ge=8, description="tokens; longer sequences keep their last tokens")
+    max_length: int | None = Field(
+        None,
+        ge=8,
+        description="tokens; longer sequences keep their last tokens (None: the model's own, 512 for a new one)",
+    )
+    chat_template: ChatTemplate | None = Field(
+        None, description=CHAT_TEMPLATE_HELP + " (None: the model's own, auto for a new one)"
+    )
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="fraction of steps of linear warm-up")
     lr_scheduler: str = "linear"
+    bf16: bool | None = Field(None, description="bf16 autocast; None: on CUDA when supported")
     lora_r: int | None = Field(None, ge=1, description="LoRA rank; None = full fine-tuning")
     lora_alpha: float | None = None
     lora_dropout: float = Field(0.0, ge=0, lt=1)
@@ -44,16 +58,23 @@ class RewardTrainingConfig(BaseModel):
 class DPOTrainingConfig(BaseModel):
     """DPO training of a policy whose implicit reward is the DPORM."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: float = Field(1.0, gt=0)
     lr: float = Field(1e-6, gt=0)
     batch_size: int = Field(8, ge=1, description="pairs per device per step")
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=8)
+    chat_template: ChatTemplate = Field("auto", description=CHAT_TEMPLATE_HELP)
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     lr_scheduler: str = "linear"
+    bf16: bool | None = Field(
+        None, description="bf16 autocast for the policy and the reference pass; None: on CUDA when supported"
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="dtype the returned DPORM scores in (None: bf16 on CUDA, fp32 on CPU)"
+    )
     beta: float = Field(0.1, gt=0)
     loss: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO (sigmoid loss only)")
@@ -68,11 +89,17 @@ class DPOTrainingConfig(BaseModel):
     save_checkpoints: bool = False
     progress: bool = True
 
+    @model_validator(mode="after")
+    def _check(self) -> DPOTrainingConfig:
+        if self.label_smoothing and self.loss != "sigmoid":
+            raise ValueError(f"label_smoothing is defined for the sigmoid loss only, not {self.loss!r}")
+        return self
+
 
 class MergeConfig(BaseModel):
     """``rewardkit merge`` settings (CLI flags or a YAML file); written back next to the output."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     sources: list[str] = Field(..., min_length=2, description="reward model folders to average")
     out: str

@@ -3,6 +3,11 @@
 The reference log-probs of every pair are computed once before training (with a separate frozen
 reference, or with the LoRA adapter disabled, or with the untouched starting weights), so no reference
 copy stays in memory while the policy trains.
+
+One precision rule for policy and reference: the reference pass runs under the same autocast as the
+policy's training forward (bf16 on CUDA), so at step 0 the policy's log-ratios are exactly zero; the
+returned model's policy and reference are in one dtype, the dtype ``load_reward_model`` gives the saved
+model, so the returned model scores as the reloaded one.
 """
 
 from __future__ import annotations
@@ -18,20 +23,28 @@ from torch import nn
 
 from rewardkit.data import as_pairs
 from rewardkit.errors import RewardkitError
-from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs
-from rewardkit.models.common import load_tokenizer, resolve_device
+from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
+from rewardkit.models.common import cast_like_loaded, load_tokenizer, resolve_device, resolve_dtype
 from rewardkit.models.implicit import DPOImplicitRM, adapter_disabled, load_causal_lm
 from rewardkit.scoring import run_batches
 from rewardkit.templating import Formatter
 from rewardkit.train.config import DPOTrainingConfig
 from rewardkit.train.losses import dpo_loss
-from rewardkit.train.trainer import PairCollator, PairDataset, PairTrainer, margin_metrics, training_arguments
+from rewardkit.train.trainer import (
+    PairCollator,
+    PairDataset,
+    PairTrainer,
+    margin_metrics,
+    training_arguments,
+    use_bf16,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class PolicyModule(nn.Module):
-    """``forward(input_ids, attention_mask, response_start) -> [B]`` summed response log-probs (nats)."""
+    """``forward(input_ids, attention_mask, response_start) -> ([B], [B])``: summed response log-probs
+    (nats) and response lengths (tokens)."""
 
     def __init__(self, model: nn.Module, chunk_size: int | None = DEFAULT_CHUNK):
         super().__init__()
@@ -42,8 +55,10 @@ class PolicyModule(nn.Module):
     def config(self):
         return self.model.config
 
-    def forward(self, input_ids, attention_mask, response_start, **_: Any) -> torch.Tensor:
-        return sequence_logprobs(self.model, input_ids, attention_mask, response_start, self.chunk_size)[0]
+    def forward(
+        self, input_ids, attention_mask, response_start, **_: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return sequence_logprobs(self.model, input_ids, attention_mask, response_start, self.chunk_size)
 
 
 class DPOTrainer(PairTrainer):
@@ -52,8 +67,11 @@ class DPOTrainer(PairTrainer):
         self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
 
     def pair_loss(self, model, inputs):
-        logps = model(inputs["input_ids"], inputs["attention_mask"], inputs["response_start"])  # [2B]
+        logps, lengths = model(
+            inputs["input_ids"], inputs["attention_mask"], inputs["response_start"]
+        )  # [2B]
         chosen, rejected = logps.chunk(2)
+        len_c, len_r = lengths.chunk(2)
         losses, r_c, r_r = dpo_loss(
             chosen,
             rejected,
@@ -62,20 +80,17 @@ class DPOTrainer(PairTrainer):
             self.beta,
             self.loss_type,
             self.label_smoothing,
+            len_c,
+            len_r,
         )
         return losses.mean(), r_c, r_r
 
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        output_dir = output_dir or self.args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
-        self.accelerator.unwrap_model(self.model).model.save_pretrained(output_dir, safe_serialization=True)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
 
-
-def _add_reference_logprobs(ds: PairDataset, model: nn.Module, pad_id: int, device) -> None:
+def _add_reference_logprobs(ds: PairDataset, model: nn.Module, pad_id: int, device, bf16: bool) -> None:
+    """Reference log-probs of every sequence, under the autocast the policy trains with."""
     seqs = [it["chosen"] for it in ds.items] + [it["rejected"] for it in ds.items]
-    with adapter_disabled(model):
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
+    with adapter_disabled(model), autocast:
         lp = run_batches(
             seqs,
             lambda b: sequence_logprobs(model, b.input_ids, b.attention_mask, b.response_start)[0],
@@ -128,13 +143,15 @@ def train_dpo(
                     target_modules="all-linear",
                 ),
             )
-    formatter = Formatter(tok, config.max_length)
-    datasets = [PairDataset(train_pairs, formatter)] + (
-        [PairDataset(eval_pairs, formatter)] if eval_pairs else []
+    verify_logits(policy)
+    formatter = Formatter(tok, config.max_length, config.chat_template)
+    datasets = [PairDataset(train_pairs, formatter, boundary=True)] + (
+        [PairDataset(eval_pairs, formatter, boundary=True)] if eval_pairs else []
     )
+    bf16 = use_bf16(config)
     ref_model = load_causal_lm(reference, device, torch.float32) if reference is not None else policy
     for ds in datasets:
-        _add_reference_logprobs(ds, ref_model, tok.pad_token_id, device)
+        _add_reference_logprobs(ds, ref_model, tok.pad_token_id, device, bf16)
     del ref_model
     module = PolicyModule(policy).train()
     with tempfile.TemporaryDirectory(prefix="rewardkit-dpo-") as scratch:
@@ -165,23 +182,28 @@ def train_dpo(
         if reference is not None
         else (None if config.lora_r else str(Path(model).resolve()))
     )
-    ref_for_scoring = load_causal_lm(ref_path, device) if ref_path is not None else None
     rm = DPOImplicitRM(
         policy,
-        ref_for_scoring,
+        load_causal_lm(ref_path, device, torch.float32) if ref_path is not None else None,
         tok,
         beta=config.beta,
         reduction=config.reduction,
         max_length=config.max_length,
         device=device,
         reference_path=ref_path,
+        chat_template=config.chat_template,
     )
+    if out is not None and trainer.is_world_process_zero():
+        rm.save(out, force=force)  # in the trained (fp32) precision
+    scoring_dtype = resolve_dtype(config.dtype, device)
+    if scoring_dtype != torch.float32:  # as load_reward_model would give it back
+        cast_like_loaded(rm.policy, scoring_dtype)
+        if rm.reference is not None:
+            rm.reference.to(scoring_dtype)
     rm.training_info = {
         "world_size": trainer.args.world_size,
         "optimizer_steps": trainer.state.global_step,
         "train_pairs": len(datasets[0]),
         "config": config.model_dump(),
     }
-    if out is not None and trainer.is_world_process_zero():
-        rm.save(out, force=force)
     return rm

@@ -53,26 +53,37 @@ def dpo_loss(
     beta: float,
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
+    chosen_lengths: torch.Tensor | None = None,
+    rejected_lengths: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """DPO-family losses over sequence log-probs (nats), all [B].
+    """DPO-family losses over summed response log-probs (nats), all [B].
 
-    With h = (log pi_c - log ref_c) - (log pi_r - log ref_r):
+    With rho_c = log pi_c - log ref_c, rho_r = log pi_r - log ref_r and h = rho_c - rho_r:
 
     - ``sigmoid`` (DPO, Rafailov et al.): -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)
       (eps > 0 is conservative DPO);
-    - ``ipo`` (Azar et al.): (h - 1 / (2 beta))^2;
+    - ``ipo`` (Azar et al.): (rho_c / n_c - rho_r / n_r - 1 / (2 beta))^2 with n the response lengths in
+      tokens (``chosen_lengths``, ``rejected_lengths``): length-normalised as TRL and the IPO authors do;
     - ``hinge`` (SLiC): max(0, 1 - beta h).
 
-    Returns ``(losses [B], chosen_rewards [B], rejected_rewards [B])``; rewards are beta * log-ratios
-    (detached), the implicit rewards of the policy.
+    Label smoothing is defined for ``sigmoid`` only; other losses refuse it. Returns ``(losses [B],
+    chosen_rewards [B], rejected_rewards [B])``; rewards are beta * log-ratios (detached), the implicit
+    rewards of the policy.
     """
+    if label_smoothing and loss_type != "sigmoid":
+        raise ValueError(f"label_smoothing is defined for the sigmoid loss only, not {loss_type!r}")
     chosen_ratio = policy_chosen - ref_chosen
     rejected_ratio = policy_rejected - ref_rejected
     h = chosen_ratio - rejected_ratio
     if loss_type == "sigmoid":
         losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
     elif loss_type == "ipo":
-        losses = (h - 1 / (2 * beta)) ** 2
+        if chosen_lengths is None or rejected_lengths is None:
+            raise ValueError("the ipo loss needs the response lengths (chosen_lengths, rejected_lengths)")
+        per_token = chosen_ratio / chosen_lengths.clamp(min=1) - rejected_ratio / rejected_lengths.clamp(
+            min=1
+        )
+        losses = (per_token - 1 / (2 * beta)) ** 2
     elif loss_type == "hinge":
         losses = torch.relu(1 - beta * h)
     else:

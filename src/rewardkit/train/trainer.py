@@ -4,6 +4,7 @@ DeepSpeed), because all the model computation happens inside one module ``forwar
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -18,38 +19,45 @@ from transformers import Trainer, TrainingArguments
 from rewardkit.base import pairwise_accuracy
 from rewardkit.data import PreferencePair, as_pairs
 from rewardkit.errors import DataError, RewardkitError
-from rewardkit.scoring import PAD_MULTIPLE, collate
+from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding
 from rewardkit.templating import Encoded, Formatter
 from rewardkit.train.config import RewardTrainingConfig
 from rewardkit.train.losses import reward_model_loss
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_LENGTH = 512  # tokens per sequence of a new reward model, unless the config says otherwise
+
 
 class PairDataset(Dataset):
-    """Tokenised pairs: item i = {"chosen": Encoded, "rejected": Encoded, "margin": float}."""
+    """Tokenised pairs: item i = {"chosen": Encoded, "rejected": Encoded, "margin": float}; the two
+    responses of a pair share one response boundary (``Formatter.encode_pair``).
+
+    ``boundary``: whether the response boundary matters (DPO) and merged boundaries are reported."""
 
     def __init__(
-        self, pairs: Sequence[PreferencePair], formatter: Formatter, margin_field: str | None = None
+        self,
+        pairs: Sequence[PreferencePair],
+        formatter: Formatter,
+        margin_field: str | None = None,
+        boundary: bool = False,
     ):
         self.items = []
-        truncated = 0
         for i, p in enumerate(pairs):
-            c, r = formatter.encode(p.prompt, p.chosen, i), formatter.encode(p.prompt, p.rejected, i)
-            truncated += c.truncated + r.truncated
+            c, r = formatter.encode_pair(p.prompt, p.chosen, p.rejected, i)
             margin = 0.0
             if margin_field is not None:
-                if not isinstance(p.metadata.get(margin_field), (int, float)):
-                    raise DataError(f"pair {i}: margin field {margin_field!r} missing or not a number")
-                margin = float(p.metadata[margin_field])
+                value = p.metadata.get(margin_field)
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                    raise DataError(f"pair {i}: margin field {margin_field!r} missing or not a finite number")
+                margin = float(value)
             self.items.append({"chosen": c, "rejected": r, "margin": margin})
-        if truncated:
-            logger.warning(
-                "%d of %d training sequences exceeded max_length=%s and kept their last tokens",
-                truncated,
-                2 * len(self.items),
-                formatter.max_length,
-            )
+        report_encoding(
+            [it[k] for it in self.items for k in ("chosen", "rejected")],
+            formatter.max_length,
+            "training sequences",
+            boundary=boundary,
+        )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -155,6 +163,14 @@ class PairTrainer(Trainer):
         margins = (chosen - rejected).detach().float()
         return loss.detach(), margins, torch.zeros_like(margins)
 
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        """Checkpoints hold the wrapped HF model (full weights or the LoRA adapter) and the tokenizer."""
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).model.save_pretrained(output_dir, safe_serialization=True)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._stats["accuracy"]:
             logs["accuracy"] = float(np.mean(self._stats["accuracy"]))
@@ -185,18 +201,20 @@ class RewardTrainer(PairTrainer):
         )
         return loss, chosen, rejected
 
-    def _save(self, output_dir: str | None = None, state_dict=None):
-        output_dir = output_dir or self.args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
-        self.accelerator.unwrap_model(self.model).model.save_pretrained(output_dir, safe_serialization=True)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
+
+def use_bf16(config: Any) -> bool:
+    """bf16 autocast: as the config says, else on CUDA when the GPU supports it."""
+    if config.bf16 is not None:
+        return config.bf16
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def training_arguments(
     config: Any, output_dir: str, *, epochs: float, lr: float, has_eval: bool, **extra: Any
 ) -> TrainingArguments:
-    """TrainingArguments from a rewardkit config (shared by the reward and DPO trainers)."""
+    """TrainingArguments from a rewardkit config (shared by the reward and DPO trainers).
+
+    ``warmup_steps`` below 1 is a ratio of the total steps in transformers >= 5 (required)."""
     return TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=epochs,
@@ -217,7 +235,7 @@ def training_arguments(
         report_to=[],
         disable_tqdm=not config.progress,
         use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        bf16=use_bf16(config),
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
         **extra,
@@ -259,7 +277,13 @@ def train_reward_model(
     train_pairs = as_pairs(train_data)
     eval_pairs = as_pairs(eval_data) if eval_data is not None else None
     if isinstance(model, BradleyTerryRM):
-        rm = model
+        rm = model  # keeps its own max_length and convention unless the config sets them
+        if config.max_length is not None:
+            rm.formatter.max_length = config.max_length
+        if config.chat_template is not None and config.chat_template != rm.formatter.chat_template:
+            rm.formatter = Formatter(
+                rm.tokenizer, rm.formatter.max_length, config.chat_template, rm.formatter.pair_encoding
+            )
     else:
         rm = BradleyTerryRM.from_pretrained(
             model,
@@ -268,10 +292,10 @@ def train_reward_model(
             lora_dropout=config.lora_dropout,
             head_seed=config.head_seed,
             dropout=config.dropout,
-            max_length=config.max_length,
+            max_length=config.max_length or DEFAULT_MAX_LENGTH,
             num_heads=config.num_heads,
+            chat_template=config.chat_template or "auto",
         )
-    rm.formatter.max_length = config.max_length
     train_ds = PairDataset(train_pairs, rm.formatter, config.margin_field)
     eval_ds = PairDataset(eval_pairs, rm.formatter, config.margin_field) if eval_pairs is not None else None
     module = rm.module.train()
