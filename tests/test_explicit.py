@@ -119,11 +119,11 @@ def test_no_template_and_encoder_paths(tiny_bert, tmp_path):
     toks = bert.tokenizer.convert_ids_to_tokens(enc.ids)
     assert toks == ["[CLS]", "tell", "me", "about", "pasta", "[SEP]", "good", "<unk>", "[SEP]"]
     assert enc.response_start == 6
-    for rm in (rm, bert):
+    for model in (rm, bert):
         ds = make_synthetic_preferences(8, seed=2)
-        scores = rm.score(ds.prompts, [p.chosen for p in ds])
-        rm.max_tokens = 1
-        assert np.abs(scores - rm.score(ds.prompts, [p.chosen for p in ds])).max() <= 1e-4
+        scores = model.score(ds.prompts, [p.chosen for p in ds])
+        model.max_tokens = 1
+        assert np.abs(scores - model.score(ds.prompts, [p.chosen for p in ds])).max() <= 1e-4
 
 
 @pytest.mark.parametrize("lora", [False, True])
