@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rewardkit.bench import make_shift_splits, resolve_config
@@ -102,11 +103,37 @@ def test_config_precedence_and_validation_errors(tmp_path):
         resolve_config("ci", overrides={"warm_grid": [{"lr": 1.0}]})
     with pytest.raises(RewardkitError, match="unknown aggregations"):
         resolve_config("ci", overrides={"aggregations": ["mode"]})
+    with pytest.raises(RewardkitError, match=r"unknown aggregations \['weighted'\].*needs weights"):
+        resolve_config("ci", overrides={"aggregations": ["weighted"]})  # refused before any training
+    assert resolve_config("ci", overrides={"ties": "correct"}).ties == "correct"  # WARM's r+ >= r-
+    with pytest.raises(RewardkitError, match="field 'ties'"):
+        resolve_config("ci", overrides={"ties": "right"})
+    with pytest.raises(RewardkitError, match="field 'exrm.lr'"):
+        resolve_config("ci", overrides={"exrm": {"lr": float("inf")}})
     with pytest.raises(RewardkitError, match="unknown preset"):
         resolve_config("tpu")
     with pytest.raises(DataError, match="unknown data recipe 'hh'"):
         resolve_config("ci", overrides={"recipe": "hh"})
     assert [g["lr"] for g in BenchConfig(exrm={"lr": 1.0}).grid()] == [1.0, 0.5, 2.0]
+
+
+def test_ensemble_members_are_z_scored_on_the_calibration_pairs():
+    """Bench ensembles standardise each member with its own calibration statistics before aggregating:
+    a member with a large offset and scale no longer dominates the median."""
+    from rewardkit.bench.shift import CALIBRATION, _zscored
+    from rewardkit.models.ensemble import AGGREGATIONS
+
+    a = {CALIBRATION: (np.array([0.0, 2.0]), np.array([1.0, 1.0])), "id": (np.array([2.0]), np.array([0.0]))}
+    # b = 100 + 10 * a's scale, and ranks the pair the other way round
+    b = {
+        CALIBRATION: (np.array([100.0, 120.0]), np.array([110.0, 110.0])),
+        "id": (np.array([100.0]), np.array([120.0])),
+    }
+    zc, zr = _zscored([a, b], "id")
+    # a: calibration mean 1, std sqrt(0.5); b: mean 110, std sqrt(50)
+    np.testing.assert_allclose(zc[:, 0], [(2 - 1) / 0.5**0.5, (100 - 110) / 50**0.5])
+    np.testing.assert_allclose(zr[:, 0], [(0 - 1) / 0.5**0.5, (120 - 110) / 50**0.5])
+    assert AGGREGATIONS["mean"](zc)[0] == pytest.approx(AGGREGATIONS["mean"](zr)[0] * -1)
 
 
 def test_cli_bench_config_errors_are_one_line(tmp_path, capsys):

@@ -24,11 +24,16 @@ def test_aggregations_hand_computed():
         AGGREGATIONS["weighted"](S)
 
 
-def test_aggregations_equal_numpy():
-    rng = np.random.default_rng(0)
-    s = rng.normal(size=(5, 50))
-    np.testing.assert_allclose(AGGREGATIONS["median"](s), np.median(s, axis=0))
-    np.testing.assert_allclose(AGGREGATIONS["mean_minus_std"](s, 1.3), s.mean(0) - 1.3 * s.std(0))
+def test_aggregations_odd_count_hand_computed():
+    s = np.array([[1.0, 5.0], [2.0, 7.0], [9.0, 6.0]])  # [M=3, n=2]
+    np.testing.assert_allclose(AGGREGATIONS["median"](s), [2.0, 6.0])  # odd count: the middle value
+    # column 0: 1, 2, 9 -> mean 4, population variance (9 + 4 + 25) / 3 = 38/3
+    np.testing.assert_allclose(AGGREGATIONS["mean_minus_std"](s, 1.3)[0], 4.0 - 1.3 * (38 / 3) ** 0.5)
+    # column 1: 5, 7, 6 -> mean 6, variance 2/3
+    np.testing.assert_allclose(AGGREGATIONS["mean_minus_var"](s, 3.0)[1], 6.0 - 3.0 * 2 / 3)
+    for bad in ([1.0, np.nan, 1.0], [1.0, 1.0], [-1.0, 1.0, 1.0], [0.0, 0.0, 0.0]):
+        with pytest.raises(ValueError, match="finite non-negative"):
+            AGGREGATIONS["weighted"](s, weights=np.array(bad))
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +60,11 @@ def test_zscore_fitted_on_calibration_only_and_round_trips(members, tmp_path):
     cal_p, cal_r = cal.prompts * 2, [p.chosen for p in cal] + [p.rejected for p in cal]
     stats = ens.fit_normalization(cal_p, cal_r)
     raw = np.stack([m.score(cal_p, cal_r) for m in members]).astype(np.float64)
-    np.testing.assert_allclose(stats["mean"], raw.mean(1)) and np.testing.assert_allclose(
-        stats["std"], raw.std(1)
-    )
+    np.testing.assert_allclose(stats["mean"], raw.mean(1))
+    np.testing.assert_allclose(stats["std"], raw.std(1))
     z = ens.score_with_uncertainty(cal_p, cal_r).members
-    np.testing.assert_allclose(z.mean(1), 0, atol=1e-5) and np.testing.assert_allclose(z.std(1), 1, atol=1e-5)
+    np.testing.assert_allclose(z.mean(1), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(1), 1, atol=1e-5)
     before = ens.score(test.prompts, [p.chosen for p in test])
     ens.save(tmp_path / "ens")
     loaded = load_reward_model(tmp_path / "ens")
@@ -169,3 +174,83 @@ def test_mixed_kinds_tokenised_once_per_tokenizer(tiny_lm, members, tmp_path):
         assert ens.last_tokenizations == 2
     finally:
         members[0].formatter.max_length = None
+
+
+def _lora_member(tiny_lm, folder, seed, **kw):
+    import torch
+
+    rm = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=seed, lora_r=4, **kw)
+    with torch.no_grad():
+        for n, p in rm.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.3, generator=torch.Generator().manual_seed(seed))
+    rm.save(folder)
+    return folder
+
+
+def test_weighted_and_zscore_follow_the_given_member_order_across_shared_bases(tiny_lm, tmp_path):
+    """LoRA members sharing a base load as one model, but rows, weights and statistics keep the order the
+    user gave (LoRA, full, LoRA): each one-hot weighting returns exactly that member's rewards."""
+    ds = make_synthetic_preferences(8, seed=6)
+    prompts, responses = ds.prompts, [p.chosen for p in ds]
+    a = _lora_member(tiny_lm, tmp_path / "a", 1)
+    BradleyTerryRM.from_pretrained(tiny_lm, head_seed=5).save(tmp_path / "full")
+    c = _lora_member(tiny_lm, tmp_path / "c", 2)
+    order = [a, tmp_path / "full", c]
+    alone = np.stack([load_reward_model(p).score(prompts, responses) for p in order])
+    for i in range(3):
+        w = [0.0, 0.0, 0.0]
+        w[i] = 1.0
+        ens = EnsembleRM.from_paths(order, aggregation="weighted", weights=w)
+        assert len(ens.members) == 2 and ens.num_members == 3  # a and c share one base
+        np.testing.assert_array_equal(ens.score(prompts, responses), alone[i])
+    with pytest.raises(ValueError, match="3 finite non-negative"):
+        EnsembleRM.from_paths(order, aggregation="weighted", weights=[1.0, 1.0])
+    ens = EnsembleRM.from_paths(order, aggregation="weighted", weights=[0.0, 0.0, 1.0], normalize="zscore")
+    stats = ens.fit_normalization(prompts, responses)
+    np.testing.assert_allclose(stats["mean"], alone.mean(1), rtol=1e-6)
+    ens.save(tmp_path / "ens")
+    again = load_reward_model(tmp_path / "ens")
+    assert again.weights == [0.0, 0.0, 1.0]
+    np.testing.assert_allclose(
+        again.score(prompts, responses), (alone[2] - alone[2].mean()) / alone[2].std(), atol=1e-5
+    )
+
+
+def test_weighted_multi_head_member_counts_rows(tiny_lm):
+    multi = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=1, num_heads=2)
+    single = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=2)
+    ds = make_synthetic_preferences(6, seed=3)
+    prompts, responses = ds.prompts, [p.chosen for p in ds]
+    heads = multi.member_scores(prompts, responses)
+    ens = EnsembleRM([multi, single], aggregation="weighted", weights=[0.0, 1.0, 0.0])
+    np.testing.assert_allclose(ens.score(prompts, responses), heads[1], atol=1e-6)
+    with pytest.raises(ValueError, match="3 finite non-negative"):
+        EnsembleRM([multi, single], aggregation="weighted", weights=[1.0, 1.0])
+
+
+def test_lora_members_with_another_max_length_are_not_grouped(tiny_lm, tmp_path):
+    a = _lora_member(tiny_lm, tmp_path / "a", 1, max_length=512)
+    b = _lora_member(tiny_lm, tmp_path / "b", 2, max_length=6)  # truncates: another encoding
+    ds = make_synthetic_preferences(6, seed=3)
+    prompts, responses = ds.prompts, [p.chosen for p in ds]
+    ens = EnsembleRM.from_paths([a, b])
+    assert len(ens.members) == 2 and [m.formatter.max_length for m in ens.members] == [512, 6]
+    expected = np.stack([load_reward_model(p).score(prompts, responses) for p in (a, b)])
+    np.testing.assert_array_equal(ens.score_with_uncertainty(prompts, responses).members, expected)
+
+
+def test_non_finite_member_rewards_are_refused_when_fitting(members):
+    import torch
+
+    head = members[2].model.score
+    saved = head.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            head.weight.fill_(float("nan"))
+        ens = EnsembleRM(members, normalize="zscore")
+        with pytest.raises(Exception, match=r"member\(s\) \[2\] give non-finite rewards"):
+            ens.fit_normalization(["tell me"] * 3, [" good", " bad", " clear"])
+    finally:
+        with torch.no_grad():
+            head.weight.copy_(saved)

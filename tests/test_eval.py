@@ -68,6 +68,45 @@ def test_bootstrap_ci_contains_estimate_and_narrows():
     assert abs((hi_l - lo_l) - 0.018) < 0.003
 
 
+def test_bootstrap_memory_is_bounded_and_draws_are_unchanged(monkeypatch):
+    """Resampling in chunks gives exactly the one-shot draws, and never holds n_boot x n indices."""
+    import rewardkit.eval.metrics as metrics
+
+    v = np.random.default_rng(1).random(1000)
+    one_shot = v[np.random.default_rng(3).integers(0, v.size, size=(500, v.size))].mean(axis=1)
+    monkeypatch.setattr(metrics, "BOOT_CHUNK_ELEMENTS", 7 * 1000)  # chunks of 7 resamples
+    seen = []
+    real_rng = np.random.default_rng
+
+    class Spy:
+        def __init__(self, seed):
+            self.rng = real_rng(seed)
+
+        def integers(self, *args, size=None, **kwargs):
+            seen.append(int(np.prod(size)))
+            return self.rng.integers(*args, size=size, **kwargs)
+
+    monkeypatch.setattr(np.random, "default_rng", Spy)
+    np.testing.assert_array_equal(metrics.bootstrap_means(v, 500, seed=3), one_shot)
+    assert max(seen) <= 7 * 1000 and len(seen) == 72
+
+
+def test_eval_n_boot_reaches_the_paired_test():
+    from rewardkit.eval.shift import report_from_correctness
+
+    per = {"a": {"id": np.ones(40)}, "b": {"id": np.r_[np.zeros(38), np.ones(2)]}}
+    p = {n: report_from_correctness(per, n_boot=n).paired_tests[0]["p_value"] for n in (100, 5000)}
+    assert p[100] == pytest.approx(1 / 101)  # the smallest p that 100 resamples can give
+    assert p[5000] < p[100]
+
+
+def test_non_finite_margins_are_refused():
+    m = np.r_[np.ones(999), np.nan]
+    for fn in (pairwise_accuracy, correctness, expected_calibration_error, fit_temperature):
+        with pytest.raises(Exception, match="1 of 1000 values are NaN or infinite"):
+            fn(m)
+
+
 def test_paired_tests():
     a = np.ones(50)
     assert paired_bootstrap_test(a, a) == (0.0, 1.0)

@@ -151,13 +151,28 @@ def test_save_load_round_trip(tiny_lm, tmp_path, lora):
         assert np.abs(merged.score_pairs(ds).chosen - before.chosen).max() <= 1e-5
 
 
-def test_trl_reward_func_signature(tiny_lm):
+def test_trl_reward_call_scores_what_grpo_scores(tiny_lm):
+    """The reward_funcs call: conversations templated; plain text as prompt + completion with no EOS and
+    no special tokens (GRPOTrainer's nn.Module path), checked against HF's forward on those ids."""
     rm = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=2)
-    prompts = [[{"role": "user", "content": "tell me about pasta"}]] * 2
-    completions = [[{"role": "assistant", "content": "good"}], [{"role": "assistant", "content": "bad"}]]
-    out = rm(prompts=prompts, completions=completions, completion_ids=None, trainer_state=None)
+    tok, hf = rm.tokenizer, rm.model.eval()
+
+    def hf_reward(ids):
+        with torch.inference_mode():
+            return hf(input_ids=torch.tensor([ids])).logits.item()
+
+    conv = [{"role": "user", "content": "tell me about pasta"}]
+    out = rm(
+        prompts=[conv, conv], completions=[[{"role": "assistant", "content": c}] for c in ("good", "bad")]
+    )
+    for c, r in zip(("good", "bad"), out):
+        ids = tok.apply_chat_template(conv + [{"role": "assistant", "content": c}])["input_ids"]
+        assert abs(hf_reward(ids) - r) <= 1e-5
+    out = rm(prompts=["tell me about pasta"] * 2, completions=[" good", " bad"], completion_ids=None)
     assert isinstance(out, list) and all(isinstance(x, float) for x in out)
-    np.testing.assert_allclose(out, rm.score(prompts, ["good", "bad"]), atol=0)
+    for c, r in zip((" good", " bad"), out):
+        ids = tok("tell me about pasta" + c, add_special_tokens=False)["input_ids"]
+        assert tok.eos_token_id not in ids and abs(hf_reward(ids) - r) <= 1e-5
 
 
 def test_score_length_mismatch_is_an_error(tiny_lm):

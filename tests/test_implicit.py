@@ -49,7 +49,6 @@ def test_implicit_rewards_match_naive_computation(two_lms, reduction, side):
                 d = pi - ref
                 out[idx] = (0.3 * (d / n if reduction == "mean" else d)).numpy()
             expected.append(out)
-            b = collate(items, [i for r in rows for i in r], rm.tokenizer.pad_token_id, padding_side=side)
     got = rm.score(prompts, responses)
     assert np.abs(got - expected[0]).max() <= 1e-4 and np.abs(got - expected[1]).max() <= 1e-4
     assert np.abs(got).max() > 1e-3  # not trivially zero: the two models differ
@@ -185,3 +184,106 @@ def test_peak_memory_large_vocab_is_at_most_half_of_naive(tmp_path):
     # naive holds [8, 512, 32000] fp32 logits and log-probs (~0.5 GB each)
     assert peaks["naive"] > 500e6
     assert peaks["rewardkit"] <= 0.5 * peaks["naive"], peaks
+
+
+def _tiny_arch(kind: str, folder):
+    """A tiny causal LM whose forward transforms the LM head's logits (saved with the tiny tokenizer)."""
+    from transformers import AutoModelForCausalLM, CohereConfig, Gemma2Config, GraniteConfig
+
+    from rewardkit.synthetic import vocabulary
+    from rewardkit.tiny import build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer(vocabulary())
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+    )
+    config = {
+        "granite": lambda: GraniteConfig(**common, logits_scaling=4.0),
+        "cohere": lambda: CohereConfig(**common, logit_scale=0.25),
+        "gemma2": lambda: Gemma2Config(**common, head_dim=8, final_logit_softcapping=0.5),
+    }[kind]()
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(50)  # large logits: scaling and capping matter
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["granite", "cohere", "gemma2"])
+def test_logprobs_match_the_model_own_logits(kind, tmp_path):
+    """Granite divides logits by logits_scaling, Cohere multiplies by logit_scale, Gemma 2 soft-caps:
+    chunked response log-probs equal a log-softmax of the model's own forward logits."""
+    from transformers import AutoModelForCausalLM
+
+    from rewardkit.logprobs import sequence_logprobs
+
+    path = _tiny_arch(kind, tmp_path / kind)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    rm = DPOImplicitRM.from_pretrained(path, reference_free=True, beta=1.0)
+    ds = make_synthetic_preferences(6, seed=5)
+    items = rm.formatter.encode_many(ds.prompts, [p.chosen for p in ds])
+    b = collate(items, list(range(6)), rm.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        expected, _ = _naive_logprobs(model, b.input_ids, b.attention_mask, b.response_start)
+        got, _ = sequence_logprobs(model, b.input_ids, b.attention_mask, b.response_start)
+        raw = torch.log_softmax(model.get_output_embeddings()(model.model(b.input_ids).last_hidden_state), -1)
+    assert torch.allclose(got, expected, atol=1e-3, rtol=1e-5)
+    raw_lp = raw[:, :-1].gather(-1, b.input_ids[:, 1:, None])[..., 0]
+    assert (raw_lp.sum(-1) - expected).abs().max() > 1.0  # ignoring the transform would be far off
+
+
+def test_a_model_with_an_unknown_logit_transform_is_refused(tiny_lm):
+    from transformers import AutoModelForCausalLM
+
+    from rewardkit.errors import ModelError
+    from rewardkit.models.common import load_tokenizer
+
+    policy = AutoModelForCausalLM.from_pretrained(tiny_lm)
+    forward = policy.forward
+
+    def shifted(*args, **kwargs):  # e.g. a remote-code model scaling its logits on its own
+        out = forward(*args, **kwargs)
+        out.logits = out.logits * 3.0
+        return out
+
+    policy.forward = shifted
+    with pytest.raises(ModelError, match="transforms the LM head's logits"):
+        DPOImplicitRM(policy, None, load_tokenizer(tiny_lm), beta=0.1, reference_free=True)
+
+
+def test_bf16_one_precision_rule_for_policy_and_reference(tiny_lm, synthetic_split, tmp_path):
+    """bf16 (tested on CPU): the reference pass runs under the policy's autocast, so the first DPO step
+    sees log-ratios of exactly 0 (loss log 2); the returned model is in one dtype and scores exactly as
+    the same model reloaded in that dtype."""
+    train, test = synthetic_split
+    rm = train_dpo(
+        tiny_lm,
+        train[:32],
+        out=tmp_path / "dpo",
+        epochs=1,
+        lr=1e-3,
+        beta=0.1,
+        batch_size=8,
+        bf16=True,
+        dtype="bfloat16",
+        logging_steps=1,
+        progress=False,
+    )
+    assert rm.training_info["first_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert {p.dtype for p in rm.policy.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in rm.reference.parameters()} == {torch.bfloat16}
+    reloaded = load_reward_model(tmp_path / "dpo", dtype="bfloat16")
+    np.testing.assert_array_equal(rm.score_pairs(test[:16]).margins, reloaded.score_pairs(test[:16]).margins)
+    same = DPOImplicitRM.from_pretrained(tiny_lm, tiny_lm, beta=0.1, dtype="bfloat16")
+    assert np.all(same.score_pairs(test[:16]).margins == 0)  # identical weights, one dtype: zero rewards

@@ -234,3 +234,98 @@ def test_train_warm_merges_members(tiny_lm, synthetic_split, tmp_path):
     warm = load_reward_model(res["warm"])
     accs = [load_reward_model(m).score_pairs(test).accuracy() for m in res["members"]]
     assert min(accs) >= 0.85 and warm.score_pairs(test).accuracy() >= 0.85
+
+
+def _lora_policy(base, folder, seed, target_modules="all-linear"):
+    """A LoRA DPO policy whose reference is its adapter-disabled base, saved as a DPORM."""
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from rewardkit import DPOImplicitRM
+    from rewardkit.models.common import load_tokenizer
+
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=8, target_modules=target_modules),
+    )
+    g = torch.Generator().manual_seed(200 + seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    rm = DPOImplicitRM(model, None, load_tokenizer(base), beta=0.5)
+    rm.save(folder)
+    return rm
+
+
+def test_merged_lora_dpo_policies_load_and_score(tiny_lm, tmp_path):
+    """Merging LoRA DPO policies (reference = adapter-disabled base) writes a DPORM that loads with the
+    base as its reference; with weights (1, 0) it scores exactly as the first unmerged policy."""
+    from rewardkit import DPOImplicitRM
+
+    first = _lora_policy(tiny_lm, tmp_path / "p0", 0)
+    _lora_policy(tiny_lm, tmp_path / "p1", 1)
+    weight_average([tmp_path / "p0", tmp_path / "p1"], [1.0, 0.0], out=tmp_path / "m", progress=False)
+    merged = load_reward_model(tmp_path / "m")
+    assert isinstance(merged, DPOImplicitRM) and not merged.is_lora
+    assert merged.reference_path == str(tiny_lm.resolve()) and merged.beta == 0.5
+    ds = make_synthetic_preferences(6, seed=2)
+    expected = first.score_pairs(ds)
+    assert np.abs(expected.chosen).max() > 1e-2
+    np.testing.assert_allclose(merged.score_pairs(ds).chosen, expected.chosen, atol=1e-5)
+
+
+def test_lora_on_a_tied_lm_head_keeps_the_embedding(tiny_lm, tmp_path):
+    first = _lora_policy(tiny_lm, tmp_path / "p0", 0, target_modules=["q_proj", "lm_head"])
+    _lora_policy(tiny_lm, tmp_path / "p1", 1, target_modules=["q_proj", "lm_head"])
+    weight_average([tmp_path / "p0", tmp_path / "p1"], [1.0, 0.0], out=tmp_path / "m", progress=False)
+    merged = load_reward_model(tmp_path / "m")
+    base = load_file(tiny_lm / "model.safetensors")
+    ours = _state(tmp_path / "m")
+    torch.testing.assert_close(
+        ours["model.embed_tokens.weight"], base["model.embed_tokens.weight"], rtol=0, atol=0
+    )
+    assert (ours["lm_head.weight"] - base["model.embed_tokens.weight"]).abs().max() > 1e-3
+    ds = make_synthetic_preferences(6, seed=3)
+    np.testing.assert_allclose(merged.score_pairs(ds).chosen, first.score_pairs(ds).chosen, atol=1e-5)
+
+
+def test_gpt2_conv1d_lora_merges_exactly(tmp_path):
+    """GPT-2's Conv1D stores weights [in, out] (peft's fan_in_fan_out): the update is transposed, and the
+    merge with weights (1, 0) scores exactly as the unmerged adapter."""
+    from rewardkit.tiny import build_tiny_model
+
+    base = build_tiny_model(tmp_path / "gpt2", arch="gpt2", hidden=32, heads=4)
+    rms = []
+    for s in range(2):
+        rm = _perturbed(base, s, lora=True, scale=0.3)
+        assert rm.model.peft_config["default"].fan_in_fan_out
+        rm.save(tmp_path / f"l{s}")
+        rms.append(rm)
+    weight_average([tmp_path / "l0", tmp_path / "l1"], [1.0, 0.0], out=tmp_path / "m", progress=False)
+    ds = make_synthetic_preferences(6, seed=4)
+    expected = rms[0].score(ds.prompts, [p.chosen for p in ds])
+    got = load_reward_model(tmp_path / "m").score(ds.prompts, [p.chosen for p in ds])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_bf16_inputs_merged_to_float32_accumulate_every_term_in_float32(tiny_lm, tmp_path):
+    """Every term, the first included, is multiplied in float32: the result equals the float64 average
+    of the bf16 values to float32 precision (the first term in bf16 was off by ~1e-3)."""
+    srcs = []
+    for s in range(3):
+        rm = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=s, dtype="bfloat16")
+        g = torch.Generator().manual_seed(s)
+        with torch.no_grad():
+            for p in rm.model.parameters():
+                p.add_((torch.randn(p.shape, generator=g) * 0.3).to(p.dtype))
+        rm.save(tmp_path / f"b{s}")
+        srcs.append(tmp_path / f"b{s}")
+    w = [0.3, 0.3, 0.4]
+    weight_average(srcs, w, out=tmp_path / "m", dtype="float32", progress=False)
+    ours, inputs = _state(tmp_path / "m"), [_state(s) for s in srcs]
+    for k, v in ours.items():
+        exact = sum(wi * t[k].double() for wi, t in zip(w, inputs)) / sum(w)
+        assert v.dtype == torch.float32
+        assert (v.double() - exact).abs().max() <= 1e-6 * max(1.0, exact.abs().max().item()), k

@@ -102,3 +102,124 @@ def test_length_bucket_sampler_is_a_seeded_permutation_with_little_padding():
     first_half = [lengths[e0[i : i + 8]].mean() for i in range(0, 96, 8)]
     assert np.std(first_half) > 10  # but batch order is not sorted by length (no curriculum)
     assert not (np.all(np.diff(first_half) >= 0) or np.all(np.diff(first_half) <= 0))
+
+
+class _Rewards(torch.nn.Module):
+    """Stand-in model returning fixed leaf rewards, so the loss gradient w.r.t. each reward is visible."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.leaf = torch.tensor(values, dtype=torch.float32, requires_grad=True)
+
+    def forward(self, *args, **kwargs):
+        return self.leaf
+
+
+def _capture_trainer(monkeypatch, cls):
+    box = {}
+
+    def fake_train(self, *args, **kwargs):
+        box["trainer"] = self
+
+    monkeypatch.setattr(cls, "train", fake_train)
+    return box
+
+
+def test_margin_label_smoothing_and_centring_reach_the_training_loss(tiny_lm, monkeypatch):
+    """Config -> trainer -> loss: d loss / d r equals the hand-derived gradient of
+    mean[-(1-e) log s(d) - e log s(-d)] + c mean (r_c + r_r)^2 with d = r_c - r_r - m."""
+    from rewardkit.data import PreferenceDataset, PreferencePair
+    from rewardkit.train.trainer import RewardTrainer
+
+    pairs = PreferenceDataset(
+        [PreferencePair("tell me", " good", " bad", {"m": m}) for m in (0.5, -1.0, 2.0)]
+    )
+    box = _capture_trainer(monkeypatch, RewardTrainer)
+    train_reward_model(tiny_lm, pairs, margin_field="m", label_smoothing=0.1, center_coef=0.3, progress=False)
+    trainer = box["trainer"]
+    inputs = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    rc, rr, m = np.array([1.0, 0.2, -0.5]), np.array([0.4, 0.9, 0.3]), np.array([0.5, -1.0, 2.0])
+    model = _Rewards(np.concatenate([rc, rr]))
+    loss, _, _ = trainer.pair_loss(model, inputs)
+    loss.backward()
+    e, c, b = 0.1, 0.3, 3
+    d = rc - rr - m
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    expected_loss = np.mean(-(1 - e) * np.log(sig(d)) - e * np.log(sig(-d))) + c * np.mean((rc + rr) ** 2)
+    g_bt = (-(1 - e) * sig(-d) + e * sig(d)) / b
+    g_c = 2 * c * (rc + rr) / b
+    np.testing.assert_allclose(loss.item(), expected_loss, rtol=1e-6)
+    np.testing.assert_allclose(model.leaf.grad.numpy(), np.concatenate([g_bt + g_c, -g_bt + g_c]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_dpo_settings_reach_the_training_loss(tiny_lm, monkeypatch, loss_type):
+    """beta, label smoothing and (IPO) the response lengths reach the DPO loss: d loss / d log pi."""
+    from rewardkit import train_dpo
+    from rewardkit.data import PreferenceDataset, PreferencePair
+    from rewardkit.train.dpo import DPOTrainer
+
+    pairs = PreferenceDataset(
+        [
+            PreferencePair("tell me", " good clear", " bad"),
+            PreferencePair("tell me", " kind", " rude vague wrong"),
+        ]
+    )
+    box = _capture_trainer(monkeypatch, DPOTrainer)
+    smoothing = 0.2 if loss_type == "sigmoid" else 0.0
+    train_dpo(tiny_lm, pairs, beta=0.5, loss=loss_type, label_smoothing=smoothing, progress=False)
+    trainer = box["trainer"]
+    inputs = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    pc, pr = np.array([-3.0, -2.0]), np.array([-4.0, -1.0])
+    lengths = np.array([3.0, 2.0, 2.0, 4.0])  # response tokens of chosen 0, 1 and rejected 0, 1
+
+    class Policy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.leaf = torch.tensor(np.concatenate([pc, pr]), dtype=torch.float32, requires_grad=True)
+
+        def forward(self, *args, **kwargs):
+            return self.leaf, torch.tensor(lengths, dtype=torch.float32)
+
+    model = Policy()
+    loss, _, _ = trainer.pair_loss(model, inputs)
+    loss.backward()
+    ref_c, ref_r = inputs["ref_chosen"].numpy(), inputs["ref_rejected"].numpy()
+    beta, b = 0.5, 2
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    if loss_type == "sigmoid":
+        h = (pc - ref_c) - (pr - ref_r)
+        g = beta * (-(1 - smoothing) * sig(-beta * h) + smoothing * sig(beta * h)) / b
+        expected = np.concatenate([g, -g])
+    else:
+        n_c, n_r = lengths[:2], lengths[2:]
+        x = (pc - ref_c) / n_c - (pr - ref_r) / n_r
+        g = 2 * (x - 1 / (2 * beta)) / b
+        expected = np.concatenate([g / n_c, -g / n_r])
+    np.testing.assert_allclose(model.leaf.grad.numpy(), expected, rtol=1e-5)
+
+
+def test_warmup_ratio_warms_up_over_that_fraction_of_the_steps(tiny_lm, synthetic_split):
+    """warmup_ratio=0.5 over 8 steps: the learning rate rises for 4 steps, then decays (transformers >= 5
+    reads a warmup_steps below 1 as a ratio)."""
+    rm = train_reward_model(
+        tiny_lm,
+        synthetic_split[0][:64],
+        batch_size=8,
+        lr=1e-3,
+        warmup_ratio=0.5,
+        logging_steps=1,
+        progress=False,
+    )
+    lrs = [h["learning_rate"] for h in rm.training_info["log_history"] if "learning_rate" in h]
+    assert len(lrs) == 8
+    assert all(a < b for a, b in zip(lrs[:4], lrs[1:5])) and lrs[4] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(lrs[4:], lrs[5:]))
+
+
+def test_training_an_existing_model_keeps_its_max_length_and_convention(tiny_lm, synthetic_split):
+    rm = BradleyTerryRM.from_pretrained(tiny_lm, max_length=40, chat_template="always")
+    train_reward_model(rm, synthetic_split[0][:16], batch_size=8, progress=False)
+    assert rm.formatter.max_length == 40 and rm.formatter.chat_template == "always"
+    train_reward_model(rm, synthetic_split[0][:16], batch_size=8, max_length=64, progress=False)
+    assert rm.formatter.max_length == 64

@@ -74,6 +74,16 @@ def _trained_message(rm, what: str, out: str, eval_pairs) -> str:
     return msg
 
 
+def chat_template_option(fn):
+    return click.option(
+        "--chat-template",
+        type=click.Choice(["auto", "always", "never"]),
+        default=None,
+        help="when to apply the tokenizer's chat template: auto (conversational prompts only, TRL's rule; "
+        "default), always, never. A saved model keeps the convention it was trained with.",
+    )(fn)
+
+
 @cli.group()
 def train() -> None:
     """Train a reward model."""
@@ -93,6 +103,7 @@ def train() -> None:
 @click.option("--data-seed", type=int, default=None)
 @click.option("--max-length", type=int, default=None)
 @click.option("--center-coef", type=float, default=None, help="centring penalty coefficient")
+@chat_template_option
 @click.option("--config", "config_file", default=None, help="YAML file of RewardTrainingConfig fields")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", help="malformed records")
 @click.option("--force", is_flag=True, help="overwrite an existing --out")
@@ -110,6 +121,7 @@ def train_explicit(
     data_seed,
     max_length,
     center_coef,
+    chat_template,
     config_file,
     on_error,
     force,
@@ -127,6 +139,7 @@ def train_explicit(
         data_seed=data_seed,
         max_length=max_length,
         center_coef=center_coef,
+        chat_template=chat_template,
     )
     config, train_pairs, eval_pairs = _training_inputs(
         RewardTrainingConfig, out, force, config_file, seeds, flags, data, eval_data, on_error
@@ -153,6 +166,7 @@ def train_explicit(
 @click.option("--lora-r", type=int, default=None)
 @click.option("--seed", type=int, default=None, help="sets seed and data seed")
 @click.option("--max-length", type=int, default=None)
+@chat_template_option
 @click.option("--config", "config_file", default=None, help="YAML file of DPOTrainingConfig fields")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True)
@@ -172,6 +186,7 @@ def train_dpo_cmd(
     lora_r,
     seed,
     max_length,
+    chat_template,
     config_file,
     on_error,
     force,
@@ -190,6 +205,7 @@ def train_dpo_cmd(
         batch_size=batch_size,
         lora_r=lora_r,
         max_length=max_length,
+        chat_template=chat_template,
     )
     config, train_pairs, eval_pairs = _training_inputs(
         DPOTrainingConfig, out, force, config_file, seeds, flags, data, eval_data, on_error
@@ -200,13 +216,19 @@ def train_dpo_cmd(
     click.echo(_trained_message(rm, "DPO implicit reward model", out, eval_pairs))
 
 
-def _configure_engine(rm, **settings) -> None:
-    """Set the scoring-engine settings that are not None on a model and on every member of an ensemble."""
+def _configure_engine(rm, chat_template: str | None = None, **settings) -> None:
+    """Set the scoring-engine settings that are not None on a model and on every member of an ensemble;
+    ``chat_template`` replaces the token convention the model was saved with."""
     for member in getattr(rm, "members", None) or []:
-        _configure_engine(member, **settings)
+        _configure_engine(member, chat_template, **settings)
     for key, value in settings.items():
         if value is not None and hasattr(rm, key):
             setattr(rm, key, value)
+    if chat_template is not None and hasattr(rm, "formatter"):
+        from rewardkit.templating import Formatter
+
+        f = rm.formatter
+        rm.formatter = Formatter(f.tokenizer, f.max_length, chat_template, f.pair_encoding)
 
 
 def _load_rm(
@@ -216,6 +238,7 @@ def _load_rm(
     device=None,
     max_tokens: int | None = None,
     progress: bool | None = None,
+    chat_template: str | None = None,
 ):
     from rewardkit.base import load_reward_model
 
@@ -238,7 +261,9 @@ def _load_rm(
         rm = load_reward_model(rm_dir, **({"device": device} if device is not None else {}))
     else:
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
-    _configure_engine(rm, max_batch_size=max_batch_size, max_tokens=max_tokens, progress=progress)
+    _configure_engine(
+        rm, chat_template, max_batch_size=max_batch_size, max_tokens=max_tokens, progress=progress
+    )
     return rm
 
 
@@ -274,6 +299,7 @@ def dpo_options(fn):
     help="padded tokens per batch (default 1024 on CPU, 16384 on CUDA)",
 )
 @click.option("--no-progress", is_flag=True, help="no progress bar (it is off anyway when not on a terminal)")
+@chat_template_option
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True, help="overwrite an existing --out")
 def score(
@@ -288,6 +314,7 @@ def score(
     batch_size,
     max_tokens,
     no_progress,
+    chat_template,
     on_error,
     force,
 ) -> None:
@@ -310,7 +337,7 @@ def score(
     from rewardkit.distributed import gather_rows, init_distributed
 
     rank, size, device = init_distributed()  # under torchrun: each rank scores pairs rank, rank+size, ...
-    rm = _load_rm(rm_dir, batch_size, dpo, device, max_tokens, False if no_progress else None)
+    rm = _load_rm(rm_dir, batch_size, dpo, device, max_tokens, False if no_progress else None, chat_template)
     index = list(range(rank, len(pairs), size))
     shard = [pairs[i] for i in index]
     n = len(shard)
@@ -540,6 +567,7 @@ def bench() -> None:
 @click.option("--n-train", type=int, default=None)
 @click.option("--n-eval", type=int, default=None, help="pairs per evaluation split (at most)")
 @click.option("--max-length", type=int, default=None)
+@chat_template_option
 @click.option("--drop-long/--no-drop-long", default=None, help="drop pairs longer than --max-length")
 @click.option("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
 @click.option("--members", type=int, default=None, help="explicit RMs per seed for WARM and ensembles")

@@ -86,12 +86,13 @@ def build_tiny_model(
     vocab_extra: int = 0,
     bpe: bool = False,
 ) -> Path:
-    """Save a randomly initialised causal LM (``arch="llama"``) or encoder (``"bert"``) plus tokenizer.
+    """Save a randomly initialised causal LM (``arch="llama"`` or ``"gpt2"``) or encoder (``"bert"``)
+    plus tokenizer.
 
     ``vocab_extra`` pads the embedding table beyond the tokenizer (to test large-vocabulary memory).
     """
     import torch
-    from transformers import AutoModel, AutoModelForCausalLM, BertConfig, LlamaConfig
+    from transformers import AutoModel, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig
 
     if words is None:
         from rewardkit.synthetic import vocabulary
@@ -118,6 +119,18 @@ def build_tiny_model(
             tie_word_embeddings=True,
         )
         model = AutoModelForCausalLM.from_config(config)
+    elif arch == "gpt2":  # Conv1D layers: weights stored [in, out] (LoRA's fan_in_fan_out)
+        config = GPT2Config(
+            vocab_size=vocab,
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_positions=512,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        model = AutoModelForCausalLM.from_config(config)
     elif encoder:
         config = BertConfig(
             vocab_size=vocab,
@@ -130,7 +143,7 @@ def build_tiny_model(
         )
         model = AutoModel.from_config(config)
     else:
-        raise ValueError(f"unknown tiny arch {arch!r}; use 'llama' or 'bert'")
+        raise ValueError(f"unknown tiny arch {arch!r}; use 'llama', 'gpt2' or 'bert'")
     out = Path(out_dir)
     model.save_pretrained(out)
     tok.save_pretrained(out)

@@ -100,31 +100,28 @@ def average_lora(
         _untie_output_embeddings(model)  # the adapted head gets its own weight; the embedding is kept
     state = model.state_dict()
     with torch.no_grad():
-        for k in sorted(keys):
-            if ".lora_B." in k:
-                continue
-            if ".lora_A." in k:
-                module = k[len(PREFIX) : k.index(".lora_A.")]
-                target = f"{module}.weight"
-                if target not in state:
-                    raise _mismatch("adapted module not found in the base model", [target])
-                kb = k.replace(".lora_A.", ".lora_B.")
-                delta = sum(
-                    wi * lora_delta(r.get(k), r.get(kb), s, transposed)
-                    for wi, r, s in zip(w, readers, scalings)
+        # saved modules first (reward heads; peft's copy of a targeted layer's base weight), then updates
+        for k in sorted(k for k in keys if ".lora_A." not in k and ".lora_B." not in k):
+            name = (k[len(PREFIX) :] if k.startswith(PREFIX) else k).replace(".base_layer.", ".")
+            if name not in state:
+                raise _mismatch("saved module not found in the base model", [name])
+            state[name].copy_(sum(wi * r.get(k).float() for wi, r in zip(w, readers)))
+        for k in sorted(k for k in keys if ".lora_A." in k):
+            module = k[len(PREFIX) : k.index(".lora_A.")]
+            target = f"{module}.weight"
+            if target not in state:
+                raise _mismatch("adapted module not found in the base model", [target])
+            kb = k.replace(".lora_A.", ".lora_B.")
+            delta = sum(
+                wi * lora_delta(r.get(k), r.get(kb), s, transposed) for wi, r, s in zip(w, readers, scalings)
+            )
+            if delta.shape != state[target].shape:
+                raise _mismatch(
+                    f"LoRA update of shape {tuple(delta.shape)} does not fit the base weight "
+                    f"{tuple(state[target].shape)} (fan_in_fan_out={transposed})",
+                    [target],
                 )
-                if delta.shape != state[target].shape:
-                    raise _mismatch(
-                        f"LoRA update of shape {tuple(delta.shape)} does not fit the base weight "
-                        f"{tuple(state[target].shape)} (fan_in_fan_out={transposed})",
-                        [target],
-                    )
-                state[target] += delta.to(state[target].dtype)
-            else:
-                name = k[len(PREFIX) :] if k.startswith(PREFIX) else k
-                if name not in state:
-                    raise _mismatch("saved module not found in the base model", [name])
-                state[name].copy_(sum(wi * r.get(k).float() for wi, r in zip(w, readers)))
+            state[target] += delta.to(state[target].dtype)
     model.load_state_dict(state)
     if dtype is not None:
         model = model.to(_DTYPES[dtype])

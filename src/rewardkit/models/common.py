@@ -59,9 +59,17 @@ def quiet_transformers():
 
 
 def cast_like_loaded(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """Cast a model in place to ``dtype`` the way loading it in ``dtype`` would: a peft model's adapter
-    weights stay in float32, as ``PeftModel.from_pretrained`` keeps them (``autocast_adapter_dtype``)."""
-    model.to(dtype)
+    """Cast a model in place to ``dtype`` the way loading it in ``dtype`` would: floating parameters
+    only (buffers such as rotary ``inv_freq`` keep their dtype, as ``from_pretrained`` leaves them),
+    modules the model keeps in float32 stay so, and a peft model's adapter weights stay in float32, as
+    ``PeftModel.from_pretrained`` keeps them (``autocast_adapter_dtype``)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    keep = set(getattr(inner, "_keep_in_fp32_modules", None) or []) | set(
+        getattr(inner, "_keep_in_fp32_modules_strict", None) or []
+    )
+    for name, param in model.named_parameters():
+        if param.is_floating_point() and not any(k in name.split(".") for k in keep):
+            param.data = param.data.to(dtype)
     if hasattr(model, "peft_config"):
         from peft.tuners.tuners_utils import cast_adapter_dtype
 

@@ -199,10 +199,11 @@ def train_dpo(
     if scoring_dtype != torch.float32:  # as load_reward_model would give it back
         cast_like_loaded(rm.policy, scoring_dtype)
         if rm.reference is not None:
-            rm.reference.to(scoring_dtype)
+            cast_like_loaded(rm.reference, scoring_dtype)
     rm.training_info = {
         "world_size": trainer.args.world_size,
         "optimizer_steps": trainer.state.global_step,
+        "first_loss": trainer.first_loss,
         "train_pairs": len(datasets[0]),
         "config": config.model_dump(),
     }

@@ -134,6 +134,7 @@ class PairTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.group_by_length = group_by_length
         self._stats: dict[str, list[float]] = {"accuracy": [], "margin": []}
+        self.first_loss: float | None = None  # loss of the first training batch (DPO: log 2 at step 0)
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -151,6 +152,8 @@ class PairTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, chosen, rejected = self.pair_loss(model, inputs)
         if model.training:
+            if self.first_loss is None:
+                self.first_loss = float(loss.detach())
             margins = (chosen - rejected).detach().float().cpu().numpy()
             self._stats["accuracy"].append(pairwise_accuracy(margins))
             self._stats["margin"].append(float(margins.mean()))
@@ -337,6 +340,7 @@ def train_reward_model(
         "world_size": trainer.args.world_size,
         "optimizer_steps": steps,
         "train_pairs": len(train_ds),
+        "log_history": trainer.state.log_history,
         "config": config.model_dump(),
     }
     if out is not None and trainer.is_world_process_zero():
