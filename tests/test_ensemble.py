@@ -249,7 +249,7 @@ def test_non_finite_member_rewards_are_refused_when_fitting(members):
         with torch.no_grad():
             head.weight.fill_(float("nan"))
         ens = EnsembleRM(members, normalize="zscore")
-        with pytest.raises(Exception, match=r"member\(s\) \[2\] give non-finite rewards"):
+        with pytest.raises(Exception, match=r"ensemble member #2: .*3 of 3 rewards are NaN or infinite"):
             ens.fit_normalization(["tell me"] * 3, [" good", " bad", " clear"])
     finally:
         with torch.no_grad():

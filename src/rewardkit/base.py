@@ -128,14 +128,46 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
     if not file.is_file():
         return None
     try:
-        manifest = json.loads(file.read_text())
+        manifest = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ModelError(f"{file}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if not isinstance(manifest, dict) or "kind" not in manifest:
-        raise ModelError(f"{file}: missing field 'kind'")
-    if manifest.get("format", FORMAT_VERSION) > FORMAT_VERSION:
-        raise ModelError(f"{file}: format {manifest['format']} is newer than this rewardkit understands")
+    except UnicodeDecodeError:
+        raise ModelError(f"{file}: not UTF-8 text") from None
+    if not isinstance(manifest, dict):
+        raise ModelError(f"{file}: expected a JSON object")
+    if not isinstance(manifest.get("kind"), str):
+        raise ModelError(f"{file}: field 'kind' missing or not a string")
+    fmt = manifest.get("format", FORMAT_VERSION)
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise ModelError(f"{file}: field 'format' must be an integer, got {fmt!r}")
+    if fmt > FORMAT_VERSION:
+        raise ModelError(f"{file}: format {fmt} is newer than this rewardkit understands")
+    for field, types in MANIFEST_FIELDS.items():
+        if field in manifest and manifest[field] is not None and not isinstance(manifest[field], types):
+            raise ModelError(f"{file}: field {field!r} has the wrong type ({type(manifest[field]).__name__})")
     return manifest
+
+
+#: Types of the manifest fields a loader reads (None is allowed for each).
+MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "max_length": int,
+    "num_heads": int,
+    "lora": bool,
+    "base_model": str,
+    "base_fingerprint": str,
+    "chat_template": str,
+    "beta": (int, float),
+    "reduction": str,
+    "reference": str,
+    "reference_free": bool,
+    "members": list,
+    "aggregation": str,
+    "lam": (int, float),
+    "weights": list,
+    "normalize": str,
+    "stats": dict,
+    "pad_token_id": int,
+}
 
 
 def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
@@ -150,9 +182,11 @@ def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
         raise ModelError(f"{path}: reward model folder not found")
     manifest = read_manifest(path)
     if manifest is None:
-        config = path / "config.json"
-        archs = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
-        if not any(a.endswith("ForSequenceClassification") for a in archs):
+        from rewardkit.models.common import check_model_folder
+
+        check_model_folder(path, "reward model", weights=False)
+        archs = json.loads((path / "config.json").read_text()).get("architectures") or []
+        if not isinstance(archs, list) or not any(str(a).endswith("ForSequenceClassification") for a in archs):
             raise ModelError(f"{path}: no {MANIFEST} and not an HF sequence-classification checkpoint")
         manifest = {"kind": "explicit", "format": FORMAT_VERSION}
     kind = manifest["kind"]

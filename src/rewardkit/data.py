@@ -16,6 +16,7 @@ import gzip
 import json
 import logging
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,24 +51,35 @@ class SkippedRecord:
 
 
 class PreferenceDataset(Sequence[PreferencePair]):
-    """An ordered list of :class:`PreferencePair` plus what the loader skipped (never silently)."""
+    """An ordered list of :class:`PreferencePair` plus what the loader skipped (never silently).
+
+    ``indices[i]``: position of pair i's record in its source (records counted from 0, skipped ones
+    included), so outputs can be matched to input lines. ``issues``: degenerate pairs the loader kept,
+    by kind (``"chosen == rejected"``, ...), as locations.
+    """
 
     def __init__(
         self,
         pairs: Iterable[PreferencePair],
         skipped: list[SkippedRecord] | None = None,
         source: str = "<memory>",
+        indices: Sequence[int] | None = None,
+        issues: dict[str, list[str]] | None = None,
     ):
         self.pairs = list(pairs)
         self.skipped = skipped or []
         self.source = source
+        self.indices = list(indices) if indices is not None else list(range(len(self.pairs)))
+        if len(self.indices) != len(self.pairs):
+            raise ValueError(f"{len(self.indices)} indices for {len(self.pairs)} pairs")
+        self.issues = issues or {}
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
-            return PreferenceDataset(self.pairs[i], source=self.source)
+            return PreferenceDataset(self.pairs[i], source=self.source, indices=self.indices[i])
         return self.pairs[i]
 
     def __iter__(self) -> Iterator[PreferencePair]:
@@ -80,8 +92,14 @@ class PreferenceDataset(Sequence[PreferencePair]):
     def prompts(self) -> list[Prompt]:
         return [p.prompt for p in self.pairs]
 
+    def _subset(self, keep: Sequence[int]) -> PreferenceDataset:
+        """The pairs at positions ``keep``, with their record indices."""
+        return PreferenceDataset(
+            [self.pairs[i] for i in keep], source=self.source, indices=[self.indices[i] for i in keep]
+        )
+
     def filter(self, fn: Callable[[PreferencePair], bool]) -> PreferenceDataset:
-        return PreferenceDataset([p for p in self.pairs if fn(p)], source=self.source)
+        return self._subset([i for i, p in enumerate(self.pairs) if fn(p)])
 
     def values(self, field_name: str) -> list[Any]:
         """Metadata values of ``field_name`` for every pair; raises if a pair lacks the field."""
@@ -105,23 +123,23 @@ class PreferenceDataset(Sequence[PreferencePair]):
                 f"{self.source}: no pair has {field_name}={sorted(map(str, missing))}; "
                 f"present: {sorted(map(str, set(keys)))}"
             )
-        inside = [p for p, k in zip(self.pairs, keys) if k in wanted]
-        outside = [p for p, k in zip(self.pairs, keys) if k not in wanted]
-        return PreferenceDataset(inside, source=self.source), PreferenceDataset(outside, source=self.source)
+        inside = [i for i, k in enumerate(keys) if k in wanted]
+        outside = [i for i, k in enumerate(keys) if k not in wanted]
+        return self._subset(inside), self._subset(outside)
 
     def group_by(self, field_name: str) -> dict[Any, PreferenceDataset]:
         """One dataset per distinct value of ``metadata[field_name]``, in first-seen order."""
-        groups: dict[Any, list[PreferencePair]] = {}
-        for p, k in zip(self.pairs, self.values(field_name)):
-            groups.setdefault(k, []).append(p)
-        return {k: PreferenceDataset(v, source=self.source) for k, v in groups.items()}
+        groups: dict[Any, list[int]] = {}
+        for i, k in enumerate(self.values(field_name)):
+            groups.setdefault(k, []).append(i)
+        return {k: self._subset(v) for k, v in groups.items()}
 
     def shuffle(self, seed: int) -> PreferenceDataset:
         import random
 
         order = list(range(len(self)))
         random.Random(seed).shuffle(order)
-        return PreferenceDataset([self.pairs[i] for i in order], source=self.source)
+        return self._subset(order)
 
     def train_test_split(
         self, test_fraction: float, seed: int
@@ -138,9 +156,9 @@ class PreferenceDataset(Sequence[PreferencePair]):
         ]
 
     def save_jsonl(self, path: str | os.PathLike) -> None:
-        from rewardkit.io import atomic_write_text
+        from rewardkit.io import atomic_write_text, dumps
 
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.to_records()))
+        atomic_write_text(path, "".join(dumps(r) + "\n" for r in self.to_records()))
 
 
 # ----------------------------------------------------------------------------- record normalisation
@@ -297,26 +315,59 @@ def normalize_record(
 # ----------------------------------------------------------------------------- sources
 
 
+_GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+def _gzip_error(path: Path, e: BaseException, where: str = "") -> DataError:
+    what = "truncated" if isinstance(e, EOFError) else "corrupt"
+    return DataError(f"{path}{where}: {what} gzip stream ({type(e).__name__}: {e})".replace(": )", ")"))
+
+
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield where, DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
+    """(location, record or DataError) per non-empty line; each line is decoded on its own, so one line
+    of bad bytes is one bad record (skippable), not the end of the file. A UTF-8 BOM is accepted."""
+    lineno = 0
+    try:
+        with _open_binary(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                where = f"{path}:{lineno}"
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    yield where, DataError(f"{where}: not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})")
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    yield where, json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield where, DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
+    except _GZIP_ERRORS as e:
+        raise _gzip_error(path, e, f" after line {lineno}") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with _open_binary(path) as f:
+            data = f.read()
+    except _GZIP_ERRORS as e:
+        raise _gzip_error(path, e) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 (byte {e.start})") from None
 
 
 def _iter_json(path: Path) -> Iterator[tuple[str, Any]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     if isinstance(data, dict):  # {"data": [...]} / {"train": [...]} containers
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
@@ -340,11 +391,30 @@ def _maybe_json(value: Any) -> Any:
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[str, Any]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    import io
+
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
         for row in reader:
             # line of the record's end; CSV cells holding message lists are JSON strings
-            yield f"{path}:{reader.line_num}", {k: _maybe_json(v) for k, v in row.items()}
+            where = f"{path}:{reader.line_num}"
+            if None in row:  # more cells than header columns
+                yield where, DataError(f"{where}: {len(row[None])} more cell(s) than the header's columns")
+                continue
+            yield where, {k: _maybe_json(v) for k, v in row.items()}
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+    return _iter_rows(rows, str(path))
 
 
 def _iter_rows(rows: Iterable[dict[str, Any]], name: str) -> Iterator[tuple[str, Any]]:
@@ -376,9 +446,7 @@ def _iter_source(source: Any, split: str) -> tuple[str, Iterator[tuple[str, Any]
             if name.endswith(".csv"):
                 return str(path), _iter_csv(path)
             if name.endswith(".parquet"):
-                import pyarrow.parquet as pq
-
-                return str(path), _iter_rows(pq.read_table(path).to_pylist(), str(path))
+                return str(path), _iter_parquet(path)
             raise DataError(f"{path}: unsupported file type; expected one of {', '.join(_FILE_SUFFIXES)}")
         if path.exists():
             raise DataError(f"{path}: is a directory, expected a preference file")
@@ -421,35 +489,68 @@ def load_preferences(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     name, records = _iter_source(source, split)
     pairs: list[PreferencePair] = []
+    indices: list[int] = []
     skipped: list[SkippedRecord] = []
+    issues: dict[str, list[str]] = {}
     prompt_col = (columns or {}).get("prompt", "prompt")
     has_prompt: bool | None = None  # the source's format, from its first record
-    for where, rec in records:
+    for index, (where, rec) in enumerate(records):
         try:
             if isinstance(rec, DataError):
                 raise rec
             if has_prompt is None and isinstance(rec, dict):
                 has_prompt = prompt_col in rec
-            pairs.append(normalize_record(rec, where, columns, has_prompt))
+            pair = normalize_record(rec, where, columns, has_prompt)
         except DataError as e:
             if on_error == "raise":
                 raise
             skipped.append(SkippedRecord(where, str(e)))
+            continue
+        for kind in degenerate(pair):
+            issues.setdefault(kind, []).append(where)
+        pairs.append(pair)
+        indices.append(index)
         if limit is not None and len(pairs) >= limit:
             break
     if skipped:
         logger.warning(
-            "%s: skipped %d malformed record(s) of %d; first: %s",
+            "%s: skipped %d malformed record(s) of %d: %s",
             name,
             len(skipped),
             len(skipped) + len(pairs),
-            skipped[0].reason,
+            "; ".join(s.reason for s in skipped[:3]) + (f"; +{len(skipped) - 3} more" if len(skipped) > 3 else ""),
         )
+    for kind, where in issues.items():  # kept (training on them can be legitimate), never hidden
+        logger.warning("%s: %d pair(s) with %s (first: %s)", name, len(where), kind, where[0])
     if not pairs:
         raise DataError(
             f"{name}: no valid preference pairs" + (f" ({len(skipped)} skipped)" if skipped else "")
         )
-    return PreferenceDataset(pairs, skipped, source=name)
+    return PreferenceDataset(pairs, skipped, source=name, indices=indices, issues=issues)
+
+
+KNOWN_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function", "ipython"})
+
+
+def degenerate(pair: PreferencePair) -> list[str]:
+    """Kinds of degeneracy of one pair: data that loads but likely means something else than intended."""
+    kinds = []
+    if pair.chosen == pair.rejected:
+        kinds.append("chosen == rejected")
+    if not pair.chosen.strip() or not pair.rejected.strip():
+        kinds.append("an empty or whitespace-only response")
+    if isinstance(pair.prompt, str):
+        if not pair.prompt.strip():
+            kinds.append("an empty or whitespace-only prompt")
+    else:
+        if not any(m["content"].strip() for m in pair.prompt):
+            kinds.append("an empty or whitespace-only prompt")
+        roles = {m["role"] for m in pair.prompt} - KNOWN_ROLES
+        if roles:
+            kinds.append(f"unknown role(s) {sorted(roles)}")
+        if pair.prompt[-1]["role"] == "assistant":
+            kinds.append("a prompt ending with an assistant turn")
+    return kinds
 
 
 def as_pairs(data: Any) -> PreferenceDataset:

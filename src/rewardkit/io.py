@@ -1,25 +1,111 @@
-"""Atomic writes: build next to the target, then rename, so a crash never leaves half a file."""
+"""Safe outputs: atomic writes, no input ever overwritten, no temporaries left behind.
+
+- **Atomic**: a file or folder is built next to its target under a hidden temporary name and renamed
+  into place, so a crash never leaves half an output at the target path.
+- **Temporaries name their process** (``.NAME.tmp-PID-XXXX``, ``.NAME.old-PID``): one left by a killed
+  process (``kill -9``) is removed by the next write to the same target once that process is gone.
+- **Permissions follow the umask**, as for any file a program creates (temporary files and folders are
+  created private, 0600 / 0700, and opened up before the rename).
+- **Inputs are never outputs**: :func:`check_output` refuses an output path equal to an input, inside an
+  input folder, or containing an input, before any work is done.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rewardkit.errors import RewardkitError
 
+logger = logging.getLogger(__name__)
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale(target: Path) -> list[Path]:
+    """Remove temporaries of ``target`` (``.NAME.tmp-PID-*``, ``.NAME.old-PID``) whose process is dead;
+    returns what was removed."""
+    removed = []
+    parent = target.parent
+    if not parent.is_dir():
+        return removed
+    for prefix in (f".{target.name}.tmp-", f".{target.name}.old-"):
+        for entry in parent.glob(f"{glob_escape(prefix)}*"):
+            pid = entry.name[len(prefix) :].split("-", 1)[0].split(".", 1)[0]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            if (entry / "checkpoints").is_dir():  # never delete training checkpoints: say where they are
+                logger.warning("%s holds checkpoints of an interrupted write: recover or delete it", entry)
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _check_parent(target: Path) -> None:
+    for parent in [target.parent, *target.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RewardkitError(f"{target}: cannot write here: {parent} is a file, not a folder")
+            return
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, force: bool = True) -> None:
+    """Write ``text`` to ``path`` atomically (an existing file is replaced only with ``force``)."""
     path = Path(path)
+    _check_parent(path)
+    if path.is_dir():
+        raise RewardkitError(f"{path}: is a folder, expected a file path")
+    if path.exists() and not force:
+        raise RewardkitError(f"{path}: already exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    clean_stale(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-", suffix="")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -27,31 +113,107 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+@contextmanager
+def atomic_file(path: str | os.PathLike, *, suffix: str = ""):
+    """Yield a temporary path next to ``path`` for a writer that needs a file name (e.g. matplotlib);
+    on success it replaces ``path``."""
+    path = Path(path)
+    _check_parent(path)
+    if path.is_dir():
+        raise RewardkitError(f"{path}: is a folder, expected a file path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """JSON text of ``obj``; NaN and infinity are refused (they are not JSON)."""
+    try:
+        return json.dumps(obj, allow_nan=False, ensure_ascii=False, default=str, **kwargs)
+    except ValueError as e:
+        raise RewardkitError(f"refusing to write a NaN or infinite number as JSON ({e})") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    atomic_write_text(path, dumps(obj, indent=2) + "\n")
+
+
+def _set_modes(folder: Path) -> None:
+    dir_mode, file_mode = 0o777 & ~_umask(), 0o666 & ~_umask()
+    os.chmod(folder, dir_mode)
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), dir_mode)
+        for f in files:
+            p = os.path.join(root, f)
+            if not os.path.islink(p):
+                os.chmod(p, file_mode)
 
 
 @contextmanager
-def atomic_dir(target: str | os.PathLike, *, force: bool = False):
+def atomic_dir(target: str | os.PathLike, *, force: bool = False, keep: Iterable[str] = ()):
     """Yield a temporary folder next to ``target``; on success it replaces ``target``.
 
-    An existing ``target`` is refused unless ``force``; on error the temporary folder is removed and
-    ``target`` is left as it was.
+    An existing ``target`` (file or folder) is refused unless ``force``; on error the temporary folder is
+    removed and ``target`` is left as it was. ``keep``: entries of an existing ``target`` folder carried
+    over into the new one (e.g. ``checkpoints``).
     """
     target = Path(target)
+    _check_parent(target)
     if target.exists() and not force:
         raise RewardkitError(f"{target}: already exists (pass force=True / --force to overwrite)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    clean_stale(target)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-{os.getpid()}-"))
     try:
         yield tmp
-        if target.exists():
+        _set_modes(tmp)
+        if target.exists() or target.is_symlink():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            _remove(old)
             os.replace(target, old)
             os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            for name in keep:  # after the swap: the new output is in place before anything moves
+                if (old / name).exists():
+                    os.replace(old / name, target / name)
+            _remove(old)
         else:
             os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], what: str = "output") -> None:
+    """Refuse, before any work, an output path that is an input, lies inside an input folder, or
+    contains an input (``--force`` would delete it), naming both paths."""
+    o = Path(out).resolve()
+    for raw in inputs:
+        if raw is None:
+            continue
+        i = Path(raw).resolve()
+        if o == i:
+            raise RewardkitError(f"{what} {out} is the input {raw}: refusing to overwrite an input")
+        if i in o.parents:
+            raise RewardkitError(f"{what} {out} is inside the input {raw}: refusing to write into an input")
+        if o in i.parents:
+            raise RewardkitError(f"{what} {out} contains the input {raw}: refusing to replace an input")
+
+
+def check_distinct(paths: Iterable[str | os.PathLike], what: str = "input") -> None:
+    """Refuse the same path given twice (e.g. one model merged with itself by mistake)."""
+    seen: dict[Path, str] = {}
+    for p in paths:
+        r = Path(p).resolve()
+        if r in seen:
+            raise RewardkitError(f"{what} {p} is given twice (also as {seen[r]})")
+        seen[r] = str(p)

@@ -14,13 +14,10 @@ import torch
 from torch import nn
 
 from rewardkit.errors import ModelError
+from rewardkit.util import unwrap_peft
 
 CHUNK_ELEMENTS = 2**23
 DEFAULT_CHUNK: int | None = None  # None: CHUNK_ELEMENTS // vocab rows
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def is_causal_decoder(model: nn.Module) -> bool:
@@ -62,7 +59,7 @@ def logit_map(model: nn.Module) -> LogitMap | None:
     ``logit_scale``, MuseSpark by ``output_multiplier``) and then Gemma-style soft-capping
     ``c * tanh(x / c)``. :func:`verify_logits` checks the result against the model's own forward.
     """
-    inner = _unwrap(model)
+    inner = unwrap_peft(model)
     config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
     kind = str(getattr(inner.config, "model_type", ""))
     scale = 1.0
@@ -92,7 +89,7 @@ def verify_logits(model: nn.Module, atol: float | None = None) -> None:
     """Check once per model that ``lm_head`` + :func:`logit_map` reproduce the model's own logits on a
     short probe; a model that computes them some other way is refused by name (its implicit rewards
     would be wrong). Costs one forward of 8 tokens."""
-    inner = _unwrap(model)
+    inner = unwrap_peft(model)
     if getattr(inner, "_rewardkit_logits_ok", False):
         return
     head = inner.get_output_embeddings()
@@ -151,7 +148,7 @@ def sequence_logprobs(
     ``model``: an HF causal LM (optionally peft-wrapped). ``input_ids``/``attention_mask``: [B, T], left or
     right padded; ``response_start``: [B] index of the first response token in each row.
     """
-    inner = _unwrap(model)
+    inner = unwrap_peft(model)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     hidden = inner.base_model(
         input_ids=input_ids, attention_mask=backbone_mask(True, attention_mask), position_ids=position_ids

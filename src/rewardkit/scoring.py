@@ -177,20 +177,19 @@ def run_batches(
     return out
 
 
-def report_encoding(
-    items: Sequence[Encoded], max_length: int | None, what: str = "sequences", boundary: bool = True
-) -> None:
-    """Warn (once per call) how many sequences were truncated and, where the response boundary matters
-    (``boundary``: implicit rewards, DPO), how many had it inside a token: counted, never hidden."""
+def report_encoding(items: Sequence[Encoded], formatter, what: str = "sequences", boundary: bool = True) -> None:
+    """Warn (once per call) how many sequences were truncated (to ``max_length`` or to the model's
+    context) and, where the response boundary matters (``boundary``: implicit rewards, DPO), how many
+    had it inside a token: counted, never hidden."""
     n_trunc = sum(x.truncated for x in items)
     if n_trunc:
-        logger.warning(
-            "%d of %d %s were longer than max_length=%s and kept their last tokens",
-            n_trunc,
-            len(items),
-            what,
-            max_length,
+        by = (
+            f"the model's context of {formatter.context} tokens"
+            if formatter.context is not None and formatter.limit == formatter.context
+            and (formatter.max_length is None or formatter.context < formatter.max_length)
+            else f"max_length={formatter.max_length}"
         )
+        logger.warning("%d of %d %s were longer than %s and kept their last tokens", n_trunc, len(items), what, by)
     n_merged = sum(x.merged for x in items) if boundary else 0
     if n_merged:
         logger.warning(
@@ -209,8 +208,8 @@ def score_encoded(
     """Run a model's batch function over encoded sequences with the model's engine settings
     (``tokenizer``, ``device``, ``max_tokens``, ``max_batch_size``, ``progress``); truncated sequences
     and (with ``boundary``) merged response boundaries are counted in a warning, never hidden."""
-    report_encoding(items, rm.formatter.max_length, boundary=boundary)
-    return run_batches(
+    report_encoding(items, rm.formatter, boundary=boundary)
+    out = run_batches(
         items,
         fn,
         pad_id=rm.tokenizer.pad_token_id,
@@ -219,3 +218,12 @@ def score_encoded(
         max_batch_size=rm.max_batch_size,
         progress=rm.progress,
     )
+    bad = int((~np.isfinite(out)).sum())
+    if bad:
+        from rewardkit.errors import ModelError
+
+        raise ModelError(
+            f"reward model {getattr(rm, 'source', None) or type(rm).__name__}: {bad} of {out.size} rewards "
+            "are NaN or infinite (its weights or inputs overflow)"
+        )
+    return out

@@ -162,9 +162,11 @@ class Formatter:
         max_length: int | None = None,
         chat_template: ChatTemplateMode = "auto",
         pair_encoding: bool = False,
+        context: int | None = None,
     ):
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.context = context  # the model's own limit (max_position_embeddings): never exceeded
         self.chat_template = check_chat_template_mode(chat_template)
         self.pair_encoding = pair_encoding
         self.has_template = bool(getattr(tokenizer, "chat_template", None))
@@ -187,7 +189,7 @@ class Formatter:
                 (
                     getattr(self.tokenizer, "chat_template", None),
                     self.tokenizer.eos_token,
-                    self.max_length,
+                    self.limit,
                     self.chat_template,
                     self.pair_encoding,
                     type(self.tokenizer).__name__,
@@ -301,8 +303,15 @@ class Formatter:
             raise ModelError("an encoder reward model needs a fast tokenizer with a text-pair template")
         return self._truncate(enc["input_ids"], seq.index(1))
 
+    @property
+    def limit(self) -> int | None:
+        """Tokens kept per sequence: ``max_length``, and never more than the model's context."""
+        limits = [n for n in (self.max_length, self.context) if n is not None]
+        return min(limits) if limits else None
+
     def _truncate(self, ids: list[int], start: int, merged: bool = False) -> Encoded:
-        if self.max_length is None or len(ids) <= self.max_length:
+        limit = self.limit
+        if limit is None or len(ids) <= limit:
             return Encoded(ids, start, merged=merged)
-        cut = len(ids) - self.max_length
+        cut = len(ids) - limit
         return Encoded(ids[cut:], max(0, start - cut), truncated=True, merged=merged)

@@ -25,6 +25,7 @@ from rewardkit.data import PreferenceDataset, load_preferences
 from rewardkit.errors import RewardkitError
 from rewardkit.eval.metrics import correctness
 from rewardkit.eval.shift import EvalReport, report_from_correctness
+from rewardkit.util import versions
 
 logger = logging.getLogger(__name__)
 
@@ -45,26 +46,6 @@ def _zscored(members: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
         rows_c.append((m[split][0] - mean) / std)
         rows_r.append((m[split][1] - mean) / std)
     return np.stack(rows_c), np.stack(rows_r)
-
-
-def _versions() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
-
-    from rewardkit import __version__
-
-    return {
-        "rewardkit": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": torch.cuda.get_device_name(0)
-        if torch.cuda.is_available()
-        else f"cpu x{torch.get_num_threads()}",
-    }
 
 
 def load_bench_data(config: BenchConfig) -> PreferenceDataset:
@@ -352,7 +333,10 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
         "base_model": base,
         "data": data_summary,
         "timings": {k: round(v, 2) for k, v in timings.items()},
-        "versions": _versions(),
+        "versions": versions(
+            platform=platform.platform(),
+            device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}",
+        ),
         "config": config.model_dump(),
     }
     if main:

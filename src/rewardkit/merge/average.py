@@ -13,23 +13,29 @@ so it is not used. DoRA, LoRA biases and per-module rank / alpha patterns are re
 from __future__ import annotations
 
 import json
-import math
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rewardkit.base import MANIFEST, read_manifest
+from rewardkit.base import read_manifest
 from rewardkit.errors import ModelError
-from rewardkit.io import atomic_dir, write_json
-from rewardkit.merge.safetensors_io import CheckpointReader, StreamingShardWriter
+from rewardkit.io import atomic_dir, check_distinct, check_output
+from rewardkit.merge.common import (
+    DTYPES,
+    check_weights,
+    copy_model_files,
+    mismatch,
+    normalize_weights,
+    parse_size,
+    provenance,
+)
+from rewardkit.merge.lora import average_lora
+from rewardkit.safetensors_io import CheckpointReader, StreamingShardWriter
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_ST_DTYPES = {
+_STDTYPES = {
     "F32": torch.float32,
     "F16": torch.float16,
     "BF16": torch.bfloat16,
@@ -43,48 +49,16 @@ _ST_DTYPES = {
 }
 
 
-def parse_size(size: str | int) -> int:
-    """'2GB' / '500MB' / '1.5GiB' / bytes -> bytes."""
-    if isinstance(size, int):
-        return size
-    s = size.strip().upper().replace("IB", "B")
-    for unit, mult in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10), ("B", 1)):
-        if s.endswith(unit):
-            return int(float(s[: -len(unit)]) * mult)
-    return int(s)
-
-
-def check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
-    """The weights as given (1 each by default): ``n`` finite non-negative numbers with a positive sum."""
-    if weights is None:
-        return [1.0] * n
-    w = [float(x) for x in weights]
-    if len(w) != n or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) == 0:
-        raise ModelError(f"weights must be {n} finite non-negative numbers with a positive sum, got {w}")
-    return w
-
-
-def normalize_weights(weights: Sequence[float] | None, n: int) -> list[float]:
-    """Uniform by default; otherwise non-negative weights divided by their sum."""
-    w = check_weights(weights, n)
-    return [x / sum(w) for x in w]
-
-
-def _mismatch(what: str, names: Sequence[str]) -> ModelError:
-    shown = ", ".join(sorted(names)[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else "")
-    return ModelError(f"cannot merge: {what}: {shown}")
-
-
 def _check_same_tensors(readers: Sequence[CheckpointReader], sources: Sequence[Path]) -> None:
     ref = readers[0]
     ref_keys = set(ref.keys())
     for r, src in zip(readers[1:], sources[1:]):
         keys = set(r.keys())
         if keys != ref_keys:
-            raise _mismatch(f"{src} has different tensors than {sources[0]}", list(keys ^ ref_keys))
+            raise mismatch(f"{src} has different tensors than {sources[0]}", list(keys ^ ref_keys))
         bad = [k for k in ref_keys if r.meta(k) != ref.meta(k)]
         if bad:
-            raise _mismatch(f"{src} differs in shape or dtype from {sources[0]}", bad)
+            raise mismatch(f"{src} differs in shape or dtype from {sources[0]}", bad)
 
 
 def _architecture(folder: Path) -> Any:
@@ -92,39 +66,11 @@ def _architecture(folder: Path) -> Any:
     return json.loads(cfg.read_text()).get("architectures") if cfg.is_file() else None
 
 
-def _copy_side_files(src: Path, dst: Path) -> None:
-    """Config, tokenizer, chat template, manifest: everything but weights."""
-    for f in src.iterdir():
-        if (
-            f.is_file()
-            and not f.name.endswith(".safetensors")
-            and f.name != "model.safetensors.index.json"
-            and not f.name.startswith(("adapter_", "merge."))
-        ):
-            shutil.copy2(f, dst / f.name)
-
-
 def _hasher():
     """A fast content hash (xxh3-128, ~10 GB/s; xxhash comes with datasets) for provenance."""
     import xxhash
 
     return xxhash.xxh3_128()
-
-
-def _versions() -> dict[str, str]:
-    import peft
-    import safetensors
-    import transformers
-
-    from rewardkit import __version__
-
-    return {
-        "rewardkit": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "safetensors": safetensors.__version__,
-    }
 
 
 def weight_average(
@@ -136,26 +82,33 @@ def weight_average(
     shard_size: str | int = "2GB",
     force: bool = False,
     progress: bool | None = None,
+    base_model: str | os.PathLike | None = None,
 ) -> Path:
     """Average saved reward models (or DPO policies) into ``out``; returns ``out``.
 
-    All members must share architecture, tensor names and shapes (LoRA members: the same base model);
-    any mismatch raises before anything is written. ``out`` is written atomically and never overwritten
+    All members must share architecture, tensor names and shapes (LoRA members: the same base model,
+    checked against the fingerprint each recorded; ``base_model`` overrides where the base is); any
+    mismatch, a source given twice, an ``out`` that is or holds a source, or a NaN / infinite merged
+    tensor raises before anything is written. ``out`` is written atomically and never overwritten
     unless ``force``. ``merge.json`` beside the weights records inputs, content hashes, normalised
-    weights and library versions.
+    weights, the files copied and library versions.
     """
+    from rewardkit.models.common import check_model_folder
+
     srcs = [Path(s) for s in sources]
     if len(srcs) < 2:
         raise ModelError("weight averaging needs at least 2 models")
-    for s in srcs:
-        if not s.is_dir():
-            raise ModelError(f"{s}: model folder not found")
+    check_distinct(srcs, "merge source")
+    check_output(out, srcs, "merge output")
     if Path(out).exists() and not force:
         raise ModelError(f"{out}: already exists (use --force to overwrite)")
-    if dtype is not None and dtype not in _DTYPES:
-        raise ModelError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    if dtype is not None and dtype not in DTYPES:
+        raise ModelError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
     raw = check_weights(weights, len(srcs))
     w = normalize_weights(raw, len(srcs))
+    shard_bytes = parse_size(shard_size)
+    for s in srcs:
+        check_model_folder(s, "merge source", weights=False)
     manifests = [read_manifest(s) or {} for s in srcs]
     loras = [bool(m.get("lora")) or (s / "adapter_config.json").is_file() for m, s in zip(manifests, srcs)]
     if any(loras) and not all(loras):
@@ -164,15 +117,13 @@ def weight_average(
     if len(kinds) > 1:
         raise ModelError(f"cannot merge reward models of different kinds: {sorted(kinds)}")
     if all(loras):
-        from rewardkit.merge.lora import average_lora
-
-        return average_lora(srcs, w, manifests, Path(out), dtype=dtype, force=force, provenance=_provenance)
+        return average_lora(srcs, w, manifests, Path(out), dtype=dtype, force=force, base_model=base_model)
     archs = {json.dumps(_architecture(s)) for s in srcs}
     if len(archs) > 1:
         raise ModelError(f"cannot merge different architectures: {sorted(archs)}")
     readers = [CheckpointReader(s) for s in srcs]
     try:
-        return _average_full(srcs, readers, raw, manifests[0], Path(out), dtype, shard_size, force, progress)
+        return _average_full(srcs, readers, raw, manifests[0], Path(out), dtype, shard_bytes, force, progress)
     finally:
         for r in readers:
             r.close()
@@ -184,8 +135,8 @@ def _average_full(srcs, readers, raw, manifest, out: Path, dtype, shard_size, fo
     specs = []
     for k in ref.keys():
         shape, st_dtype = ref.meta(k)
-        in_dtype = _ST_DTYPES[st_dtype]
-        out_dtype = _DTYPES[dtype] if dtype is not None and in_dtype.is_floating_point else in_dtype
+        in_dtype = _STDTYPES[st_dtype]
+        out_dtype = DTYPES[dtype] if dtype is not None and in_dtype.is_floating_point else in_dtype
         specs.append((k, shape, out_dtype))
     from tqdm.auto import tqdm
 
@@ -193,7 +144,7 @@ def _average_full(srcs, readers, raw, manifest, out: Path, dtype, shard_size, fo
 
     hashes = [_hasher() for _ in srcs]
     with atomic_dir(out, force=force) as tmp:
-        writer = StreamingShardWriter(tmp, specs, parse_size(shard_size))
+        writer = StreamingShardWriter(tmp, specs, shard_size)
         blocks = {k: _blocks(ref, k) for k in writer.order}
         prefetcher = _Prefetcher(readers, [b for k in writer.order for b in blocks[k]])
         accs = _Accumulators()
@@ -213,9 +164,9 @@ def _average_full(srcs, readers, raw, manifest, out: Path, dtype, shard_size, fo
             prefetcher.close()
             torch.set_num_threads(threads)
         writer.close()
-        _copy_side_files(srcs[0], tmp)
+        copied = copy_model_files(srcs[0], tmp)
         w = normalize_weights(raw, len(srcs))
-        _provenance(tmp, srcs, w, [h.hexdigest() for h in hashes], manifest, dtype, lora=False)
+        provenance(tmp, srcs, w, [h.hexdigest() for h in hashes], manifest, dtype, lora=False, copied=copied)
     return out
 
 
@@ -311,55 +262,17 @@ def _averaged_blocks(key, n_blocks, prefetcher, accs, raw: Sequence[float], hash
                 acc.addcmul_(t, c)
             acc.div_(denom)
             out = acc if out_dtype == torch.float32 else acc.to(out_dtype)
+            bad = int((~torch.isfinite(out)).sum())
+            if bad:
+                raise ModelError(
+                    f"merged tensor {key!r}: {bad} of {out.numel()} values are NaN or infinite "
+                    "(a source holds non-finite weights); nothing written"
+                )
         else:  # integer buffers cannot be averaged: they must agree
             if any(not torch.equal(tensors[0], t) for t in tensors[1:]):
-                raise _mismatch("integer tensors differ between members", [key])
+                raise mismatch("integer tensors differ between members", [key])
             out = tensors[0].clone()
         prefetcher.free.put(bufs)
         yield out
 
 
-def _provenance(
-    folder: Path,
-    srcs: Sequence[Path],
-    w: Sequence[float],
-    hashes: Sequence[str],
-    manifest: dict[str, Any],
-    dtype: str | None,
-    lora: bool,
-) -> None:
-    write_json(
-        folder / "merge.json",
-        {
-            "method": "exact LoRA average merged into the base"
-            if lora
-            else "weighted average (float32 accumulation)",
-            "inputs": [
-                {"path": str(s.resolve()), "weight": wi, "tensor_hash": h}
-                for s, wi, h in zip(srcs, w, hashes)
-            ],
-            "tensor_hash": "sha256 of adapter_model.safetensors"
-            if lora
-            else "xxh3-128 of every tensor's bytes in key order",
-            "weights_normalised_to_sum_1": True,
-            "dtype": dtype or "inputs'",
-            "versions": _versions(),
-        },
-    )
-    if manifest:
-        man = {**manifest, "lora": False, "base_model": None, "merged_from": [str(s.resolve()) for s in srcs]}
-        write_json(folder / MANIFEST, man)
-
-
-def lora_scaling(config: dict[str, Any], where: Path) -> float:
-    """s = alpha / r (alpha / sqrt(r) with rsLoRA); refuses what an exact average cannot handle."""
-    if config.get("use_dora"):
-        raise ModelError(f"{where}: DoRA adapters are not supported by the exact LoRA average")
-    if config.get("bias", "none") != "none" or config.get("lora_bias"):
-        raise ModelError(f"{where}: LoRA bias terms are not supported by the exact LoRA average")
-    if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise ModelError(
-            f"{where}: per-module rank/alpha patterns are not supported by the exact LoRA average"
-        )
-    r, alpha = config["r"], config["lora_alpha"]
-    return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +12,10 @@ import torch
 
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
-from rewardkit.merge.average import _DTYPES, _copy_side_files, _mismatch, lora_scaling
-from rewardkit.merge.safetensors_io import CheckpointReader
+from rewardkit.merge.common import DTYPES, copy_model_files, lora_scaling, mismatch, provenance
+from rewardkit.safetensors_io import CheckpointReader
 
 PREFIX = "base_model.model."
-
-
-def base_fingerprint(base: str | Path) -> str:
-    """Identity of a base checkpoint from its config and the names/sizes of its weight files (cheap)."""
-    base = Path(base)
-    h = hashlib.sha256((base / "config.json").read_bytes() if (base / "config.json").is_file() else b"")
-    for f in sorted(base.glob("*.safetensors")):
-        h.update(f"{f.name}:{f.stat().st_size}".encode())
-    return h.hexdigest()
 
 
 def lora_delta(
@@ -59,30 +50,39 @@ def average_lora(
     *,
     dtype: str | None,
     force: bool,
-    provenance: Callable,
+    base_model: str | Path | None = None,
 ) -> Path:
+    """The exact average of LoRA members on one base, merged into the base (dense output). Every
+    member's recorded base fingerprint is checked against the base (``base_model`` overrides its path)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from rewardkit.models.common import check_base, check_model_folder
 
     configs = [json.loads((s / "adapter_config.json").read_text()) for s in srcs]
     scalings = [lora_scaling(c, s) for c, s in zip(configs, srcs)]
-    bases = [str(Path(c["base_model_name_or_path"]).resolve()) for c in configs]
-    if len(set(bases)) > 1:
-        raise ModelError(f"cannot merge: members were trained on different base models: {sorted(set(bases))}")
-    base = bases[0]
+    if base_model is not None:
+        base = str(Path(base_model).resolve())
+    else:
+        bases = [str(Path(c.get("base_model_name_or_path") or "").resolve()) for c in configs]
+        if len(set(bases)) > 1:
+            raise ModelError(
+                f"cannot merge: members were trained on different base models: {sorted(set(bases))}"
+            )
+        base = bases[0]
     if not Path(base).is_dir():
-        raise ModelError(f"cannot merge: base model {base!r} not found")
-    prints = {m.get("base_fingerprint") for m in manifests} - {None}
-    if prints and prints != {base_fingerprint(base)}:
-        raise ModelError(f"cannot merge: the base model at {base} is not the one the members were trained on")
+        raise ModelError(f"cannot merge: base model {base!r} not found (pass --base-model PATH)")
+    check_model_folder(base, "base model")
+    for s, m in zip(srcs, manifests):
+        check_base(s, m.get("base_fingerprint"), base)
     readers = [CheckpointReader(s, stem="adapter_model") for s in srcs]
     keys = set(readers[0].keys())
     for r, s in zip(readers[1:], srcs[1:]):
         if set(r.keys()) != keys:
-            raise _mismatch(f"{s} adapts different modules than {srcs[0]}", list(set(r.keys()) ^ keys))
+            raise mismatch(f"{s} adapts different modules than {srcs[0]}", list(set(r.keys()) ^ keys))
     dense = [k for k in keys if ".lora_A." not in k and ".lora_B." not in k]
     bad = [k for k in dense for r in readers[1:] if r.meta(k) != readers[0].meta(k)]
     if bad:
-        raise _mismatch("reward heads / saved modules differ in shape", bad)
+        raise mismatch("reward heads / saved modules differ in shape", bad)
     kind = manifests[0].get("kind", "explicit")
     if kind == "implicit":
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
@@ -98,25 +98,27 @@ def average_lora(
     head_names = {n for n, m in model.named_modules() if head is not None and m is head}
     if any(k[len(PREFIX) : k.index(".lora_A.")] in head_names for k in keys if ".lora_A." in k):
         _untie_output_embeddings(model)  # the adapted head gets its own weight; the embedding is kept
+    if "pad_token_id" in manifests[0]:  # where an explicit reward is read, as in training
+        model.config.get_text_config().pad_token_id = manifests[0]["pad_token_id"]
     state = model.state_dict()
     with torch.no_grad():
         # saved modules first (reward heads; peft's copy of a targeted layer's base weight), then updates
         for k in sorted(k for k in keys if ".lora_A." not in k and ".lora_B." not in k):
             name = (k[len(PREFIX) :] if k.startswith(PREFIX) else k).replace(".base_layer.", ".")
             if name not in state:
-                raise _mismatch("saved module not found in the base model", [name])
+                raise mismatch("saved module not found in the base model", [name])
             state[name].copy_(sum(wi * r.get(k).float() for wi, r in zip(w, readers)))
         for k in sorted(k for k in keys if ".lora_A." in k):
             module = k[len(PREFIX) : k.index(".lora_A.")]
             target = f"{module}.weight"
             if target not in state:
-                raise _mismatch("adapted module not found in the base model", [target])
+                raise mismatch("adapted module not found in the base model", [target])
             kb = k.replace(".lora_A.", ".lora_B.")
             delta = sum(
                 wi * lora_delta(r.get(k), r.get(kb), s, transposed) for wi, r, s in zip(w, readers, scalings)
             )
             if delta.shape != state[target].shape:
-                raise _mismatch(
+                raise mismatch(
                     f"LoRA update of shape {tuple(delta.shape)} does not fit the base weight "
                     f"{tuple(state[target].shape)} (fan_in_fan_out={transposed})",
                     [target],
@@ -124,14 +126,17 @@ def average_lora(
             state[target] += delta.to(state[target].dtype)
     model.load_state_dict(state)
     if dtype is not None:
-        model = model.to(_DTYPES[dtype])
+        model = model.to(DTYPES[dtype])
     hashes = [hashlib.sha256((s / "adapter_model.safetensors").read_bytes()).hexdigest() for s in srcs]
     manifest = dict(manifests[0])
     if kind == "implicit" and not manifest.get("reference") and not manifest.get("reference_free"):
         manifest["reference"] = base  # the members' reference was their adapter-disabled base
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ModelError(f"merged tensor(s) {bad[:3]} hold NaN or infinite values; nothing written")
     with atomic_dir(out, force=force) as tmp:
         model.save_pretrained(tmp)
-        _copy_side_files(srcs[0], tmp)
+        copied = copy_model_files(srcs[0], tmp)
         model.config.save_pretrained(tmp)  # the dense model's config, not an adapter's
-        provenance(tmp, srcs, w, hashes, manifest, dtype, lora=True)
+        provenance(tmp, srcs, w, hashes, manifest, dtype, lora=True, copied=sorted({*copied, "config.json"}))
     return out

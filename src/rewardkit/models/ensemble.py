@@ -192,14 +192,17 @@ class EnsembleRM(RewardModel):
         """
         rows = []
         encoded: dict[str, list] = {}  # one tokenisation per distinct tokenizer / convention / max_length
-        for m in self.members:
-            if hasattr(m, "member_rows") and hasattr(m, "formatter"):
-                key = m.formatter.encoding_key
-                if key not in encoded:
-                    encoded[key] = texts.encode(m.formatter)
-                rows.extend(m.member_rows(texts, items=encoded[key]))
-            else:
-                rows.append(m.score_texts(texts))
+        for i, m in enumerate(self.members):
+            try:
+                if hasattr(m, "member_rows") and hasattr(m, "formatter"):
+                    key = m.formatter.encoding_key
+                    if key not in encoded:
+                        encoded[key] = texts.encode(m.formatter)
+                    rows.extend(m.member_rows(texts, items=encoded[key]))
+                else:
+                    rows.append(m.score_texts(texts))
+            except ModelError as e:
+                raise ModelError(f"ensemble member #{i}: {e}") from None
         self.last_tokenizations = len(encoded)
         out = np.stack(rows).astype(np.float64)
         return out[self.row_order] if self.row_order is not None else out

@@ -24,9 +24,21 @@ from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.logprobs import backbone_mask, is_causal_decoder
-from rewardkit.models.common import load_tokenizer, quiet_transformers, resolve_device, resolve_dtype
+from rewardkit.models.common import (
+    base_fingerprint,
+    check_base,
+    check_finite_weights,
+    check_model_folder,
+    hf_load,
+    load_tokenizer,
+    model_context,
+    quiet_transformers,
+    resolve_device,
+    resolve_dtype,
+)
 from rewardkit.scoring import Batch, score_encoded
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
+from rewardkit.util import unwrap_peft
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +58,6 @@ def reward_index(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: 
         keep = keep & (input_ids != pad_id)
     positions = torch.arange(input_ids.shape[1], device=input_ids.device)
     return (positions * keep).argmax(-1)
-
-
-def unwrap_peft(model: nn.Module) -> nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def reward_head(model: nn.Module) -> nn.Module | None:
@@ -165,7 +173,10 @@ class BradleyTerryRM(RewardModel):
         self.tokenizer = tokenizer
         # encoders (head "classifier", pooled from the first token) read (prompt, response) as a text pair
         encoder = not hasattr(unwrap_peft(model), "score")
-        self.formatter = Formatter(tokenizer, max_length, chat_template, pair_encoding=encoder)
+        self.formatter = Formatter(
+            tokenizer, max_length, chat_template, pair_encoding=encoder, context=model_context(model)
+        )
+        self.source: str | None = None  # the folder it was loaded from, to name it in errors
         self.max_tokens = max_tokens
         self.max_batch_size = max_batch_size
         self.base_model = base_model
@@ -229,9 +240,12 @@ class BradleyTerryRM(RewardModel):
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         dev = resolve_device(device)
+        check_model_folder(path)
         tok = load_tokenizer(path, trust_remote_code)
-        config = AutoConfig.from_pretrained(path, num_labels=num_heads, trust_remote_code=trust_remote_code)
-        config.pad_token_id = tok.pad_token_id
+        config = hf_load(
+            AutoConfig.from_pretrained, path, "config", num_labels=num_heads, trust_remote_code=trust_remote_code
+        )
+        config.pad_token_id = tok.pad_token_id  # as TRL does: HF reads the reward at the last non-pad token
         if dropout is not None:  # WARM diversity grid: one dropout knob across architectures
             for key in (
                 "attention_dropout",
@@ -245,8 +259,14 @@ class BradleyTerryRM(RewardModel):
                 if hasattr(config, key):
                     setattr(config, key, dropout)
         with quiet_transformers():  # "newly initialised score weights" is expected here
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, config=config, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
+            model = hf_load(
+                AutoModelForSequenceClassification.from_pretrained,
+                path,
+                "model",
+                config=config,
+                dtype=resolve_dtype(dtype, dev),
+                trust_remote_code=trust_remote_code,
+                use_safetensors=True,
             )
         init_head(model, head_seed)
         if lora_r:
@@ -294,7 +314,9 @@ class BradleyTerryRM(RewardModel):
         """One reward per (prompt, response); a multi-head / multi-adapter model returns the mean."""
         return self.score_texts(Texts(list(prompts), list(responses)))
 
-    def save(self, path: str | os.PathLike, *, merge_lora: bool = False, force: bool = False) -> None:
+    def save(
+        self, path: str | os.PathLike, *, merge_lora: bool = False, force: bool = False, keep: Sequence[str] = ()
+    ) -> None:
         """Save as an HF checkpoint (safetensors) + tokenizer + manifest (the active adapter only).
 
         A LoRA model saves its adapter and the full head (needs its base model to load) unless
@@ -306,9 +328,8 @@ class BradleyTerryRM(RewardModel):
             import copy
 
             model = copy.deepcopy(model).merge_and_unload()
-        from rewardkit.merge.lora import base_fingerprint
-
-        with atomic_dir(path, force=force) as tmp:
+        check_finite_weights(model, self.source or "reward model")
+        with atomic_dir(path, force=force, keep=keep) as tmp:
             model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             write_manifest(
@@ -319,6 +340,7 @@ class BradleyTerryRM(RewardModel):
                     max_length=self.formatter.max_length,
                     chat_template=self.formatter.chat_template,
                     num_heads=self.num_heads,
+                    pad_token_id=unwrap_peft(model).config.get_text_config().pad_token_id,
                     base_fingerprint=base_fingerprint(self.base_model) if lora and self.base_model else None,
                 ),
             )
@@ -338,29 +360,35 @@ class BradleyTerryRM(RewardModel):
         from transformers import AutoModelForSequenceClassification
 
         dev = resolve_device(device)
+        check_model_folder(path, "reward model", weights=not manifest.get("lora"))
         tok = load_tokenizer(path, trust_remote_code)
+        load = dict(dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code, use_safetensors=True)
         if manifest.get("lora"):
             from peft import PeftModel
 
             base = base_model or manifest.get("base_model")
-            if not base or not Path(base).exists():
+            if not base or not Path(base).is_dir():
                 raise ModelError(
-                    f"{path}: LoRA reward model needs its base model at {base!r} (pass base_model=...)"
+                    f"{path}: LoRA reward model needs its base model, not found at {base!r} "
+                    "(pass --base-model PATH / base_model=...)"
                 )
+            check_model_folder(base, "base model")
+            check_base(path, manifest.get("base_fingerprint"), base)
             with quiet_transformers():
-                model = AutoModelForSequenceClassification.from_pretrained(
+                model = hf_load(
+                    AutoModelForSequenceClassification.from_pretrained,
                     base,
+                    "base model",
                     num_labels=manifest.get("num_heads", 1),
-                    dtype=resolve_dtype(dtype, dev),
-                    trust_remote_code=trust_remote_code,
+                    **load,
                 )
-            model = PeftModel.from_pretrained(model, path)
+            if "pad_token_id" in manifest:  # the id the reward was read at in training
+                model.config.get_text_config().pad_token_id = manifest["pad_token_id"]
+            model = hf_load(lambda p: PeftModel.from_pretrained(model, p), path, "LoRA adapter")
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
-            )
+            model = hf_load(AutoModelForSequenceClassification.from_pretrained, path, "reward model", **load)
             base = None
-        return cls(
+        rm = cls(
             model,
             tok,
             max_length=manifest.get("max_length"),
@@ -369,3 +397,5 @@ class BradleyTerryRM(RewardModel):
             chat_template=manifest.get("chat_template", "auto"),
             **kwargs,
         )
+        rm.source = str(path)
+        return rm

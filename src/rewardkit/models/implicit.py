@@ -29,7 +29,17 @@ from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
-from rewardkit.models.common import load_tokenizer, resolve_device, resolve_dtype
+from rewardkit.models.common import (
+    base_fingerprint,
+    check_base,
+    check_finite_weights,
+    check_model_folder,
+    hf_load,
+    load_tokenizer,
+    model_context,
+    resolve_device,
+    resolve_dtype,
+)
 from rewardkit.scoring import Batch, score_encoded
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 
@@ -41,25 +51,34 @@ def is_adapter_dir(path: str | os.PathLike) -> bool:
 
 
 def load_causal_lm(
-    path: str | os.PathLike, device: torch.device, dtype=None, trust_remote_code: bool = False
+    path: str | os.PathLike,
+    device: torch.device,
+    dtype=None,
+    trust_remote_code: bool = False,
+    base_model: str | os.PathLike | None = None,
+    fingerprint: str | None = None,
 ):
-    """A causal LM from a full checkpoint, or base + LoRA adapter from an adapter folder."""
+    """A causal LM from a full checkpoint, or base + LoRA adapter from an adapter folder (the base from
+    ``base_model``, else the adapter's config; checked against ``fingerprint`` when recorded)."""
     from transformers import AutoModelForCausalLM
 
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"{path}: model folder not found")
+    path = check_model_folder(path, "model", weights=not is_adapter_dir(path))
     dt = resolve_dtype(dtype, device)
+    load = dict(dtype=dt, trust_remote_code=trust_remote_code, use_safetensors=True)
     if is_adapter_dir(path):
         from peft import PeftModel
 
-        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        if not base or not Path(base).exists():
-            raise ModelError(f"{path}: LoRA adapter needs its base model at {base!r}")
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dt, trust_remote_code=trust_remote_code)
-        model = PeftModel.from_pretrained(model, path)
+        base = base_model or json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if not base or not Path(base).is_dir():
+            raise ModelError(
+                f"{path}: LoRA adapter needs its base model, not found at {base!r} (pass --base-model PATH)"
+            )
+        check_model_folder(base, "base model")
+        check_base(path, fingerprint, base)
+        model = hf_load(AutoModelForCausalLM.from_pretrained, base, "base model", **load)
+        model = hf_load(lambda p: PeftModel.from_pretrained(model, p), path, "LoRA adapter")
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, trust_remote_code=trust_remote_code)
+        model = hf_load(AutoModelForCausalLM.from_pretrained, path, "model", **load)
     return model.to(device).eval()
 
 
@@ -111,7 +130,8 @@ class DPOImplicitRM(RewardModel):
             if m is not None:
                 verify_logits(m)
         self.tokenizer = tokenizer
-        self.formatter = Formatter(tokenizer, max_length, chat_template)
+        self.formatter = Formatter(tokenizer, max_length, chat_template, context=model_context(self.policy))
+        self.source: str | None = None  # the folder it was loaded from, to name it in errors
         self.beta, self.reduction, self.reference_free = float(beta), reduction, reference_free
         self.max_tokens, self.max_batch_size, self.chunk_size = max_tokens, max_batch_size, chunk_size
         self.reference_path = reference_path
@@ -135,11 +155,14 @@ class DPOImplicitRM(RewardModel):
         max_length: int | None = None,
         trust_remote_code: bool = False,
         chat_template: ChatTemplateMode = "auto",
+        base_model: str | os.PathLike | None = None,
+        base_fingerprint: str | None = None,
         **kwargs: Any,
     ) -> DPOImplicitRM:
-        """From any two causal LMs (no training needed), or a LoRA policy folder alone (reference = its base)."""
+        """From any two causal LMs (no training needed), or a LoRA policy folder alone (reference = its
+        base; ``base_model`` overrides where the base is)."""
         dev = resolve_device(device)
-        pol = load_causal_lm(policy, dev, dtype, trust_remote_code)
+        pol = load_causal_lm(policy, dev, dtype, trust_remote_code, base_model, base_fingerprint)
         ref = (
             None
             if reference is None or reference_free
@@ -194,13 +217,15 @@ class DPOImplicitRM(RewardModel):
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         return self.score_texts(Texts(list(prompts), list(responses)))
 
-    def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
+    def save(self, path: str | os.PathLike, *, force: bool = False, keep: Sequence[str] = ()) -> None:
         """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,
         reduction and the reference (a path, or ``null`` = the LoRA policy's base)."""
         if self.reference is not None and not self.reference_path:
             raise ModelError("cannot save: the reference model has no path on disk (set reference_path)")
         base = getattr(self.policy, "peft_config", {}).get("default")
-        with atomic_dir(path, force=force) as tmp:
+        base_path = base.base_model_name_or_path if base is not None else None
+        check_finite_weights(self.policy, self.source or "DPO policy")
+        with atomic_dir(path, force=force, keep=keep) as tmp:
             self.policy.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             write_manifest(
@@ -213,7 +238,10 @@ class DPOImplicitRM(RewardModel):
                     lora=self.is_lora,
                     max_length=self.formatter.max_length,
                     chat_template=self.formatter.chat_template,
-                    base_model=base.base_model_name_or_path if base is not None else None,
+                    base_model=base_path,
+                    base_fingerprint=base_fingerprint(base_path)
+                    if base_path and Path(base_path).is_dir()
+                    else None,
                 ),
             )
 
@@ -226,12 +254,13 @@ class DPOImplicitRM(RewardModel):
         device=None,
         dtype=None,
         trust_remote_code: bool = False,
+        base_model: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> DPOImplicitRM:
         ref = manifest.get("reference")
         if ref is not None and not Path(ref).exists():
             raise ModelError(f"{path}: reference model not found at {ref!r}")
-        return cls.from_pretrained(
+        rm = cls.from_pretrained(
             path,
             ref,
             beta=manifest["beta"],
@@ -242,5 +271,9 @@ class DPOImplicitRM(RewardModel):
             max_length=manifest.get("max_length"),
             trust_remote_code=trust_remote_code,
             chat_template=manifest.get("chat_template", "auto"),
+            base_model=base_model,
+            base_fingerprint=manifest.get("base_fingerprint"),
             **kwargs,
         )
+        rm.source = str(path)
+        return rm

@@ -51,7 +51,8 @@ class RewardTrainingConfig(BaseModel):
     lp_lr: float | None = Field(None, gt=0, description="learning rate of the warm-up (default: 10 x lr)")
     group_by_length: bool = Field(True, description="batches of similar length (less padding), random order")
     logging_steps: int = Field(10, ge=1)
-    save_checkpoints: bool = False
+    save_checkpoints: bool = Field(False, description="keep checkpoints under OUT/checkpoints (resumable)")
+    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: every epoch)")
     progress: bool = True
 
 
@@ -86,7 +87,8 @@ class DPOTrainingConfig(BaseModel):
     data_seed: int = 0
     group_by_length: bool = Field(True, description="batches of similar length (less padding), random order")
     logging_steps: int = Field(10, ge=1)
-    save_checkpoints: bool = False
+    save_checkpoints: bool = Field(False, description="keep checkpoints under OUT/checkpoints (resumable)")
+    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: every epoch)")
     progress: bool = True
 
     @model_validator(mode="after")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,6 @@ import torch
 from torch import nn
 
 from rewardkit.data import as_pairs
-from rewardkit.errors import RewardkitError
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
 from rewardkit.models.common import cast_like_loaded, load_tokenizer, resolve_device, resolve_dtype
 from rewardkit.models.implicit import DPOImplicitRM, adapter_disabled, load_causal_lm
@@ -34,7 +35,10 @@ from rewardkit.train.trainer import (
     PairCollator,
     PairDataset,
     PairTrainer,
+    checkpoint_root,
     margin_metrics,
+    prepare_run_dir,
+    run_phase,
     training_arguments,
     use_bf16,
 )
@@ -112,17 +116,19 @@ def train_dpo(
     out: str | os.PathLike | None = None,
     config: DPOTrainingConfig | None = None,
     force: bool = False,
+    resume: bool = False,
+    callbacks: Sequence[Any] | None = None,
     **overrides: Any,
 ) -> DPOImplicitRM:
     """DPO-train the causal LM at ``model`` and return its implicit reward model.
 
     ``reference``: a frozen reference checkpoint; default: the starting policy itself (for LoRA, the
     base with the adapter disabled). With ``out``, saves a folder that ``load_reward_model`` restores as a
-    ``DPOImplicitRM`` recording the reference, beta and reduction.
+    ``DPOImplicitRM`` recording the reference, beta and reduction. Checkpoints (``save_checkpoints``),
+    ``resume`` and ``callbacks`` work as in :func:`~rewardkit.train.train_reward_model`.
     """
     config = DPOTrainingConfig.model_validate({**(config or DPOTrainingConfig()).model_dump(), **overrides})
-    if out is not None and Path(out).exists() and not force:
-        raise RewardkitError(f"{out}: already exists (pass force=True / --force to overwrite)")
+    prepare_run_dir(out, config, force, resume)
     train_pairs = as_pairs(train_data)
     eval_pairs = as_pairs(eval_data) if eval_data is not None else None
     device = resolve_device(None)
@@ -154,10 +160,13 @@ def train_dpo(
         _add_reference_logprobs(ds, ref_model, tok.pad_token_id, device, bf16)
     del ref_model
     module = PolicyModule(policy).train()
+    root = checkpoint_root(out, config)
+    if root is not None and force and not resume and root.exists():
+        shutil.rmtree(root)  # another run's checkpoints: --force replaces that run
     with tempfile.TemporaryDirectory(prefix="rewardkit-dpo-") as scratch:
         args = training_arguments(
             config,
-            str(Path(out) / "checkpoints") if config.save_checkpoints and out else scratch,
+            str(root) if root is not None else scratch,
             epochs=config.epochs,
             lr=config.lr,
             has_eval=eval_pairs is not None,
@@ -174,8 +183,9 @@ def train_dpo(
             loss_type=config.loss,
             label_smoothing=config.label_smoothing,
             group_by_length=config.group_by_length,
+            callbacks=list(callbacks or []),
         )
-        trainer.train()
+        run_phase(trainer, root, resume)
     policy.eval()
     ref_path = (
         str(Path(reference).resolve())
@@ -194,7 +204,7 @@ def train_dpo(
         chat_template=config.chat_template,
     )
     if out is not None and trainer.is_world_process_zero():
-        rm.save(out, force=force)  # in the trained (fp32) precision
+        rm.save(out, force=True, keep=("checkpoints",))  # in the trained (fp32) precision
     scoring_dtype = resolve_dtype(config.dtype, device)
     if scoring_dtype != torch.float32:  # as load_reward_model would give it back
         cast_like_loaded(rm.policy, scoring_dtype)

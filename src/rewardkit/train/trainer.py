@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from transformers import Trainer, TrainingArguments
 
 from rewardkit.base import pairwise_accuracy
 from rewardkit.data import PreferencePair, as_pairs
-from rewardkit.errors import DataError, RewardkitError
+from rewardkit.errors import DataError, ModelError, RewardkitError
 from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding
 from rewardkit.templating import Encoded, Formatter
 from rewardkit.train.config import RewardTrainingConfig
@@ -54,7 +55,7 @@ class PairDataset(Dataset):
             self.items.append({"chosen": c, "rejected": r, "margin": margin})
         report_encoding(
             [it[k] for it in self.items for k in ("chosen", "rejected")],
-            formatter.max_length,
+            formatter,
             "training sequences",
             boundary=boundary,
         )
@@ -106,9 +107,15 @@ class LengthBucketSampler(torch.utils.data.Sampler[int]):
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the Trainer each epoch (also when resuming mid-run): the epoch's order is fixed."""
+        self.epoch = epoch
+        self._fixed = True
+
     def __iter__(self):
         rng = np.random.default_rng(self.seed + self.epoch)
-        self.epoch += 1
+        if not getattr(self, "_fixed", False):
+            self.epoch += 1
         order = rng.permutation(len(self.lengths))
         span = self.batch_size * self.window
         runs = [
@@ -151,6 +158,11 @@ class PairTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, chosen, rejected = self.pair_loss(model, inputs)
+        if model.training and not bool(torch.isfinite(loss)):
+            raise ModelError(
+                f"training loss is {float(loss)} at step {self.state.global_step + 1} "
+                f"(learning rate {self.args.learning_rate:g}): the run diverged and stopped; nothing saved"
+            )
         if model.training:
             if self.first_loss is None:
                 self.first_loss = float(loss.detach())
@@ -174,12 +186,79 @@ class PairTrainer(Trainer):
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Resume: the checkpoint holds the wrapped HF model (see ``_save``); load it into that model."""
+        inner = self.accelerator.unwrap_model(model or self.model).model
+        load_checkpoint_weights(inner, Path(resume_from_checkpoint))
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._stats["accuracy"]:
             logs["accuracy"] = float(np.mean(self._stats["accuracy"]))
             logs["margin"] = float(np.mean(self._stats["margin"]))
             self._stats = {"accuracy": [], "margin": []}
         super().log(logs, start_time)
+
+
+def load_checkpoint_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Load a checkpoint written by ``PairTrainer._save`` into ``model`` in place: a peft model's
+    adapter (and saved modules), or full safetensors weights (tied weights may be absent)."""
+    from safetensors.torch import load_file
+
+    adapter = folder / "adapter_model.safetensors"
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+
+        if not adapter.is_file():
+            raise RewardkitError(f"{folder}: no adapter_model.safetensors to resume a LoRA run from")
+        set_peft_model_state_dict(model, load_file(adapter), adapter_name=model.active_adapter)
+        return
+    state: dict[str, torch.Tensor] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(f))
+    if not state:
+        raise RewardkitError(f"{folder}: no safetensors weights to resume from")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    ptrs = {t.data_ptr() for n, t in model.state_dict().items() if n in state}
+    untied = [k for k in missing if model.state_dict()[k].data_ptr() not in ptrs]
+    if unexpected or untied:
+        raise RewardkitError(f"{folder}: checkpoint does not fit the model ({(unexpected + untied)[:3]})")
+
+
+def checkpoint_root(out: str | os.PathLike | None, config: Any) -> Path | None:
+    """Where training checkpoints go: ``OUT/checkpoints`` when the config saves them and there is an
+    ``out``; they stay there beside the final model."""
+    return Path(out) / "checkpoints" if out is not None and config.save_checkpoints else None
+
+
+def prepare_run_dir(out: str | os.PathLike | None, config: Any, force: bool, resume: bool) -> None:
+    """Before any work: refuse an existing ``out`` (unless ``force`` or ``resume``); ``resume`` needs a
+    checkpoint to resume from."""
+    if out is None:
+        if resume:
+            raise RewardkitError("resume needs out= (the folder whose checkpoints to resume)")
+        return
+    out = Path(out)
+    if resume:
+        root = checkpoint_root(out, config)
+        if root is None:
+            raise RewardkitError("resume needs save_checkpoints (the run's checkpoints)")
+        if not any(root.rglob("checkpoint-*")):
+            raise RewardkitError(f"{out}: no checkpoint to resume from under {root}")
+    elif out.exists() and not force:
+        raise RewardkitError(f"{out}: already exists (pass force=True / --force to overwrite, or resume)")
+
+
+def run_phase(trainer: Trainer, output_dir: Path | None, resume: bool) -> None:
+    """``trainer.train()``, resuming from the last checkpoint under ``output_dir`` when asked and one
+    exists (a phase that already finished resumes to its end at once)."""
+    last = None
+    if resume and output_dir is not None and output_dir.is_dir():
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(output_dir))
+    if last is not None:
+        logger.warning("resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
 
 
 def margin_metrics(eval_pred) -> dict[str, float]:
@@ -231,7 +310,8 @@ def training_arguments(
         seed=config.seed,
         data_seed=config.data_seed,
         logging_steps=config.logging_steps,
-        save_strategy="epoch" if config.save_checkpoints else "no",
+        save_strategy=("steps" if config.save_steps else "epoch") if config.save_checkpoints else "no",
+        save_steps=config.save_steps or 500,
         eval_strategy="epoch" if has_eval else "no",
         remove_unused_columns=False,
         label_names=[],
@@ -261,6 +341,8 @@ def train_reward_model(
     out: str | os.PathLike | None = None,
     config: RewardTrainingConfig | None = None,
     force: bool = False,
+    resume: bool = False,
+    callbacks: Sequence[Any] | None = None,
     **overrides: Any,
 ):
     """Train an explicit Bradley-Terry reward model; returns the trained :class:`BradleyTerryRM`.
@@ -268,15 +350,17 @@ def train_reward_model(
     ``model``: a checkpoint path (causal LM or encoder; a fresh head is seeded with ``head_seed``) or an
     existing ``BradleyTerryRM``. ``train_data``/``eval_data``: anything ``load_preferences`` takes.
     ``config`` fields may also be given as keyword overrides (``lr=1e-4, lora_r=8``). With ``out``, the
-    final model is saved there (refused if it exists, unless ``force``). Under torchrun / accelerate
-    every rank trains and rank 0 saves.
+    final model is saved there (refused if it exists, unless ``force``); with ``save_checkpoints``,
+    checkpoints go to ``out/checkpoints`` and stay there beside the final model, and ``resume=True``
+    continues an interrupted run from its last checkpoint. ``callbacks``: extra
+    ``transformers.TrainerCallback``s (e.g. :class:`rewardkit.ElasticResetCallback`). Under torchrun /
+    accelerate every rank trains and rank 0 saves. A NaN or infinite loss stops the run; nothing is saved.
     """
     from rewardkit.models.explicit import BradleyTerryRM
 
     config = (config or RewardTrainingConfig()).model_copy(update=overrides)
     config = RewardTrainingConfig.model_validate(config.model_dump())
-    if out is not None and Path(out).exists() and not force:
-        raise RewardkitError(f"{out}: already exists (pass force=True / --force to overwrite)")
+    prepare_run_dir(out, config, force, resume)
     train_pairs = as_pairs(train_data)
     eval_pairs = as_pairs(eval_data) if eval_data is not None else None
     if isinstance(model, BradleyTerryRM):
@@ -308,12 +392,16 @@ def train_reward_model(
         phases.append(("linear-probe", True, config.lp_epochs, config.lp_lr or 10 * config.lr))
     phases.append(("fine-tune", False, config.epochs, config.lr))
     steps = 0
+    root = checkpoint_root(out, config)
+    if root is not None and force and not resume and root.exists():
+        shutil.rmtree(root)  # another run's checkpoints: --force replaces that run
     with tempfile.TemporaryDirectory(prefix="rewardkit-train-") as scratch:
         for name, head_only, epochs, lr in phases:
             _set_trainable(module, head_only, trainable)
+            phase_dir = root / name if root is not None else None
             args = training_arguments(
                 config,
-                str(Path(out) / "checkpoints") if config.save_checkpoints and out else scratch,
+                str(phase_dir) if phase_dir is not None else scratch,
                 epochs=epochs,
                 lr=lr,
                 has_eval=eval_ds is not None,
@@ -329,9 +417,10 @@ def train_reward_model(
                 label_smoothing=config.label_smoothing,
                 center_coef=config.center_coef,
                 group_by_length=config.group_by_length,
+                callbacks=list(callbacks or []),
             )
             logger.info("phase %s: %s epochs at lr %g", name, epochs, lr)
-            trainer.train()
+            run_phase(trainer, phase_dir, resume)
             steps += trainer.state.global_step
     _set_trainable(module, False, trainable)
     module.eval()
@@ -344,5 +433,6 @@ def train_reward_model(
         "config": config.model_dump(),
     }
     if out is not None and trainer.is_world_process_zero():
-        rm.save(out, force=force)
+        # out exists now only if it was ours to replace (force, resume) or holds this run's checkpoints
+        rm.save(out, force=True, keep=("checkpoints",))
     return rm

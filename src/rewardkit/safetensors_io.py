@@ -27,8 +27,69 @@ DTYPE_NAMES = {
 
 
 _FROM_NAME = {v: k for k, v in DTYPE_NAMES.items()}
+_WIDTH = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 READAHEAD_BYTES = 64 * 2**20  # per input file, requested ahead of the reads (0: leave it to the kernel)
 _HAS_FADVISE = hasattr(os, "posix_fadvise")  # Linux; not macOS / Windows
+
+
+MAX_HEADER_BYTES = 100 * 2**20  # the safetensors format's own limit on the JSON header
+
+
+def read_header(file: str | os.PathLike) -> tuple[int, dict]:
+    """(header length, header) of a safetensors file, validated: a sane length, JSON, known dtypes, and
+    every tensor's byte range inside the file and of the size its shape and dtype need. A truncated or
+    corrupt file raises :class:`ModelError` naming the file and what is wrong."""
+    file = Path(file)
+    size = file.stat().st_size
+    with open(file, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ModelError(f"{file}: not a safetensors file ({size} bytes)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(MAX_HEADER_BYTES, size - 8):
+            raise ModelError(f"{file}: corrupt safetensors header (length {n} for a file of {size} bytes)")
+        try:
+            header = json.loads(fh.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ModelError(f"{file}: corrupt safetensors header (not JSON: {e})") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{file}: corrupt safetensors header (not a JSON object)")
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        try:
+            dtype, shape, (lo, hi) = v["dtype"], v["shape"], v["data_offsets"]
+            numel = 1
+            for d in shape:
+                numel *= int(d)
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{file}: corrupt safetensors header entry for tensor {k!r}") from None
+        width = _WIDTH.get(dtype)
+        if width is None:
+            raise ModelError(f"{file}: tensor {k!r} has an unknown dtype {dtype!r}")
+        if not 0 <= lo <= hi or hi - lo != numel * width:
+            raise ModelError(
+                f"{file}: tensor {k!r}: byte range {lo}..{hi} does not fit shape {shape} {dtype}"
+            )
+        if 8 + n + hi > size:
+            raise ModelError(f"{file}: truncated: tensor {k!r} ends at byte {8 + n + hi} of {size}")
+    return n, header
 
 
 class CheckpointReader:
@@ -42,17 +103,20 @@ class CheckpointReader:
         index = self.folder / f"{stem}.safetensors.index.json"
         single = self.folder / f"{stem}.safetensors"
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            self.files = sorted({self.folder / f for f in weight_map.values()})
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+                self.files = sorted({self.folder / f for f in weight_map.values()})
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+                raise ModelError(f"{index}: invalid shard index ({type(e).__name__}: {e})") from None
         elif single.is_file():
             self.files = [single]
         else:
             raise ModelError(f"{self.folder}: no {stem}.safetensors or {stem}.safetensors.index.json")
         self.entries: dict[str, tuple[Path, int, tuple[int, ...], str, int]] = {}
         for f in self.files:
-            with open(f, "rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n))
+            if not f.is_file():
+                raise ModelError(f"{f}: listed in the shard index but missing")
+            n, header = read_header(f)
             for k, v in header.items():
                 if k != "__metadata__":
                     lo, hi = v["data_offsets"]

@@ -1,0 +1,139 @@
+"""What the weight-averaging code shares: weight and size checks, model files, provenance, LoRA scaling."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rewardkit.base import MANIFEST
+from rewardkit.errors import ModelError
+from rewardkit.io import write_json
+from rewardkit.util import versions
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+#: Files a merged model needs besides its weights (config, generation settings, tokenizer, template);
+#: anything else in a source folder (training arguments, stray data, stale weights) is not copied.
+MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+
+
+def parse_size(size: str | int) -> int:
+    """'2GB' / '500MB' / '1.5GiB' / bytes -> bytes."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        n = size
+    else:
+        s = str(size).strip().upper().replace("IB", "B")
+        mult = 1
+        for unit, m in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10), ("B", 1)):
+            if s.endswith(unit):
+                s, mult = s[: -len(unit)].strip(), m
+                break
+        try:
+            value = float(s)
+        except ValueError:
+            raise ModelError(f"shard size {size!r} is not a size like 2GB or 500MB") from None
+        if not math.isfinite(value):
+            raise ModelError(f"shard size {size!r} is not a size like 2GB or 500MB")
+        n = int(value * mult)
+    if n <= 0:
+        raise ModelError(f"shard size must be positive, got {size!r}")
+    return n
+
+
+def check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    """The weights as given (1 each by default): ``n`` finite non-negative numbers with a positive sum."""
+    if weights is None:
+        return [1.0] * n
+    w = [float(x) for x in weights]
+    if len(w) != n or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) == 0:
+        raise ModelError(f"weights must be {n} finite non-negative numbers with a positive sum, got {w}")
+    return w
+
+
+def normalize_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    """Uniform by default; otherwise non-negative weights divided by their sum."""
+    w = check_weights(weights, n)
+    return [x / sum(w) for x in w]
+
+
+def mismatch(what: str, names: Sequence[str]) -> ModelError:
+    shown = ", ".join(sorted(names)[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else "")
+    return ModelError(f"cannot merge: {what}: {shown}")
+
+
+def copy_model_files(src: Path, dst: Path) -> list[str]:
+    """Copy the files a model needs besides its weights (:data:`MODEL_FILES`); returns their names."""
+    copied = []
+    for name in MODEL_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+            copied.append(name)
+    return copied
+
+
+def provenance(
+    folder: Path,
+    srcs: Sequence[Path],
+    w: Sequence[float],
+    hashes: Sequence[str],
+    manifest: dict[str, Any],
+    dtype: str | None,
+    lora: bool,
+    copied: Sequence[str] = (),
+) -> None:
+    write_json(
+        folder / "merge.json",
+        {
+            "method": "exact LoRA average merged into the base"
+            if lora
+            else "weighted average (float32 accumulation)",
+            "inputs": [
+                {"path": str(s.resolve()), "weight": wi, "tensor_hash": h}
+                for s, wi, h in zip(srcs, w, hashes)
+            ],
+            "tensor_hash": "sha256 of adapter_model.safetensors"
+            if lora
+            else "xxh3-128 of every tensor's bytes in key order",
+            "weights_normalised_to_sum_1": True,
+            "dtype": dtype or "inputs'",
+            "copied_files": sorted(copied),
+            "versions": versions(),
+        },
+    )
+    if manifest:
+        man = {**manifest, "lora": False, "base_model": None, "merged_from": [str(s.resolve()) for s in srcs]}
+        write_json(folder / MANIFEST, man)
+
+
+def lora_scaling(config: dict[str, Any], where: Path) -> float:
+    """s = alpha / r (alpha / sqrt(r) with rsLoRA); refuses what an exact average cannot handle."""
+    if config.get("use_dora"):
+        raise ModelError(f"{where}: DoRA adapters are not supported by the exact LoRA average")
+    if config.get("bias", "none") != "none" or config.get("lora_bias"):
+        raise ModelError(f"{where}: LoRA bias terms are not supported by the exact LoRA average")
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise ModelError(
+            f"{where}: per-module rank/alpha patterns are not supported by the exact LoRA average"
+        )
+    r, alpha = config["r"], config["lora_alpha"]
+    return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
