@@ -144,7 +144,7 @@ def test_errors_are_one_line_and_nonzero(tiny_lm, data_files, tmp_path, capsys):
         ],
         capsys,
     )
-    assert code == 2 and "config field lr" in err
+    assert code == 2 and err == "error: Invalid value for '--lr': '-1' must be > 0\n"
     code, _, err = _run(["eval", "--rm", str(tiny_lm), "--data", str(bad), "--ood", "x"], capsys)
     assert code == 2 and "--ood needs --split-by" in err
 

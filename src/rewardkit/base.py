@@ -186,7 +186,9 @@ def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
 
         check_model_folder(path, "reward model", weights=False)
         archs = json.loads((path / "config.json").read_text()).get("architectures") or []
-        if not isinstance(archs, list) or not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        if not isinstance(archs, list) or not any(
+            str(a).endswith("ForSequenceClassification") for a in archs
+        ):
             raise ModelError(f"{path}: no {MANIFEST} and not an HF sequence-classification checkpoint")
         manifest = {"kind": "explicit", "format": FORMAT_VERSION}
     kind = manifest["kind"]

@@ -338,7 +338,10 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
                 try:
                     line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
                 except UnicodeDecodeError as e:
-                    yield where, DataError(f"{where}: not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})")
+                    yield (
+                        where,
+                        DataError(f"{where}: not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"),
+                    )
                     continue
                 if not line.strip():
                     continue
@@ -518,7 +521,8 @@ def load_preferences(
             name,
             len(skipped),
             len(skipped) + len(pairs),
-            "; ".join(s.reason for s in skipped[:3]) + (f"; +{len(skipped) - 3} more" if len(skipped) > 3 else ""),
+            "; ".join(s.reason for s in skipped[:3])
+            + (f"; +{len(skipped) - 3} more" if len(skipped) > 3 else ""),
         )
     for kind, where in issues.items():  # kept (training on them can be legitimate), never hidden
         logger.warning("%s: %d pair(s) with %s (first: %s)", name, len(where), kind, where[0])

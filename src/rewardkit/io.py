@@ -193,7 +193,9 @@ def atomic_dir(target: str | os.PathLike, *, force: bool = False, keep: Iterable
         raise
 
 
-def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], what: str = "output") -> None:
+def check_output(
+    out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], what: str = "output"
+) -> None:
     """Refuse, before any work, an output path that is an input, lies inside an input folder, or
     contains an input (``--force`` would delete it), naming both paths."""
     o = Path(out).resolve()

@@ -177,7 +177,9 @@ def run_batches(
     return out
 
 
-def report_encoding(items: Sequence[Encoded], formatter, what: str = "sequences", boundary: bool = True) -> None:
+def report_encoding(
+    items: Sequence[Encoded], formatter, what: str = "sequences", boundary: bool = True
+) -> None:
     """Warn (once per call) how many sequences were truncated (to ``max_length`` or to the model's
     context) and, where the response boundary matters (``boundary``: implicit rewards, DPO), how many
     had it inside a token: counted, never hidden."""
@@ -185,11 +187,14 @@ def report_encoding(items: Sequence[Encoded], formatter, what: str = "sequences"
     if n_trunc:
         by = (
             f"the model's context of {formatter.context} tokens"
-            if formatter.context is not None and formatter.limit == formatter.context
+            if formatter.context is not None
+            and formatter.limit == formatter.context
             and (formatter.max_length is None or formatter.context < formatter.max_length)
             else f"max_length={formatter.max_length}"
         )
-        logger.warning("%d of %d %s were longer than %s and kept their last tokens", n_trunc, len(items), what, by)
+        logger.warning(
+            "%d of %d %s were longer than %s and kept their last tokens", n_trunc, len(items), what, by
+        )
     n_merged = sum(x.merged for x in items) if boundary else 0
     if n_merged:
         logger.warning(

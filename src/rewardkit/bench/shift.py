@@ -335,7 +335,9 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "versions": versions(
             platform=platform.platform(),
-            device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}",
+            device=torch.cuda.get_device_name(0)
+            if torch.cuda.is_available()
+            else f"cpu x{torch.get_num_threads()}",
         ),
         "config": config.model_dump(),
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +39,10 @@ class EvalReport:
         }
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, default=float) + "\n"
-        if path is not None:
-            from rewardkit.io import atomic_write_text
+        from rewardkit.io import atomic_write_text, dumps
 
+        text = dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
             atomic_write_text(path, text)
         return text
 
@@ -58,7 +57,9 @@ class EvalReport:
                 std = f" ± {r['std']:.3f}" if "std" in r else ""
                 cells.append(f"{r['accuracy']:.3f}{std} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
             if self.id_split:
-                cells += [f"{m['id']:.3f}", f"{m['ood_mean']:.3f}", f"{m['drop']:+.3f}"]
+                ood = "n/a" if m["ood_mean"] is None else f"{m['ood_mean']:.3f}"
+                drop = "n/a" if m["drop"] is None else f"{m['drop']:+.3f}"
+                cells += [f"{m['id']:.3f}", ood, drop]
             lines.append("| " + " | ".join(cells) + " |")
         note = f"\nAccuracy with ties counted as '{self.ties}'; 95% bootstrap CIs over pairs."
         if self.paired_tests:
@@ -161,10 +162,10 @@ def report_from_correctness(
         if id_split is not None:
             ood = [s for s in splits if s != id_split]
             acc_id = models[name]["splits"][id_split]["accuracy"]
-            ood_mean = (
-                float(np.mean([models[name]["splits"][s]["accuracy"] for s in ood])) if ood else float("nan")
+            ood_mean = float(np.mean([models[name]["splits"][s]["accuracy"] for s in ood])) if ood else None
+            models[name].update(
+                id=acc_id, ood_mean=ood_mean, drop=None if ood_mean is None else acc_id - ood_mean
             )
-            models[name].update(id=acc_id, ood_mean=ood_mean, drop=acc_id - ood_mean)
     tests = []
     for a, b in compare if compare is not None else itertools.combinations(names, 2):
         for split in splits:

@@ -274,5 +274,3 @@ def _averaged_blocks(key, n_blocks, prefetcher, accs, raw: Sequence[float], hash
             out = tensors[0].clone()
         prefetcher.free.put(bufs)
         yield out
-
-

@@ -73,7 +73,15 @@ def hf_load(fn: Callable[..., Any], path: str | os.PathLike, what: str, **kwargs
         return fn(str(path), **kwargs)
     except ModelError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError, json.JSONDecodeError) as e:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        RuntimeError,
+        AttributeError,
+        json.JSONDecodeError,
+    ) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ModelError(f"{path}: cannot load the {what} ({type(e).__name__}: {first[:300]})") from None
 
@@ -112,7 +120,9 @@ def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
 
     path = Path(path)
     if path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelError(f"{path}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES[:4])}, ...)")
+        raise ModelError(
+            f"{path}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES[:4])}, ...)"
+        )
     tok = hf_load(AutoTokenizer.from_pretrained, path, "tokenizer", trust_remote_code=trust_remote_code)
     return prepare_tokenizer(tok)
 

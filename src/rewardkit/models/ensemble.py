@@ -272,14 +272,25 @@ class EnsembleRM(RewardModel):
 
     @classmethod
     def from_paths(
-        cls, paths: Sequence[str | os.PathLike], *, share_base: bool = True, **kwargs: Any
+        cls,
+        paths: Sequence[str | os.PathLike],
+        *,
+        share_base: bool = True,
+        load_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> EnsembleRM:
         """Load saved reward models as an ensemble, members in the order given. With ``share_base``,
         explicit LoRA members trained on the same base that tokenise identically (tokenizer, convention,
-        max_length) are loaded as adapters of one model (one copy of the base weights)."""
+        max_length) are loaded as adapters of one model (one copy of the base weights).
+        ``load_kwargs`` go to every ``load_reward_model`` (e.g. ``base_model``, ``device``)."""
         from rewardkit.base import read_manifest
+        from rewardkit.io import check_distinct
 
+        check_distinct(paths, "ensemble member")
         paths = [Path(p) for p in paths]
+        for p in paths:
+            if not p.is_dir():
+                raise ModelError(f"{p}: reward model folder not found")
         groups: dict[tuple, list[int]] = {}
         heads = []
         for i, p in enumerate(paths):
@@ -301,7 +312,7 @@ class EnsembleRM(RewardModel):
             groups.setdefault(key, []).append(i)
         members, grouped = [], []  # grouped: path indices in the order their rows come out
         for idx in groups.values():
-            rm = load_reward_model(paths[idx[0]])
+            rm = load_reward_model(paths[idx[0]], **(load_kwargs or {}))
             if len(idx) > 1:
                 rm.add_lora_members([paths[i] for i in idx[1:]])
             members.append(rm)

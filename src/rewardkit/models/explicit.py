@@ -207,9 +207,14 @@ class BradleyTerryRM(RewardModel):
             raise ModelError("add_lora_members needs a LoRA reward model")
         if not self.adapter_names:
             self.adapter_names = [self.model.active_adapter]
+        from rewardkit.base import read_manifest
+
         for p in paths:
+            check_model_folder(p, "LoRA reward model", weights=False)
+            if self.base_model:
+                check_base(p, (read_manifest(p) or {}).get("base_fingerprint"), self.base_model)
             name = f"member_{len(self.adapter_names)}"
-            self.model.load_adapter(str(p), adapter_name=name)
+            hf_load(lambda q, n=name: self.model.load_adapter(q, adapter_name=n), p, "LoRA adapter")
             self.adapter_names.append(name)
         self.model.set_adapter(self.adapter_names[0])
         self.module.to(self.device).eval()
@@ -243,7 +248,11 @@ class BradleyTerryRM(RewardModel):
         check_model_folder(path)
         tok = load_tokenizer(path, trust_remote_code)
         config = hf_load(
-            AutoConfig.from_pretrained, path, "config", num_labels=num_heads, trust_remote_code=trust_remote_code
+            AutoConfig.from_pretrained,
+            path,
+            "config",
+            num_labels=num_heads,
+            trust_remote_code=trust_remote_code,
         )
         config.pad_token_id = tok.pad_token_id  # as TRL does: HF reads the reward at the last non-pad token
         if dropout is not None:  # WARM diversity grid: one dropout knob across architectures
@@ -315,7 +324,12 @@ class BradleyTerryRM(RewardModel):
         return self.score_texts(Texts(list(prompts), list(responses)))
 
     def save(
-        self, path: str | os.PathLike, *, merge_lora: bool = False, force: bool = False, keep: Sequence[str] = ()
+        self,
+        path: str | os.PathLike,
+        *,
+        merge_lora: bool = False,
+        force: bool = False,
+        keep: Sequence[str] = (),
     ) -> None:
         """Save as an HF checkpoint (safetensors) + tokenizer + manifest (the active adapter only).
 
@@ -362,7 +376,9 @@ class BradleyTerryRM(RewardModel):
         dev = resolve_device(device)
         check_model_folder(path, "reward model", weights=not manifest.get("lora"))
         tok = load_tokenizer(path, trust_remote_code)
-        load = dict(dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code, use_safetensors=True)
+        load = dict(
+            dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code, use_safetensors=True
+        )
         if manifest.get("lora"):
             from peft import PeftModel
 

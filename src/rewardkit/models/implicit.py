@@ -68,7 +68,9 @@ def load_causal_lm(
     if is_adapter_dir(path):
         from peft import PeftModel
 
-        base = base_model or json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base = base_model or json.loads((path / "adapter_config.json").read_text()).get(
+            "base_model_name_or_path"
+        )
         if not base or not Path(base).is_dir():
             raise ModelError(
                 f"{path}: LoRA adapter needs its base model, not found at {base!r} (pass --base-model PATH)"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -105,6 +105,15 @@ class MergeConfig(BaseModel):
 
     sources: list[str] = Field(..., min_length=2, description="reward model folders to average")
     out: str
-    weights: list[float] | None = Field(None, description="normalised to sum 1; default uniform")
+    weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="finite, non-negative; normalised to sum 1; default uniform"
+    )
     dtype: Literal["float32", "bfloat16", "float16"] | None = None
-    shard_size: str = "2GB"
+    shard_size: str | int = Field("2GB", description="largest output shard: bytes, or e.g. 2GB / 500MB")
+
+    @model_validator(mode="after")
+    def _check(self) -> MergeConfig:
+        from rewardkit.merge.common import parse_size
+
+        parse_size(self.shard_size)  # a one-line error for 0, negative or unreadable sizes
+        return self

@@ -1,0 +1,188 @@
+"""Parameter types and options shared by the commands. Only click is imported here: every command
+module imports its heavy dependencies inside the command, so ``rewardkit --help`` starts fast."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from rewardkit.errors import RewardkitError
+
+
+class FiniteFloat(click.ParamType):
+    """A finite number, optionally bounded below (``min``, exclusive with ``open_min``)."""
+
+    name = "number"
+
+    def __init__(self, min: float | None = None, open_min: bool = False, max: float | None = None):
+        self.min, self.open_min, self.max = min, open_min, max
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            x = value
+        else:
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.min is not None and (x <= self.min if self.open_min else x < self.min):
+            self.fail(f"{value!r} must be {'>' if self.open_min else '>='} {self.min:g}", param, ctx)
+        if self.max is not None and x > self.max:
+            self.fail(f"{value!r} must be <= {self.max:g}", param, ctx)
+        return x
+
+
+class NumberList(click.ParamType):
+    """Comma-separated finite non-negative numbers, e.g. ``1,1,2``."""
+
+    name = "numbers"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        out = []
+        for part in str(value).split(","):
+            try:
+                x = float(part)
+            except ValueError:
+                self.fail(f"{part.strip()!r} is not a number (expected e.g. 1,1,2)", param, ctx)
+            if not math.isfinite(x) or x < 0:
+                self.fail(f"{part.strip()!r} is not a finite non-negative number", param, ctx)
+            out.append(x)
+        return out
+
+
+class Size(click.ParamType):
+    """A positive size in bytes: ``2GB``, ``500MB``, ``1.5GiB``."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        from rewardkit.merge.common import parse_size
+
+        try:
+            return parse_size(value)
+        except RewardkitError as e:
+            self.fail(str(e), param, ctx)
+
+
+POSITIVE = FiniteFloat(0.0, open_min=True)
+NON_NEGATIVE = FiniteFloat(0.0)
+COUNT = click.IntRange(min=1)
+
+
+def chat_template_option(fn):
+    return click.option(
+        "--chat-template",
+        type=click.Choice(["auto", "always", "never"]),
+        default=None,
+        help="when to apply the tokenizer's chat template: auto (conversational prompts only, TRL's rule; "
+        "default), always, never. A saved model keeps the convention it was trained with.",
+    )(fn)
+
+
+def base_model_option(fn):
+    return click.option(
+        "--base-model",
+        default=None,
+        help="base model folder of LoRA reward models (default: the path recorded at training time)",
+    )(fn)
+
+
+def engine_options(fn):
+    """Scoring-engine settings (they reach every ensemble member)."""
+    for opt in reversed(
+        [
+            click.option("--batch-size", type=COUNT, default=None, help="upper bound on sequences per batch"),
+            click.option(
+                "--max-tokens",
+                type=COUNT,
+                default=None,
+                help="padded tokens per batch (default 1024 on CPU, 16384 on CUDA)",
+            ),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+def dpo_options(fn):
+    """Score with the implicit reward of any two causal LMs, no training needed."""
+    for opt in reversed(
+        [
+            click.option("--dpo-policy", default=None, help="policy checkpoint (or LoRA adapter folder)"),
+            click.option(
+                "--dpo-reference",
+                default=None,
+                help="reference checkpoint (default for a LoRA adapter policy: its base model)",
+            ),
+            click.option("--reference-free", is_flag=True, help="r = beta * log pi(y|x), no reference"),
+            click.option("--beta", type=POSITIVE, default=None, help="DPO beta of the implicit reward"),
+            click.option("--reduction", type=click.Choice(["sum", "mean"]), default="sum"),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+def load_yaml(path: str | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RewardkitError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise RewardkitError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise RewardkitError(f"{path}: expected a mapping of config fields")
+    return data
+
+
+def refuse_existing(path: str | None, force: bool) -> None:
+    if path is not None and Path(path).exists() and not force:
+        raise RewardkitError(f"{path}: already exists (use --force to overwrite)")
+
+
+def check_file_output(path: str, inputs: list, force: bool) -> None:
+    """An output file: not an input, not inside or holding one, not a folder, not under a file, and not
+    existing unless ``force``."""
+    from rewardkit.io import check_output
+
+    check_output(path, inputs)
+    p = Path(path)
+    if p.is_dir():
+        raise RewardkitError(f"{path}: is a folder, expected a file path for the output")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RewardkitError(f"{path}: cannot write here: {parent} is a file, not a folder")
+            break
+    refuse_existing(path, force)
+
+
+def check_dir_output(path: str, inputs: list, force: bool) -> None:
+    from rewardkit.io import check_output
+
+    check_output(path, inputs)
+    p = Path(path)
+    if p.exists() and not p.is_dir() and not force:
+        raise RewardkitError(
+            f"{path}: is a file, expected a folder for the output (use --force to replace it)"
+        )
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RewardkitError(f"{path}: cannot write here: {parent} is a file, not a folder")
+            break
+    refuse_existing(path, force)
+
+
+def csv_list(value: str | None, cast=str) -> list | None:
+    return [cast(x.strip()) for x in value.split(",") if x.strip()] if value else None

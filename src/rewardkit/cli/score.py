@@ -1,0 +1,280 @@
+"""``rewardkit score`` and ``rewardkit eval``: reward models on preference files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rewardkit.cli.options import (
+    COUNT,
+    base_model_option,
+    chat_template_option,
+    check_file_output,
+    dpo_options,
+    engine_options,
+)
+from rewardkit.errors import RewardkitError
+
+
+def configure_engine(rm, chat_template: str | None = None, **settings) -> None:
+    """Set the scoring-engine settings that are not None on a model and on every member of an ensemble;
+    ``chat_template`` replaces the token convention the model was saved with."""
+    for member in getattr(rm, "members", None) or []:
+        configure_engine(member, chat_template, **settings)
+    inner = getattr(rm, "rm", None)  # wrappers (e.g. a length penalty) pass settings to their model
+    if inner is not None:
+        configure_engine(inner, chat_template, **settings)
+    for key, value in settings.items():
+        if value is not None and hasattr(rm, key):
+            setattr(rm, key, value)
+    if chat_template is not None and hasattr(rm, "formatter"):
+        from rewardkit.templating import Formatter
+
+        f = rm.formatter
+        rm.formatter = Formatter(f.tokenizer, f.max_length, chat_template, f.pair_encoding, f.context)
+
+
+def load_rm(
+    rm_dir: str | None,
+    *,
+    dpo: dict | None = None,
+    device=None,
+    base_model: str | None = None,
+    chat_template: str | None = None,
+    **engine,
+):
+    """A reward model from ``--rm DIR`` (any saved kind), or the implicit reward of ``--dpo-policy``."""
+    from rewardkit.base import load_reward_model
+
+    kwargs = {k: v for k, v in (("device", device), ("base_model", base_model)) if v is not None}
+    if dpo and dpo.get("policy"):
+        from rewardkit.models.implicit import DPOImplicitRM
+
+        if rm_dir:
+            raise click.UsageError("give either --rm or --dpo-policy, not both")
+        if dpo["beta"] is None:
+            raise click.UsageError("--dpo-policy needs --beta")
+        rm = DPOImplicitRM.from_pretrained(
+            dpo["policy"],
+            dpo["reference"],
+            beta=dpo["beta"],
+            reduction=dpo["reduction"],
+            reference_free=dpo["reference_free"],
+            **kwargs,
+        )
+    elif rm_dir:
+        rm = load_reward_model(rm_dir, **kwargs)
+    else:
+        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
+    configure_engine(rm, chat_template, **engine)
+    return rm
+
+
+def _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction) -> dict:
+    return {
+        "policy": dpo_policy,
+        "reference": dpo_reference,
+        "reference_free": reference_free,
+        "beta": beta,
+        "reduction": reduction,
+    }
+
+
+@click.command()
+@click.option("--rm", "rm_dir", default=None, help="reward model folder")
+@dpo_options
+@base_model_option
+@click.option("--data", required=True, help="preference file or hub dataset name")
+@click.option("--out", required=True, help="output JSONL: one line per pair, in input order")
+@engine_options
+@click.option("--no-progress", is_flag=True, help="no progress bar (it is off anyway when not on a terminal)")
+@chat_template_option
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
+@click.option("--force", is_flag=True, help="overwrite an existing --out")
+def score(
+    rm_dir,
+    dpo_policy,
+    dpo_reference,
+    reference_free,
+    beta,
+    reduction,
+    base_model,
+    data,
+    out,
+    batch_size,
+    max_tokens,
+    no_progress,
+    chat_template,
+    on_error,
+    force,
+) -> None:
+    """Score the chosen and rejected response of every pair.
+
+    Each output line holds ``index`` (the record's position in --data, skipped records counted), the
+    two rewards and the margin; an ensemble adds each member's rewards and their std."""
+    import numpy as np
+
+    from rewardkit.base import PairScores, pairwise_accuracy
+    from rewardkit.data import load_preferences
+    from rewardkit.distributed import gather_rows, init_distributed
+    from rewardkit.io import atomic_write_text, dumps
+
+    check_file_output(out, [data, rm_dir, dpo_policy, dpo_reference, base_model], force)
+    pairs = load_preferences(data, on_error=on_error)
+    rank, size, device = init_distributed()  # under torchrun: each rank scores pairs rank, rank+size, ...
+    dpo = _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction)
+    rm = load_rm(
+        rm_dir,
+        dpo=dpo,
+        device=device,
+        base_model=base_model,
+        chat_template=chat_template,
+        max_batch_size=batch_size,
+        max_tokens=max_tokens,
+        progress=False if no_progress else None,
+    )
+    positions = list(range(rank, len(pairs), size))
+    shard = [pairs[i] for i in positions]
+    n = len(shard)
+    uncertainty = None
+    if hasattr(rm, "uncertainty"):  # ensembles: per-member rewards and their std too
+        from rewardkit.templating import Texts
+
+        uncertainty = rm.uncertainty(Texts.from_pairs(shard))
+        scores = PairScores(uncertainty.aggregate[:n], uncertainty.aggregate[n:])
+    else:
+        scores = rm.score_pairs(shard) if shard else PairScores(np.zeros(0), np.zeros(0))
+    rows = [
+        {"index": pairs.indices[i], "chosen": float(c), "rejected": float(r), "margin": float(c - r)}
+        for i, c, r in zip(positions, scores.chosen, scores.rejected)
+    ]
+    if uncertainty is not None:
+        for j, row in enumerate(rows):
+            row.update(
+                chosen_members=uncertainty.members[:, j].tolist(),
+                rejected_members=uncertainty.members[:, n + j].tolist(),
+                chosen_std=float(uncertainty.std[j]),
+                rejected_std=float(uncertainty.std[n + j]),
+            )
+    rows = gather_rows(rows, rank, size)
+    if rows is None:  # not rank 0
+        return
+    atomic_write_text(out, "".join(dumps(row) + "\n" for row in rows))
+    margins = np.array([r["margin"] for r in rows])
+    msg = (
+        f"scored {len(rows)} pairs on {size} process(es) -> {out} (accuracy {pairwise_accuracy(margins):.4f})"
+    )
+    if pairs.skipped:
+        shown = ", ".join(s.location for s in pairs.skipped[:5])
+        more = f", +{len(pairs.skipped) - 5} more" if len(pairs.skipped) > 5 else ""
+        msg += f"; skipped {len(pairs.skipped)} malformed record(s): {shown}{more}"
+    click.echo(msg)
+
+
+def _named_rms(specs: tuple[str, ...], dpo: dict, **load) -> dict:
+    """``--rm DIR`` or ``--rm NAME=DIR[,DIR2,...]`` (several folders = several trained seeds of one model)."""
+    rms: dict = {}
+    for spec in specs:
+        name, _, dirs = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        folders = dirs.split(",")
+        name = name or Path(folders[0]).name
+        if name in rms:
+            raise click.UsageError(f"two reward models named {name!r}; use --rm NAME=DIR")
+        rms[name] = [load_rm(d, **load) for d in folders]
+    if dpo.get("policy"):
+        rms[Path(dpo["policy"]).name] = [load_rm(None, dpo=dpo, **load)]
+    if not rms:
+        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
+    return {k: v[0] if len(v) == 1 else v for k, v in rms.items()}
+
+
+@click.command("eval")
+@click.option(
+    "--rm", "rm_specs", multiple=True, help="reward model folder, or NAME=DIR[,DIR2..] (seeds); repeatable"
+)
+@dpo_options
+@base_model_option
+@click.option("--data", required=True, help="preference file or hub dataset name")
+@click.option("--split-by", default=None, help="metadata field that defines the splits (e.g. subset)")
+@click.option("--ood", default=None, help="comma-separated values of --split-by that are out of distribution")
+@click.option("--ties", type=click.Choice(["half", "correct", "wrong"]), default="half", help="tie policy")
+@click.option("--json", "json_out", default=None, help="write the report as JSON here")
+@click.option("--markdown", "md_out", default=None, help="write the table as Markdown here")
+@click.option("--plot", "plot_out", default=None, help="write ID vs OOD bars with CIs as PNG here")
+@click.option("--n-boot", type=COUNT, default=2000, help="bootstrap resamples for CIs and paired tests")
+@engine_options
+@chat_template_option
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
+@click.option("--force", is_flag=True, help="overwrite existing output files")
+def eval_cmd(
+    rm_specs,
+    dpo_policy,
+    dpo_reference,
+    reference_free,
+    beta,
+    reduction,
+    base_model,
+    data,
+    split_by,
+    ood,
+    ties,
+    json_out,
+    md_out,
+    plot_out,
+    n_boot,
+    batch_size,
+    max_tokens,
+    chat_template,
+    on_error,
+    force,
+) -> None:
+    """Pairwise accuracy per model and split (ID vs OOD), 95% CIs, paired tests between models."""
+    from rewardkit.data import load_preferences
+    from rewardkit.eval import evaluate
+
+    if ood and not split_by:
+        raise click.UsageError("--ood needs --split-by")
+    inputs = [data, dpo_policy, dpo_reference, base_model]
+    inputs += [d for spec in rm_specs for d in spec.rpartition("=")[2].split(",")]
+    outs = [o for o in (json_out, md_out, plot_out) if o]
+    if len(set(outs)) < len(outs):
+        raise RewardkitError("--json, --markdown and --plot must be different files")
+    for out in outs:
+        check_file_output(out, inputs, force)
+    pairs = load_preferences(data, on_error=on_error)
+    dpo = _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction)
+    rms = _named_rms(
+        rm_specs,
+        dpo,
+        base_model=base_model,
+        chat_template=chat_template,
+        max_batch_size=batch_size,
+        max_tokens=max_tokens,
+    )
+    id_split = None
+    if not split_by:
+        splits = {"all": pairs}
+    elif ood:
+        ood_values = ood.split(",")
+        keys = {str(k) for k in pairs.values(split_by)}
+        unknown = set(ood_values) - keys
+        if unknown:
+            raise RewardkitError(f"--ood values not found in field {split_by!r}: {sorted(unknown)}")
+        groups = {str(k): v for k, v in pairs.group_by(split_by).items()}
+        id_split = "id"
+        splits = {"id": pairs.filter(lambda p: str(p.metadata[split_by]) not in ood_values)}
+        splits.update({v: groups[v] for v in ood_values})
+    else:
+        splits = {str(k): v for k, v in pairs.group_by(split_by).items()}
+    report = evaluate(rms, splits, id_split=id_split, ties=ties, n_boot=n_boot)
+    report.extra.update(data=str(data), split_by=split_by)
+    if json_out:
+        report.to_json(json_out)
+    if md_out:
+        from rewardkit.io import atomic_write_text
+
+        atomic_write_text(md_out, report.to_markdown())
+    if plot_out:
+        report.plot(plot_out)
+    click.echo(report.to_markdown())
