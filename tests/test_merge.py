@@ -198,7 +198,9 @@ def test_reader_reads_rows_and_reports_truncation(full_members, tmp_path):
     cut.mkdir()
     blob = (full_members[0] / "model.safetensors").read_bytes()
     (cut / "model.safetensors").write_bytes(blob[: len(blob) - 100])
-    with pytest.raises(ModelError, match=r"cut/model.safetensors: truncated: tensor '.*' ends at byte \d+ of \d+"):
+    with pytest.raises(
+        ModelError, match=r"cut/model.safetensors: truncated: tensor '.*' ends at byte \d+ of \d+"
+    ):
         CheckpointReader(cut)  # found from the header, before any tensor is read
 
 

@@ -223,3 +223,47 @@ def test_training_an_existing_model_keeps_its_max_length_and_convention(tiny_lm,
     assert rm.formatter.max_length == 40 and rm.formatter.chat_template == "always"
     train_reward_model(rm, synthetic_split[0][:16], batch_size=8, max_length=64, progress=False)
     assert rm.formatter.max_length == 64
+
+
+class _StopAtFirstSave:
+    """A TrainerCallback that interrupts the run right after its first checkpoint is written."""
+
+    def __getattr__(self, name):  # every other callback event: nothing
+        return lambda *args, **kwargs: None
+
+    def on_save(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("kind", ["explicit", "dpo-lora"])
+def test_checkpoints_survive_and_an_interrupted_run_resumes_to_the_same_model(
+    kind, tiny_lm, synthetic_split, tmp_path
+):
+    from rewardkit import train_dpo
+
+    train = synthetic_split[0][:32]
+    if kind == "explicit":
+        fn, kw, sub = train_reward_model, {}, "fine-tune"
+    else:
+        fn, kw, sub = train_dpo, {"lora_r": 4, "beta": 0.1}, ""
+    kw.update(epochs=2, lr=1e-3, batch_size=8, save_checkpoints=True, progress=False)
+    full = fn(tiny_lm, train, out=tmp_path / "full", **kw)
+    ckpts = tmp_path / "full" / "checkpoints" / sub
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "checkpoint-4",
+        "checkpoint-8",
+    ]  # kept beside the model
+    assert (tmp_path / "full" / "rewardkit.json").is_file()
+    with pytest.raises(KeyboardInterrupt):
+        fn(tiny_lm, train, out=tmp_path / "cut", callbacks=[_StopAtFirstSave()], **kw)
+    assert (tmp_path / "cut" / "checkpoints" / sub / "checkpoint-4").is_dir()
+    assert not (tmp_path / "cut" / "rewardkit.json").exists()
+    with pytest.raises(RewardkitError, match="already exists"):  # never reused without resume or force
+        fn(tiny_lm, train, out=tmp_path / "cut", **kw)
+    resumed = fn(tiny_lm, train, out=tmp_path / "cut", resume=True, **kw)
+    a = full.module.state_dict() if kind == "explicit" else full.policy.state_dict()
+    b = resumed.module.state_dict() if kind == "explicit" else resumed.policy.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "cut" / "checkpoints" / sub / "checkpoint-8").is_dir()
+    with pytest.raises(RewardkitError, match="no checkpoint to resume from"):
+        fn(tiny_lm, train, out=tmp_path / "nothing", resume=True, **kw)

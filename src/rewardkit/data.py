@@ -397,16 +397,24 @@ def _iter_csv(path: Path) -> Iterator[tuple[str, Any]]:
     import io
 
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    extra: list[str] = []
     try:
         for row in reader:
             # line of the record's end; CSV cells holding message lists are JSON strings
             where = f"{path}:{reader.line_num}"
-            if None in row:  # more cells than header columns
-                yield where, DataError(f"{where}: {len(row[None])} more cell(s) than the header's columns")
-                continue
+            if None in row:  # more cells than header columns: kept without them, and counted
+                extra.append(where)
+                row.pop(None)
             yield where, {k: _maybe_json(v) for k, v in row.items()}
     except csv.Error as e:
         raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+    if extra:
+        logger.warning(
+            "%s: %d row(s) with more cells than the header's columns (extra cells ignored; first: %s)",
+            path,
+            len(extra),
+            extra[0],
+        )
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[str, Any]]:

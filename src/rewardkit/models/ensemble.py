@@ -137,21 +137,24 @@ class EnsembleRM(RewardModel):
     ):
         n_rows = sum(getattr(m, "num_members", 1) for m in members)
         if n_rows < 2:
-            raise ValueError("an ensemble needs at least 2 members (models, heads or LoRA adapters)")
+            raise ModelError("an ensemble needs at least 2 members (models, heads or LoRA adapters)")
         if aggregation not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {aggregation!r}; use one of {sorted(AGGREGATIONS)}")
+            raise ModelError(f"unknown aggregation {aggregation!r}; use one of {sorted(AGGREGATIONS)}")
         if normalize not in ("none", "zscore"):
-            raise ValueError(f"normalize must be 'none' or 'zscore', got {normalize!r}")
+            raise ModelError(f"normalize must be 'none' or 'zscore', got {normalize!r}")
         if not np.isfinite(lam) or lam < 0:
-            raise ValueError(f"lam must be a non-negative finite number, got {lam}")
+            raise ModelError(f"lam must be a non-negative finite number, got {lam}")
         if weights is not None and aggregation != "weighted":
-            raise ValueError(f"weights are used by aggregation 'weighted' only, not {aggregation!r}")
+            raise ModelError(f"weights are used by aggregation 'weighted' only, not {aggregation!r}")
         if aggregation == "weighted":
             if weights is None:
-                raise ValueError("aggregation 'weighted' needs weights")
-            agg_weighted(np.zeros((n_rows, 1)), weights=np.asarray(weights, dtype=np.float64))
+                raise ModelError("aggregation 'weighted' needs weights")
+            try:
+                agg_weighted(np.zeros((n_rows, 1)), weights=np.asarray(weights, dtype=np.float64))
+            except (ValueError, TypeError) as e:
+                raise ModelError(str(e)) from None
         if row_order is not None and sorted(row_order) != list(range(n_rows)):
-            raise ValueError(f"row_order must be a permutation of range({n_rows})")
+            raise ModelError(f"row_order must be a permutation of range({n_rows})")
         if stats is not None:
             check_stats(stats, n_rows)
         self.members = list(members)
@@ -178,7 +181,7 @@ class EnsembleRM(RewardModel):
             )
         std = raw.std(axis=1)
         if np.any(std == 0):
-            raise ValueError(
+            raise ModelError(
                 f"member(s) {np.flatnonzero(std == 0).tolist()} give constant rewards on the calibration set"
             )
         self.stats = {"mean": raw.mean(axis=1).tolist(), "std": std.tolist()}

@@ -53,7 +53,7 @@ class RewardTrainingConfig(BaseModel):
     logging_steps: int = Field(10, ge=1)
     save_checkpoints: bool = Field(False, description="keep checkpoints under OUT/checkpoints (resumable)")
     save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: every epoch)")
-    progress: bool = True
+    progress: bool | None = Field(None, description="progress bars; None: when stderr is a terminal")
 
 
 class DPOTrainingConfig(BaseModel):
@@ -89,7 +89,7 @@ class DPOTrainingConfig(BaseModel):
     logging_steps: int = Field(10, ge=1)
     save_checkpoints: bool = Field(False, description="keep checkpoints under OUT/checkpoints (resumable)")
     save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: every epoch)")
-    progress: bool = True
+    progress: bool | None = Field(None, description="progress bars; None: when stderr is a terminal")
 
     @model_validator(mode="after")
     def _check(self) -> DPOTrainingConfig:

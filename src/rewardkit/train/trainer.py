@@ -20,7 +20,7 @@ from transformers import Trainer, TrainingArguments
 from rewardkit.base import pairwise_accuracy
 from rewardkit.data import PreferencePair, as_pairs
 from rewardkit.errors import DataError, ModelError, RewardkitError
-from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding
+from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding, show_progress
 from rewardkit.templating import Encoded, Formatter
 from rewardkit.train.config import RewardTrainingConfig
 from rewardkit.train.losses import reward_model_loss
@@ -316,7 +316,7 @@ def training_arguments(
         remove_unused_columns=False,
         label_names=[],
         report_to=[],
-        disable_tqdm=not config.progress,
+        disable_tqdm=not show_progress(config.progress),
         use_cpu=not torch.cuda.is_available(),
         bf16=use_bf16(config),
         dataloader_num_workers=0,
