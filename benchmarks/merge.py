@@ -37,7 +37,8 @@ from common import proc_status, reset_peak_rss
 M = 4
 
 
-def make_members(folder: Path) -> list[Path]:
+def make_members(folder: Path, dtype: str = "float32") -> list[Path]:
+    """``M`` random checkpoints in SmolLM2-135M's seq-cls shapes (fp32: ~513 MB each; bf16: ~257 MB)."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForSequenceClassification, LlamaConfig
@@ -59,7 +60,7 @@ def make_members(folder: Path) -> list[Path]:
     paths = []
     for i in range(M):
         g = torch.Generator().manual_seed(i)
-        state = {k: torch.randn(s, generator=g) * 0.02 for k, s in shapes.items()}
+        state = {k: (torch.randn(s, generator=g) * 0.02).to(getattr(torch, dtype)) for k, s in shapes.items()}
         p = folder / f"member{i}"
         p.mkdir()
         save_file(state, str(p / "model.safetensors"), metadata={"format": "pt"})

@@ -324,8 +324,24 @@ def test_alpaca_eval_recipe_splits_on_real_data():
 
 
 def test_bench_shift_ci_preset_end_to_end(tmp_path):
+    """The README's main job on the ci preset, through the installed console script in a fresh process
+    with stderr redirected: every dependency of the job is installed, stage lines arrive as they happen,
+    and transformers' own output stays out."""
+    import subprocess
+    import sys
+
     out = tmp_path / "bench"
-    main(["bench", "shift", "--preset", "ci", "--out", str(out), "--no-progress"])
+    script = Path(sys.executable).parent / "rewardkit"
+    result = subprocess.run(
+        [str(script), "bench", "shift", "--preset", "ci", "--out", str(out)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    stages = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(stages) >= 5 and "explicit RM 1/3" in stages[0] and "elapsed" in stages[1]
+    assert "ETA" in stages[-1]
+    for noise in ("LOAD REPORT", "Writing model shards", "Loading weights", "{'loss'", "{'train_runtime'"):
+        assert noise not in result.stderr + result.stdout, noise
+    assert "| EXRM |" in result.stdout
     for f in ["report.json", "report.md", "report.png", "config.yaml"]:
         assert (out / f).stat().st_size > 0, f
     assert not (out / "models").exists()  # removed unless --keep-models

@@ -246,3 +246,23 @@ def test_dpo_train_score_and_eval(tiny_lm, data_files, tmp_path, capsys):
         capsys,
     )
     assert code == 2 and "needs a reference model" in err
+
+
+HEAVY = ("torch", "transformers", "datasets", "peft", "accelerate", "scipy", "matplotlib", "trl")
+
+
+def test_import_and_help_load_no_heavy_module():
+    """`import rewardkit` and `rewardkit --help` stay fast: no torch / transformers / datasets / peft
+    (start-up time itself is measured in benchmarks/startup.py)."""
+    code = (
+        "import sys, rewardkit, rewardkit.cli\n"
+        "from rewardkit.cli import cli\n"
+        "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    import rewardkit
+
+    assert callable(rewardkit.load_reward_model) and "BradleyTerryRM" in dir(rewardkit)

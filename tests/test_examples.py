@@ -81,3 +81,24 @@ def test_scoring_example():
     # length-sorted batches pad no further than rounding each sequence alone up to a multiple of 8
     assert r["padded_per_real_token"] <= r["rounded_per_real_token"] + 0.01
     assert r["max_abs_diff"] <= 1e-4  # rewards do not depend on the batch composition
+
+
+def test_length_penalty_example():
+    result = _load("length_penalty").main([])
+    assert result["RM"] >= 0.9  # the RM learned to prefer length
+    assert result["RM+LP"] < result["RM"] - 0.3  # the penalty removes most of that preference
+
+
+def test_mechanism_example():
+    result = _load("mechanism").main([])
+    assert len(result["best_candidates"]) == 2 and all(p >= 0 for p in result["payments"])
+    assert all(u >= 0 for u in result["utilities"])  # IR
+    assert result["polarising_gain_with_payments"] <= 1e-12  # DSIC
+    assert result["polarising_gain_without_payments"] > 0  # without payments, misreporting pays
+
+
+def test_elastic_reset_example():
+    result = _load("elastic_reset").main([])
+    assert result["resets"] == 8  # 32 steps, a reset every 4
+    assert result["elastic_reset"]["accuracy"] >= 0.75 and result["plain"]["accuracy"] >= 0.75
+    assert result["elastic_reset"]["mean_abs_implicit_reward"] < result["plain"]["mean_abs_implicit_reward"]

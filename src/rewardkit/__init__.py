@@ -1,23 +1,48 @@
 """rewardkit: reward models for RLHF.
 
-Public names are re-exported here; see docs/ for guides.
+Public names are re-exported here and resolved on first use, so ``import rewardkit`` (and the
+``rewardkit`` command's start-up) imports neither torch nor transformers; see docs/ for guides.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from rewardkit.base import PairScores, RewardModel, load_reward_model, pairwise_accuracy
-from rewardkit.data import PreferenceDataset, PreferencePair, load_preferences
-from rewardkit.demo import demo_model_path
-from rewardkit.errors import DataError, ModelError, RewardkitError
-from rewardkit.models import BradleyTerryRM, DPOImplicitRM, EnsembleRM
-from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "PairScores": "rewardkit.base",
+    "RewardModel": "rewardkit.base",
+    "load_reward_model": "rewardkit.base",
+    "pairwise_accuracy": "rewardkit.base",
+    "PreferenceDataset": "rewardkit.data",
+    "PreferencePair": "rewardkit.data",
+    "load_preferences": "rewardkit.data",
+    "demo_model_path": "rewardkit.demo",
+    "DataError": "rewardkit.errors",
+    "ModelError": "rewardkit.errors",
+    "RewardkitError": "rewardkit.errors",
+    "BradleyTerryRM": "rewardkit.models.explicit",
+    "DPOImplicitRM": "rewardkit.models.implicit",
+    "EnsembleRM": "rewardkit.models.ensemble",
+    "LengthPenalizedRM": "rewardkit.models.length",
+    "ElasticResetCallback": "rewardkit.train.elastic",
+    "DPOTrainingConfig": "rewardkit.train.config",
+    "RewardTrainingConfig": "rewardkit.train.config",
+    "train_dpo": "rewardkit.train.dpo",
+    "train_reward_model": "rewardkit.train.trainer",
+}
 
 __all__ = [
     "BradleyTerryRM",
     "DPOImplicitRM",
     "DPOTrainingConfig",
     "DataError",
+    "ElasticResetCallback",
     "EnsembleRM",
+    "LengthPenalizedRM",
     "ModelError",
     "PairScores",
     "PreferenceDataset",
@@ -32,3 +57,31 @@ __all__ = [
     "train_dpo",
     "train_reward_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rewardkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the names as ordinary imports
+    from rewardkit.base import PairScores, RewardModel, load_reward_model, pairwise_accuracy
+    from rewardkit.data import PreferenceDataset, PreferencePair, load_preferences
+    from rewardkit.demo import demo_model_path
+    from rewardkit.errors import DataError, ModelError, RewardkitError
+    from rewardkit.models.ensemble import EnsembleRM
+    from rewardkit.models.explicit import BradleyTerryRM
+    from rewardkit.models.implicit import DPOImplicitRM
+    from rewardkit.models.length import LengthPenalizedRM
+    from rewardkit.train.config import DPOTrainingConfig, RewardTrainingConfig
+    from rewardkit.train.dpo import train_dpo
+    from rewardkit.train.elastic import ElasticResetCallback
+    from rewardkit.train.trainer import train_reward_model

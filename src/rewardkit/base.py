@@ -101,7 +101,12 @@ class RewardModel(ABC):
 
         Scores what ``GRPOTrainer`` scores for an ``nn.Module`` reward model (see ``rewardkit.templating``).
         """
-        texts = Texts(list(prompts), [completion_text(c) for c in completions], reward_call=True)
+        n = len(completions)
+        columns = {k: v for k, v in kwargs.items() if isinstance(v, (list, tuple)) and len(v) == n}
+        metadata = [{k: v[i] for k, v in columns.items()} for i in range(n)] if columns else None
+        texts = Texts(
+            list(prompts), [completion_text(c) for c in completions], reward_call=True, metadata=metadata
+        )
         return [float(x) for x in self.score_texts(texts)]
 
     @abstractmethod
@@ -167,6 +172,10 @@ MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "normalize": str,
     "stats": dict,
     "pad_token_id": int,
+    "alpha": (int, float),
+    "unit": str,
+    "length_reference": dict,
+    "model": str,
 }
 
 

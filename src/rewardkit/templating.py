@@ -74,19 +74,25 @@ class Texts:
 
     ``pairs``: the sequences are the chosen responses of these pairs, then the rejected ones, and each
     pair's two sequences share one response boundary (``Formatter.encode_pair``). ``reward_call``: the
-    TRL reward-function convention (module docstring).
+    TRL reward-function convention (module docstring). ``metadata``: per-sequence fields (the pairs'
+    metadata; the dataset columns a TRL trainer passes to a reward function), for models that read them
+    (e.g. a reference length).
     """
 
     prompts: list
     responses: list
     pairs: list | None = None
     reward_call: bool = False
+    metadata: list | None = None
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[Any]) -> Texts:
         pairs = list(pairs)
         return cls(
-            [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs], pairs
+            [p.prompt for p in pairs] * 2,
+            [p.chosen for p in pairs] + [p.rejected for p in pairs],
+            pairs,
+            metadata=[p.metadata for p in pairs] * 2,
         )
 
     def __len__(self) -> int:

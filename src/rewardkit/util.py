@@ -12,20 +12,16 @@ def unwrap_peft(model: Any) -> Any:
 
 
 def versions(**extra: str) -> dict[str, str]:
-    """Versions of rewardkit and the libraries its numbers depend on, for provenance and reports."""
-    import peft
-    import safetensors
-    import torch
-    import transformers
+    """Versions of rewardkit and the libraries its numbers depend on, for provenance and reports (read
+    from package metadata: nothing is imported, so e.g. ``merge`` never loads transformers)."""
+    from importlib.metadata import PackageNotFoundError, version
 
     from rewardkit import __version__
 
-    return {
-        "rewardkit": __version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "safetensors": safetensors.__version__,
-        "python": platform.python_version(),
-        **extra,
-    }
+    out = {"rewardkit": __version__}
+    for name in ("torch", "transformers", "peft", "safetensors"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return {**out, "python": platform.python_version(), **extra}

@@ -30,7 +30,6 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("DISABLE_TQDM_TRANSFORMERS", "1")
     if "transformers" in sys.modules:  # already imported: set it directly
         from transformers.utils import logging as hf_logging
 

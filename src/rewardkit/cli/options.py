@@ -186,3 +186,34 @@ def check_dir_output(path: str, inputs: list, force: bool) -> None:
 
 def csv_list(value: str | None, cast=str) -> list | None:
     return [cast(x.strip()) for x in value.split(",") if x.strip()] if value else None
+
+
+def length_penalty_options(fn):
+    """CourseGPT-zh's length penalty on top of any reward model (see docs/length-penalty.md)."""
+    for opt in reversed(
+        [
+            click.option(
+                "--length-penalty",
+                type=NON_NEGATIVE,
+                default=None,
+                help="alpha: subtract alpha * max(0, len/ref_len - 1) from every reward (0.5 in CourseGPT-zh)",
+            ),
+            click.option(
+                "--reference-field",
+                default="reference",
+                show_default=True,
+                help="data field holding the reference answer (or its length) for the length penalty",
+            ),
+            click.option(
+                "--reference-length", type=POSITIVE, default=None, help="a fixed reference length instead"
+            ),
+            click.option(
+                "--length-unit",
+                type=click.Choice(["tokens", "chars", "words"]),
+                default=None,
+                help="unit of lengths (default: tokens for the penalty, words for eval's length-bias column)",
+            ),
+        ]
+    ):
+        fn = opt(fn)
+    return fn

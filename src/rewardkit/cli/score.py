@@ -13,6 +13,7 @@ from rewardkit.cli.options import (
     check_file_output,
     dpo_options,
     engine_options,
+    length_penalty_options,
 )
 from rewardkit.errors import RewardkitError
 
@@ -71,6 +72,16 @@ def load_rm(
     return rm
 
 
+def length_penalized(rm, alpha, reference_field, reference_length, unit):
+    """``rm`` wrapped in CourseGPT-zh's length penalty (``alpha``), or ``rm`` itself when alpha is None."""
+    if alpha is None:
+        return rm
+    from rewardkit.models.length import LengthPenalizedRM
+
+    reference = reference_length if reference_length is not None else reference_field
+    return LengthPenalizedRM(rm, alpha, reference, unit or "tokens")
+
+
 def _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction) -> dict:
     return {
         "policy": dpo_policy,
@@ -90,6 +101,7 @@ def _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction) -> dict:
 @engine_options
 @click.option("--no-progress", is_flag=True, help="no progress bar (it is off anyway when not on a terminal)")
 @chat_template_option
+@length_penalty_options
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True, help="overwrite an existing --out")
 def score(
@@ -106,13 +118,18 @@ def score(
     max_tokens,
     no_progress,
     chat_template,
+    length_penalty,
+    reference_field,
+    reference_length,
+    length_unit,
     on_error,
     force,
 ) -> None:
     """Score the chosen and rejected response of every pair.
 
     Each output line holds ``index`` (the record's position in --data, skipped records counted), the
-    two rewards and the margin; an ensemble adds each member's rewards and their std."""
+    two rewards and the margin; an ensemble adds each member's rewards and their std; with
+    --length-penalty, each reward's raw value and penalty are written apart."""
     import numpy as np
 
     from rewardkit.base import PairScores, pairwise_accuracy
@@ -134,15 +151,19 @@ def score(
         max_tokens=max_tokens,
         progress=False if no_progress else None,
     )
+    rm = length_penalized(rm, length_penalty, reference_field, reference_length, length_unit)
     positions = list(range(rank, len(pairs), size))
     shard = [pairs[i] for i in positions]
     n = len(shard)
-    uncertainty = None
-    if hasattr(rm, "uncertainty"):  # ensembles: per-member rewards and their std too
-        from rewardkit.templating import Texts
+    uncertainty = detail = None
+    from rewardkit.templating import Texts
 
+    if hasattr(rm, "uncertainty"):  # ensembles: per-member rewards and their std too
         uncertainty = rm.uncertainty(Texts.from_pairs(shard))
         scores = PairScores(uncertainty.aggregate[:n], uncertainty.aggregate[n:])
+    elif hasattr(rm, "detailed") and shard:  # length penalty: raw reward and penalty apart
+        detail = rm.detailed(Texts.from_pairs(shard))
+        scores = PairScores(detail.reward[:n], detail.reward[n:])
     else:
         scores = rm.score_pairs(shard) if shard else PairScores(np.zeros(0), np.zeros(0))
     rows = [
@@ -156,6 +177,14 @@ def score(
                 rejected_members=uncertainty.members[:, n + j].tolist(),
                 chosen_std=float(uncertainty.std[j]),
                 rejected_std=float(uncertainty.std[n + j]),
+            )
+    if detail is not None:
+        for j, row in enumerate(rows):
+            row.update(
+                chosen_raw=float(detail.raw[j]),
+                chosen_penalty=float(detail.penalty[j]),
+                rejected_raw=float(detail.raw[n + j]),
+                rejected_penalty=float(detail.penalty[n + j]),
             )
     rows = gather_rows(rows, rank, size)
     if rows is None:  # not rank 0
@@ -205,6 +234,7 @@ def _named_rms(specs: tuple[str, ...], dpo: dict, **load) -> dict:
 @click.option("--n-boot", type=COUNT, default=2000, help="bootstrap resamples for CIs and paired tests")
 @engine_options
 @chat_template_option
+@length_penalty_options
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 def eval_cmd(
@@ -226,10 +256,15 @@ def eval_cmd(
     batch_size,
     max_tokens,
     chat_template,
+    length_penalty,
+    reference_field,
+    reference_length,
+    length_unit,
     on_error,
     force,
 ) -> None:
-    """Pairwise accuracy per model and split (ID vs OOD), 95% CIs, paired tests between models."""
+    """Pairwise accuracy per model and split (ID vs OOD), 95% CIs, paired tests between models, and each
+    model's length bias. With --length-penalty every model is also reported length-penalised (NAME+LP)."""
     from rewardkit.data import load_preferences
     from rewardkit.eval import evaluate
 
@@ -252,6 +287,17 @@ def eval_cmd(
         max_batch_size=batch_size,
         max_tokens=max_tokens,
     )
+    if length_penalty is not None:
+        for name in list(rms):
+            models = rms[name] if isinstance(rms[name], list) else [rms[name]]
+            wrapped = [
+                length_penalized(m, length_penalty, reference_field, reference_length, length_unit)
+                for m in models
+            ]
+            rms[f"{name}+LP"] = wrapped if len(wrapped) > 1 else wrapped[0]
+    unit = length_unit or "words"
+    first = next(iter(rms.values()))
+    tokenizer = getattr(first[0] if isinstance(first, list) else first, "tokenizer", None)
     id_split = None
     if not split_by:
         splits = {"all": pairs}
@@ -267,7 +313,9 @@ def eval_cmd(
         splits.update({v: groups[v] for v in ood_values})
     else:
         splits = {str(k): v for k, v in pairs.group_by(split_by).items()}
-    report = evaluate(rms, splits, id_split=id_split, ties=ties, n_boot=n_boot)
+    report = evaluate(
+        rms, splits, id_split=id_split, ties=ties, n_boot=n_boot, length_unit=unit, tokenizer=tokenizer
+    )
     report.extra.update(data=str(data), split_by=split_by)
     if json_out:
         report.to_json(json_out)

@@ -22,6 +22,7 @@ __all__ = [
     "spearman_agreement",
     "top1_agreement",
     "selective_accuracy",
+    "length_bias",
 ]
 
 
@@ -168,3 +169,16 @@ def selective_accuracy(
         k = max(1, int(round(cov * len(c))))
         out.append((float(cov), float(c[order[:k]].mean())))
     return out
+
+
+def length_bias(margins: np.ndarray, len_chosen: np.ndarray, len_rejected: np.ndarray) -> float | None:
+    """Share of pairs whose two responses differ in length where the model prefers the longer one
+    (reward of the longer > reward of the shorter; a tie counts 1/2). 0.5 is no length preference;
+    ``None`` when every pair's responses have equal lengths."""
+    m = check_finite(margins, "margins")
+    d = np.asarray(len_chosen, dtype=np.float64) - np.asarray(len_rejected, dtype=np.float64)
+    keep = d != 0
+    if not keep.any():
+        return None
+    longer_wins = np.sign(m[keep]) * np.sign(d[keep])  # +1: the longer response got the higher reward
+    return float(np.mean(np.where(longer_wins > 0, 1.0, np.where(longer_wins == 0, 0.5, 0.0))))

@@ -27,6 +27,8 @@ class EvalReport:
     models: dict[str, dict[str, Any]]
     paired_tests: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: per split: mean length of chosen and rejected responses and the unit, when measured
+    lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +37,7 @@ class EvalReport:
             "splits": self.splits,
             "models": self.models,
             "paired_tests": self.paired_tests,
+            **({"lengths": self.lengths} if self.lengths else {}),
             **self.extra,
         }
 
@@ -62,6 +65,24 @@ class EvalReport:
                 cells += [f"{m['id']:.3f}", ood, drop]
             lines.append("| " + " | ".join(cells) + " |")
         note = f"\nAccuracy with ties counted as '{self.ties}'; 95% bootstrap CIs over pairs."
+        if self.lengths:
+            unit = next(iter(self.lengths.values()))["unit"]
+            note += (
+                f"\n\nLength bias: share of pairs (responses of different lengths, in {unit}) where the model "
+                "prefers the longer response (0.5: none).\n\n| model | "
+                + " | ".join(self.splits)
+                + " |\n|"
+                + "---|" * (len(self.splits) + 1)
+            )
+            mean = " | ".join(
+                f"{self.lengths[s]['chosen']:.1f} / {self.lengths[s]['rejected']:.1f}" for s in self.splits
+            )
+            note += f"\n| mean length chosen / rejected | {mean} |"
+            for name, m in self.models.items():
+                cells = [m["splits"][s].get("prefers_longer") for s in self.splits]
+                note += (
+                    f"\n| {name} | " + " | ".join("n/a" if c is None else f"{c:.3f}" for c in cells) + " |"
+                )
         if self.paired_tests:
             note += "\n\n| A | B | split | acc(A) - acc(B) | p (paired bootstrap) |\n|---|---|---|---|---|"
             for t in self.paired_tests:
@@ -88,6 +109,8 @@ def evaluate(
     n_boot: int = 2000,
     seed: int = 0,
     compare: Sequence[tuple[str, str]] | None = None,
+    length_unit: str = "words",
+    tokenizer=None,
 ) -> EvalReport:
     """Evaluate reward models on named splits of preference pairs.
 
@@ -96,20 +119,47 @@ def evaluate(
     ``splits``: name -> pairs (anything ``load_preferences`` takes). ``id_split`` names the
     in-distribution split; every other split counts as OOD for ``ood_mean`` and ``drop``.
     ``compare``: model pairs for the paired bootstrap test on each split (default: every pair of models).
+    Each split also gets the mean response lengths (``length_unit``: words, chars, or tokens with
+    ``tokenizer``) and each model its length bias, the share of pairs where it prefers the longer
+    response (:func:`~rewardkit.eval.metrics.length_bias`).
     """
+    from rewardkit.eval.metrics import length_bias
+    from rewardkit.models.length import text_length
+
     split_pairs: dict[str, PreferenceDataset] = {k: as_pairs(v) for k, v in splits.items()}
     if id_split is not None and id_split not in split_pairs:
         raise ValueError(f"id_split {id_split!r} is not one of the splits {list(split_pairs)}")
-    per_seed = {
+    lengths = {
+        split: (
+            text_length([p.chosen for p in pairs], length_unit, tokenizer),
+            text_length([p.rejected for p in pairs], length_unit, tokenizer),
+        )
+        for split, pairs in split_pairs.items()
+    }
+    margins = {
         name: {
-            split: np.stack([correctness(m.score_pairs(pairs).margins, ties) for m in _as_members(rm)])
+            split: [m.score_pairs(pairs).margins for m in _as_members(rm)]
             for split, pairs in split_pairs.items()
         }
         for name, rm in rms.items()
     }
-    return report_from_correctness(
+    per_seed = {
+        name: {split: np.stack([correctness(m, ties) for m in ms]) for split, ms in by_split.items()}
+        for name, by_split in margins.items()
+    }
+    report = report_from_correctness(
         per_seed, id_split=id_split, ties=ties, n_boot=n_boot, seed=seed, compare=compare
     )
+    for name, by_split in margins.items():
+        for split, ms in by_split.items():
+            biases = [length_bias(m, *lengths[split]) for m in ms]
+            known = [b for b in biases if b is not None]
+            report.models[name]["splits"][split]["prefers_longer"] = float(np.mean(known)) if known else None
+    report.lengths = {
+        split: {"chosen": float(c.mean()), "rejected": float(r.mean()), "unit": length_unit}
+        for split, (c, r) in lengths.items()
+    }
+    return report
 
 
 def report_from_correctness(

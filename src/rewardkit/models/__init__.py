@@ -3,5 +3,6 @@
 from rewardkit.models.ensemble import EnsembleRM
 from rewardkit.models.explicit import BradleyTerryRM
 from rewardkit.models.implicit import DPOImplicitRM
+from rewardkit.models.length import LengthPenalizedRM
 
-__all__ = ["BradleyTerryRM", "DPOImplicitRM", "EnsembleRM"]
+__all__ = ["BradleyTerryRM", "DPOImplicitRM", "EnsembleRM", "LengthPenalizedRM"]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from rewardkit.base import pairwise_accuracy
 from rewardkit.data import PreferencePair, as_pairs
@@ -129,6 +129,18 @@ class LengthBucketSampler(torch.utils.data.Sampler[int]):
         return iter(int(i) for b in batches for i in b)
 
 
+class _LogCallback(TrainerCallback):
+    """Training logs (loss, accuracy, margin, learning rate) as INFO log lines."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and state.is_world_process_zero:
+            logger.info(
+                "step %d: %s",
+                state.global_step,
+                ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items()),
+            )
+
+
 class PairTrainer(Trainer):
     """Shared by the reward and DPO trainers: subclasses implement ``pair_loss`` returning
     ``(loss, chosen_rewards [B], rejected_rewards [B])``; accuracy and margins are logged.
@@ -139,6 +151,11 @@ class PairTrainer(Trainer):
 
     def __init__(self, *args, group_by_length: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.disable_tqdm:  # no bar: log lines go to the logger (--verbose), not printed dicts
+            from transformers.trainer_callback import PrinterCallback
+
+            self.remove_callback(PrinterCallback)
+            self.add_callback(_LogCallback())
         self.group_by_length = group_by_length
         self._stats: dict[str, list[float]] = {"accuracy": [], "margin": []}
         self.first_loss: float | None = None  # loss of the first training batch (DPO: log 2 at step 0)

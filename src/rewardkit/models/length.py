@@ -1,0 +1,181 @@
+"""Length-penalised rewards (CourseGPT-zh, Eq. 1): reward models and LLM judges favour long answers, so a
+response longer than a reference (human) answer loses reward in proportion to the excess:
+
+    s = s_judge                                    if l_res <= l_ref
+    s = s_judge - alpha * (l_res / l_ref - 1)      otherwise            (alpha = 0.5 in the paper)
+
+:class:`LengthPenalizedRM` wraps any reward model (explicit, implicit, ensemble, merged). The reference
+length comes from a record field (a reference text, whose length is measured, or a number), a fixed
+number, or a callable; lengths are counted in ``tokens`` (the wrapped model's tokenizer), ``chars`` or
+``words``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rewardkit.base import RewardModel, load_reward_model, write_manifest
+from rewardkit.data import Prompt
+from rewardkit.errors import DataError, ModelError
+from rewardkit.io import atomic_dir
+from rewardkit.templating import Texts
+
+Unit = Literal["tokens", "chars", "words"]
+UNITS = ("tokens", "chars", "words")
+Reference = str | float | int | Callable[[Prompt, str], float]
+
+
+def length_penalty(response_length: np.ndarray, reference_length: np.ndarray, alpha: float) -> np.ndarray:
+    """``alpha * max(0, l_res / l_ref - 1)``, elementwise ([n] arrays; ``l_ref > 0``)."""
+    ratio = np.asarray(response_length, dtype=np.float64) / np.asarray(reference_length, dtype=np.float64)
+    return alpha * np.maximum(0.0, ratio - 1.0)
+
+
+def text_length(texts: Sequence[str], unit: Unit, tokenizer=None) -> np.ndarray:
+    """Lengths of ``texts`` in ``unit``: tokens (``tokenizer``, no special tokens), characters or words."""
+    if unit == "chars":
+        return np.array([len(t) for t in texts], dtype=np.float64)
+    if unit == "words":
+        return np.array([len(t.split()) for t in texts], dtype=np.float64)
+    if unit == "tokens":
+        if tokenizer is None:
+            raise ModelError("unit 'tokens' needs a tokenizer (the wrapped model has none): pass tokenizer=")
+        ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+        return np.array([len(x) for x in ids], dtype=np.float64)
+    raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+
+
+@dataclass(frozen=True)
+class PenalizedScores:
+    """[n] arrays: the wrapped model's ``raw`` reward, the ``penalty`` and ``reward = raw - penalty``, with
+    the response and reference lengths (in the model's unit)."""
+
+    raw: np.ndarray
+    penalty: np.ndarray
+    reward: np.ndarray
+    length: np.ndarray
+    reference_length: np.ndarray
+
+
+class LengthPenalizedRM(RewardModel):
+    """``rm``'s reward minus ``alpha * max(0, l_res / l_ref - 1)`` (CourseGPT-zh Eq. 1).
+
+    ``reference``: a record field name (its value a reference text, measured in ``unit``, or a number:
+    the reference length), a fixed length, or a callable ``(prompt, response) -> length``. Record fields
+    come from the pairs' metadata (``score_pairs``), the dataset columns a TRL trainer passes to
+    ``rm(prompts, completions, **columns)``, or ``score(..., references=[...])``.
+    """
+
+    kind = "length_penalized"
+
+    def __init__(
+        self,
+        rm: RewardModel,
+        alpha: float = 0.5,
+        reference: Reference = "reference",
+        unit: Unit = "tokens",
+        tokenizer=None,
+    ):
+        if not (isinstance(alpha, (int, float)) and np.isfinite(alpha) and alpha >= 0):
+            raise ModelError(f"alpha must be a non-negative finite number, got {alpha!r}")
+        if unit not in UNITS:
+            raise ModelError(f"unit must be one of {UNITS}, got {unit!r}")
+        if isinstance(reference, (int, float)) and not (np.isfinite(reference) and reference > 0):
+            raise ModelError(f"a fixed reference length must be positive and finite, got {reference!r}")
+        self.rm, self.alpha, self.reference, self.unit = rm, float(alpha), reference, unit
+        self.tokenizer = tokenizer if tokenizer is not None else getattr(rm, "tokenizer", None)
+        if unit == "tokens" and self.tokenizer is None:
+            raise ModelError("unit 'tokens' needs a tokenizer (the wrapped model has none): pass tokenizer=")
+        self.source: str | None = None
+
+    def reference_lengths(self, texts: Texts, references: Sequence[Any] | None = None) -> np.ndarray:
+        """[n] reference lengths in ``unit`` (> 0): from ``references``, the fixed length, the callable, or
+        the record field."""
+        n = len(texts)
+        if references is not None:
+            values = list(references)
+        elif isinstance(self.reference, (int, float)):
+            return np.full(n, float(self.reference))
+        elif callable(self.reference):
+            values = [self.reference(p, r) for p, r in zip(texts.prompts, texts.responses)]
+        else:
+            meta = texts.metadata or [{}] * n
+            values = []
+            for i, m in enumerate(meta):
+                if self.reference not in m or m[self.reference] is None:
+                    raise DataError(
+                        f"example {i}: no reference field {self.reference!r} for the length penalty"
+                    )
+                values.append(m[self.reference])
+        if len(values) != n:
+            raise DataError(f"got {len(values)} references for {n} responses")
+        out = np.empty(n)
+        text_idx = [i for i, v in enumerate(values) if isinstance(v, str)]
+        if text_idx:
+            out[text_idx] = text_length([values[i] for i in text_idx], self.unit, self.tokenizer)
+        for i, v in enumerate(values):
+            if i in text_idx:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise DataError(f"example {i}: reference must be a text or a length, got {type(v).__name__}")
+            out[i] = float(v)
+        bad = np.flatnonzero(~(np.isfinite(out) & (out > 0)))
+        if bad.size:
+            raise DataError(f"example {int(bad[0])}: reference length {out[bad[0]]} (must be positive)")
+        return out
+
+    def detailed(self, texts: Texts, references: Sequence[Any] | None = None) -> PenalizedScores:
+        """Raw reward, penalty and penalised reward apart (e.g. for eval tables and the CLI)."""
+        ref = self.reference_lengths(texts, references)
+        raw = np.asarray(self.rm.score_texts(texts), dtype=np.float64)
+        length = text_length(texts.responses, self.unit, self.tokenizer)
+        pen = length_penalty(length, ref, self.alpha)
+        return PenalizedScores(raw, pen, raw - pen, length, ref)
+
+    def score_texts(self, texts: Texts) -> np.ndarray:
+        return self.detailed(texts).reward.astype(np.float32)
+
+    def score(
+        self, prompts: Sequence[Prompt], responses: Sequence[str], references: Sequence[Any] | None = None
+    ) -> np.ndarray:
+        """One penalised reward per (prompt, response); ``references``: one reference text or length each
+        (needed when the reference is a record field and there are no records)."""
+        return self.detailed(Texts(list(prompts), list(responses)), references).reward.astype(np.float32)
+
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
+        """The wrapped model under ``model/`` beside the manifest (alpha, unit, reference)."""
+        if callable(self.reference):
+            raise ModelError(
+                "a LengthPenalizedRM with a callable reference cannot be saved: use a field or a number"
+            )
+        ref = (
+            {"field": self.reference}
+            if isinstance(self.reference, str)
+            else {"length": float(self.reference)}
+        )
+        with atomic_dir(path, force=force) as tmp:
+            self.rm.save(Path(tmp) / "model")
+            write_manifest(
+                tmp, self._manifest(alpha=self.alpha, unit=self.unit, length_reference=ref, model="model")
+            )
+
+    @classmethod
+    def _load(cls, path: Path, manifest: dict[str, Any], **kwargs: Any) -> LengthPenalizedRM:
+        ref = manifest.get("length_reference") or {}
+        if not isinstance(ref, dict) or not ({"field", "length"} & set(ref)):
+            raise ModelError(f"{path}: manifest field 'length_reference' must hold 'field' or 'length'")
+        inner = load_reward_model(path / str(manifest.get("model", "model")), **kwargs)
+        rm = cls(
+            inner,
+            manifest.get("alpha", 0.5),
+            ref.get("field", ref.get("length")),
+            manifest.get("unit", "tokens"),
+        )
+        rm.source = str(path)
+        return rm

@@ -1,0 +1,109 @@
+"""Elastic Reset (Noukhovitch et al., "Language Model Alignment with Elastic Reset", 2023).
+
+RL or preference fine-tuning drifts: reward up, quality and KL to the initial model worse. Elastic Reset
+keeps an exponential moving average of the online model and periodically resets:
+
+- after every optimizer step: ``theta_ema <- (1 - eta) * theta + eta * theta_ema`` (eta = ``ema_decay``,
+  0.99-0.995 in the paper);
+- every ``reset_every`` steps: ``theta <- theta_ema`` (the online model restarts from the EMA), then
+  ``theta_ema <- theta_init`` (the EMA restarts from the initial model).
+
+:class:`ElasticResetCallback` is a ``transformers.TrainerCallback``, so it works in any ``Trainer``:
+TRL's (GRPO, PPO, DPO, RLOO) and rewardkit's own. Only trainable parameters are tracked, so with LoRA
+the EMA and the initial copy are adapter-sized; both live on the CPU by default (as in the paper).
+Under DDP every rank holds the full parameters and applies identical updates, so the copies agree;
+FSDP and DeepSpeed shard the parameters and are refused. The EMA and initial copies are saved in every
+checkpoint (``elastic_reset.safetensors``) and restored on resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "elastic_reset.safetensors"
+
+
+class ElasticResetCallback(TrainerCallback):
+    """Elastic Reset as a TrainerCallback.
+
+    ``reset_every``: optimizer steps between resets. ``ema_decay``: eta of the EMA update.
+    ``ema_device``: where the EMA and initial copies live (``"cpu"``; ``None``: beside the parameters).
+    ``optimizer_state``: what happens to the optimizer's per-parameter state (Adam's moments) at a reset:
+    ``"reset"`` (default) clears it, so the restarted model is not pushed back along the pre-reset
+    trajectory by stale momentum; ``"keep"`` leaves it.
+    """
+
+    def __init__(
+        self,
+        reset_every: int,
+        ema_decay: float = 0.995,
+        *,
+        ema_device: str | torch.device | None = "cpu",
+        optimizer_state: Literal["reset", "keep"] = "reset",
+    ):
+        if not isinstance(reset_every, int) or reset_every < 1:
+            raise ValueError(f"reset_every must be a positive integer, got {reset_every!r}")
+        if not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
+        if optimizer_state not in ("reset", "keep"):
+            raise ValueError(f"optimizer_state must be 'reset' or 'keep', got {optimizer_state!r}")
+        self.reset_every, self.ema_decay = reset_every, float(ema_decay)
+        self.ema_device, self.optimizer_state = ema_device, optimizer_state
+        self.params: dict[str, torch.nn.Parameter] = {}
+        self.ema: dict[str, torch.Tensor] = {}
+        self.init: dict[str, torch.Tensor] = {}
+        self.resets = 0
+
+    def _copy(self, p: torch.Tensor) -> torch.Tensor:
+        return p.detach().to(self.ema_device if self.ema_device is not None else p.device, copy=True)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if getattr(args, "fsdp", None) or getattr(args, "deepspeed", None):
+            raise ValueError(
+                "Elastic Reset needs every rank to hold full parameters: FSDP and DeepSpeed are refused"
+            )
+        self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if not self.params:
+            raise ValueError("Elastic Reset: the model has no trainable parameters")
+        saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / STATE_FILE
+        if state.global_step > 0 and saved.is_file():  # resuming: restore the EMA and initial copies
+            from safetensors.torch import load_file
+
+            blob = load_file(saved, device=str(self.ema_device or "cpu"))
+            self.ema = {n: blob[f"ema.{n}"] for n in self.params}
+            self.init = {n: blob[f"init.{n}"] for n in self.params}
+        else:
+            self.init = {n: self._copy(p) for n, p in self.params.items()}
+            self.ema = {n: t.clone() for n, t in self.init.items()}
+
+    @torch.no_grad()
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        eta = self.ema_decay
+        for n, p in self.params.items():
+            self.ema[n].mul_(eta).add_(p.detach().to(self.ema[n].device), alpha=1.0 - eta)
+        if state.global_step % self.reset_every == 0:
+            for n, p in self.params.items():
+                p.copy_(self.ema[n].to(p.device))
+                self.ema[n].copy_(self.init[n])
+            if self.optimizer_state == "reset" and optimizer is not None:
+                inner = getattr(optimizer, "optimizer", optimizer)
+                for p in self.params.values():
+                    inner.state.pop(p, None)
+            self.resets += 1
+            logger.info("elastic reset %d at step %d", self.resets, state.global_step)
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir() and state.is_world_process_zero:
+            from safetensors.torch import save_file
+
+            blob = {f"ema.{n}": t.contiguous() for n, t in self.ema.items()}
+            blob.update({f"init.{n}": t.contiguous() for n, t in self.init.items()})
+            save_file(blob, str(folder / STATE_FILE))

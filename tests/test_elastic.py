@@ -1,0 +1,130 @@
+"""Elastic Reset (Noukhovitch et al.) as a TrainerCallback: EMA by hand, resets, optimizer state, LoRA
+memory, resume, refusals, and the CLI flags."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rewardkit import ElasticResetCallback, train_reward_model
+
+
+def _state(step):
+    return SimpleNamespace(global_step=step, is_world_process_zero=True)
+
+
+def _args(tmp_path, **kw):
+    return SimpleNamespace(output_dir=str(tmp_path), fsdp="", deepspeed=None, **kw)
+
+
+def test_ema_update_and_reset_by_hand(tmp_path):
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 2.0]]))
+    cb = ElasticResetCallback(reset_every=2, ema_decay=0.9)
+    cb.on_train_begin(_args(tmp_path), _state(0), None, model=model)
+    init = torch.tensor([[1.0, 2.0]])
+    with torch.no_grad():  # "optimizer step" 1
+        model.weight.copy_(torch.tensor([[3.0, 0.0]]))
+    cb.on_step_end(_args(tmp_path), _state(1), None)
+    ema1 = 0.9 * init + 0.1 * torch.tensor([[3.0, 0.0]])  # (1.2, 1.8)
+    torch.testing.assert_close(cb.ema["weight"], ema1)
+    torch.testing.assert_close(model.weight.detach(), torch.tensor([[3.0, 0.0]]))  # no reset yet
+    with torch.no_grad():  # step 2: a reset step
+        model.weight.copy_(torch.tensor([[5.0, 4.0]]))
+    cb.on_step_end(_args(tmp_path), _state(2), None)
+    ema2 = 0.9 * ema1 + 0.1 * torch.tensor([[5.0, 4.0]])  # (1.58, 2.02)
+    torch.testing.assert_close(model.weight.detach(), ema2)  # online <- EMA
+    torch.testing.assert_close(cb.ema["weight"], init)  # EMA <- initial
+    assert cb.resets == 1
+
+
+@pytest.mark.parametrize("mode", ["reset", "keep"])
+def test_optimizer_state_at_a_reset(tmp_path, mode):
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    cb = ElasticResetCallback(reset_every=1, ema_decay=0.5, optimizer_state=mode)
+    cb.on_train_begin(_args(tmp_path), _state(0), None, model=model)
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    cb.on_step_end(_args(tmp_path), _state(1), None, optimizer=opt)
+    held = [p for p in model.parameters() if p in opt.state]
+    assert (held == []) if mode == "reset" else len(held) == 2
+
+
+def test_refusals(tmp_path):
+    with pytest.raises(ValueError, match="reset_every"):
+        ElasticResetCallback(reset_every=0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        ElasticResetCallback(reset_every=2, ema_decay=1.0)
+    cb = ElasticResetCallback(reset_every=2)
+    with pytest.raises(ValueError, match="FSDP and DeepSpeed are refused"):
+        cb.on_train_begin(
+            SimpleNamespace(output_dir=str(tmp_path), fsdp="full_shard", deepspeed=None),
+            _state(0),
+            None,
+            model=torch.nn.Linear(1, 1),
+        )
+
+
+def test_in_training_lora_tracks_adapter_sized_copies_and_resumes(tiny_lm, synthetic_split, tmp_path):
+    train = synthetic_split[0][:32]
+    cb = ElasticResetCallback(reset_every=3, ema_decay=0.9)
+    rm = train_reward_model(
+        tiny_lm,
+        train,
+        lora_r=4,
+        batch_size=8,
+        epochs=2,
+        lr=1e-3,
+        out=tmp_path / "rm",
+        save_checkpoints=True,
+        callbacks=[cb],
+        progress=False,
+    )
+    assert rm.training_info["optimizer_steps"] == 8 and cb.resets == 2  # resets after steps 3 and 6
+    trainable = sum(p.numel() for p in rm.module.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in rm.module.parameters())
+    tracked = sum(t.numel() for t in cb.ema.values())
+    assert tracked == trainable < total / 5  # adapters and head only
+    assert all(t.device.type == "cpu" for t in cb.ema.values())
+    saved = tmp_path / "rm" / "checkpoints" / "fine-tune" / "checkpoint-4" / "elastic_reset.safetensors"
+    assert saved.is_file()
+    resumed = ElasticResetCallback(reset_every=3, ema_decay=0.9)
+    resumed.on_train_begin(
+        SimpleNamespace(output_dir=str(saved.parents[1]), fsdp="", deepspeed=None),
+        _state(4),
+        None,
+        model=rm.module,
+    )
+    from safetensors.torch import load_file
+
+    blob = load_file(saved)
+    for name, t in resumed.ema.items():
+        torch.testing.assert_close(t, blob[f"ema.{name}"])
+
+
+def test_cli_flags(tiny_lm, synthetic_split, tmp_path, capsys):
+    from rewardkit.cli import main
+
+    data = tmp_path / "d.jsonl"
+    synthetic_split[0][:16].save_jsonl(data)
+    main(
+        [
+            "train",
+            "explicit",
+            "--model",
+            str(tiny_lm),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--batch-size",
+            "4",
+            "--elastic-reset-every",
+            "2",
+            "--ema-decay",
+            "0.99",
+        ]
+    )
+    assert "trained on 16 pairs in 4 steps" in capsys.readouterr().out
