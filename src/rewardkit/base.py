@@ -175,6 +175,7 @@ MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "alpha": (int, float),
     "unit": str,
     "length_reference": dict,
+    "url": str,
     "model": str,
 }
 

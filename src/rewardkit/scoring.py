@@ -140,6 +140,11 @@ def _run_one(
         return parts
 
 
+#: Callables ``(sequences, real_tokens, padded_tokens)`` told of every batch the engine runs (e.g. the
+#: server's metrics). Called from the thread that scores.
+BATCH_OBSERVERS: list[Callable[[int, int, int], None]] = []
+
+
 def show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
@@ -168,7 +173,10 @@ def run_batches(
     bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not show_progress(progress), leave=False)
     with torch.inference_mode():
         for indices in plan:
-            for idx, values in _run_one(fn, collate(items, indices, pad_id), device):
+            batch = collate(items, indices, pad_id)
+            for observe in BATCH_OBSERVERS:
+                observe(len(indices), int(batch.attention_mask.sum()), batch.input_ids.numel())
+            for idx, values in _run_one(fn, batch, device):
                 if out is None:  # [n] for one reward per sequence, [n, heads] for multi-head models
                     out = np.empty((len(items), *values.shape[1:]), dtype=np.float32)
                 out[idx] = values.numpy()

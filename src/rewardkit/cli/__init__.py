@@ -17,6 +17,7 @@ import click
 from rewardkit.cli.bench import bench
 from rewardkit.cli.models import demo_model, ensemble, merge
 from rewardkit.cli.score import eval_cmd, score
+from rewardkit.cli.serve import serve
 from rewardkit.cli.train import train
 from rewardkit.errors import RewardkitError
 
@@ -51,7 +52,7 @@ def cli(verbose: bool) -> None:
         quiet_libraries()
 
 
-for command in (train, score, eval_cmd, ensemble, merge, bench, demo_model):
+for command in (train, score, eval_cmd, ensemble, merge, bench, serve, demo_model):
     cli.add_command(command)
 
 

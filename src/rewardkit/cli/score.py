@@ -65,7 +65,9 @@ def load_rm(
             **kwargs,
         )
     elif rm_dir:
-        rm = load_reward_model(rm_dir, **kwargs)
+        from rewardkit.models.remote import RemoteRewardModel, is_url
+
+        rm = RemoteRewardModel(rm_dir) if is_url(rm_dir) else load_reward_model(rm_dir, **kwargs)
     else:
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
     configure_engine(rm, chat_template, **engine)
@@ -93,7 +95,8 @@ def _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction) -> dict:
 
 
 @click.command()
-@click.option("--rm", "rm_dir", default=None, help="reward model folder")
+@click.option("--rm", "rm_dir", default=None, help="reward model folder (or the URL of a rewardkit server)")
+@click.option("--server", default=None, help="URL of a `rewardkit serve` server to score with")
 @dpo_options
 @base_model_option
 @click.option("--data", required=True, help="preference file or hub dataset name")
@@ -106,6 +109,7 @@ def _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction) -> dict:
 @click.option("--force", is_flag=True, help="overwrite an existing --out")
 def score(
     rm_dir,
+    server,
     dpo_policy,
     dpo_reference,
     reference_free,
@@ -137,7 +141,12 @@ def score(
     from rewardkit.distributed import gather_rows, init_distributed
     from rewardkit.io import atomic_write_text, dumps
 
-    check_file_output(out, [data, rm_dir, dpo_policy, dpo_reference, base_model], force)
+    if server is not None:
+        if rm_dir is not None:
+            raise click.UsageError("give either --rm or --server, not both")
+        rm_dir = server
+    local = None if rm_dir is None or rm_dir.startswith(("http://", "https://")) else rm_dir
+    check_file_output(out, [data, local, dpo_policy, dpo_reference, base_model], force)
     pairs = load_preferences(data, on_error=on_error)
     rank, size, device = init_distributed()  # under torchrun: each rank scores pairs rank, rank+size, ...
     dpo = _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction)
@@ -201,12 +210,27 @@ def score(
     click.echo(msg)
 
 
+def _split_spec(spec: str) -> tuple[str, list[str]]:
+    """``NAME=DIR[,DIR2]`` / ``DIR`` / ``NAME=URL`` -> (name or "", locations); a URL's own '=' and ','
+    (query strings) are left alone."""
+    name, sep, rest = spec.partition("=")
+    if not sep or name.startswith(("http://", "https://")) or "/" in name:
+        return "", [spec]
+    if rest.startswith(("http://", "https://")):
+        return name, [rest]
+    return name, rest.split(",")
+
+
+def _folders(spec: str) -> list[str]:
+    return _split_spec(spec)[1]
+
+
 def _named_rms(specs: tuple[str, ...], dpo: dict, **load) -> dict:
-    """``--rm DIR`` or ``--rm NAME=DIR[,DIR2,...]`` (several folders = several trained seeds of one model)."""
+    """``--rm DIR``, ``--rm NAME=DIR[,DIR2,...]`` (several folders = several trained seeds of one model)
+    or ``--rm NAME=URL`` (a rewardkit server)."""
     rms: dict = {}
     for spec in specs:
-        name, _, dirs = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        folders = dirs.split(",")
+        name, folders = _split_spec(spec)
         name = name or Path(folders[0]).name
         if name in rms:
             raise click.UsageError(f"two reward models named {name!r}; use --rm NAME=DIR")
@@ -271,7 +295,7 @@ def eval_cmd(
     if ood and not split_by:
         raise click.UsageError("--ood needs --split-by")
     inputs = [data, dpo_policy, dpo_reference, base_model]
-    inputs += [d for spec in rm_specs for d in spec.rpartition("=")[2].split(",")]
+    inputs += [d for spec in rm_specs for d in _folders(spec) if not d.startswith(("http://", "https://"))]
     outs = [o for o in (json_out, md_out, plot_out) if o]
     if len(set(outs)) < len(outs):
         raise RewardkitError("--json, --markdown and --plot must be different files")

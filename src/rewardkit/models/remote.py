@@ -1,0 +1,147 @@
+"""A reward model served by ``rewardkit serve``, used like a local one.
+
+:class:`RemoteRewardModel` implements :class:`~rewardkit.RewardModel` over HTTP (``score``,
+``score_pairs`` with the pairs' shared response boundary, the TRL ``reward_funcs`` call), so evaluation,
+best-of-N, the shift benchmark and TRL trainers can use a served model. Requests are split to the
+server's per-request limit; a 503 (queue full, model loading) is retried after its Retry-After, as are
+timeouts and refused connections, up to ``retries`` times.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardkit.base import RewardModel, write_manifest
+from rewardkit.data import Prompt
+from rewardkit.errors import ModelError, RewardkitError
+from rewardkit.io import atomic_dir
+from rewardkit.templating import Texts
+
+API_KEY_ENV = "REWARDKIT_API_KEY"
+
+
+def is_url(text: Any) -> bool:
+    return isinstance(text, str) and text.startswith(("http://", "https://"))
+
+
+class RemoteRewardModel(RewardModel):
+    """A model served at ``url`` (e.g. ``http://127.0.0.1:8000``). ``api_key``: the server's bearer token
+    (default: ``$REWARDKIT_API_KEY``). ``chunk``: sequences per request (the server's limit by default)."""
+
+    kind = "remote"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 300.0,
+        retries: int = 8,
+        chunk: int | None = None,
+    ):
+        if not is_url(url):
+            raise ModelError(f"{url!r} is not an http(s) URL")
+        self.url = url.rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self.timeout, self.retries, self.chunk = timeout, retries, chunk
+        self.source = self.url
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            import httpx
+
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            self._client = httpx.Client(base_url=self.url, timeout=self.timeout, headers=headers)
+        return self._client
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        import httpx
+
+        wait = 0.5
+        for attempt in range(self.retries + 1):
+            try:
+                r = self.client.request(method, path, json=body)
+            except (httpx.TimeoutException, httpx.ConnectError) as e:
+                if attempt == self.retries:
+                    raise RewardkitError(f"{self.url}{path}: {type(e).__name__}: {e}") from None
+                time.sleep(wait)
+                wait = min(wait * 2, 10.0)
+                continue
+            if r.status_code == 503 and attempt < self.retries:
+                time.sleep(float(r.headers.get("retry-after", wait)))
+                continue
+            if r.status_code != 200:
+                try:
+                    msg = r.json().get("error", r.text)
+                except ValueError:
+                    msg = r.text
+                raise RewardkitError(f"{self.url}{path}: HTTP {r.status_code}: {msg}")
+            return r.json()
+        raise RewardkitError(f"{self.url}{path}: still unavailable after {self.retries} retries")
+
+    def info(self) -> dict[str, Any]:
+        """The served model's ``/info``: kind, members, base model, convention, versions, limits."""
+        return self._request("GET", "/info")
+
+    def _chunk(self) -> int:
+        if self.chunk is None:
+            self.chunk = int(self.info().get("limits", {}).get("max_request_sequences", 256))
+        return max(1, self.chunk)
+
+    def score_texts(self, texts: Texts) -> np.ndarray:
+        out = []
+        if texts.pairs is not None:
+            step = max(1, self._chunk() // 2)
+            chosen, rejected = [], []
+            for lo in range(0, len(texts.pairs), step):
+                part = texts.pairs[lo : lo + step]
+                body = {
+                    "pairs": [
+                        {
+                            "prompt": p.prompt,
+                            "chosen": p.chosen,
+                            "rejected": p.rejected,
+                            "metadata": p.metadata,
+                        }
+                        for p in part
+                    ]
+                }
+                r = self._request("POST", "/score_pairs", body)
+                chosen += r["chosen"]
+                rejected += r["rejected"]
+            return np.asarray(chosen + rejected, dtype=np.float32)
+        step = self._chunk()
+        for lo in range(0, len(texts), step):
+            body: dict[str, Any] = {
+                "prompts": texts.prompts[lo : lo + step],
+                "responses": texts.responses[lo : lo + step],
+                "reward_call": texts.reward_call,
+            }
+            if texts.metadata is not None:
+                body["metadata"] = texts.metadata[lo : lo + step]
+            out += self._request("POST", "/score", body)["rewards"]
+        return np.asarray(out, dtype=np.float32)
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
+        return self.score_texts(Texts(list(prompts), list(responses)))
+
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
+        """A folder that ``load_reward_model`` turns back into this client (the URL; never the key)."""
+        with atomic_dir(path, force=force) as tmp:
+            write_manifest(tmp, self._manifest(url=self.url))
+
+    @classmethod
+    def _load(cls, path: Path, manifest: dict[str, Any], **kwargs: Any) -> RemoteRewardModel:
+        if not is_url(manifest.get("url")):
+            raise ModelError(f"{path}: manifest field 'url' must be an http(s) URL")
+        return cls(manifest["url"])

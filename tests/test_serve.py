@@ -1,0 +1,362 @@
+"""`rewardkit serve`: real server processes on free ports, driven by a real HTTP client (httpx)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from rewardkit import BradleyTerryRM, DPOImplicitRM, LengthPenalizedRM, RemoteRewardModel, load_reward_model  # noqa: E402
+from rewardkit.synthetic import make_synthetic_preferences  # noqa: E402
+
+SCRIPT = str(Path(sys.executable).parent / "rewardkit")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(*args: str, env: dict | None = None):
+    """A `rewardkit serve` process; yields (url, process) once /health answers 200."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [SCRIPT, "serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited: {proc.stderr.read()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.time() > deadline:
+                raise AssertionError("server did not become ready")
+            time.sleep(0.2)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def models(tiny_lm, tmp_path_factory):
+    from rewardkit.tiny import build_tiny_model
+
+    d = tmp_path_factory.mktemp("serve")
+    BradleyTerryRM.from_pretrained(tiny_lm, head_seed=7).save(d / "rm")
+    ref = build_tiny_model(d / "ref", seed=3)
+    DPOImplicitRM.from_pretrained(tiny_lm, ref, beta=0.5).save(d / "dporm")
+    return d
+
+
+def test_rewards_equal_local_scoring_and_the_client_is_a_reward_model(models, tmp_path, capsys):
+    pairs = make_synthetic_preferences(24, seed=4)
+    conv = [[{"role": "user", "content": "tell me about pasta"}]] * 2
+    for kind in ("rm", "dporm"):
+        local = load_reward_model(models / kind)
+        with server("--rm", str(models / kind)) as (url, _):
+            remote = RemoteRewardModel(url, chunk=10)  # several requests per call
+            a, b = remote.score_pairs(pairs), local.score_pairs(pairs)
+            assert np.abs(a.chosen - b.chosen).max() <= 1e-5 and np.abs(a.rejected - b.rejected).max() <= 1e-5
+            np.testing.assert_allclose(
+                remote.score(conv, ["good", "bad"]), local.score(conv, ["good", "bad"]), atol=1e-5
+            )
+            trl = remote(prompts=["tell me", "tell me"], completions=[" good", " bad"])
+            np.testing.assert_allclose(
+                trl, local(prompts=["tell me", "tell me"], completions=[" good", " bad"]), atol=1e-5
+            )
+            info = remote.info()
+            assert (
+                info["kind"] == ("explicit" if kind == "rm" else "implicit")
+                and info["chat_template"] == "auto"
+            )
+            if kind == "rm":
+                remote.save(tmp_path / "remote")
+                assert isinstance(load_reward_model(tmp_path / "remote"), RemoteRewardModel)
+                data = tmp_path / "d.jsonl"
+                pairs.save_jsonl(data)
+                from rewardkit.cli import main
+
+                main(["score", "--server", url, "--data", str(data), "--out", str(tmp_path / "remote.jsonl")])
+                main(
+                    [
+                        "score",
+                        "--rm",
+                        str(models / kind),
+                        "--data",
+                        str(data),
+                        "--out",
+                        str(tmp_path / "local.jsonl"),
+                    ]
+                )
+                r = [json.loads(x)["margin"] for x in (tmp_path / "remote.jsonl").read_text().splitlines()]
+                lo = [json.loads(x)["margin"] for x in (tmp_path / "local.jsonl").read_text().splitlines()]
+                assert np.abs(np.array(r) - np.array(lo)).max() <= 1e-5
+                capsys.readouterr()
+                main(["eval", "--rm", f"served={url}", "--rm", f"local={models / kind}", "--data", str(data)])
+                table = capsys.readouterr().out
+                row = lambda name: next(x for x in table.splitlines() if x.startswith(f"| {name} |")).split(
+                    "|"
+                )[2]  # noqa: E731
+                assert row("served") == row("local")
+
+
+def test_concurrent_requests_are_pooled_and_each_gets_its_own_results(models):
+    local = load_reward_model(models / "rm")
+    pairs = make_synthetic_preferences(48, seed=5)
+    requests = [(pairs.prompts[i : i + 4], [p.chosen for p in pairs][i : i + 4]) for i in range(0, 48, 4)]
+    with server("--rm", str(models / "rm"), "--max-wait-ms", "300") as (url, _):
+        results: dict[int, list] = {}
+
+        def call(i):
+            p, r = requests[i]
+            results[i] = httpx.post(f"{url}/score", json={"prompts": p, "responses": r}, timeout=60).json()[
+                "rewards"
+            ]
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(requests))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, (p, r) in enumerate(requests):
+            np.testing.assert_allclose(results[i], local.score(p, r), atol=1e-5)
+        metrics = httpx.get(f"{url}/metrics").text
+    count = float(
+        next(x for x in metrics.splitlines() if x.startswith("rewardkit_pool_requests_count")).split()[-1]
+    )
+    alone = float(
+        next(
+            x for x in metrics.splitlines() if x.startswith('rewardkit_pool_requests_bucket{le="1.0"}')
+        ).split()[-1]
+    )
+    assert count < len(requests) and alone < count  # engine calls pooled several requests
+    assert "rewardkit_sequences_total 48.0" in metrics and "rewardkit_batch_sequences_count" in metrics
+
+
+def test_openrlhf_request_shape(models):
+    local = load_reward_model(models / "rm")
+    prompts, responses = ["tell me about pasta", "explain the star"], [" good clear", " bad"]
+    with server("--rm", str(models / "rm")) as (url, _):
+        body = {
+            "query": [p + r for p, r in zip(prompts, responses)],
+            "prompts": prompts,
+            "labels": ["x", "y"],
+        }
+        out = httpx.post(f"{url}/get_reward", json=body).json()
+        np.testing.assert_allclose(out["rewards"], local.score(prompts, responses), atol=1e-5)
+        assert out["scores"] == out["rewards"]
+        whole = httpx.post(f"{url}/get_reward", json={"query": body["query"]}).json()["rewards"]
+        np.testing.assert_allclose(whole, local.score(["", ""], body["query"]), atol=1e-5)
+
+
+def test_errors_answer_with_their_status_and_the_server_keeps_serving(models):
+    key = {"Authorization": "Bearer s3cret"}
+    ok = {"prompts": ["tell me"], "responses": [" good"]}
+    with server(
+        "--rm",
+        str(models / "rm"),
+        "--max-request-sequences",
+        "8",
+        "--max-request-bytes",
+        "2KB",
+        "--max-queue",
+        "10",
+        "--max-wait-ms",
+        "200",
+        env={"REWARDKIT_API_KEY": "s3cret"},
+    ) as (url, _):
+        cases = [
+            (dict(content=b"{not json"), 422, "invalid JSON"),
+            (dict(json={"prompts": ["x"]}), 422, "field 'responses': Field required"),
+            (dict(json={"prompts": ["x", "y"], "responses": [" a"]}), 422, "have 2 and 1 items"),
+            (dict(json={"prompts": ["x"], "responses": [3]}), 422, "field 'responses.0"),
+            (
+                dict(json={"prompts": ["x"] * 9, "responses": [" a"] * 9}),
+                413,
+                "9 sequences exceed the limit of 8",
+            ),
+            (dict(json={"prompts": ["x" * 3000], "responses": [" a"]}), 413, "exceeds the limit of 2048"),
+        ]
+        for kwargs, status, message in cases:
+            r = httpx.post(f"{url}/score", headers=key, **kwargs)
+            assert r.status_code == status and message in r.json()["error"], (r.status_code, r.text)
+            assert "\n" not in r.json()["error"]
+            assert httpx.post(f"{url}/score", headers=key, json=ok).status_code == 200
+        r = httpx.post(f"{url}/score", json=ok)
+        assert r.status_code == 401 and "bearer token" in r.json()["error"]
+        assert httpx.get(f"{url}/health").status_code == 200  # health needs no token
+        statuses, retry = [], []
+
+        def burst():
+            r = httpx.post(
+                f"{url}/score",
+                headers=key,
+                json={"prompts": ["tell me"] * 8, "responses": [" good"] * 8},
+                timeout=60,
+            )
+            statuses.append(r.status_code)
+            retry.append(r.headers.get("retry-after"))
+
+        threads = [threading.Thread(target=burst) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert 200 in statuses and 503 in statuses and "1" in retry  # a full queue sheds load
+        assert httpx.post(f"{url}/score", headers=key, json=ok).status_code == 200
+
+
+def test_a_failing_request_does_not_affect_the_others(models, tmp_path):
+    local = LengthPenalizedRM(load_reward_model(models / "rm"), alpha=0.5, unit="words")
+    with server(
+        "--rm",
+        str(models / "rm"),
+        "--length-penalty",
+        "0.5",
+        "--length-unit",
+        "words",
+        "--max-wait-ms",
+        "300",
+    ) as (url, _):
+        out: dict[int, httpx.Response] = {}
+
+        def call(i):
+            meta = [{"reference": "a b"}] if i != 3 else [{}]  # request 3 lacks its reference
+            out[i] = httpx.post(
+                f"{url}/score",
+                json={"prompts": ["tell me"], "responses": [" good " * (i + 1)], "metadata": meta},
+                timeout=60,
+            )
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert out[3].status_code == 422 and "no reference field 'reference'" in out[3].json()["error"]
+    for i in (0, 1, 2, 4, 5):
+        expected = local.score(["tell me"], [" good " * (i + 1)], references=["a b"])
+        np.testing.assert_allclose(out[i].json()["rewards"], expected, atol=1e-5)
+
+
+def test_sigterm_drains_every_accepted_request(models):
+    pairs = make_synthetic_preferences(64, seed=6)
+    local = load_reward_model(models / "rm")
+    with server("--rm", str(models / "rm"), "--max-wait-ms", "100") as (url, proc):
+        results: dict[int, httpx.Response] = {}
+        client = httpx.Client(timeout=60)
+
+        def call(i):
+            results[i] = client.post(
+                f"{url}/score", json={"prompts": pairs.prompts, "responses": [p.chosen for p in pairs]}
+            )
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # the requests are accepted and queued
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join()
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after draining
+    expected = local.score(pairs.prompts, [p.chosen for p in pairs])
+    assert len(results) == 8
+    for r in results.values():
+        assert r.status_code == 200
+        np.testing.assert_allclose(r.json()["rewards"], expected, atol=1e-5)
+
+
+def test_health_is_503_until_the_model_is_loaded(models):
+    from starlette.testclient import TestClient
+
+    from rewardkit.serve.app import build_app
+
+    release = threading.Event()
+
+    def slow_load():
+        release.wait(30)
+        return load_reward_model(models / "rm")
+
+    app = build_app(slow_load)
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 503
+        r = client.post("/score", json={"prompts": ["x"], "responses": [" good"]})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        release.set()
+        for _ in range(100):
+            if client.get("/health").status_code == 200:
+                break
+            time.sleep(0.05)
+        assert client.post("/score", json={"prompts": ["x"], "responses": [" good"]}).status_code == 200
+
+
+def test_a_model_that_fails_to_load_is_one_error_line(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    r = subprocess.run(
+        [SCRIPT, "serve", "--rm", str(tmp_path / "bad"), "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        r.returncode == 2
+        and r.stderr.strip().splitlines()[-1].startswith("error: ")
+        and "config.json: invalid JSON" in r.stderr
+    )
+
+
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("ray"), reason="ray is not installed")
+def test_ray_serve_replicas(models):
+    """The same app as Ray Serve replicas (runs when ray[serve] is installed)."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [SCRIPT, "serve", "--rm", str(models / "rm"), "--port", str(port), "--num-replicas", "2"]
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        local = load_reward_model(models / "rm")
+        r = httpx.post(
+            f"{url}/score", json={"prompts": ["tell me"], "responses": [" good"]}, timeout=60
+        ).json()
+        np.testing.assert_allclose(r["rewards"], local.score(["tell me"], [" good"]), atol=1e-5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
