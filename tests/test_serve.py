@@ -123,10 +123,12 @@ def test_rewards_equal_local_scoring_and_the_client_is_a_reward_model(models, tm
                 capsys.readouterr()
                 main(["eval", "--rm", f"served={url}", "--rm", f"local={models / kind}", "--data", str(data)])
                 table = capsys.readouterr().out
-                row = lambda name: next(x for x in table.splitlines() if x.startswith(f"| {name} |")).split(
-                    "|"
-                )[2]  # noqa: E731
-                assert row("served") == row("local")
+                rows = {
+                    line.split("|")[1].strip(): line.split("|")[2]
+                    for line in table.splitlines()
+                    if line.startswith("| ")
+                }
+                assert rows["served"] == rows["local"]
 
 
 def test_concurrent_requests_are_pooled_and_each_gets_its_own_results(models):
