@@ -123,9 +123,10 @@ def test_rewards_equal_local_scoring_and_the_client_is_a_reward_model(models, tm
                 capsys.readouterr()
                 main(["eval", "--rm", f"served={url}", "--rm", f"local={models / kind}", "--data", str(data)])
                 table = capsys.readouterr().out
+                first = table.split("\n\n")[0]  # the accuracy table (the paired tests follow)
                 rows = {
                     line.split("|")[1].strip(): line.split("|")[2]
-                    for line in table.splitlines()
+                    for line in first.splitlines()
                     if line.startswith("| ")
                 }
                 assert rows["served"] == rows["local"]
