@@ -102,3 +102,9 @@ def test_elastic_reset_example():
     assert result["resets"] == 8  # 32 steps, a reset every 4
     assert result["elastic_reset"]["accuracy"] >= 0.75 and result["plain"]["accuracy"] >= 0.75
     assert result["elastic_reset"]["mean_abs_implicit_reward"] < result["plain"]["mean_abs_implicit_reward"]
+
+
+def test_serve_example():
+    result = _load("serve").main([])
+    assert result["kind"] == "explicit" and result["max_difference_from_local"] <= 1e-5
+    assert len(result["openrlhf_rewards"]) == 1 and result["sequences_served"] == 33.0  # 32 + 1 sequences

@@ -39,9 +39,9 @@ from rewardkit.cli.options import (
 @click.option(
     "--max-pool-sequences",
     type=COUNT,
-    default=512,
+    default=64,
     show_default=True,
-    help="sequences pooled per engine call",
+    help="sequences pooled per engine call (bounds latency: pools complete in turn)",
 )
 @click.option("--max-queue", type=COUNT, default=8192, show_default=True, help="sequences waiting before 503")
 @click.option(

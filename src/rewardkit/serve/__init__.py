@@ -37,6 +37,16 @@ def run_server(
         raise ModelError(str(error)) if not isinstance(error, ModelError) else error
 
 
+def _replica_app(load: Callable[[], Any], settings, describe: dict):
+    """Built inside each Ray Serve replica (so no model, thread or metrics registry is pickled): the same
+    app, started at once."""
+    from rewardkit.serve.app import build_app
+
+    app = build_app(load, settings, describe, start_in_lifespan=False)
+    app.state.start()
+    return app
+
+
 def run_ray(
     load: Callable[[], Any],
     settings,
@@ -47,22 +57,22 @@ def run_ray(
     gpus_per_replica: float,
 ) -> None:
     """The same app as ``num_replicas`` Ray Serve replicas behind Ray's HTTP proxy, each loading its own
-    model copy and batching its own requests."""
+    model copy and batching its own requests. ``load`` must be picklable (it is sent to the replicas)."""
     try:
         import ray
         from ray import serve
     except ImportError:
         raise ModelError("--num-replicas needs Ray Serve: pip install 'rewardkit[ray]'") from None
-    from rewardkit.serve.app import build_app
 
-    app = build_app(load, settings, describe, start_in_lifespan=False)
+    def builder():  # a plain function: Ray calls it in each replica (a partial would be taken for an ASGI app)
+        return _replica_app(load, settings, describe)
 
-    @serve.deployment(num_replicas=num_replicas, ray_actor_options={"num_gpus": gpus_per_replica})
-    @serve.ingress(app)
-    class RewardServer:
-        def __init__(self):
-            app.state.start()
-
-    ray.init(ignore_reinit_error=True)
+    deployment = serve.deployment(
+        serve.ingress(builder)(),
+        name="rewardkit",
+        num_replicas=num_replicas,
+        ray_actor_options={"num_gpus": gpus_per_replica},
+    )
+    ray.init(ignore_reinit_error=True, include_dashboard=False)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(RewardServer.bind(), blocking=True)
+    serve.run(deployment.bind(), name="rewardkit", route_prefix="/", blocking=True)

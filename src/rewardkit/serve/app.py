@@ -42,7 +42,7 @@ class ServeSettings:
     """Limits and batching knobs of one server (see ``rewardkit serve --help``)."""
 
     max_wait_ms: float = 5.0
-    max_pool_sequences: int = 512
+    max_pool_sequences: int = 64
     max_queue_sequences: int = 8192
     max_request_sequences: int = 1024
     max_request_bytes: int = 16 * 2**20

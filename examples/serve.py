@@ -1,0 +1,79 @@
+"""Serve a reward model over HTTP and use it from Python as if it were local.
+
+    python examples/serve.py [--rm DIR]
+
+Starts `rewardkit serve` on a free local port (a tiny model when no --rm is given), scores pairs through
+`RemoteRewardModel`, compares with the local model, posts OpenRLHF's /get_reward request, reads /info
+and /metrics, and stops the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rewardkit import BradleyTerryRM, RemoteRewardModel, load_reward_model
+from rewardkit.synthetic import make_synthetic_preferences
+from rewardkit.tiny import build_tiny_model
+
+
+def main(argv=None) -> dict:
+    import httpx
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rm", default=None)
+    args = ap.parse_args(argv)
+    folder = args.rm
+    if folder is None:
+        work = Path(tempfile.mkdtemp(prefix="rewardkit-serve-"))
+        BradleyTerryRM.from_pretrained(build_tiny_model(work / "base"), head_seed=1).save(work / "rm")
+        folder = str(work / "rm")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "rewardkit"), "serve", "--rm", folder, "--port", str(port)]
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        remote, local = RemoteRewardModel(url), load_reward_model(folder)
+        pairs = make_synthetic_preferences(16, seed=3)
+        diff = np.abs(remote.score_pairs(pairs).margins - local.score_pairs(pairs).margins).max()
+        openrlhf = httpx.post(
+            f"{url}/get_reward",
+            json={"query": ["tell me about pasta good"], "prompts": ["tell me about pasta"]},
+        ).json()
+        result = {
+            "kind": remote.info()["kind"],
+            "max_difference_from_local": float(diff),
+            "openrlhf_rewards": openrlhf["rewards"],
+            "sequences_served": float(
+                next(
+                    x
+                    for x in httpx.get(f"{url}/metrics").text.splitlines()
+                    if x.startswith("rewardkit_sequences_total")
+                ).split()[-1]
+            ),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    print(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
