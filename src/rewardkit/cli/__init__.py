@@ -31,6 +31,11 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    for module in ("transformers", "peft", "accelerate", "torch"):  # their deprecation notices, not ours
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
     if "transformers" in sys.modules:  # already imported: set it directly
         from transformers.utils import logging as hf_logging
 
