@@ -508,6 +508,43 @@ CASES = {
         _o,
         r"ensemble member .*rm1 is given twice",
     ),
+    "ema decay 1": (
+        lambda e: [
+            "train",
+            "explicit",
+            "--model",
+            e.lm,
+            "--data",
+            e.data,
+            "--out",
+            _o(e),
+            "--elastic-reset-every",
+            "2",
+            "--ema-decay",
+            "1",
+        ],
+        lambda e: [e.data],
+        _o,
+        r"--ema-decay.*'1' must be < 1",
+    ),
+    "every value is OOD": (
+        lambda e: [
+            "eval",
+            "--rm",
+            e.d / "rm0",
+            "--data",
+            e.data,
+            "--split-by",
+            "subset",
+            "--ood",
+            "cooking,travel,science",
+            "--json",
+            _o(e),
+        ],
+        lambda e: [e.data],
+        _o,
+        r"--ood lists every value of .chosen_generator.: no in-distribution pairs are left",
+    ),
     # ---- data that would change meaning
     "null prompt": (
         lambda e: ["score", "--rm", e.d / "rm0", "--data", e.d / "null_prompt.jsonl", "--out", _o(e)],
@@ -699,3 +736,16 @@ def test_kill_9_during_a_write_leaves_temporaries_that_the_next_write_cleans(tmp
         (tmp / "done").write_text("ok")
     assert (target / "done").is_file() and _leftovers(target) == []
     time.sleep(0)  # (the clean-up needs no waiting: the killed process is gone)
+
+
+def test_base_fingerprint_follows_the_weights_not_the_config_text(tiny_lm, tmp_path):
+    import json
+    import shutil
+
+    from rewardkit.models.common import base_fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_lm, copy)
+    cfg = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(cfg, indent=4, sort_keys=True))  # re-saved, same model
+    assert base_fingerprint(copy) == base_fingerprint(tiny_lm)

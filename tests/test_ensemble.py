@@ -254,3 +254,14 @@ def test_non_finite_member_rewards_are_refused_when_fitting(members):
     finally:
         with torch.no_grad():
             head.weight.copy_(saved)
+
+
+def test_saved_ensembles_copy_model_files_not_checkpoints(members, tmp_path):
+    for i, m in enumerate(members[:2]):
+        m.save(tmp_path / f"m{i}")
+    (tmp_path / "m0" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (tmp_path / "m0" / "checkpoints" / "checkpoint-1" / "optimizer.pt").write_bytes(b"x" * 100)
+    ens = EnsembleRM.from_paths([tmp_path / "m0", tmp_path / "m1"])
+    ens.save(tmp_path / "ens")
+    assert (tmp_path / "ens" / "member_0" / "model.safetensors").is_file()
+    assert not (tmp_path / "ens" / "member_0" / "checkpoints").exists()

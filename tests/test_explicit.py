@@ -204,3 +204,13 @@ def test_default_device_is_this_ranks_gpu(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device(None) == torch.device("cpu")
+
+
+def test_prompt_cache_is_bounded(tiny_lm, monkeypatch):
+    import rewardkit.templating as templating
+
+    monkeypatch.setattr(templating, "PROMPT_CACHE_SIZE", 3)
+    rm = BradleyTerryRM.from_pretrained(tiny_lm)
+    for i in range(10):
+        rm.formatter.encode(f"tell me {'good ' * i}", " ok")
+    assert len(rm.formatter._prompt_cache) == 3

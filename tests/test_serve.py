@@ -202,6 +202,8 @@ def test_errors_answer_with_their_status_and_the_server_keeps_serving(models):
             (dict(json={"prompts": ["x"]}), 422, "field 'responses': Field required"),
             (dict(json={"prompts": ["x", "y"], "responses": [" a"]}), 422, "have 2 and 1 items"),
             (dict(json={"prompts": ["x"], "responses": [3]}), 422, "field 'responses.0"),
+            (dict(json={"prompts": [[{"role": "user"}]], "responses": [" a"]}), 422, "field 'prompts.0"),
+            (dict(json={"prompts": ["x"], "responses": [{"content": "a"}]}), 422, "field 'responses.0"),
             (
                 dict(json={"prompts": ["x"] * 9, "responses": [" a"] * 9}),
                 413,

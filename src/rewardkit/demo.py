@@ -55,10 +55,13 @@ def demo_model_path() -> Path:
     target = cache_dir() / DEMO_NAME
     if (target / "config.json").is_file():
         return target
+    import logging
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = demo_gguf_dir()
+    logging.getLogger(__name__).warning("converting the demo model once (about 20 s) into %s", target)
     tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
     gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE, dtype=torch.float32)
     config = gguf_model.config

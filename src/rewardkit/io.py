@@ -83,7 +83,8 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _check_parent(target: Path) -> None:
+def check_parent(target: Path) -> None:
+    """Refuse a path under an existing file (``out/x`` where ``out`` is a file)."""
     for parent in [target.parent, *target.parent.parents]:
         if parent.exists():
             if not parent.is_dir():
@@ -94,7 +95,7 @@ def _check_parent(target: Path) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str, *, force: bool = True) -> None:
     """Write ``text`` to ``path`` atomically (an existing file is replaced only with ``force``)."""
     path = Path(path)
-    _check_parent(path)
+    check_parent(path)
     if path.is_dir():
         raise RewardkitError(f"{path}: is a folder, expected a file path")
     if path.exists() and not force:
@@ -118,7 +119,7 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = ""):
     """Yield a temporary path next to ``path`` for a writer that needs a file name (e.g. matplotlib);
     on success it replaces ``path``."""
     path = Path(path)
-    _check_parent(path)
+    check_parent(path)
     if path.is_dir():
         raise RewardkitError(f"{path}: is a folder, expected a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,10 +136,22 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = ""):
         raise
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as Python numbers and lists (so a NaN among them is still refused);
+    anything else as its string."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
 def dumps(obj: Any, **kwargs: Any) -> str:
     """JSON text of ``obj``; NaN and infinity are refused (they are not JSON)."""
     try:
-        return json.dumps(obj, allow_nan=False, ensure_ascii=False, default=str, **kwargs)
+        return json.dumps(obj, allow_nan=False, ensure_ascii=False, default=_plain, **kwargs)
     except ValueError as e:
         raise RewardkitError(f"refusing to write a NaN or infinite number as JSON ({e})") from None
 
@@ -168,7 +181,7 @@ def atomic_dir(target: str | os.PathLike, *, force: bool = False, keep: Iterable
     over into the new one (e.g. ``checkpoints``).
     """
     target = Path(target)
-    _check_parent(target)
+    check_parent(target)
     if target.exists() and not force:
         raise RewardkitError(f"{target}: already exists (pass force=True / --force to overwrite)")
     target.parent.mkdir(parents=True, exist_ok=True)

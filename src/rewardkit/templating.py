@@ -37,6 +37,7 @@ read at the end); the number of truncated sequences is reported by the caller, n
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -47,6 +48,7 @@ from rewardkit.errors import DataError, ModelError
 logger = logging.getLogger(__name__)
 
 ChatTemplateMode = Literal["auto", "always", "never"]
+PROMPT_CACHE_SIZE = 4096  # tokenised prompts kept per formatter (least recently used dropped first)
 CHAT_TEMPLATE_MODES: tuple[str, ...] = ("auto", "always", "never")
 
 
@@ -178,7 +180,7 @@ class Formatter:
         self.has_template = bool(getattr(tokenizer, "chat_template", None))
         if chat_template == "always" and not self.has_template and not pair_encoding:
             raise ModelError("chat_template='always' but the tokenizer has no chat template")
-        self._prompt_cache: dict[Any, list[int]] = {}
+        self._prompt_cache: OrderedDict[Any, list[int]] = OrderedDict()  # bounded LRU (servers, RL loops)
         self._warned_fallback = False
 
     @property
@@ -246,6 +248,10 @@ class Formatter:
             else:
                 hit = self._ids(render_plain(prompt), special)
             self._prompt_cache[key] = hit
+            if len(self._prompt_cache) > PROMPT_CACHE_SIZE:
+                self._prompt_cache.popitem(last=False)
+        else:
+            self._prompt_cache.move_to_end(key)
         return hit
 
     def _sequence(

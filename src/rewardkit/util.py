@@ -2,8 +2,56 @@
 
 from __future__ import annotations
 
+import math
 import platform
 from typing import Any
+
+#: Files that make up a tokenizer (and its chat template) in a model folder.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+
+
+def parse_size(size: str | int, what: str = "size") -> int:
+    """'2GB' / '500MB' / '1.5GiB' / bytes -> a positive number of bytes; anything else is an error
+    naming ``what``."""
+    from rewardkit.errors import RewardkitError
+
+    if isinstance(size, int) and not isinstance(size, bool):
+        n = size
+    else:
+        s = str(size).strip().upper().replace("IB", "B")
+        mult = 1
+        for unit, m in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10), ("B", 1)):
+            if s.endswith(unit):
+                s, mult = s[: -len(unit)].strip(), m
+                break
+        try:
+            value = float(s)
+        except ValueError:
+            raise RewardkitError(f"{what} {size!r} is not a size like 2GB or 500MB") from None
+        if not math.isfinite(value):
+            raise RewardkitError(f"{what} {size!r} is not a size like 2GB or 500MB")
+        n = int(value * mult)
+    if n <= 0:
+        raise RewardkitError(f"{what} must be positive, got {size!r}")
+    return n
+
+
+def is_url(text: Any) -> bool:
+    """An http(s) URL (a served model) rather than a folder."""
+    return isinstance(text, str) and text.startswith(("http://", "https://"))
 
 
 def unwrap_peft(model: Any) -> Any:

@@ -30,6 +30,7 @@ def quiet_libraries() -> None:
     and shard writing) out of the user's terminal and logs; ``--verbose`` keeps it."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # bars that do not choose for themselves (e.g. GGUF loading)
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     import warnings
 
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e))
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         _fail(f"{e.filename}: {e.strerror}" if e.filename else str(e))
+    except OSError as e:  # the environment (a full disk, a lost mount): one line, not a traceback
+        _fail(f"{e.filename}: {e.strerror}" if e.filename else str(e), 1)
     except Exception as e:  # pydantic validation errors: one line naming the field
         from pydantic import ValidationError
 

@@ -47,7 +47,6 @@ def bench_shift(preset, out, config_file, force, no_progress, **flags) -> None:
     from rewardkit.distributed import world
     from rewardkit.io import check_output
 
-    check_output(out, [flags.get("data"), flags.get("model"), config_file])
     shift = {
         "prompt_field": flags.pop("prompt_field"),
         "id_prompts": csv_list(flags.pop("id_prompts")),
@@ -69,6 +68,7 @@ def bench_shift(preset, out, config_file, force, no_progress, **flags) -> None:
     if shift:
         overrides["shift"] = shift
     config = resolve_config(preset, config_file, overrides)
+    check_output(out, [config.data, config.model, config_file])  # flags or the config file's
     report = run_shift_benchmark(config, out, force=force)
     if world()[0] == 0:
         click.echo(report.to_markdown())

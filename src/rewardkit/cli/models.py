@@ -76,7 +76,7 @@ def ensemble(sources, out, aggregation, lam, weights, normalize, calibration, ba
 @click.option("--force", is_flag=True, help="overwrite an existing output folder")
 def merge(sources, out, weights, dtype, shard_size, config_file, base_model, force) -> None:
     """Average the weights of reward models (WARM); exact for LoRA members."""
-    from rewardkit.io import atomic_write_text, check_distinct
+    from rewardkit.io import check_distinct
     from rewardkit.merge import weight_average
     from rewardkit.train.config import MergeConfig
 
@@ -86,6 +86,8 @@ def merge(sources, out, weights, dtype, shard_size, config_file, base_model, for
     config = MergeConfig(**fields)
     check_distinct(config.sources, "merge source")
     check_dir_output(config.out, [*config.sources, config_file, base_model], force)
+    import yaml
+
     path = weight_average(
         config.sources,
         config.weights,
@@ -94,10 +96,8 @@ def merge(sources, out, weights, dtype, shard_size, config_file, base_model, for
         shard_size=config.shard_size,
         force=force,
         base_model=base_model,
+        extra_files={"merge.yaml": yaml.safe_dump(config.model_dump(), sort_keys=False)},
     )
-    import yaml
-
-    atomic_write_text(path / "merge.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
     click.echo(f"merged {len(config.sources)} models -> {path}")
 
 

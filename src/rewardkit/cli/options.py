@@ -16,8 +16,14 @@ class FiniteFloat(click.ParamType):
 
     name = "number"
 
-    def __init__(self, min: float | None = None, open_min: bool = False, max: float | None = None):
-        self.min, self.open_min, self.max = min, open_min, max
+    def __init__(
+        self,
+        min: float | None = None,
+        open_min: bool = False,
+        max: float | None = None,
+        open_max: bool = False,
+    ):
+        self.min, self.open_min, self.max, self.open_max = min, open_min, max, open_max
 
     def convert(self, value, param, ctx):
         if isinstance(value, float):
@@ -31,8 +37,8 @@ class FiniteFloat(click.ParamType):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         if self.min is not None and (x <= self.min if self.open_min else x < self.min):
             self.fail(f"{value!r} must be {'>' if self.open_min else '>='} {self.min:g}", param, ctx)
-        if self.max is not None and x > self.max:
-            self.fail(f"{value!r} must be <= {self.max:g}", param, ctx)
+        if self.max is not None and (x >= self.max if self.open_max else x > self.max):
+            self.fail(f"{value!r} must be {'<' if self.open_max else '<='} {self.max:g}", param, ctx)
         return x
 
 
@@ -62,10 +68,10 @@ class Size(click.ParamType):
     name = "size"
 
     def convert(self, value, param, ctx):
-        from rewardkit.merge.common import parse_size
+        from rewardkit.util import parse_size
 
         try:
-            return parse_size(value)
+            return parse_size(value, "size")
         except RewardkitError as e:
             self.fail(str(e), param, ctx)
 
@@ -153,22 +159,20 @@ def refuse_existing(path: str | None, force: bool) -> None:
 def check_file_output(path: str, inputs: list, force: bool) -> None:
     """An output file: not an input, not inside or holding one, not a folder, not under a file, and not
     existing unless ``force``."""
-    from rewardkit.io import check_output
+    from rewardkit.io import check_output, check_parent
 
     check_output(path, inputs)
     p = Path(path)
     if p.is_dir():
         raise RewardkitError(f"{path}: is a folder, expected a file path for the output")
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise RewardkitError(f"{path}: cannot write here: {parent} is a file, not a folder")
-            break
+    check_parent(p)
     refuse_existing(path, force)
 
 
 def check_dir_output(path: str, inputs: list, force: bool) -> None:
-    from rewardkit.io import check_output
+    """An output folder: not an input, not inside or holding one, not under a file, and not existing
+    unless ``force``."""
+    from rewardkit.io import check_output, check_parent
 
     check_output(path, inputs)
     p = Path(path)
@@ -176,11 +180,7 @@ def check_dir_output(path: str, inputs: list, force: bool) -> None:
         raise RewardkitError(
             f"{path}: is a file, expected a folder for the output (use --force to replace it)"
         )
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise RewardkitError(f"{path}: cannot write here: {parent} is a file, not a folder")
-            break
+    check_parent(p)
     refuse_existing(path, force)
 
 

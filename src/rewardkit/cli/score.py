@@ -16,6 +16,7 @@ from rewardkit.cli.options import (
     length_penalty_options,
 )
 from rewardkit.errors import RewardkitError
+from rewardkit.util import is_url
 
 
 def configure_engine(rm, chat_template: str | None = None, **settings) -> None:
@@ -65,7 +66,7 @@ def load_rm(
             **kwargs,
         )
     elif rm_dir:
-        from rewardkit.models.remote import RemoteRewardModel, is_url
+        from rewardkit.models.remote import RemoteRewardModel
 
         rm = RemoteRewardModel(rm_dir) if is_url(rm_dir) else load_reward_model(rm_dir, **kwargs)
     else:
@@ -145,7 +146,7 @@ def score(
         if rm_dir is not None:
             raise click.UsageError("give either --rm or --server, not both")
         rm_dir = server
-    local = None if rm_dir is None or rm_dir.startswith(("http://", "https://")) else rm_dir
+    local = None if is_url(rm_dir) else rm_dir
     check_file_output(out, [data, local, dpo_policy, dpo_reference, base_model], force)
     pairs = load_preferences(data, on_error=on_error)
     rank, size, device = init_distributed()  # under torchrun: each rank scores pairs rank, rank+size, ...
@@ -214,9 +215,9 @@ def _split_spec(spec: str) -> tuple[str, list[str]]:
     """``NAME=DIR[,DIR2]`` / ``DIR`` / ``NAME=URL`` -> (name or "", locations); a URL's own '=' and ','
     (query strings) are left alone."""
     name, sep, rest = spec.partition("=")
-    if not sep or name.startswith(("http://", "https://")) or "/" in name:
+    if not sep or is_url(name) or "/" in name:
         return "", [spec]
-    if rest.startswith(("http://", "https://")):
+    if is_url(rest):
         return name, [rest]
     return name, rest.split(",")
 
@@ -295,7 +296,7 @@ def eval_cmd(
     if ood and not split_by:
         raise click.UsageError("--ood needs --split-by")
     inputs = [data, dpo_policy, dpo_reference, base_model]
-    inputs += [d for spec in rm_specs for d in _folders(spec) if not d.startswith(("http://", "https://"))]
+    inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
     outs = [o for o in (json_out, md_out, plot_out) if o]
     if len(set(outs)) < len(outs):
         raise RewardkitError("--json, --markdown and --plot must be different files")
@@ -334,6 +335,10 @@ def eval_cmd(
         groups = {str(k): v for k, v in pairs.group_by(split_by).items()}
         id_split = "id"
         splits = {"id": pairs.filter(lambda p: str(p.metadata[split_by]) not in ood_values)}
+        if not len(splits["id"]):
+            raise RewardkitError(
+                f"--ood lists every value of {split_by!r}: no in-distribution pairs are left"
+            )
         splits.update({v: groups[v] for v in ood_values})
     else:
         splits = {str(k): v for k, v in pairs.group_by(split_by).items()}

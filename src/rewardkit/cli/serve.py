@@ -91,8 +91,19 @@ def serve(
 ) -> None:
     """Serve a reward model over HTTP with dynamic batching (POST /score, /score_pairs, /get_reward)."""
     import logging
+    import socket
     import sys
 
+    from rewardkit.errors import RewardkitError
+
+    try:
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise RewardkitError(
+            "rewardkit serve needs the serve extra: pip install 'rewardkit[serve]'"
+        ) from None
     from rewardkit.cli.score import _dpo, length_penalized, load_rm
     from rewardkit.models.common import check_model_folder
     from rewardkit.serve import run_ray, run_server
@@ -113,6 +124,12 @@ def serve(
         logging.getLogger("rewardkit").warning(
             "serving on %s without --api-key: anyone who can reach it can use it", host
         )
+    if not num_replicas:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as e:
+                raise RewardkitError(f"cannot listen on {host}:{port}: {e.strerror}") from None
     dpo = _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction)
 
     def load():

@@ -51,7 +51,7 @@ def common_training_options(fn):
             ),
             click.option(
                 "--ema-decay",
-                type=FiniteFloat(0.0, open_min=True, max=1.0),
+                type=FiniteFloat(0.0, open_min=True, max=1.0, open_max=True),
                 default=None,
                 help="Elastic Reset EMA decay",
             ),

@@ -83,6 +83,7 @@ def weight_average(
     force: bool = False,
     progress: bool | None = None,
     base_model: str | os.PathLike | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
     """Average saved reward models (or DPO policies) into ``out``; returns ``out``.
 
@@ -91,7 +92,8 @@ def weight_average(
     mismatch, a source given twice, an ``out`` that is or holds a source, or a NaN / infinite merged
     tensor raises before anything is written. ``out`` is written atomically and never overwritten
     unless ``force``. ``merge.json`` beside the weights records inputs, content hashes, normalised
-    weights, the files copied and library versions.
+    weights, the files copied and library versions; ``extra_files`` (name -> text, e.g. the merge's
+    config) are written into the output before it is put in place.
     """
     from rewardkit.models.common import check_model_folder
 
@@ -117,24 +119,43 @@ def weight_average(
     if len(kinds) > 1:
         raise ModelError(f"cannot merge reward models of different kinds: {sorted(kinds)}")
     if all(loras):
-        return average_lora(srcs, w, manifests, Path(out), dtype=dtype, force=force, base_model=base_model)
+        return average_lora(
+            srcs,
+            w,
+            manifests,
+            Path(out),
+            dtype=dtype,
+            force=force,
+            base_model=base_model,
+            extra_files=extra_files,
+        )
     archs = {json.dumps(_architecture(s)) for s in srcs}
     if len(archs) > 1:
         raise ModelError(f"cannot merge different architectures: {sorted(archs)}")
-    readers = [CheckpointReader(s) for s in srcs]
+    readers: list[CheckpointReader] = []
     try:
-        return _average_full(srcs, readers, raw, manifests[0], Path(out), dtype, shard_bytes, force, progress)
+        for s in srcs:
+            readers.append(CheckpointReader(s))
+        return _average_full(
+            srcs, readers, raw, manifests[0], Path(out), dtype, shard_bytes, force, progress, extra_files
+        )
     finally:
         for r in readers:
             r.close()
 
 
-def _average_full(srcs, readers, raw, manifest, out: Path, dtype, shard_size, force, progress) -> Path:
+def _average_full(
+    srcs, readers, raw, manifest, out: Path, dtype, shard_size, force, progress, extra_files
+) -> Path:
     _check_same_tensors(readers, srcs)
     ref = readers[0]
     specs = []
     for k in ref.keys():
         shape, st_dtype = ref.meta(k)
+        if st_dtype not in _STDTYPES:
+            raise ModelError(
+                f"cannot merge: tensor {k!r} has dtype {st_dtype}, which the merge does not handle"
+            )
         in_dtype = _STDTYPES[st_dtype]
         out_dtype = DTYPES[dtype] if dtype is not None and in_dtype.is_floating_point else in_dtype
         specs.append((k, shape, out_dtype))
@@ -166,6 +187,8 @@ def _average_full(srcs, readers, raw, manifest, out: Path, dtype, shard_size, fo
         writer.close()
         copied = copy_model_files(srcs[0], tmp)
         w = normalize_weights(raw, len(srcs))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
         provenance(tmp, srcs, w, [h.hexdigest() for h in hashes], manifest, dtype, lora=False, copied=copied)
     return out
 

@@ -13,51 +13,19 @@ import torch
 from rewardkit.base import MANIFEST
 from rewardkit.errors import ModelError
 from rewardkit.io import write_json
-from rewardkit.util import versions
+from rewardkit.util import TOKENIZER_FILES, versions
+from rewardkit.util import parse_size as _parse_size
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 #: Files a merged model needs besides its weights (config, generation settings, tokenizer, template);
 #: anything else in a source folder (training arguments, stray data, stale weights) is not copied.
-MODEL_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "chat_template.jinja",
-    "chat_template.json",
-)
+MODEL_FILES = ("config.json", "generation_config.json", *TOKENIZER_FILES)
 
 
 def parse_size(size: str | int) -> int:
-    """'2GB' / '500MB' / '1.5GiB' / bytes -> bytes."""
-    if isinstance(size, int) and not isinstance(size, bool):
-        n = size
-    else:
-        s = str(size).strip().upper().replace("IB", "B")
-        mult = 1
-        for unit, m in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10), ("B", 1)):
-            if s.endswith(unit):
-                s, mult = s[: -len(unit)].strip(), m
-                break
-        try:
-            value = float(s)
-        except ValueError:
-            raise ModelError(f"shard size {size!r} is not a size like 2GB or 500MB") from None
-        if not math.isfinite(value):
-            raise ModelError(f"shard size {size!r} is not a size like 2GB or 500MB")
-        n = int(value * mult)
-    if n <= 0:
-        raise ModelError(f"shard size must be positive, got {size!r}")
-    return n
+    """A shard size in bytes (see :func:`rewardkit.util.parse_size`)."""
+    return _parse_size(size, "shard size")
 
 
 def check_weights(weights: Sequence[float] | None, n: int) -> list[float]:

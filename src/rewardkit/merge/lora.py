@@ -51,10 +51,10 @@ def average_lora(
     dtype: str | None,
     force: bool,
     base_model: str | Path | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
     """The exact average of LoRA members on one base, merged into the base (dense output). Every
     member's recorded base fingerprint is checked against the base (``base_model`` overrides its path)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from rewardkit.models.common import check_base, check_model_folder
 
@@ -74,7 +74,20 @@ def average_lora(
     check_model_folder(base, "base model")
     for s, m in zip(srcs, manifests):
         check_base(s, m.get("base_fingerprint"), base)
-    readers = [CheckpointReader(s, stem="adapter_model") for s in srcs]
+    readers: list[CheckpointReader] = []
+    try:
+        for s in srcs:
+            readers.append(CheckpointReader(s, stem="adapter_model"))
+        return _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, force, extra_files)
+    finally:
+        for r in readers:
+            r.close()
+
+
+def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, force, extra_files) -> Path:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    configs = [json.loads((s / "adapter_config.json").read_text()) for s in srcs]
     keys = set(readers[0].keys())
     for r, s in zip(readers[1:], srcs[1:]):
         if set(r.keys()) != keys:
@@ -83,12 +96,20 @@ def average_lora(
     bad = [k for k in dense for r in readers[1:] if r.meta(k) != readers[0].meta(k)]
     if bad:
         raise mismatch("reward heads / saved modules differ in shape", bad)
+    from rewardkit.models.common import hf_load
+
     kind = manifests[0].get("kind", "explicit")
+    load = dict(dtype=torch.float32, use_safetensors=True)
     if kind == "implicit":
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        model = hf_load(AutoModelForCausalLM.from_pretrained, base, "base model", **load)
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=manifests[0].get("num_heads", 1), dtype=torch.float32
+        num_labels = manifests[0].get("num_heads", 1)
+        model = hf_load(
+            AutoModelForSequenceClassification.from_pretrained,
+            base,
+            "base model",
+            num_labels=num_labels,
+            **load,
         )
     fan_in_fan_out = {bool(c.get("fan_in_fan_out")) for c in configs}
     if len(fan_in_fan_out) > 1:
@@ -138,5 +159,7 @@ def average_lora(
         model.save_pretrained(tmp)
         copied = copy_model_files(srcs[0], tmp)
         model.config.save_pretrained(tmp)  # the dense model's config, not an adapter's
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
         provenance(tmp, srcs, w, hashes, manifest, dtype, lora=True, copied=sorted({*copied, "config.json"}))
     return out

@@ -20,17 +20,7 @@ import torch
 
 from rewardkit.errors import ModelError
 from rewardkit.templating import prepare_tokenizer
-from rewardkit.util import unwrap_peft
-
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.json",
-    "vocab.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-)
+from rewardkit.util import TOKENIZER_FILES, unwrap_peft
 
 
 def check_model_folder(path: str | os.PathLike, what: str = "model", weights: bool = True) -> Path:
@@ -164,18 +154,16 @@ FINGERPRINT_SAMPLE = 4096  # bytes hashed from the start and from the middle of 
 
 
 def base_fingerprint(base: str | os.PathLike) -> str:
-    """Identity of a base checkpoint from its weights, cheaply: xxh3-128 over ``config.json`` and, for
-    every tensor (by name), its name, dtype, shape and two samples of its bytes (start and middle, 4 KB
-    each). Two bases with the same shapes but other weights differ; reading is a few MB at most."""
+    """Identity of a base checkpoint from its weights, cheaply: xxh3-128 over every tensor's name, dtype,
+    shape and two samples of its bytes (start and middle, 4 KB each). Two bases with the same shapes but
+    other weights differ; re-saving the same weights (or a reformatted config) does not change it;
+    reading is a few MB at most."""
     import xxhash
 
     from rewardkit.safetensors_io import read_header
 
     base = Path(base)
     h = xxhash.xxh3_128()
-    cfg = base / "config.json"
-    if cfg.is_file():
-        h.update(cfg.read_bytes())
     entries = []
     for f in sorted(base.glob("*.safetensors")):
         n, header = read_header(f)
@@ -187,7 +175,7 @@ def base_fingerprint(base: str | os.PathLike) -> str:
             for at in (lo, lo + max(0, (hi - lo) // 2 - FINGERPRINT_SAMPLE // 2)):
                 fh.seek(data_start + at)
                 h.update(fh.read(min(FINGERPRINT_SAMPLE, hi - at)))
-    return "xxh3-sample:" + h.hexdigest()
+    return "xxh3-weights:" + h.hexdigest()
 
 
 def _legacy_fingerprint(base: Path) -> str:
@@ -205,7 +193,7 @@ def check_base(model_dir: str | os.PathLike, recorded: str | None, base: str | o
     if not recorded:
         return
     base = Path(base)
-    actual = base_fingerprint(base) if recorded.startswith("xxh3-sample:") else _legacy_fingerprint(base)
+    actual = base_fingerprint(base) if recorded.startswith("xxh3-weights:") else _legacy_fingerprint(base)
     if actual != recorded:
         raise ModelError(
             f"{model_dir}: LoRA model was trained on another base model than {base} (its weights differ); "

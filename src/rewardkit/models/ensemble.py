@@ -25,6 +25,7 @@ from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.templating import Texts
+from rewardkit.util import TOKENIZER_FILES
 
 
 def agg_mean(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
@@ -94,17 +95,6 @@ class EnsembleScores:
     std: np.ndarray
 
 
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-)
-
-
 def tokenizer_digest(folder: str | os.PathLike) -> str:
     """sha256 over a model folder's tokenizer files: equal digests tokenise identically."""
     h = hashlib.sha256()
@@ -163,6 +153,9 @@ class EnsembleRM(RewardModel):
         self.stats = stats
         self.row_order = list(row_order) if row_order is not None else None
         self.sources: list[str] | None = None  # member folders in the user's order, when loaded from disk
+        self.last_tokenizations = (
+            0  # distinct encodings of the last call (members sharing a tokenizer share one)
+        )
 
     @property
     def num_members(self) -> int:
@@ -250,8 +243,9 @@ class EnsembleRM(RewardModel):
         with atomic_dir(path, force=force) as tmp:
             names = []
             if self.sources is not None:
+                skip = shutil.ignore_patterns("checkpoints", ".*.tmp-*", ".*.old-*")  # model files only
                 for i, src in enumerate(self.sources):
-                    shutil.copytree(src, Path(tmp) / f"member_{i}")
+                    shutil.copytree(src, Path(tmp) / f"member_{i}", ignore=skip)
                     names.append(f"member_{i}")
             else:
                 for i, m in enumerate(self.members):
@@ -339,6 +333,7 @@ class EnsembleRM(RewardModel):
             dirs.append(member_dir)
         return cls.from_paths(
             dirs,
+            load_kwargs=kwargs,
             aggregation=manifest["aggregation"],
             lam=manifest.get("lam", 1.0),
             weights=manifest.get("weights"),

@@ -45,7 +45,9 @@ def text_length(texts: Sequence[str], unit: Unit, tokenizer=None) -> np.ndarray:
         return np.array([len(t.split()) for t in texts], dtype=np.float64)
     if unit == "tokens":
         if tokenizer is None:
-            raise ModelError("unit 'tokens' needs a tokenizer (the wrapped model has none): pass tokenizer=")
+            raise ModelError(
+                "length unit 'tokens' needs a tokenizer: use 'chars' or 'words', or pass tokenizer="
+            )
         ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
         return np.array([len(x) for x in ids], dtype=np.float64)
     raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
@@ -89,9 +91,17 @@ class LengthPenalizedRM(RewardModel):
         if isinstance(reference, (int, float)) and not (np.isfinite(reference) and reference > 0):
             raise ModelError(f"a fixed reference length must be positive and finite, got {reference!r}")
         self.rm, self.alpha, self.reference, self.unit = rm, float(alpha), reference, unit
-        self.tokenizer = tokenizer if tokenizer is not None else getattr(rm, "tokenizer", None)
+        if tokenizer is None:  # the model's own, or (an ensemble) its first member's
+            members = [rm, *getattr(rm, "members", [])]
+            tokenizer = next(
+                (m.tokenizer for m in members if getattr(m, "tokenizer", None) is not None), None
+            )
+        self.tokenizer = tokenizer
         if unit == "tokens" and self.tokenizer is None:
-            raise ModelError("unit 'tokens' needs a tokenizer (the wrapped model has none): pass tokenizer=")
+            raise ModelError(
+                "length unit 'tokens' needs a tokenizer and the wrapped model has none (e.g. a served model): "
+                "use unit 'chars' or 'words' (--length-unit), or pass tokenizer="
+            )
         self.source: str | None = None
 
     def reference_lengths(self, texts: Texts, references: Sequence[Any] | None = None) -> np.ndarray:

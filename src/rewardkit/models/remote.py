@@ -22,12 +22,9 @@ from rewardkit.data import Prompt
 from rewardkit.errors import ModelError, RewardkitError
 from rewardkit.io import atomic_dir
 from rewardkit.templating import Texts
+from rewardkit.util import is_url
 
 API_KEY_ENV = "REWARDKIT_API_KEY"
-
-
-def is_url(text: Any) -> bool:
-    return isinstance(text, str) and text.startswith(("http://", "https://"))
 
 
 class RemoteRewardModel(RewardModel):
@@ -56,36 +53,57 @@ class RemoteRewardModel(RewardModel):
     @property
     def client(self):
         if self._client is None:
-            import httpx
+            try:
+                import httpx
+            except ImportError:
+                raise ModelError("RemoteRewardModel needs httpx: pip install 'rewardkit[serve]'") from None
 
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             self._client = httpx.Client(base_url=self.url, timeout=self.timeout, headers=headers)
         return self._client
 
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        """One call, retried on 503 (after its Retry-After) and on transport errors (with backoff)."""
         import httpx
 
-        wait = 0.5
-        for attempt in range(self.retries + 1):
+        wait, attempt = 0.5, 0
+        while True:
             try:
                 r = self.client.request(method, path, json=body)
-            except (httpx.TimeoutException, httpx.ConnectError) as e:
-                if attempt == self.retries:
+            except httpx.TransportError as e:  # timeouts, refused or dropped connections
+                if attempt >= self.retries:
                     raise RewardkitError(f"{self.url}{path}: {type(e).__name__}: {e}") from None
+                attempt += 1
                 time.sleep(wait)
                 wait = min(wait * 2, 10.0)
                 continue
+            except httpx.HTTPError as e:  # e.g. an invalid URL
+                raise RewardkitError(f"{self.url}{path}: {type(e).__name__}: {e}") from None
             if r.status_code == 503 and attempt < self.retries:
-                time.sleep(float(r.headers.get("retry-after", wait)))
-                continue
-            if r.status_code != 200:
+                attempt += 1
                 try:
-                    msg = r.json().get("error", r.text)
+                    delay = float(r.headers.get("retry-after", wait))
                 except ValueError:
-                    msg = r.text
-                raise RewardkitError(f"{self.url}{path}: HTTP {r.status_code}: {msg}")
-            return r.json()
-        raise RewardkitError(f"{self.url}{path}: still unavailable after {self.retries} retries")
+                    delay = wait
+                time.sleep(min(delay, 30.0))
+                continue
+            try:
+                data = r.json()
+            except ValueError:
+                data = None
+            if r.status_code != 200:
+                msg = data.get("error", r.text) if isinstance(data, dict) else r.text
+                raise RewardkitError(
+                    f"{self.url}{path}: HTTP {r.status_code}: {' '.join(str(msg).split())[:300]}"
+                )
+            if not isinstance(data, dict):
+                raise RewardkitError(f"{self.url}{path}: the answer is not a JSON object")
+            return data
+
+    def _field(self, data: dict, key: str, path: str) -> list:
+        if not isinstance(data.get(key), list):
+            raise RewardkitError(f"{self.url}{path}: the answer has no list {key!r}")
+        return data[key]
 
     def info(self) -> dict[str, Any]:
         """The served model's ``/info``: kind, members, base model, convention, versions, limits."""
@@ -115,8 +133,8 @@ class RemoteRewardModel(RewardModel):
                     ]
                 }
                 r = self._request("POST", "/score_pairs", body)
-                chosen += r["chosen"]
-                rejected += r["rejected"]
+                chosen += self._field(r, "chosen", "/score_pairs")
+                rejected += self._field(r, "rejected", "/score_pairs")
             return np.asarray(chosen + rejected, dtype=np.float32)
         step = self._chunk()
         for lo in range(0, len(texts), step):
@@ -127,7 +145,7 @@ class RemoteRewardModel(RewardModel):
             }
             if texts.metadata is not None:
                 body["metadata"] = texts.metadata[lo : lo + step]
-            out += self._request("POST", "/score", body)["rewards"]
+            out += self._field(self._request("POST", "/score", body), "rewards", "/score")
         return np.asarray(out, dtype=np.float32)
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:

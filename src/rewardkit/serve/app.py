@@ -14,27 +14,33 @@ Endpoints: ``POST /score``, ``POST /score_pairs``, ``POST /get_reward`` (OpenRLH
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rewardkit.errors import RewardkitError
+from rewardkit.errors import DataError, ModelError
 from rewardkit.templating import Texts, completion_text
 
 logger = logging.getLogger(__name__)
 
-Message = dict[str, Any]
+
+class Message(BaseModel):
+    """A chat message: string ``role`` and ``content`` (other keys, e.g. ``name``, are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str
 
 
 @dataclass
@@ -48,6 +54,15 @@ class ServeSettings:
     max_request_bytes: int = 16 * 2**20
     api_key: str | None = None
     retry_after_s: int = 1
+
+
+def _plain(value: Any) -> Any:
+    """Validated messages back to plain dicts (a string stays a string)."""
+    if isinstance(value, Message):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 class ScoreRequest(BaseModel):
@@ -93,7 +108,6 @@ class Job:
     texts: Texts
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
-    enqueued: float = field(default_factory=time.perf_counter)
 
     @property
     def n(self) -> int:
@@ -200,23 +214,34 @@ class Batcher(threading.Thread):
                 first = self.jobs.get(timeout=0.1)
             except queue.Empty:
                 continue
-            jobs, n = [first], first.n
-            deadline = time.perf_counter() + self.settings.max_wait_ms / 1000
-            while n < self.settings.max_pool_sequences:
-                try:
-                    job = self.jobs.get(timeout=max(0.0, deadline - time.perf_counter()))
-                except queue.Empty:
-                    break
-                jobs.append(job)
-                n += job.n
-            groups: dict[tuple, list[Job]] = {}
-            for job in jobs:
-                groups.setdefault(job.key, []).append(job)
-            for group in groups.values():
-                self._process(group)
-            with self.lock:
-                self.pending -= n
-                self.metrics.queue.set(self.pending)
+            jobs = [first]
+            try:
+                self._pool_and_score(jobs)
+            except BaseException as e:  # noqa: BLE001 - never die silently: fail this pool, keep serving
+                logger.exception("the batcher failed on a pool of %d request(s)", len(jobs))
+                for job in jobs:
+                    self._resolve(job, e)
+            finally:
+                with self.lock:
+                    self.pending -= sum(j.n for j in jobs)
+                    self.metrics.queue.set(self.pending)
+
+    def _pool_and_score(self, jobs: list[Job]) -> None:
+        """Add waiting jobs to ``jobs`` (in place, up to the pool's limits), then score them."""
+        n = jobs[0].n
+        deadline = time.perf_counter() + self.settings.max_wait_ms / 1000
+        while n < self.settings.max_pool_sequences:
+            try:
+                job = self.jobs.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                break
+            jobs.append(job)
+            n += job.n
+        groups: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.key, []).append(job)
+        for group in groups.values():
+            self._process(group)
 
     def _score(self, texts: Texts, members: bool) -> np.ndarray:
         """[n] rewards, or [1 + M + 1, n]: rewards, member rewards, their std."""
@@ -251,7 +276,10 @@ class Batcher(threading.Thread):
             else:
                 job.future.set_result(value)
 
-        job.loop.call_soon_threadsafe(set_it)
+        try:
+            job.loop.call_soon_threadsafe(set_it)
+        except RuntimeError:  # the event loop is closed (shutting down): nobody is waiting
+            pass
 
 
 def _one_line(text: str) -> str:
@@ -348,22 +376,14 @@ def build_app(
             metrics.requests.labels(request.url.path, "422").inc()
             return _error(422, f"field {loc!r}: {err.get('msg')}")
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        err = exc.errors()[0]
-        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
-        if err.get("type") == "json_invalid":
-            msg = f"invalid JSON ({err.get('msg')})"
-        else:
-            msg = f"field {'.'.join(loc) or 'body'!r}: {err.get('msg')}"
-        metrics.requests.labels(request.url.path, "422").inc()
-        return _error(422, msg)
+    routes = {"/score", "/score_pairs", "/get_reward", "/health", "/info", "/metrics"}
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        path = request.url.path
+        path = request.url.path if request.url.path in routes else "other"  # bounded metric labels
         if settings.api_key and path != "/health":
-            if request.headers.get("authorization") != f"Bearer {settings.api_key}":
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {settings.api_key}".encode()):
                 metrics.requests.labels(path, "401").inc()
                 return _error(401, "missing or wrong bearer token (Authorization: Bearer KEY)")
         if request.method == "POST":
@@ -375,12 +395,14 @@ def build_app(
                 )
         return await call_next(request)
 
-    async def run(endpoint: str, texts: Texts, members: bool) -> np.ndarray | JSONResponse:
+    async def run(texts: Texts, members: bool) -> np.ndarray | JSONResponse:
         """Queue ``texts`` for the batcher and wait for its rewards, or an error response."""
         if not ready.is_set():
             return _error(503, "the model is still loading", {"Retry-After": str(settings.retry_after_s)})
         if state["error"] is not None:
             return _error(500, f"the model failed to load: {state['error']}")
+        if not batcher.is_alive():
+            return _error(500, "the server's scoring thread is not running")
         if len(texts) > settings.max_request_sequences:
             return _error(
                 413,
@@ -395,9 +417,9 @@ def build_app(
             return _error(503, "the queue is full; retry later", {"Retry-After": str(settings.retry_after_s)})
         try:
             return await job.future
-        except RewardkitError as e:  # bad data in the request (e.g. a missing reference field)
-            return _error(422, str(e))
-        except ValueError as e:
+        except ModelError as e:  # the model's fault (e.g. NaN rewards), not the request's
+            return _error(500, str(e))
+        except (DataError, ValueError) as e:  # bad data in the request (e.g. a missing reference field)
             return _error(422, str(e))
         except Exception as e:  # noqa: BLE001 - this request fails, the server keeps serving
             logger.exception("scoring failed")
@@ -436,12 +458,12 @@ def build_app(
                 422, f"field 'metadata' has {len(req.metadata)} items for {len(req.responses)} responses"
             )
         texts = Texts(
-            list(req.prompts),
-            [completion_text(r) for r in req.responses],
+            [_plain(p) for p in req.prompts],
+            [completion_text(_plain(r)) for r in req.responses],
             reward_call=req.reward_call,
             metadata=req.metadata,
         )
-        return respond("/score", started, await run("/score", texts, req.members), req.members)
+        return respond("/score", started, await run(texts, req.members), req.members)
 
     @app.post("/score_pairs")
     async def score_pairs(request: Request):
@@ -451,8 +473,8 @@ def build_app(
         req = await parse(request, PairsRequest)
         if isinstance(req, JSONResponse):
             return req
-        pairs = [PreferencePair(p.prompt, p.chosen, p.rejected, p.metadata) for p in req.pairs]
-        out = await run("/score_pairs", Texts.from_pairs(pairs), req.members)
+        pairs = [PreferencePair(_plain(p.prompt), p.chosen, p.rejected, p.metadata) for p in req.pairs]
+        out = await run(Texts.from_pairs(pairs), req.members)
         if isinstance(out, JSONResponse):
             return respond("/score_pairs", started, out, req.members)
         n = len(pairs)
@@ -485,7 +507,7 @@ def build_app(
                 metrics.requests.labels("/get_reward", "422").inc()
                 return _error(422, f"field 'query.{i}': does not start with its prompt")
         texts = Texts(list(prompts), [q[len(p) :] for q, p in zip(req.query, prompts)])
-        out = await run("/get_reward", texts, False)
+        out = await run(texts, False)
         if isinstance(out, JSONResponse):
             return respond("/get_reward", started, out, False)
         return respond("/get_reward", started, out, False, {"scores": out.tolist()})
@@ -551,7 +573,5 @@ def model_info(rm: Any, extra: dict | None = None) -> dict[str, Any]:
 
         merge = Path(source) / "merge.json"
         if merge.is_file():
-            import json
-
             info["merge_provenance"] = json.loads(merge.read_text())
     return {**info, **(extra or {})}

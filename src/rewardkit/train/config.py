@@ -113,7 +113,7 @@ class MergeConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> MergeConfig:
-        from rewardkit.merge.common import parse_size
+        from rewardkit.util import parse_size
 
-        parse_size(self.shard_size)  # a one-line error for 0, negative or unreadable sizes
+        parse_size(self.shard_size, "shard size")  # a one-line error for 0, negative or unreadable sizes
         return self

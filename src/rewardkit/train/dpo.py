@@ -25,7 +25,13 @@ from torch import nn
 
 from rewardkit.data import as_pairs
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
-from rewardkit.models.common import cast_like_loaded, load_tokenizer, resolve_device, resolve_dtype
+from rewardkit.models.common import (
+    cast_like_loaded,
+    load_tokenizer,
+    model_context,
+    resolve_device,
+    resolve_dtype,
+)
 from rewardkit.models.implicit import DPOImplicitRM, adapter_disabled, load_causal_lm
 from rewardkit.scoring import run_batches
 from rewardkit.templating import Formatter
@@ -150,7 +156,7 @@ def train_dpo(
                 ),
             )
     verify_logits(policy)
-    formatter = Formatter(tok, config.max_length, config.chat_template)
+    formatter = Formatter(tok, config.max_length, config.chat_template, context=model_context(policy))
     datasets = [PairDataset(train_pairs, formatter, boundary=True)] + (
         [PairDataset(eval_pairs, formatter, boundary=True)] if eval_pairs else []
     )

@@ -25,6 +25,8 @@ from typing import Literal
 import torch
 from transformers import TrainerCallback
 
+from rewardkit.errors import ModelError
+
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "elastic_reset.safetensors"
@@ -49,11 +51,11 @@ class ElasticResetCallback(TrainerCallback):
         optimizer_state: Literal["reset", "keep"] = "reset",
     ):
         if not isinstance(reset_every, int) or reset_every < 1:
-            raise ValueError(f"reset_every must be a positive integer, got {reset_every!r}")
+            raise ModelError(f"reset_every must be a positive integer, got {reset_every!r}")
         if not 0.0 < ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
+            raise ModelError(f"ema_decay must be in (0, 1), got {ema_decay}")
         if optimizer_state not in ("reset", "keep"):
-            raise ValueError(f"optimizer_state must be 'reset' or 'keep', got {optimizer_state!r}")
+            raise ModelError(f"optimizer_state must be 'reset' or 'keep', got {optimizer_state!r}")
         self.reset_every, self.ema_decay = reset_every, float(ema_decay)
         self.ema_device, self.optimizer_state = ema_device, optimizer_state
         self.params: dict[str, torch.nn.Parameter] = {}
@@ -66,12 +68,12 @@ class ElasticResetCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if getattr(args, "fsdp", None) or getattr(args, "deepspeed", None):
-            raise ValueError(
+            raise ModelError(
                 "Elastic Reset needs every rank to hold full parameters: FSDP and DeepSpeed are refused"
             )
         self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.params:
-            raise ValueError("Elastic Reset: the model has no trainable parameters")
+            raise ModelError("Elastic Reset: the model has no trainable parameters")
         saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / STATE_FILE
         if state.global_step > 0 and saved.is_file():  # resuming: restore the EMA and initial copies
             from safetensors.torch import load_file

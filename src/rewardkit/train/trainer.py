@@ -385,8 +385,9 @@ def train_reward_model(
         if config.max_length is not None:
             rm.formatter.max_length = config.max_length
         if config.chat_template is not None and config.chat_template != rm.formatter.chat_template:
+            f = rm.formatter
             rm.formatter = Formatter(
-                rm.tokenizer, rm.formatter.max_length, config.chat_template, rm.formatter.pair_encoding
+                rm.tokenizer, f.max_length, config.chat_template, f.pair_encoding, f.context
             )
     else:
         rm = BradleyTerryRM.from_pretrained(
