@@ -3,10 +3,13 @@ gathers the results and restores input order. Training needs none of this (Train
 
 from __future__ import annotations
 
+import atexit
 import os
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def world() -> tuple[int, int]:
@@ -19,6 +22,7 @@ def init_distributed() -> tuple[int, int, torch.device | None]:
     rank, size = world()
     if size == 1:
         return 0, 1, None
+    import torch
     import torch.distributed as dist
 
     device = None
@@ -27,7 +31,17 @@ def init_distributed() -> tuple[int, int, torch.device | None]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device is not None else "gloo")
+        atexit.register(leave_group)
     return rank, size, device
+
+
+def leave_group() -> None:
+    """Destroy the default process group if this process joined one (ours or the Trainer's); a
+    process that exits with it alive can abort in gloo's thread teardown ("terminate called without an
+    active exception", SIGABRT) after its work is done."""
+    dist = sys.modules.get("torch.distributed")  # never imports torch itself
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def gather_rows(rows: list[dict[str, Any]], rank: int, size: int) -> list[dict[str, Any]] | None:

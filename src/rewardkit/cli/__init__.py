@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> None:
             err = e.errors()[0]
             _fail(f"config field {'.'.join(map(str, err['loc']))}: {err['msg']}")
         raise
+    finally:  # under torchrun: leave the process group before the interpreter tears down
+        from rewardkit.distributed import leave_group
+
+        leave_group()
 
 
 __all__ = ["cli", "main"]
