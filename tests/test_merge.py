@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -186,14 +188,17 @@ def test_failed_write_stops_the_merge_and_leaves_nothing(full_members, tmp_path,
 
 
 def test_reader_reads_rows_and_reports_truncation(full_members, tmp_path):
-    from rewardkit.safetensors_io import CheckpointReader
+    from rewardkit.safetensors_io import CheckpointReader, aligned_empty
 
     state = _state(full_members[0])
     key = max(state, key=lambda k: state[k].numel())
     with CheckpointReader(full_members[0]) as r:
-        scratch = torch.empty(1 << 16, dtype=torch.uint8)
-        torch.testing.assert_close(r.get_rows(key, 3, 7, scratch), state[key][3:7], rtol=0, atol=0)
-        torch.testing.assert_close(r.get(key), state[key], rtol=0, atol=0)
+        scratch = aligned_empty(1 << 16)
+        rows = r.get_rows(key, 3, 7, scratch)
+        assert rows.ctypes.data == scratch.ctypes.data and scratch.ctypes.data % 64 == 0  # read in place
+        np.testing.assert_array_equal(rows, state[key][3:7].numpy())
+        np.testing.assert_array_equal(r.get(key), state[key].numpy())
+        assert torch.equal(r.get_tensor(key), state[key])
     cut = tmp_path / "cut"
     cut.mkdir()
     blob = (full_members[0] / "model.safetensors").read_bytes()
@@ -202,6 +207,83 @@ def test_reader_reads_rows_and_reports_truncation(full_members, tmp_path):
         ModelError, match=r"cut/model.safetensors: truncated: tensor '.*' ends at byte \d+ of \d+"
     ):
         CheckpointReader(cut)  # found from the header, before any tensor is read
+
+
+def test_merge_command_of_full_models_loads_no_torch(full_members, tmp_path):
+    """`rewardkit merge` of full checkpoints is plain numpy: torch alone takes about as long to import as
+    the merge of four small models takes to run (benchmarks/startup.py)."""
+    code = (
+        "import sys\nfrom rewardkit.cli import main\n"
+        f"try:\n    main(['merge', *{[str(m) for m in full_members]!r}, '-o', {str(tmp_path / 'out')!r}])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'datasets') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    merged, states = _state(tmp_path / "out"), [_state(m) for m in full_members]
+    for k, v in merged.items():
+        if v.is_floating_point():
+            expected = (states[0][k] + states[1][k] + states[2][k]) / 3
+            torch.testing.assert_close(v, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_float32_narrowing_rounds_as_torch_does():
+    """The numpy merge narrows float32 averages exactly as torch's ``.to()`` does: bfloat16 by bits
+    (round to nearest, ties to even), float16 by numpy; ties, negatives, subnormals and the largest
+    finite values included; and it notices a rounding that overflows."""
+    from rewardkit.merge.average import _from_float32, _overflowed
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(4096).astype(np.float32) * np.float32(10.0) ** rng.integers(-40, 38, 4096)
+    ties = (np.arange(512, dtype=np.uint32) << 16 | 0x8000).view(np.float32)  # exactly half-way
+    edge = np.array([0.0, -0.0, 1e-45, -1e-45, 3.389e38, -3.389e38, 65504.0, 65519.0], np.float32)
+    x = np.concatenate([base, ties[np.isfinite(ties)], edge]).astype(np.float32)
+
+    def narrow(values, dtype):
+        out = np.empty(values.size, {"BF16": np.uint16, "F16": np.float16}[dtype])
+        _from_float32(values, dtype, np.empty(values.size, np.uint32), out)
+        return out
+
+    bf16 = narrow(x.copy(), "BF16")
+    assert np.array_equal(
+        bf16, torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    )
+    small = x[np.abs(x) < 6e4]
+    np.testing.assert_array_equal(narrow(small.copy(), "F16"), torch.from_numpy(small).half().numpy())
+    assert not _overflowed(bf16[np.isfinite(torch.from_numpy(x).to(torch.bfloat16).float().numpy())], "BF16")
+    big = np.array([3.4e38], np.float32)  # finite in float32, infinite once rounded to bfloat16
+    assert _overflowed(narrow(big.copy(), "BF16"), "BF16")
+    assert _overflowed(narrow(np.array([7e4], np.float32), "F16"), "F16")
+
+
+def test_fused_accumulation_equals_torch_addcmul():
+    """mergekit accumulates with ``addcmul_`` (a fused multiply-add: one rounding); the numpy merge's
+    emulation gives the same bits, on random terms of every scale, fp16 inputs, float32 subnormals, and
+    sums that land within a float64 rounding of a float32 midpoint (where rounding twice is wrong)."""
+    from rewardkit.merge.average import _exact_product, _fused_add
+
+    rng = np.random.default_rng(1)
+    n = 100_000
+    acc = (rng.standard_normal(n) * 10.0 ** rng.integers(-6, 4, n)).astype(np.float32)
+    t = (rng.standard_normal(n) * 10.0 ** rng.integers(-9, 4, n)).astype(np.float32)
+    acc[:100] = rng.standard_normal(100).astype(np.float32) * np.float32(1e-39)  # subnormal sums
+    t[:100] = rng.standard_normal(100).astype(np.float32) * np.float32(1e-38)
+    # acc = 1 + 2^-23 (odd); t * c = 2^-24 (1 - k^2 2^-46): just below the midpoint 1 + 2^-23 + 2^-24,
+    # which the float64 sum rounds onto (then ties-to-even would pick 1 + 2^-22: wrong)
+    k = np.arange(1, 200, dtype=np.float64)
+    acc[100:299] = np.float32(1 + 2.0**-23)
+    t[100:299] = ((2.0**23 + k) / 2.0**23 * 2.0**-12).astype(np.float32)
+    c = np.float32((2.0**23 - 1) / 2.0**23 * 2.0**-12)  # k = 1 makes the product as described
+    for coef, inputs in ((c, t), (np.float32(0.2), t), (np.float32(0.7), t.astype(np.float16))):
+        want = torch.from_numpy(acc.copy()).addcmul_(torch.from_numpy(inputs).float(), torch.tensor(coef))
+        got = acc.copy()
+        _fused_add(got, inputs, coef)
+        np.testing.assert_array_equal(got.view(np.uint32), want.numpy().view(np.uint32))
+    plain = acc[100] + t[100] * c  # product rounded first: the case the fused path exists for
+    assert plain != np.float32(1 + 2.0**-23)
+    assert _exact_product(np.float32(1.0), "F32") and _exact_product(np.float32(3.0), "BF16")
+    assert not _exact_product(np.float32(3.0), "F32") and not _exact_product(np.float32(0.5), "BF16")
 
 
 def test_interpolation_endpoints_and_lmc(full_members, tmp_path):

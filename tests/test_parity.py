@@ -261,12 +261,18 @@ def _mergekit(sources, weights, out, dtype=None):
         ("float32", [0.2, 0.3, 0.5], None),
         ("bfloat16", [1.0, 1.0, 1.0], None),
         ("bfloat16", [0.7, 0.1, 0.2], "float32"),
+        ("bfloat16", [2.0, 1.0, 1.0], None),  # exact products, a power-of-two sum
     ],
 )
-def test_merge_equals_mergekit_linear_bit_for_bit(tmp_path, in_dtype, weights, dtype):
+def test_merge_equals_mergekit_linear_bit_for_bit(tmp_path, monkeypatch, in_dtype, weights, dtype):
+    """Bit for bit, whichever path the weights take (plain adds, exact products, the fused emulation),
+    with tensors split into several blocks and chunks (small sizes here, so the tiny model's do)."""
     from safetensors.torch import load_file
 
     from rewardkit.merge import weight_average
+
+    monkeypatch.setattr("rewardkit.merge.average.BLOCK_BYTES", 20_000)
+    monkeypatch.setattr("rewardkit.merge.average._CHUNK", 777)
 
     base = build_tiny_model(tmp_path / "base", seed=7)
     sources = []

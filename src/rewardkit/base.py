@@ -185,7 +185,9 @@ def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
 
     ``kwargs`` (e.g. ``device``, ``dtype``) are passed to the kind's loader.
     """
-    import rewardkit.models  # noqa: F401  (registers the kinds)
+    from rewardkit.models import register_kinds
+
+    register_kinds()
 
     path = Path(path)
     if not path.is_dir():

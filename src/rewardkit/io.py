@@ -95,23 +95,10 @@ def check_parent(target: Path) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str, *, force: bool = True) -> None:
     """Write ``text`` to ``path`` atomically (an existing file is replaced only with ``force``)."""
     path = Path(path)
-    check_parent(path)
-    if path.is_dir():
-        raise RewardkitError(f"{path}: is a folder, expected a file path")
-    if path.exists() and not force:
+    if path.exists() and not path.is_dir() and not force:
         raise RewardkitError(f"{path}: already exists (use --force to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-", suffix="")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 @contextmanager

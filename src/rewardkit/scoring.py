@@ -9,7 +9,6 @@ sequence in the batch. On CUDA an out-of-memory batch is split in two and retrie
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from rewardkit.templating import Encoded
+from rewardkit.util import show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +143,6 @@ def _run_one(
 #: Callables ``(sequences, real_tokens, padded_tokens)`` told of every batch the engine runs (e.g. the
 #: server's metrics). Called from the thread that scores.
 BATCH_OBSERVERS: list[Callable[[int, int, int], None]] = []
-
-
-def show_progress(progress: bool | None) -> bool:
-    return sys.stderr.isatty() if progress is None else progress
 
 
 def run_batches(

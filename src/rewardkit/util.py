@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import platform
+import sys
 from typing import Any
 
 #: Files that make up a tokenizer (and its chat template) in a model folder.
@@ -73,3 +74,8 @@ def versions(**extra: str) -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "not installed"
     return {**out, "python": platform.python_version(), **extra}
+
+
+def show_progress(progress: bool | None) -> bool:
+    """Progress bars: as asked, or by default only when stderr is a terminal (never in logs and CI)."""
+    return sys.stderr.isatty() if progress is None else progress

@@ -1,7 +1,8 @@
 """Weight averaging of saved reward models (WARM: phi = sum_i w_i phi_i, weights normalised to sum 1).
 
 Full checkpoints are averaged key by key, streaming over safetensors: a handful of tensors in memory,
-accumulated in float32, written in the inputs' dtype (or ``dtype``) into bounded shards.
+accumulated in float32, written in the inputs' dtype (or ``dtype``) into bounded shards. This path is
+plain numpy (no torch import), so a merge costs little more than reading its inputs.
 
 LoRA members are averaged exactly: W = W_base + sum_i w_i * s_i * B_i @ A_i (s_i = alpha_i / r_i, or
 alpha_i / sqrt(r_i) with rsLoRA), merged into the shared base (dense output), and the reward heads
@@ -16,9 +17,9 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import torch
+import numpy as np
 
 from rewardkit.base import read_manifest
 from rewardkit.errors import ModelError
@@ -32,21 +33,7 @@ from rewardkit.merge.common import (
     parse_size,
     provenance,
 )
-from rewardkit.merge.lora import average_lora
-from rewardkit.safetensors_io import CheckpointReader, StreamingShardWriter
-
-_STDTYPES = {
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F64": torch.float64,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
+from rewardkit.safetensors_io import FLOATS, STORAGE, CheckpointReader, StreamingShardWriter, aligned_empty
 
 
 def _check_same_tensors(readers: Sequence[CheckpointReader], sources: Sequence[Path]) -> None:
@@ -119,6 +106,8 @@ def weight_average(
     if len(kinds) > 1:
         raise ModelError(f"cannot merge reward models of different kinds: {sorted(kinds)}")
     if all(loras):
+        from rewardkit.merge.lora import average_lora  # torch and transformers: only for LoRA members
+
         return average_lora(
             srcs,
             w,
@@ -151,17 +140,14 @@ def _average_full(
     ref = readers[0]
     specs = []
     for k in ref.keys():
-        shape, st_dtype = ref.meta(k)
-        if st_dtype not in _STDTYPES:
+        shape, in_dtype = ref.meta(k)
+        if in_dtype not in STORAGE:
             raise ModelError(
-                f"cannot merge: tensor {k!r} has dtype {st_dtype}, which the merge does not handle"
+                f"cannot merge: tensor {k!r} has dtype {in_dtype}, which the merge does not handle"
             )
-        in_dtype = _STDTYPES[st_dtype]
-        out_dtype = DTYPES[dtype] if dtype is not None and in_dtype.is_floating_point else in_dtype
+        out_dtype = DTYPES[dtype] if dtype is not None and in_dtype in FLOATS else in_dtype
         specs.append((k, shape, out_dtype))
-    from tqdm.auto import tqdm
-
-    from rewardkit.scoring import show_progress
+    from rewardkit.util import show_progress
 
     hashes = [_hasher() for _ in srcs]
     with atomic_dir(out, force=force) as tmp:
@@ -169,21 +155,22 @@ def _average_full(
         blocks = {k: _blocks(ref, k) for k in writer.order}
         prefetcher = _Prefetcher(readers, [b for k in writer.order for b in blocks[k]])
         accs = _Accumulators()
-        threads = torch.get_num_threads()
-        # leave two cores to the reader and writer threads (on 2 cores: 0.57 s vs 0.78 s per 2 GB warm)
-        torch.set_num_threads(max(1, min(threads, _cores() - 2)))
         try:
-            for k in tqdm(writer.order, desc="merging", unit="tensor", disable=not show_progress(progress)):
-                out_dtype = writer._expected[k][2]
+            keys = writer.order
+            if show_progress(progress):  # tqdm (and the asyncio it imports) only when shown
+                from tqdm.auto import tqdm
+
+                keys = tqdm(keys, desc="merging", unit="tensor")
+            for k in keys:
+                in_dtype, out_dtype = ref.meta(k)[1], writer._expected[k][2]
                 writer.write_parts(
-                    k, _averaged_blocks(k, len(blocks[k]), prefetcher, accs, raw, hashes, out_dtype)
+                    k, _averaged_blocks(k, len(blocks[k]), prefetcher, accs, raw, hashes, in_dtype, out_dtype)
                 )
         except BaseException:
             writer.abort()
             raise
         finally:
             prefetcher.close()
-            torch.set_num_threads(threads)
         writer.close()
         copied = copy_model_files(srcs[0], tmp)
         w = normalize_weights(raw, len(srcs))
@@ -194,10 +181,7 @@ def _average_full(
 
 
 BLOCK_BYTES = 4 * 2**20  # rows of a large tensor are merged in blocks of about this many input bytes
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_CHUNK = 2**15  # elements computed at once: every buffer of a chunk stays in the CPU's cache
 
 
 def _blocks(reader: CheckpointReader, key: str) -> list[tuple[str, int, int]]:
@@ -221,7 +205,7 @@ class _Prefetcher:
         self.free: queue.Queue = queue.Queue()
         self.filled: queue.Queue = queue.Queue()
         for _ in range(depth + 1):
-            self.free.put([torch.empty(BLOCK_BYTES + 2**16, dtype=torch.uint8) for _ in readers])
+            self.free.put([aligned_empty(BLOCK_BYTES + 2**16) for _ in readers])
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(readers, plan), name="rewardkit-reader", daemon=True
@@ -238,7 +222,7 @@ class _Prefetcher:
         except BaseException as e:  # handed to the consumer, which re-raises it
             self.filled.put(e)
 
-    def next(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def next(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         item = self.filled.get()
         if isinstance(item, BaseException):
             raise item
@@ -251,49 +235,215 @@ class _Prefetcher:
 
 
 class _Accumulators:
-    """Two float32 buffers used in turn: one block is written out (by the writer's thread, which has at
-    most one write in flight) while the next is computed."""
+    """Scratch for the averaging, reused from block to block (fresh allocations would page-fault on
+    every block): two float32 accumulators and two output buffers per dtype used in turn (one block is
+    written out by the writer's thread, which has at most one write in flight, while the next is
+    computed), one float32 / one uint32 buffer for a chunk's terms and bits, and the fused path's
+    scratch. (Splitting a block between two compute threads was slower on 2 cores, where the reader and
+    the writer need the second one.)"""
 
     def __init__(self):
-        self.bufs = [torch.empty(BLOCK_BYTES // 4 + 2**14) for _ in range(2)]
+        self.size = BLOCK_BYTES // 4 + 2**14
+        self.accs = [np.empty(self.size, np.float32) for _ in range(2)]
+        self.outs: dict[str, list[np.ndarray]] = {}
+        self.scratch = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.uint32), _fused_scratch())
         self.turn = 0
 
-    def next(self, n: int) -> torch.Tensor:
-        buf = self.bufs[self.turn % 2]
-        self.turn += 1
-        return buf[:n] if buf.numel() >= n else torch.empty(n)
+    def next(self, n: int, out_dtype: str) -> tuple[np.ndarray, np.ndarray]:
+        """This turn's accumulator and output buffer of ``n`` elements (the same array for float32)."""
+        turn, self.turn = self.turn % 2, self.turn + 1
+        if n > self.size:  # a block larger than planned (a single huge row): its own buffers
+            acc = np.empty(n, np.float32)
+            return acc, acc if out_dtype == "F32" else np.empty(n, STORAGE[out_dtype])
+        acc = self.accs[turn][:n]
+        if out_dtype == "F32":
+            return acc, acc
+        outs = self.outs.setdefault(out_dtype, [np.empty(self.size, STORAGE[out_dtype]) for _ in range(2)])
+        return acc, outs[turn][:n]
 
 
-def _averaged_blocks(key, n_blocks, prefetcher, accs, raw: Sequence[float], hashes, out_dtype: torch.dtype):
+def _as_float32(t: np.ndarray, dtype: str, bits: np.ndarray) -> np.ndarray:
+    """A block widened to float32, exactly (bfloat16 is the top half of a float32: shift its bits)."""
+    if dtype == "BF16":
+        np.left_shift(t.reshape(-1), 16, out=bits, dtype=np.uint32)
+        return bits.view(np.float32)
+    return t.reshape(-1)  # F32 as is; F16 / F64 are converted inside the multiply
+
+
+def _from_float32(acc: np.ndarray, dtype: str, bits: np.ndarray, out: np.ndarray) -> None:
+    """The float32 average into ``out`` in the output dtype, rounded to nearest even as torch's
+    ``.to()`` rounds (``out`` may be ``acc`` itself for float32)."""
+    if dtype == "BF16":  # round the low 16 bits to nearest, ties to even (finite values: checked before)
+        u = acc.view(np.uint32)
+        np.right_shift(u, 16, out=bits)
+        np.bitwise_and(bits, 1, out=bits)
+        np.add(bits, 0x7FFF, out=bits)
+        np.add(bits, u, out=bits)
+        np.right_shift(bits, 16, out=bits)
+        np.copyto(out, bits, casting="unsafe")  # < 2**16 after the shift
+    elif out is not acc:
+        np.copyto(out, acc, casting="same_kind")
+
+
+def _overflowed(out: np.ndarray, dtype: str) -> bool:
+    """Whether rounding a finite float32 average to a narrower type made an infinity."""
+    if dtype == "F16":
+        return not bool(np.isfinite(out).all())
+    if dtype == "BF16":  # exponent bits all set
+        return bool(((out & 0x7F80) == 0x7F80).any())
+    return False
+
+
+_MANTISSA = {"BF16": 8, "F16": 11, "F32": 24}  # significant bits of each input type
+
+
+def _exact_product(c: np.float32, in_dtype: str) -> bool:
+    """Whether ``t * c`` is exact in float32 for every finite ``t`` of ``in_dtype``: ``c >= 1`` (no
+    underflow) and a power of two or short enough, so rounding the product changes nothing."""
+    if not 1 <= c < 2.0**64:
+        return False
+    mantissa = int(np.float32(c).view(np.uint32)) & 0x7FFFFF | 0x800000
+    bits = 24 - ((mantissa & -mantissa).bit_length() - 1)  # significant bits of c
+    return bits == 1 or bits + _MANTISSA[in_dtype] <= 24  # a power of 2, or a short product
+
+
+def _fused_scratch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.empty(_CHUNK), np.empty(_CHUNK, np.uint64), np.empty((2, _CHUNK), bool)
+
+
+def _fused_add(acc: np.ndarray, t: np.ndarray, c: np.float32, scratch=None) -> None:
+    """``acc = round32(acc + t * c)`` with one rounding, as a fused multiply-add (torch's ``addcmul_``)
+    gives, for float32 ``acc``, float32 / float16 ``t`` and a float32 ``c``; ``scratch`` (from
+    :func:`_fused_scratch`) saves allocating per call.
+
+    ``t * c`` (at most 48 significant bits) and ``acc + t * c`` are computed in float64; the product is
+    exact, the sum is rounded once there and once more to float32. Two roundings give the fused result
+    except where the float64 sum lands exactly halfway between two float32 values (or in float32's
+    subnormal range); those rare elements are recomputed exactly."""
+    s, bits, flags = scratch or _fused_scratch()
+    c64 = np.float64(c)
+    for lo in range(0, acc.size, _CHUNK):
+        a, x = acc[lo : lo + _CHUNK], t[lo : lo + _CHUNK]
+        m = a.size
+        sm, bm, midpoint, tiny = s[:m], bits[:m], flags[0, :m], flags[1, :m]
+        np.multiply(x, c64, out=sm)
+        np.add(sm, a, out=sm)
+        # a float32 midpoint: the 29 float64 mantissa bits float32 drops are exactly 1000...0
+        np.bitwise_and(sm.view(np.uint64), 0x1FFFFFFF, out=bm)
+        np.equal(bm, 0x10000000, out=midpoint)
+        np.absolute(sm, out=bm.view(np.float64))
+        np.less(bm.view(np.float64), 2.0**-126, out=tiny)  # float32 subnormals (and zeros)
+        np.logical_or(midpoint, tiny, out=midpoint)
+        idx = np.flatnonzero(midpoint) if midpoint.any() else None
+        if idx is not None:
+            idx = idx[sm[idx] != 0]
+            exact = [_round32(a[i], x[i], c) for i in idx]
+        np.copyto(a, sm, casting="same_kind")
+        if idx is not None:
+            a[idx] = exact
+
+
+def _round32(a: np.float32, t, c: np.float32) -> np.float32:
+    """``a + t * c`` computed exactly and rounded once to float32 (nearest, ties to even)."""
+    from fractions import Fraction
+
+    exact = Fraction(float(a)) + Fraction(float(t)) * Fraction(float(c))
+    near = np.float32(float(exact))
+    candidates = [near, np.nextafter(near, np.float32(np.inf)), np.nextafter(near, np.float32(-np.inf))]
+    candidates = [v for v in candidates if np.isfinite(v)] or [near]
+    return min(candidates, key=lambda v: (abs(Fraction(float(v)) - exact), int(v.view(np.uint32)) & 1))
+
+
+class _Plan(NamedTuple):
+    coef: np.ndarray  # float32 weights as given
+    denom: np.float32  # their float32 sum
+    scale: np.float32 | None  # 1 / denom where that is exact
+    fused: bool  # whether products need the fused multiply-add emulation
+    in_dtype: str
+    out_dtype: str
+
+
+def _average_part(
+    acc: np.ndarray, out: np.ndarray, flat: list[np.ndarray], scratch, plan: _Plan
+) -> tuple[bool, bool]:
+    """Average a block, chunk by chunk (every member and step at once, in cache): ``acc`` gets the
+    float32 average, ``out`` (``acc`` itself for float32) the average in the output dtype. Returns
+    whether any average is NaN or infinite, and whether any overflowed the output dtype."""
+    term_buf, bits_buf, fused_scratch = scratch
+    zero = np.float32(0)
+    nonfinite = overflow = False
+    for lo in range(0, acc.size, _CHUNK):
+        a, o = acc[lo : lo + _CHUNK], out[lo : lo + _CHUNK]
+        term, bits = term_buf[: a.size], bits_buf[: a.size]
+        for j, (c, t) in enumerate(zip(plan.coef, flat)):
+            x = _as_float32(t[lo : lo + _CHUNK], plan.in_dtype, bits)
+            if plan.fused:
+                if j == 0:
+                    a.fill(0)
+                _fused_add(a, x, c, fused_scratch)
+                continue
+            if c != 1 or plan.in_dtype == "F64":  # F64 terms are rounded to float32 here
+                np.multiply(x, c, out=term, casting="same_kind")
+                x = term
+            np.add(x, zero, out=a) if j == 0 else np.add(a, x, out=a)  # 0 + x: -0 becomes +0
+        if plan.scale is not None:
+            np.multiply(a, plan.scale, out=a)
+        else:
+            np.divide(a, plan.denom, out=a)
+        # a NaN or infinity makes the sum one (an overflowing sum of finite values is checked again)
+        if not np.isfinite(a.sum()) and not np.isfinite(a).all():
+            nonfinite = True
+            continue
+        _from_float32(a, plan.out_dtype, bits, o)
+        overflow = overflow or _overflowed(o, plan.out_dtype)
+    return nonfinite, overflow
+
+
+def _averaged_blocks(
+    key, n_blocks, prefetcher, accs, raw: Sequence[float], hashes, in_dtype: str, out_dtype: str
+):
     """Yield the weighted average of ``key`` over the members block of rows by block of rows, so peak
     memory is a few blocks however large the tensor. Each yielded block stays valid until the one after
     the next has been computed.
 
-    Every term is accumulated in float32 (a bf16 input is upcast before it is multiplied), in
-    mergekit's order: ``(sum_i w_i * t_i) / sum_i w_i`` with the weights as given, so the result equals
-    mergekit's linear merge bit for bit."""
-    coef = torch.tensor(list(raw), dtype=torch.float32)
-    denom = coef.sum()
+    Every term is computed in float32 (a bf16 or fp16 input is widened exactly first), in mergekit's
+    order and rounding: ``acc = fma(t_i, w_i, acc)`` for each member from ``acc = 0`` (torch's
+    ``addcmul_``: the product is not rounded before it is added), then ``acc / sum_i w_i``, with the
+    weights as given, so the result equals mergekit's linear merge bit for bit. Where every product is
+    exact in float32 (weights 1, the default, or other short weights >= 1) a multiply and an add give
+    the same bits; otherwise :func:`_fused_add` emulates the fused step. The work goes chunk by chunk
+    (:data:`_CHUNK` elements), every member and step at once, so it stays in the CPU's cache."""
+    coef = np.asarray(raw, dtype=np.float32)
+    denom = coef.sum(dtype=np.float32)
+    fused = in_dtype != "F64" and not all(_exact_product(c, in_dtype) for c in coef)
+    mantissa = int(denom.view(np.uint32)) & 0x7FFFFF
+    # dividing by a power of two is multiplying by its inverse, bit for bit, and cheaper
+    scale = np.float32(1 / denom) if mantissa == 0 and 2.0**-100 < denom < 2.0**100 else None
+    plan = _Plan(coef, denom, scale, fused, in_dtype, out_dtype)
     for _ in range(n_blocks):
         tensors, bufs = prefetcher.next()
         for h, t in zip(hashes, tensors):
-            if t.numel():
-                h.update(t.reshape(-1).view(torch.uint8).numpy())
-        if tensors[0].is_floating_point():
-            acc = accs.next(tensors[0].numel()).view(tensors[0].shape).zero_()
-            for c, t in zip(coef, tensors):
-                acc.addcmul_(t, c)
-            acc.div_(denom)
-            out = acc if out_dtype == torch.float32 else acc.to(out_dtype)
-            bad = int((~torch.isfinite(out)).sum())
-            if bad:
-                raise ModelError(
-                    f"merged tensor {key!r}: {bad} of {out.numel()} values are NaN or infinite "
-                    "(a source holds non-finite weights); nothing written"
-                )
-        else:  # integer buffers cannot be averaged: they must agree
-            if any(not torch.equal(tensors[0], t) for t in tensors[1:]):
+            if t.size:
+                h.update(t.reshape(-1).view(np.uint8))
+        shape = tensors[0].shape
+        if in_dtype not in FLOATS:  # integer buffers cannot be averaged: they must agree
+            if any(not np.array_equal(tensors[0], t) for t in tensors[1:]):
                 raise mismatch("integer tensors differ between members", [key])
-            out = tensors[0].clone()
+            out = tensors[0].copy()
+            prefetcher.free.put(bufs)
+            yield out
+            continue
+        flat = [t.reshape(-1) for t in tensors]
+        acc, out = accs.next(flat[0].size, out_dtype)
+        nonfinite, overflow = _average_part(acc, out, flat, accs.scratch, plan)
+        if nonfinite:
+            count = int(acc.size - np.isfinite(acc).sum())
+            what = f"{count} of {acc.size} values are" if n_blocks == 1 else f"{count} values are"
+            raise ModelError(
+                f"merged tensor {key!r}: {what} NaN or infinite (a source holds non-finite weights); "
+                "nothing written"
+            )
+        if overflow:
+            raise ModelError(f"merged tensor {key!r}: values beyond {out_dtype}'s range; nothing written")
         prefetcher.free.put(bufs)
-        yield out
+        yield out.reshape(shape)

@@ -8,15 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rewardkit.base import MANIFEST
 from rewardkit.errors import ModelError
 from rewardkit.io import write_json
 from rewardkit.util import TOKENIZER_FILES, versions
 from rewardkit.util import parse_size as _parse_size
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: output dtype option -> safetensors dtype name
+DTYPES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 
 #: Files a merged model needs besides its weights (config, generation settings, tokenizer, template);
 #: anything else in a source folder (training arguments, stray data, stale weights) is not copied.

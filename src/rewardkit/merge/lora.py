@@ -12,7 +12,7 @@ import torch
 
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
-from rewardkit.merge.common import DTYPES, copy_model_files, lora_scaling, mismatch, provenance
+from rewardkit.merge.common import copy_model_files, lora_scaling, mismatch, provenance
 from rewardkit.safetensors_io import CheckpointReader
 
 PREFIX = "base_model.model."
@@ -128,7 +128,7 @@ def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, f
             name = (k[len(PREFIX) :] if k.startswith(PREFIX) else k).replace(".base_layer.", ".")
             if name not in state:
                 raise mismatch("saved module not found in the base model", [name])
-            state[name].copy_(sum(wi * r.get(k).float() for wi, r in zip(w, readers)))
+            state[name].copy_(sum(wi * r.get_tensor(k).float() for wi, r in zip(w, readers)))
         for k in sorted(k for k in keys if ".lora_A." in k):
             module = k[len(PREFIX) : k.index(".lora_A.")]
             target = f"{module}.weight"
@@ -136,7 +136,8 @@ def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, f
                 raise mismatch("adapted module not found in the base model", [target])
             kb = k.replace(".lora_A.", ".lora_B.")
             delta = sum(
-                wi * lora_delta(r.get(k), r.get(kb), s, transposed) for wi, r, s in zip(w, readers, scalings)
+                wi * lora_delta(r.get_tensor(k), r.get_tensor(kb), s, transposed)
+                for wi, r, s in zip(w, readers, scalings)
             )
             if delta.shape != state[target].shape:
                 raise mismatch(
@@ -147,7 +148,7 @@ def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, f
             state[target] += delta.to(state[target].dtype)
     model.load_state_dict(state)
     if dtype is not None:
-        model = model.to(DTYPES[dtype])
+        model = model.to(getattr(torch, dtype))  # float32 / bfloat16 / float16, checked by the caller
     hashes = [hashlib.sha256((s / "adapter_model.safetensors").read_bytes()).hexdigest() for s in srcs]
     manifest = dict(manifests[0])
     if kind == "implicit" and not manifest.get("reference") and not manifest.get("reference_free"):

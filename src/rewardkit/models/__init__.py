@@ -1,9 +1,45 @@
-"""Reward model kinds; importing this package registers them with ``load_reward_model``."""
+"""Reward model kinds. Each registers itself with ``load_reward_model`` when its module is imported
+(:func:`register_kinds` imports them all); the names here are resolved on first use, so importing a
+light helper such as ``rewardkit.models.common`` does not import torch through the model classes."""
 
-from rewardkit.models.ensemble import EnsembleRM
-from rewardkit.models.explicit import BradleyTerryRM
-from rewardkit.models.implicit import DPOImplicitRM
-from rewardkit.models.length import LengthPenalizedRM
-from rewardkit.models.remote import RemoteRewardModel
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BradleyTerryRM": "rewardkit.models.explicit",
+    "DPOImplicitRM": "rewardkit.models.implicit",
+    "EnsembleRM": "rewardkit.models.ensemble",
+    "LengthPenalizedRM": "rewardkit.models.length",
+    "RemoteRewardModel": "rewardkit.models.remote",
+}
 
 __all__ = ["BradleyTerryRM", "DPOImplicitRM", "EnsembleRM", "LengthPenalizedRM", "RemoteRewardModel"]
+
+
+def register_kinds() -> None:
+    """Import every kind's module, which registers it."""
+    for module in dict.fromkeys(_EXPORTS.values()):
+        importlib.import_module(module)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rewardkit.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from rewardkit.models.ensemble import EnsembleRM
+    from rewardkit.models.explicit import BradleyTerryRM
+    from rewardkit.models.implicit import DPOImplicitRM
+    from rewardkit.models.length import LengthPenalizedRM
+    from rewardkit.models.remote import RemoteRewardModel

@@ -14,13 +14,14 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rewardkit.errors import ModelError
 from rewardkit.templating import prepare_tokenizer
 from rewardkit.util import TOKENIZER_FILES, unwrap_peft
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_model_folder(path: str | os.PathLike, what: str = "model", weights: bool = True) -> Path:
@@ -79,6 +80,8 @@ def hf_load(fn: Callable[..., Any], path: str | os.PathLike, what: str, **kwargs
 def resolve_device(device=None) -> torch.device:
     """``device`` as given; by default this process's GPU (``LOCAL_RANK`` under torchrun / accelerate, so
     every rank works on its own GPU instead of all on cuda:0), else the CPU."""
+    import torch
+
     if device is None:
         if not torch.cuda.is_available():
             return torch.device("cpu")
@@ -88,6 +91,8 @@ def resolve_device(device=None) -> torch.device:
 
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     """fp32 on CPU (bf16 matmul is hundreds of times slower there), bf16 on CUDA, unless asked."""
+    import torch
+
     if dtype is None:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, str):
@@ -215,6 +220,8 @@ def model_context(model: torch.nn.Module) -> int | None:
 def check_finite_weights(model: torch.nn.Module, name: str) -> None:
     """Refuse to save a model with NaN or infinite weights (e.g. after a diverged run), naming the first
     tensors and the count."""
+    import torch
+
     bad = []
     with torch.no_grad():
         for pname, p in model.named_parameters():

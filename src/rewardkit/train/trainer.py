@@ -20,10 +20,11 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from rewardkit.base import pairwise_accuracy
 from rewardkit.data import PreferencePair, as_pairs
 from rewardkit.errors import DataError, ModelError, RewardkitError
-from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding, show_progress
+from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding
 from rewardkit.templating import Encoded, Formatter
 from rewardkit.train.config import RewardTrainingConfig
 from rewardkit.train.losses import reward_model_loss
+from rewardkit.util import show_progress
 
 logger = logging.getLogger(__name__)
 
