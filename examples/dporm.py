@@ -21,19 +21,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--model", default=None)
     ap.add_argument("--beta", type=float, default=0.1)
     args = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="rewardkit-dporm-"))
-    model = args.model or build_tiny_model(work / "sft")
-    train, test = make_synthetic_preferences(400, seed=0), make_synthetic_preferences(200, seed=1)
+    with tempfile.TemporaryDirectory(prefix="rewardkit-dporm-") as tmp:
+        work = Path(tmp)
+        model = args.model or build_tiny_model(work / "sft")
+        train, test = make_synthetic_preferences(400, seed=0), make_synthetic_preferences(200, seed=1)
 
-    untrained = DPOImplicitRM.from_pretrained(model, model, beta=args.beta)  # policy == reference: r = 0
-    rm = train_dpo(model, train, out=work / "dpo", beta=args.beta, lr=3e-3, epochs=3, batch_size=16)
-    result = {
-        "untrained_accuracy": untrained.score_pairs(test).accuracy(),
-        "dpo_accuracy": load_reward_model(work / "dpo").score_pairs(test).accuracy(),
-        "mean_margin": float(rm.score_pairs(test).margins.mean()),
-    }
-    print(result)
-    return result
+        untrained = DPOImplicitRM.from_pretrained(model, model, beta=args.beta)  # policy == reference: r = 0
+        rm = train_dpo(model, train, out=work / "dpo", beta=args.beta, lr=3e-3, epochs=3, batch_size=16)
+        result = {
+            "untrained_accuracy": untrained.score_pairs(test).accuracy(),
+            "dpo_accuracy": load_reward_model(work / "dpo").score_pairs(test).accuracy(),
+            "mean_margin": float(rm.score_pairs(test).margins.mean()),
+        }
+        print(result)
+        return result
 
 
 if __name__ == "__main__":

@@ -26,21 +26,22 @@ def main(argv=None) -> dict:
     ap.add_argument("--reset-every", type=int, default=4)
     ap.add_argument("--ema-decay", type=float, default=0.9)
     args = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="rewardkit-elastic-"))
-    model = build_tiny_model(work / "sft")
-    train, test = make_synthetic_preferences(256, seed=0), make_synthetic_preferences(128, seed=1)
-    kw = dict(beta=0.1, lr=3e-3, epochs=2, batch_size=16, progress=False)
-    plain = train_dpo(model, train, **kw)
-    cb = ElasticResetCallback(reset_every=args.reset_every, ema_decay=args.ema_decay)
-    reset = train_dpo(model, train, callbacks=[cb], **kw)
-    result = {}
-    for name, rm in (("plain", plain), ("elastic_reset", reset)):
-        s = rm.score_pairs(test)
-        drift = float(np.abs(np.concatenate([s.chosen, s.rejected])).mean())
-        result[name] = {"accuracy": s.accuracy(), "mean_abs_implicit_reward": drift}
-    result["resets"] = cb.resets
-    print(result)
-    return result
+    with tempfile.TemporaryDirectory(prefix="rewardkit-elastic-") as tmp:
+        work = Path(tmp)
+        model = build_tiny_model(work / "sft")
+        train, test = make_synthetic_preferences(256, seed=0), make_synthetic_preferences(128, seed=1)
+        kw = dict(beta=0.1, lr=3e-3, epochs=2, batch_size=16, progress=False)
+        plain = train_dpo(model, train, **kw)
+        cb = ElasticResetCallback(reset_every=args.reset_every, ema_decay=args.ema_decay)
+        reset = train_dpo(model, train, callbacks=[cb], **kw)
+        result = {}
+        for name, rm in (("plain", plain), ("elastic_reset", reset)):
+            s = rm.score_pairs(test)
+            drift = float(np.abs(np.concatenate([s.chosen, s.rejected])).mean())
+            result[name] = {"accuracy": s.accuracy(), "mean_abs_implicit_reward": drift}
+        result["resets"] = cb.resets
+        print(result)
+        return result
 
 
 if __name__ == "__main__":

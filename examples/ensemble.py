@@ -16,38 +16,41 @@ from rewardkit.tiny import build_tiny_model
 
 
 def main(argv=None) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="rewardkit-ens-"))
-    model = build_tiny_model(work / "lm")
-    train = make_synthetic_preferences(300, seed=0, generators=("gen_a",))
-    calibration = make_synthetic_preferences(100, seed=9, generators=("gen_a",))
-    test = make_synthetic_preferences(300, seed=1, generators=("gen_b", "gen_c"))  # response shift
-    paths = []
-    for s in range(3):
-        train_reward_model(
-            model,
-            train,
-            out=work / f"rm{s}",
-            head_seed=s,
-            data_seed=s,
-            epochs=2,
-            lr=3e-3,
-            batch_size=16,
-            progress=False,
+    with tempfile.TemporaryDirectory(prefix="rewardkit-ens-") as tmp:
+        work = Path(tmp)
+        model = build_tiny_model(work / "lm")
+        train = make_synthetic_preferences(300, seed=0, generators=("gen_a",))
+        calibration = make_synthetic_preferences(100, seed=9, generators=("gen_a",))
+        test = make_synthetic_preferences(300, seed=1, generators=("gen_b", "gen_c"))  # response shift
+        paths = []
+        for s in range(3):
+            train_reward_model(
+                model,
+                train,
+                out=work / f"rm{s}",
+                head_seed=s,
+                data_seed=s,
+                epochs=2,
+                lr=3e-3,
+                batch_size=16,
+                progress=False,
+            )
+            paths.append(work / f"rm{s}")
+        ens = EnsembleRM.from_paths(paths, aggregation="mean_minus_std", lam=1.0, normalize="zscore")
+        ens.fit_normalization(
+            calibration.prompts * 2, [p.chosen for p in calibration] + [p.rejected for p in calibration]
         )
-        paths.append(work / f"rm{s}")
-    ens = EnsembleRM.from_paths(paths, aggregation="mean_minus_std", lam=1.0, normalize="zscore")
-    ens.fit_normalization(
-        calibration.prompts * 2, [p.chosen for p in calibration] + [p.rejected for p in calibration]
-    )
-    n = len(test)
-    u = ens.score_with_uncertainty(test.prompts * 2, [p.chosen for p in test] + [p.rejected for p in test])
-    margins, std = u.aggregate[:n] - u.aggregate[n:], u.std[:n] + u.std[n:]
-    member_acc = [float(((m[:n] - m[n:]) > 0).mean()) for m in u.members]
-    curve = selective_accuracy(margins, std, [1.0, 0.5])
-    result = {"members": member_acc, "ensemble": curve[0][1], "ensemble_at_50pct_coverage": curve[1][1]}
-    print(result)
-    ens.save(work / "ensemble")
-    return result
+        n = len(test)
+        u = ens.score_with_uncertainty(
+            test.prompts * 2, [p.chosen for p in test] + [p.rejected for p in test]
+        )
+        margins, std = u.aggregate[:n] - u.aggregate[n:], u.std[:n] + u.std[n:]
+        member_acc = [float(((m[:n] - m[n:]) > 0).mean()) for m in u.members]
+        curve = selective_accuracy(margins, std, [1.0, 0.5])
+        result = {"members": member_acc, "ensemble": curve[0][1], "ensemble_at_50pct_coverage": curve[1][1]}
+        print(result)
+        ens.save(work / "ensemble")
+        return result
 
 
 if __name__ == "__main__":

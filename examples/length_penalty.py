@@ -40,17 +40,18 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--alpha", type=float, default=10.0)
     args = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="rewardkit-length-"))
-    model = build_tiny_model(work / "base", words=WORDS + ["please", "tell", "me"])
-    rm = train_reward_model(
-        model, length_biased_pairs(200, 0), epochs=2, lr=3e-3, batch_size=16, progress=False
-    )
-    penalised = LengthPenalizedRM(rm, alpha=args.alpha, reference="reference", unit="words")
-    test = length_biased_pairs(100, 1)
-    report = evaluate({"RM": rm, "RM+LP": penalised}, {"test": test}, id_split=None, length_unit="words")
-    result = {name: report.models[name]["splits"]["test"]["prefers_longer"] for name in ("RM", "RM+LP")}
-    print(report.to_markdown())
-    return result
+    with tempfile.TemporaryDirectory(prefix="rewardkit-length-") as tmp:
+        work = Path(tmp)
+        model = build_tiny_model(work / "base", words=WORDS + ["please", "tell", "me"])
+        rm = train_reward_model(
+            model, length_biased_pairs(200, 0), epochs=2, lr=3e-3, batch_size=16, progress=False
+        )
+        penalised = LengthPenalizedRM(rm, alpha=args.alpha, reference="reference", unit="words")
+        test = length_biased_pairs(100, 1)
+        report = evaluate({"RM": rm, "RM+LP": penalised}, {"test": test}, id_split=None, length_unit="words")
+        result = {name: report.models[name]["splits"]["test"]["prefers_longer"] for name in ("RM", "RM+LP")}
+        print(report.to_markdown())
+        return result
 
 
 if __name__ == "__main__":

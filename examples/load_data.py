@@ -56,22 +56,23 @@ def main(argv=None) -> dict:
     ap.add_argument("--split-by", default="subset")
     ap.add_argument("--id", default="helpful", help="comma-separated in-distribution values")
     args = ap.parse_args(argv)
-    files = [Path(f) for f in args.files] or _sample_files(Path(tempfile.mkdtemp()))
-    summary = {}
-    for f in files:
-        ds = load_preferences(f, on_error="skip")
-        id_part, ood_part = ds.split(args.split_by, args.id.split(","))
-        summary[f.name] = {
-            "pairs": len(ds),
-            "skipped": len(ds.skipped),
-            "id": len(id_part),
-            "ood": len(ood_part),
-        }
-        print(
-            f"{f.name}: {len(ds)} pairs ({len(ds.skipped)} skipped); ID {len(id_part)}, OOD {len(ood_part)}"
-        )
-        print(f"  first prompt: {ds[0].prompt!r}\n  chosen: {ds[0].chosen!r}")
-    return summary
+    with tempfile.TemporaryDirectory(prefix="rewardkit-data-") as tmp:
+        files = [Path(f) for f in args.files] or _sample_files(Path(tmp))
+        summary = {}
+        for f in files:
+            ds = load_preferences(f, on_error="skip")
+            id_part, ood_part = ds.split(args.split_by, args.id.split(","))
+            summary[f.name] = {
+                "pairs": len(ds),
+                "skipped": len(ds.skipped),
+                "id": len(id_part),
+                "ood": len(ood_part),
+            }
+            print(
+                f"{f.name}: {len(ds)} pairs ({len(ds.skipped)} skipped); ID {len(id_part)}, OOD {len(ood_part)}"
+            )
+            print(f"  first prompt: {ds[0].prompt!r}\n  chosen: {ds[0].chosen!r}")
+        return summary
 
 
 if __name__ == "__main__":

@@ -25,30 +25,31 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lam", type=float, default=0.2)
     args = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="rewardkit-mechanism-"))
-    base = build_tiny_model(work / "base")
-    rms = [BradleyTerryRM.from_pretrained(base, head_seed=s) for s in (1, 2)]  # two groups' reward models
-    prompts = ["tell me about pasta", "explain the star"]
-    candidates = [
-        [" good clear", " bad vague", " kind useful", " the recipe"],
-        [" wrong", " precise great", " vague", " the cell"],
-    ]
-    out = aggregate(rms, [3.0, 1.0], prompts, candidates, lam=args.lam)
-    # group 1 on prompt 0: truthful vs polarised report, with and without payments
-    true = normalize_rewards(np.stack([rm.score([prompts[0]] * 4, candidates[0]) for rm in rms]))
-    lie = true.copy()
-    lie[1] = np.eye(4)[np.argmax(true[1])]
-    kw = dict(weights=[3.0, 1.0], lam=args.lam)
-    result = {
-        "best_candidates": out.best,
-        "payments": out.payments.round(4).tolist(),
-        "utilities": out.utilities.round(4).tolist(),
-        "polarising_gain_without_payments": utility(true[1], 1, lie, payments=False, **kw)
-        - utility(true[1], 1, true, payments=False, **kw),
-        "polarising_gain_with_payments": utility(true[1], 1, lie, **kw) - utility(true[1], 1, true, **kw),
-    }
-    print(result)
-    return result
+    with tempfile.TemporaryDirectory(prefix="rewardkit-mechanism-") as tmp:
+        work = Path(tmp)
+        base = build_tiny_model(work / "base")
+        rms = [BradleyTerryRM.from_pretrained(base, head_seed=s) for s in (1, 2)]  # two groups' reward models
+        prompts = ["tell me about pasta", "explain the star"]
+        candidates = [
+            [" good clear", " bad vague", " kind useful", " the recipe"],
+            [" wrong", " precise great", " vague", " the cell"],
+        ]
+        out = aggregate(rms, [3.0, 1.0], prompts, candidates, lam=args.lam)
+        # group 1 on prompt 0: truthful vs polarised report, with and without payments
+        true = normalize_rewards(np.stack([rm.score([prompts[0]] * 4, candidates[0]) for rm in rms]))
+        lie = true.copy()
+        lie[1] = np.eye(4)[np.argmax(true[1])]
+        kw = dict(weights=[3.0, 1.0], lam=args.lam)
+        result = {
+            "best_candidates": out.best,
+            "payments": out.payments.round(4).tolist(),
+            "utilities": out.utilities.round(4).tolist(),
+            "polarising_gain_without_payments": utility(true[1], 1, lie, payments=False, **kw)
+            - utility(true[1], 1, true, payments=False, **kw),
+            "polarising_gain_with_payments": utility(true[1], 1, lie, **kw) - utility(true[1], 1, true, **kw),
+        }
+        print(result)
+        return result
 
 
 if __name__ == "__main__":

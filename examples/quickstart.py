@@ -30,30 +30,31 @@ def main(argv=None) -> dict:
     ap.add_argument("--lora-r", type=int, default=None)
     args = ap.parse_args(argv)
 
-    model = args.model or build_tiny_model(Path(tempfile.mkdtemp(prefix="rewardkit-tiny-")) / "lm")
-    train_kw = dict(domains=("cooking", "travel"), generators=("gen_a",))
-    train = make_synthetic_preferences(args.pairs, seed=0, **train_kw)
-    splits = {
-        "id": make_synthetic_preferences(300, seed=1, **train_kw),
-        "prompt_shift": make_synthetic_preferences(
-            300, seed=2, domains=("science", "finance"), generators=("gen_a",)
-        ),
-        "response_shift": make_synthetic_preferences(
-            300, seed=3, domains=("cooking", "travel"), generators=("gen_b", "gen_c")
-        ),
-    }
-    rm = train_reward_model(
-        model, train, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, batch_size=16, logging_steps=20
-    )
-    report = {name: rm.score_pairs(pairs).accuracy() for name, pairs in splits.items()}
-    print("\n| split | pairs | accuracy |\n|---|---|---|")
-    for name, acc in report.items():
-        print(f"| {name} | {len(splits[name])} | {acc:.3f} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nreport written to {out / 'report.json'}")
-    return report
+    with tempfile.TemporaryDirectory(prefix="rewardkit-tiny-") as tmp:
+        model = args.model or build_tiny_model(Path(tmp) / "lm")
+        train_kw = dict(domains=("cooking", "travel"), generators=("gen_a",))
+        train = make_synthetic_preferences(args.pairs, seed=0, **train_kw)
+        splits = {
+            "id": make_synthetic_preferences(300, seed=1, **train_kw),
+            "prompt_shift": make_synthetic_preferences(
+                300, seed=2, domains=("science", "finance"), generators=("gen_a",)
+            ),
+            "response_shift": make_synthetic_preferences(
+                300, seed=3, domains=("cooking", "travel"), generators=("gen_b", "gen_c")
+            ),
+        }
+        rm = train_reward_model(
+            model, train, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, batch_size=16, logging_steps=20
+        )
+        report = {name: rm.score_pairs(pairs).accuracy() for name, pairs in splits.items()}
+        print("\n| split | pairs | accuracy |\n|---|---|---|")
+        for name, acc in report.items():
+            print(f"| {name} | {len(splits[name])} | {acc:.3f} |")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nreport written to {out / 'report.json'}")
+        return report
 
 
 if __name__ == "__main__":

@@ -25,16 +25,21 @@ from rewardkit.tiny import build_tiny_model
 
 
 def main(argv=None) -> dict:
-    import httpx
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--rm", default=None)
     args = ap.parse_args(argv)
-    folder = args.rm
-    if folder is None:
-        work = Path(tempfile.mkdtemp(prefix="rewardkit-serve-"))
-        BradleyTerryRM.from_pretrained(build_tiny_model(work / "base"), head_seed=1).save(work / "rm")
-        folder = str(work / "rm")
+    with tempfile.TemporaryDirectory(prefix="rewardkit-serve-") as tmp:
+        folder = args.rm
+        if folder is None:
+            work = Path(tmp)
+            BradleyTerryRM.from_pretrained(build_tiny_model(work / "base"), head_seed=1).save(work / "rm")
+            folder = str(work / "rm")
+        return _serve_and_query(folder)
+
+
+def _serve_and_query(folder: str) -> dict:
+    import httpx  # the serve extra
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

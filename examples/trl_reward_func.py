@@ -24,7 +24,8 @@ def main(argv=None) -> list[float]:
     if args.rm:
         rm = load_reward_model(args.rm)
     else:
-        rm = BradleyTerryRM.from_pretrained(build_tiny_model(Path(tempfile.mkdtemp()) / "lm"))
+        with tempfile.TemporaryDirectory(prefix="rewardkit-trl-") as tmp:  # weights are read into memory
+            rm = BradleyTerryRM.from_pretrained(build_tiny_model(Path(tmp) / "lm"))
     prompts = [[{"role": "user", "content": "tell me about pasta"}]] * 2
     completions = [
         [{"role": "assistant", "content": "great helpful recipe"}],
