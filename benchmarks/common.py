@@ -21,8 +21,9 @@ def reset_peak_rss() -> int:
 
 
 def sample_pairs(n: int, seed: int = 0):
-    """``n`` AlpacaEval pairs sampled with a fixed seed, in file order."""
-    from rewardkit import load_preferences
+    """``n`` AlpacaEval pairs sampled with a fixed seed, in file order, through the ``alpaca_eval``
+    recipe: each instruction is a user message, so an instruct model sees it chat-templated."""
+    from rewardkit.bench.recipes import load_recipe
 
-    pairs = load_preferences(DATA)
+    pairs = load_recipe("alpaca_eval", DATA, on_error="skip")
     return [pairs[i] for i in sorted(random.Random(seed).sample(range(len(pairs)), n))]

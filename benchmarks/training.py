@@ -60,6 +60,29 @@ def _trl_rows(pairs):
     ]
 
 
+def _trl_args(config_cls, folder, lr: float, args, **extra):
+    """The TRL config both benchmarks use: one epoch, fp32 (TRL defaults to bf16 autocast), no saving,
+    the same batch size, seed, schedule and maximum length as rewardkit's run."""
+    return config_cls(
+        output_dir=str(folder),
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1,
+        learning_rate=lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        bf16=False,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10**6,
+        disable_tqdm=True,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        weight_decay=0.0,
+        **extra,
+    )
+
+
 def _lora(task: str):
     from peft import LoraConfig
 
@@ -113,23 +136,7 @@ def bench_bt(model, train, held_out, args):
     rk_s, rk_steps = time.perf_counter() - t, rk.training_info["optimizer_steps"]
 
     t = time.perf_counter()
-    cfg = RewardConfig(
-        output_dir=str(args.scratch / "trl_rm"),
-        per_device_train_batch_size=args.batch_size,
-        num_train_epochs=1,
-        learning_rate=args.lr,
-        max_length=args.max_length,
-        seed=args.seed,
-        bf16=False,
-        use_cpu=True,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=10**6,
-        disable_tqdm=True,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        weight_decay=0.0,
-    )
+    cfg = _trl_args(RewardConfig, args.scratch / "trl_rm", args.lr, args)
     trl = RewardTrainer(
         model=str(model),
         args=cfg,
@@ -173,24 +180,7 @@ def bench_dpo(model, train, held_out, args):
     rk_s, rk_steps = time.perf_counter() - t, rk.training_info["optimizer_steps"]
 
     t = time.perf_counter()
-    cfg = DPOConfig(
-        output_dir=str(args.scratch / "trl_dpo"),
-        per_device_train_batch_size=args.batch_size,
-        num_train_epochs=1,
-        learning_rate=args.dpo_lr,
-        beta=0.1,
-        max_length=args.max_length,
-        seed=args.seed,
-        bf16=False,
-        use_cpu=True,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=10**6,
-        disable_tqdm=True,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        weight_decay=0.0,
-    )
+    cfg = _trl_args(DPOConfig, args.scratch / "trl_dpo", args.dpo_lr, args, beta=0.1)
     policy = AutoModelForCausalLM.from_pretrained(model)
     trl = DPOTrainer(
         model=policy,
