@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import platform
 import sys
+from collections.abc import Callable
 from typing import Any
 
 #: Files that make up a tokenizer (and its chat template) in a model folder.
@@ -79,3 +81,24 @@ def versions(**extra: str) -> dict[str, str]:
 def show_progress(progress: bool | None) -> bool:
     """Progress bars: as asked, or by default only when stderr is a terminal (never in logs and CI)."""
     return sys.stderr.isatty() if progress is None else progress
+
+
+def lazy_exports(
+    package: str, exports: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` (PEP 562) for ``exports`` (public name -> module
+    that defines it): each name is imported on first use and then kept in the package, so importing the
+    package imports none of them."""
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)  # resolved once
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *exports})
+
+    return __getattr__, __dir__

@@ -5,7 +5,9 @@ light helper such as ``rewardkit.models.common`` does not import torch through t
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rewardkit.util import lazy_exports
 
 _EXPORTS = {
     "BradleyTerryRM": "rewardkit.models.explicit",
@@ -24,17 +26,7 @@ def register_kinds() -> None:
         importlib.import_module(module)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rewardkit.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
