@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval_gpt4.jsonl.gz"
 
@@ -27,3 +28,14 @@ def sample_pairs(n: int, seed: int = 0):
 
     pairs = load_recipe("alpaca_eval", DATA, on_error="skip")
     return [pairs[i] for i in sorted(random.Random(seed).sample(range(len(pairs)), n))]
+
+
+def save_results(path: str | Path, result: dict[str, Any], show: bool = True) -> None:
+    """Write a benchmark's JSON (atomically; NaN refused) and, with ``show``, print it without the raw
+    ``runs``."""
+    from rewardkit.io import dumps, write_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, result)
+    if show:
+        print(dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))

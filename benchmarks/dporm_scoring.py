@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DATA, proc_status, reset_peak_rss, sample_pairs
+from common import DATA, proc_status, reset_peak_rss, sample_pairs, save_results
 
 
 def _setup(args):
@@ -137,9 +137,7 @@ def main() -> None:
         "threads": __import__("torch").get_num_threads(),
         "targets": {"speedup": ">= 1.5", "peak_memory_ratio": "<= 0.5"},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save_results(args.out, result)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DATA, proc_status, sample_pairs
+from common import DATA, proc_status, sample_pairs, save_results
 
 M = 4
 
@@ -120,9 +120,7 @@ def main() -> None:
         "multihead_time_ratio": runs["multihead"]["score_seconds"] / runs["single"]["score_seconds"],
         "targets": {"lora_peak_rss_ratio": "<= 0.4", "multihead_time_ratio": "<= 1.2"},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save_results(args.out, result)
 
 
 if __name__ == "__main__":

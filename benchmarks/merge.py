@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import proc_status, reset_peak_rss
+from common import proc_status, reset_peak_rss, save_results
 
 M = 4
 
@@ -161,9 +161,7 @@ def main() -> None:
         "targets": {"merge_over_read": "<= 1.5", "peak_rss_growth_over_one_input": "<= 1.0"},
         "runs": runs,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    save_results(args.out, result)
 
 
 if __name__ == "__main__":

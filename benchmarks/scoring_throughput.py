@@ -19,12 +19,11 @@ max length 512), all in one run:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
-from common import sample_pairs
+from common import sample_pairs, save_results
 
 
 def matmul_gflops(n: int = 2048, reps: int = 10, dtype=torch.float32) -> float:
@@ -146,9 +145,7 @@ def main() -> None:
         "implicit_speedup": ">= 2.0",
         "explicit_fraction_of_matmul": ">= 0.6",
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2, default=float) + "\n")
-    print(json.dumps(res, indent=2, default=float))
+    save_results(args.out, res)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA  # noqa: E402
+from common import DATA, save_results  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -137,7 +137,6 @@ def main(argv=None) -> None:
     from rewardkit import BradleyTerryRM
     from rewardkit.bench.recipes import load_recipe
     from rewardkit.demo import demo_model_path
-    from rewardkit.io import write_json
     from rewardkit.templating import Formatter
     from rewardkit.util import versions
 
@@ -234,8 +233,7 @@ def main(argv=None) -> None:
                 f"{summary['throughput_ratio']:.2f}x; max reward diff {summary['max_reward_diff_vs_score']:.2g}",
                 flush=True,
             )
-    RESULTS.mkdir(exist_ok=True)
-    write_json(RESULTS / "serve.json", results)
+    save_results(RESULTS / "serve.json", results, show=False)
 
 
 if __name__ == "__main__":

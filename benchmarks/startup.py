@@ -14,7 +14,6 @@ read. The best of the repetitions is kept (this machine is shared).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -24,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import save_results
 from merge import evict, make_members, read_all
 
 RESULTS = Path(__file__).parent / "results"
@@ -84,9 +84,7 @@ def main() -> None:
         },
         "runs": runs,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    save_results(args.out, result)
 
 
 if __name__ == "__main__":

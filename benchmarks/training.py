@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA  # noqa: E402
+from common import DATA, save_results  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -206,7 +206,6 @@ def main(argv=None):
     import torch
 
     from rewardkit.demo import demo_model_path
-    from rewardkit.io import write_json
     from rewardkit.models.common import load_tokenizer
     from rewardkit.util import versions
 
@@ -246,8 +245,7 @@ def main(argv=None):
                     f"{r['held_out']['trl_accuracy']:.3f} (diff CI {r['held_out']['difference_ci95']})",
                     flush=True,
                 )
-    RESULTS.mkdir(exist_ok=True)
-    write_json(RESULTS / "training.json", results)
+    save_results(RESULTS / "training.json", results, show=False)
 
 
 if __name__ == "__main__":
