@@ -324,6 +324,19 @@ def test_health_is_503_until_the_model_is_loaded(models):
         assert client.post("/score", json={"prompts": ["x"], "responses": [" good"]}).status_code == 200
 
 
+def test_saved_wrappers_without_a_config_are_served(models, tmp_path):
+    """An ensemble folder holds members and a manifest but no config.json of its own; the start-up
+    check must pass it (as loading does) and the server score as the local ensemble."""
+    from rewardkit.models.ensemble import EnsembleRM
+
+    EnsembleRM.from_paths([models / "rm", models / "dporm"], aggregation="mean").save(tmp_path / "ens")
+    local = load_reward_model(tmp_path / "ens")
+    prompts, responses = ["tell me about pasta", "explain the star"], [" good clear", " bad"]
+    with server("--rm", str(tmp_path / "ens")) as (url, _):
+        out = httpx.post(f"{url}/score", json={"prompts": prompts, "responses": responses}).json()
+    np.testing.assert_allclose(out["rewards"], local.score(prompts, responses), atol=1e-5)
+
+
 def test_a_model_that_fails_to_load_is_one_error_line(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text("{not json")

@@ -180,6 +180,26 @@ MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+def reward_model_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a reward model folder (an HF sequence-classification checkpoint without one
+    counts as ``explicit``), checked without importing torch; one-line errors otherwise. Every kind
+    rewardkit saves (ensembles and wrappers, which hold no ``config.json`` of their own, included)
+    passes."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: reward model folder not found")
+    manifest = read_manifest(path)
+    if manifest is not None:
+        return manifest
+    from rewardkit.models.common import check_model_folder
+
+    check_model_folder(path, "reward model", weights=False)
+    archs = json.loads((path / "config.json").read_text()).get("architectures") or []
+    if not isinstance(archs, list) or not any(str(a).endswith("ForSequenceClassification") for a in archs):
+        raise ModelError(f"{path}: no {MANIFEST} and not an HF sequence-classification checkpoint")
+    return {"kind": "explicit", "format": FORMAT_VERSION}
+
+
 def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
     """Restore any reward model saved by rewardkit (or an HF sequence-classification checkpoint).
 
@@ -190,19 +210,7 @@ def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
     register_kinds()
 
     path = Path(path)
-    if not path.is_dir():
-        raise ModelError(f"{path}: reward model folder not found")
-    manifest = read_manifest(path)
-    if manifest is None:
-        from rewardkit.models.common import check_model_folder
-
-        check_model_folder(path, "reward model", weights=False)
-        archs = json.loads((path / "config.json").read_text()).get("architectures") or []
-        if not isinstance(archs, list) or not any(
-            str(a).endswith("ForSequenceClassification") for a in archs
-        ):
-            raise ModelError(f"{path}: no {MANIFEST} and not an HF sequence-classification checkpoint")
-        manifest = {"kind": "explicit", "format": FORMAT_VERSION}
+    manifest = reward_model_manifest(path)
     kind = manifest["kind"]
     if kind not in _REGISTRY:
         raise ModelError(f"{path / MANIFEST}: unknown kind {kind!r}; known: {sorted(_REGISTRY)}")

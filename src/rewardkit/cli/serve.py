@@ -104,6 +104,7 @@ def serve(
         raise RewardkitError(
             "rewardkit serve needs the serve extra: pip install 'rewardkit[serve]'"
         ) from None
+    from rewardkit.base import reward_model_manifest
     from rewardkit.cli.score import _dpo, length_penalized, load_rm
     from rewardkit.models.common import check_model_folder
     from rewardkit.serve import run_ray, run_server
@@ -113,13 +114,12 @@ def serve(
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
     if dpo_policy and beta is None:
         raise click.UsageError("--dpo-policy needs --beta")
-    for folder, what in (
-        (rm_dir, "reward model"),
-        (dpo_policy, "policy"),
-        (dpo_reference, "reference model"),
-    ):
+    # fail fast, before the server starts; the same checks as loading makes
+    if rm_dir:
+        reward_model_manifest(rm_dir)
+    for folder, what in ((dpo_policy, "policy"), (dpo_reference, "reference model")):
         if folder:
-            check_model_folder(folder, what, weights=False)  # fail fast, before the server starts
+            check_model_folder(folder, what, weights=False)
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         logging.getLogger("rewardkit").warning(
             "serving on %s without --api-key: anyone who can reach it can use it", host
