@@ -262,6 +262,7 @@ def _mergekit(sources, weights, out, dtype=None):
         ("bfloat16", [1.0, 1.0, 1.0], None),
         ("bfloat16", [0.7, 0.1, 0.2], "float32"),
         ("bfloat16", [2.0, 1.0, 1.0], None),  # exact products, a power-of-two sum
+        ("float32", [0.3, 0.1, 0.2, 0.25, 0.15, 0.4], None),  # 6 members: torch's order of summing weights
     ],
 )
 def test_merge_equals_mergekit_linear_bit_for_bit(tmp_path, monkeypatch, in_dtype, weights, dtype):
@@ -276,7 +277,7 @@ def test_merge_equals_mergekit_linear_bit_for_bit(tmp_path, monkeypatch, in_dtyp
 
     base = build_tiny_model(tmp_path / "base", seed=7)
     sources = []
-    for i in range(3):
+    for i in range(len(weights)):
         rm = BradleyTerryRM.from_pretrained(base, head_seed=i, dtype=in_dtype)
         with torch.no_grad():
             g = torch.Generator().manual_seed(i)

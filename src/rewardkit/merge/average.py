@@ -243,7 +243,7 @@ class _Accumulators:
     the writer need the second one.)"""
 
     def __init__(self):
-        self.size = BLOCK_BYTES // 4 + 2**14
+        self.size = BLOCK_BYTES // 2 + 2**14  # elements of a block of the narrowest input (2 bytes)
         self.accs = [np.empty(self.size, np.float32) for _ in range(2)]
         self.outs: dict[str, list[np.ndarray]] = {}
         self.scratch = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.uint32), _fused_scratch())
@@ -326,7 +326,7 @@ def _fused_add(acc: np.ndarray, t: np.ndarray, c: np.float32, scratch=None) -> N
         a, x = acc[lo : lo + _CHUNK], t[lo : lo + _CHUNK]
         m = a.size
         sm, bm, midpoint, tiny = s[:m], bits[:m], flags[0, :m], flags[1, :m]
-        np.multiply(x, c64, out=sm)
+        np.multiply(x, c64, out=sm, dtype=np.float64)
         np.add(sm, a, out=sm)
         # a float32 midpoint: the 29 float64 mantissa bits float32 drops are exactly 1000...0
         np.bitwise_and(sm.view(np.uint64), 0x1FFFFFFF, out=bm)
@@ -373,7 +373,8 @@ def _average_part(
     zero = np.float32(0)
     nonfinite = overflow = False
     for lo in range(0, acc.size, _CHUNK):
-        a, o = acc[lo : lo + _CHUNK], out[lo : lo + _CHUNK]
+        a = acc[lo : lo + _CHUNK]
+        o = a if out is acc else out[lo : lo + _CHUNK]
         term, bits = term_buf[: a.size], bits_buf[: a.size]
         for j, (c, t) in enumerate(zip(plan.coef, flat)):
             x = _as_float32(t[lo : lo + _CHUNK], plan.in_dtype, bits)
@@ -399,6 +400,17 @@ def _average_part(
     return nonfinite, overflow
 
 
+def _denominator(coef: np.ndarray) -> np.float32:
+    """``sum_i w_i`` in float32 as mergekit gets it (a torch sum). Up to 4 weights, or whole-number
+    weights (every order exact), that is the plain left-to-right sum; otherwise torch's reduction order
+    (which depends on the CPU's vector width) is not reproduced here, so torch computes it."""
+    if len(coef) <= 4 or (all(float(c).is_integer() for c in coef) and coef.sum(dtype=np.float64) < 2**24):
+        return coef.sum(dtype=np.float32)
+    import torch  # only for 5+ members with fractional weights
+
+    return np.float32(torch.from_numpy(coef).sum().item())
+
+
 def _averaged_blocks(
     key, n_blocks, prefetcher, accs, raw: Sequence[float], hashes, in_dtype: str, out_dtype: str
 ):
@@ -414,7 +426,7 @@ def _averaged_blocks(
     the same bits; otherwise :func:`_fused_add` emulates the fused step. The work goes chunk by chunk
     (:data:`_CHUNK` elements), every member and step at once, so it stays in the CPU's cache."""
     coef = np.asarray(raw, dtype=np.float32)
-    denom = coef.sum(dtype=np.float32)
+    denom = _denominator(coef)
     fused = in_dtype != "F64" and not all(_exact_product(c, in_dtype) for c in coef)
     mantissa = int(denom.view(np.uint32)) & 0x7FFFFF
     # dividing by a power of two is multiplying by its inverse, bit for bit, and cheaper
