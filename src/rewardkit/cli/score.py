@@ -168,14 +168,16 @@ def score(
     uncertainty = detail = None
     from rewardkit.templating import Texts
 
-    if hasattr(rm, "uncertainty"):  # ensembles: per-member rewards and their std too
+    if not shard:  # a rank with no pairs (more ranks than pairs): nothing to score
+        scores = PairScores(np.zeros(0), np.zeros(0))
+    elif hasattr(rm, "uncertainty"):  # ensembles: per-member rewards and their std too
         uncertainty = rm.uncertainty(Texts.from_pairs(shard))
         scores = PairScores(uncertainty.aggregate[:n], uncertainty.aggregate[n:])
-    elif hasattr(rm, "detailed") and shard:  # length penalty: raw reward and penalty apart
+    elif hasattr(rm, "detailed"):  # length penalty: raw reward and penalty apart
         detail = rm.detailed(Texts.from_pairs(shard))
         scores = PairScores(detail.reward[:n], detail.reward[n:])
     else:
-        scores = rm.score_pairs(shard) if shard else PairScores(np.zeros(0), np.zeros(0))
+        scores = rm.score_pairs(shard)
     rows = [
         {"index": pairs.indices[i], "chosen": float(c), "rejected": float(r), "margin": float(c - r)}
         for i, c, r in zip(positions, scores.chosen, scores.rejected)
@@ -230,14 +232,17 @@ def _named_rms(specs: tuple[str, ...], dpo: dict, **load) -> dict:
     """``--rm DIR``, ``--rm NAME=DIR[,DIR2,...]`` (several folders = several trained seeds of one model)
     or ``--rm NAME=URL`` (a rewardkit server)."""
     rms: dict = {}
-    for spec in specs:
-        name, folders = _split_spec(spec)
-        name = name or Path(folders[0]).name
+
+    def add(name: str, models: list) -> None:
         if name in rms:
             raise click.UsageError(f"two reward models named {name!r}; use --rm NAME=DIR")
-        rms[name] = [load_rm(d, **load) for d in folders]
+        rms[name] = models
+
+    for spec in specs:
+        name, folders = _split_spec(spec)
+        add(name or Path(folders[0]).name, [load_rm(d, **load) for d in folders])
     if dpo.get("policy"):
-        rms[Path(dpo["policy"]).name] = [load_rm(None, dpo=dpo, **load)]
+        add(Path(dpo["policy"]).name, [load_rm(None, dpo=dpo, **load)])
     if not rms:
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
     return {k: v[0] if len(v) == 1 else v for k, v in rms.items()}
