@@ -15,8 +15,9 @@ import sys
 import click
 
 from rewardkit.cli.bench import bench
+from rewardkit.cli.evaluate import eval_cmd
 from rewardkit.cli.models import demo_model, ensemble, merge
-from rewardkit.cli.score import eval_cmd, score
+from rewardkit.cli.score import score
 from rewardkit.cli.serve import serve
 from rewardkit.cli.train import train
 from rewardkit.errors import RewardkitError

@@ -105,7 +105,7 @@ def serve(
             "rewardkit serve needs the serve extra: pip install 'rewardkit[serve]'"
         ) from None
     from rewardkit.base import reward_model_manifest
-    from rewardkit.cli.score import _dpo, length_penalized, load_rm
+    from rewardkit.cli.score import dpo_spec, length_penalized, load_rm
     from rewardkit.models.common import check_model_folder
     from rewardkit.serve import run_ray, run_server
     from rewardkit.serve.app import ServeSettings, build_app
@@ -130,7 +130,7 @@ def serve(
                 probe.bind((host, port))
             except OSError as e:
                 raise RewardkitError(f"cannot listen on {host}:{port}: {e.strerror}") from None
-    dpo = _dpo(dpo_policy, dpo_reference, reference_free, beta, reduction)
+    dpo = dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction)
 
     def load():
         rm = load_rm(

@@ -1,0 +1,169 @@
+"""``rewardkit eval``: reward models compared on preference files (ID vs OOD splits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rewardkit.cli.options import (
+    COUNT,
+    base_model_option,
+    chat_template_option,
+    check_file_output,
+    dpo_options,
+    engine_options,
+    length_penalty_options,
+)
+from rewardkit.cli.score import dpo_spec, length_penalized, load_rm
+from rewardkit.errors import RewardkitError
+from rewardkit.util import is_url
+
+
+def _split_spec(spec: str) -> tuple[str, list[str]]:
+    """``NAME=DIR[,DIR2]`` / ``DIR`` / ``NAME=URL`` -> (name or "", locations); a URL's own '=' and ','
+    (query strings) are left alone."""
+    name, sep, rest = spec.partition("=")
+    if not sep or is_url(name) or "/" in name:
+        return "", [spec]
+    if is_url(rest):
+        return name, [rest]
+    return name, rest.split(",")
+
+
+def _folders(spec: str) -> list[str]:
+    return _split_spec(spec)[1]
+
+
+def _named_rms(specs: tuple[str, ...], dpo: dict, **load) -> dict:
+    """``--rm DIR``, ``--rm NAME=DIR[,DIR2,...]`` (several folders = several trained seeds of one model)
+    or ``--rm NAME=URL`` (a rewardkit server)."""
+    rms: dict = {}
+
+    def add(name: str, models: list) -> None:
+        if name in rms:
+            raise click.UsageError(f"two reward models named {name!r}; use --rm NAME=DIR")
+        rms[name] = models
+
+    for spec in specs:
+        name, folders = _split_spec(spec)
+        add(name or Path(folders[0]).name, [load_rm(d, **load) for d in folders])
+    if dpo.get("policy"):
+        add(Path(dpo["policy"]).name, [load_rm(None, dpo=dpo, **load)])
+    if not rms:
+        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
+    return {k: v[0] if len(v) == 1 else v for k, v in rms.items()}
+
+
+@click.command("eval")
+@click.option(
+    "--rm", "rm_specs", multiple=True, help="reward model folder, or NAME=DIR[,DIR2..] (seeds); repeatable"
+)
+@dpo_options
+@base_model_option
+@click.option("--data", required=True, help="preference file or hub dataset name")
+@click.option("--split-by", default=None, help="metadata field that defines the splits (e.g. subset)")
+@click.option("--ood", default=None, help="comma-separated values of --split-by that are out of distribution")
+@click.option("--ties", type=click.Choice(["half", "correct", "wrong"]), default="half", help="tie policy")
+@click.option("--json", "json_out", default=None, help="write the report as JSON here")
+@click.option("--markdown", "md_out", default=None, help="write the table as Markdown here")
+@click.option("--plot", "plot_out", default=None, help="write ID vs OOD bars with CIs as PNG here")
+@click.option("--n-boot", type=COUNT, default=2000, help="bootstrap resamples for CIs and paired tests")
+@engine_options
+@chat_template_option
+@length_penalty_options
+@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
+@click.option("--force", is_flag=True, help="overwrite existing output files")
+def eval_cmd(
+    rm_specs,
+    dpo_policy,
+    dpo_reference,
+    reference_free,
+    beta,
+    reduction,
+    base_model,
+    data,
+    split_by,
+    ood,
+    ties,
+    json_out,
+    md_out,
+    plot_out,
+    n_boot,
+    batch_size,
+    max_tokens,
+    chat_template,
+    length_penalty,
+    reference_field,
+    reference_length,
+    length_unit,
+    on_error,
+    force,
+) -> None:
+    """Pairwise accuracy per model and split (ID vs OOD), 95% CIs, paired tests between models, and each
+    model's length bias. With --length-penalty every model is also reported length-penalised (NAME+LP)."""
+    from rewardkit.data import load_preferences
+    from rewardkit.eval import evaluate
+
+    if ood and not split_by:
+        raise click.UsageError("--ood needs --split-by")
+    inputs = [data, dpo_policy, dpo_reference, base_model]
+    inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
+    outs = [o for o in (json_out, md_out, plot_out) if o]
+    if len(set(outs)) < len(outs):
+        raise RewardkitError("--json, --markdown and --plot must be different files")
+    for out in outs:
+        check_file_output(out, inputs, force)
+    pairs = load_preferences(data, on_error=on_error)
+    dpo = dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction)
+    rms = _named_rms(
+        rm_specs,
+        dpo,
+        base_model=base_model,
+        chat_template=chat_template,
+        max_batch_size=batch_size,
+        max_tokens=max_tokens,
+    )
+    if length_penalty is not None:
+        for name in list(rms):
+            models = rms[name] if isinstance(rms[name], list) else [rms[name]]
+            wrapped = [
+                length_penalized(m, length_penalty, reference_field, reference_length, length_unit)
+                for m in models
+            ]
+            rms[f"{name}+LP"] = wrapped if len(wrapped) > 1 else wrapped[0]
+    unit = length_unit or "words"
+    first = next(iter(rms.values()))
+    tokenizer = getattr(first[0] if isinstance(first, list) else first, "tokenizer", None)
+    id_split = None
+    if not split_by:
+        splits = {"all": pairs}
+    elif ood:
+        ood_values = ood.split(",")
+        keys = {str(k) for k in pairs.values(split_by)}
+        unknown = set(ood_values) - keys
+        if unknown:
+            raise RewardkitError(f"--ood values not found in field {split_by!r}: {sorted(unknown)}")
+        groups = {str(k): v for k, v in pairs.group_by(split_by).items()}
+        id_split = "id"
+        splits = {"id": pairs.filter(lambda p: str(p.metadata[split_by]) not in ood_values)}
+        if not len(splits["id"]):
+            raise RewardkitError(
+                f"--ood lists every value of {split_by!r}: no in-distribution pairs are left"
+            )
+        splits.update({v: groups[v] for v in ood_values})
+    else:
+        splits = {str(k): v for k, v in pairs.group_by(split_by).items()}
+    report = evaluate(
+        rms, splits, id_split=id_split, ties=ties, n_boot=n_boot, length_unit=unit, tokenizer=tokenizer
+    )
+    report.extra.update(data=str(data), split_by=split_by)
+    if json_out:
+        report.to_json(json_out)
+    if md_out:
+        from rewardkit.io import atomic_write_text
+
+        atomic_write_text(md_out, report.to_markdown())
+    if plot_out:
+        report.plot(plot_out)
+    click.echo(report.to_markdown())
