@@ -174,10 +174,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_fields(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_fields(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -189,28 +189,39 @@ def resolve_config(
 
     if preset not in PRESETS:
         raise RewardkitError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    fields: dict[str, Any] = _merge({"preset": preset}, PRESETS[preset])
+    fields: dict[str, Any] = merge_fields({"preset": preset}, PRESETS[preset])
     if yaml_file is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(Path(yaml_file).read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise RewardkitError(f"{yaml_file}: cannot read config ({e})") from None
-        if not isinstance(loaded, dict):
-            raise RewardkitError(f"{yaml_file}: expected a mapping of bench config fields")
+        loaded = read_config_file(yaml_file)
         if loaded.get("preset", preset) != preset:  # the file's preset replaces the default one
             return resolve_config(loaded["preset"], yaml_file, overrides)
-        fields = _merge(fields, loaded)
-    fields = _merge(fields, {k: v for k, v in (overrides or {}).items() if v is not None})
+        fields = merge_fields(fields, loaded)
+    fields = merge_fields(fields, {k: v for k, v in (overrides or {}).items() if v is not None})
     recipe = fields.get("recipe")
     if recipe is not None or fields.get("data") is None:
         defaults = get_recipe(recipe or "synthetic").shift
-        fields["shift"] = _merge(defaults, fields.get("shift") or {})
+        fields["shift"] = merge_fields(defaults, fields.get("shift") or {})
     try:
         return BenchConfig(**fields)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
-        src = f" (config file {yaml_file})" if yaml_file is not None else ""
-        raise RewardkitError(f"bench config field {loc!r}: {err['msg']}{src}") from None
+        raise config_error(e, "bench config", yaml_file) from None
+
+
+def read_config_file(yaml_file: str | Path) -> dict[str, Any]:
+    """The mapping of config fields in a YAML file, or a one-line error."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(yaml_file).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise RewardkitError(f"{yaml_file}: cannot read config ({e})") from None
+    if not isinstance(loaded, dict):
+        raise RewardkitError(f"{yaml_file}: expected a mapping of bench config fields")
+    return loaded
+
+
+def config_error(e: ValidationError, what: str, yaml_file: str | Path | None) -> RewardkitError:
+    """A pydantic error as one line naming the first bad field (and the config file)."""
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "config"
+    src = f" (config file {yaml_file})" if yaml_file is not None else ""
+    return RewardkitError(f"{what} field {loc!r}: {err['msg']}{src}")

@@ -141,7 +141,7 @@ def prepare_splits(
     return train, evals, summary
 
 
-class _Progress:
+class Progress:
     """Stage lines with elapsed time and an ETA from the work done so far (pairs x epochs)."""
 
     def __init__(self, total: float, log):
@@ -159,7 +159,7 @@ class _Progress:
         self.done += units
 
 
-def _barrier() -> None:
+def barrier() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -211,7 +211,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise RewardkitError(f"{out}: already exists and is not empty (use --force to overwrite)")
-    _barrier()
+    barrier()
     if main:
         if force and (out / "models").exists():
             shutil.rmtree(out / "models")
@@ -223,7 +223,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
     pool = load_bench_data(config)
     if main:
         base_model(config, out)  # builds the ci model / converts the demo model once
-    _barrier()
+    barrier()
     base = base_model(config, out)
     train, evals, data_summary = prepare_splits(config, pool, load_tokenizer(base))
     log(
@@ -241,7 +241,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
         + (config.dpo.epochs * len(train) + len(train) / 3 + 2 * n_eval / 3)
         + n_eval / 3
     )
-    progress = _Progress(per_seed * len(config.seeds), log)
+    progress = Progress(per_seed * len(config.seeds), log)
     grid = config.grid()
     member_scores: list[list[dict]] = []  # [seed][member] -> split -> (chosen, rejected)
     warm_scores, dpo_scores = [], []
@@ -273,13 +273,13 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
             progress.advance(n_eval / 3)
             del rm
         member_scores.append(members)
-        _barrier()  # rank 0 has saved every member
+        barrier()  # rank 0 has saved every member
 
         progress.start(f"seed {seed}: WARM (weight average of {len(dirs)} RMs)")
         t = time.perf_counter()
         if main:
             weight_average(dirs, out=seed_dir / "warm", force=True, progress=False)
-        _barrier()
+        barrier()
         warm_scores.append(_scores(load_reward_model(seed_dir / "warm", device=device), evals, rank, size))
         timings[f"seed{seed}_warm_s"] = time.perf_counter() - t
         progress.advance(n_eval / 3)
@@ -347,7 +347,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
         report.plot(out / "report.png")
         if not config.keep_models:
             shutil.rmtree(out / "models", ignore_errors=True)
-    _barrier()
+    barrier()
     log(f"done in {timings['total_s'] / 60:.1f} min; report in {out}")
     return report
 

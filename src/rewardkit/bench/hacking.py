@@ -1,0 +1,303 @@
+"""``rewardkit bench hacking``: reward over-optimisation under best-of-N against a gold reward.
+
+From one backbone and one training set labelled by the gold reward, in two setups (``clean`` and
+``corrupt``: a share of the labels swapped), the proxies are: ``members`` explicit RMs ordered by
+held-out accuracy (``EXRM-1..M``, as WARM orders phi_i), WARM of the first m (``WARM-m``), prediction
+ensembles of the members (``ENS-<agg>``, members z-scored on all candidates) and the implicit reward of
+a DPO policy (``DPORM``). Every proxy scores the same K candidates per prompt once; the best-of-N
+curves are exact (``rewardkit.eval.bon.bon_expectations``).
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardkit.bench.hacking_config import HackingConfig
+from rewardkit.bench.hacking_report import setup_report, write_candidates, write_report
+from rewardkit.bench.shift import Progress, barrier
+from rewardkit.data import PreferenceDataset
+from rewardkit.errors import RewardkitError
+from rewardkit.util import versions
+
+SETUPS = ("clean", "corrupt")
+
+
+@dataclass
+class Task:
+    """Training / held-out pairs (labelled by gold), the best-of-N prompts, their K candidates each and
+    the candidates' gold rewards [P, K]."""
+
+    train: PreferenceDataset
+    val: PreferenceDataset
+    prompts: list[Any]
+    candidates: list[list[str]]
+    gold: np.ndarray
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def builtin_task(config: HackingConfig) -> Task:
+    """The synthetic task with a spurious feature (``rewardkit.synthetic.make_hacking_*``)."""
+    from rewardkit.synthetic import gold_reward, make_hacking_candidates, make_hacking_preferences
+
+    t = config.task
+    pool = make_hacking_preferences(config.n_train + config.n_val, config.seed, t.p_chosen, t.p_rejected)
+    prompts, cands = make_hacking_candidates(
+        config.n_prompts, config.k, config.seed, t.p_candidate, t.max_count
+    )
+    gold = np.array([[gold_reward(c) for c in row] for row in cands], dtype=np.float64)
+    summary = {"source": pool.source, "gold": "synthetic gold_reward (#good - #bad words)"}
+    n = config.n_train
+    return Task(pool[:n], pool[n:], prompts, cands, gold, summary)
+
+
+def base_model(config: HackingConfig, out: Path) -> str:
+    """``config.model``, else the preset's: a tiny local model (vocabulary with the spurious word) for
+    ``ci``, the demo model for ``cpu``."""
+    if config.model is not None:
+        return config.model
+    if config.preset == "ci":
+        from rewardkit.synthetic import vocabulary
+        from rewardkit.tiny import build_tiny_model
+
+        folder = out / "models" / "base"
+        if not folder.exists():
+            build_tiny_model(folder, vocabulary(spurious=True), hidden=64, layers=2, heads=4, seed=0)
+        return str(folder)
+    if config.preset == "cpu":
+        from rewardkit.demo import demo_model_path
+
+        return str(demo_model_path())
+    raise RewardkitError("the gpu preset needs --model (a causal LM checkpoint folder)")
+
+
+def gather_scores(rm, prompts: list[Any], responses: list[str], rank: int = 0, size: int = 1) -> np.ndarray:
+    """[n] rewards of ``(prompts[i], responses[i])``; under torchrun each rank scores a strided shard
+    and every rank receives all of them in input order."""
+    idx = list(range(rank, len(prompts), size))
+    mine = rm.score([prompts[i] for i in idx], [responses[i] for i in idx]) if idx else np.zeros(0)
+    if size == 1:
+        return np.asarray(mine, dtype=np.float64)
+    import torch.distributed as dist
+
+    parts: list = [None] * size
+    dist.all_gather_object(parts, (idx, np.asarray(mine).tolist()))
+    out = np.empty(len(prompts))
+    for part_idx, values in parts:
+        out[part_idx] = values
+    return out
+
+
+class _Scorer:
+    """Scores a proxy on the held-out pairs (accuracy) and on every candidate ([P, K])."""
+
+    def __init__(self, task: Task, rank: int, size: int):
+        k = task.gold.shape[1]
+        self.shape = task.gold.shape
+        self.prompts = [p for p in task.prompts for _ in range(k)]
+        self.responses = [c for row in task.candidates for c in row]
+        val = task.val
+        self.val_prompts = [p.prompt for p in val] * 2
+        self.val_responses = [p.chosen for p in val] + [p.rejected for p in val]
+        self.rank, self.size = rank, size
+
+    def __call__(self, rm) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate rewards [P, K], held-out (chosen, rejected) rewards [2, n_val])."""
+        both = gather_scores(
+            rm, self.prompts + self.val_prompts, self.responses + self.val_responses, self.rank, self.size
+        )
+        n = len(self.prompts)
+        return both[:n].reshape(self.shape), both[n:].reshape(2, -1)
+
+    @property
+    def units(self) -> float:  # progress units of one scoring pass (a third of a training pair each)
+        return (len(self.prompts) + len(self.val_prompts)) / 3
+
+
+def _accuracy(val: np.ndarray) -> float:
+    from rewardkit.eval.metrics import correctness
+
+    return float(correctness(val[0] - val[1], "half").mean())
+
+
+def _ensembles(config: HackingConfig, members: list[tuple[np.ndarray, np.ndarray]]):
+    """name -> (candidate rewards, held-out rewards) of each aggregation over the members, each member
+    z-scored with the mean and std of its rewards on all candidates (no labels involved)."""
+    from rewardkit.models.ensemble import AGGREGATIONS
+
+    zc, zv = [], []
+    for cand, val in members:
+        mean, std = cand.mean(), cand.std()
+        if not std > 0:
+            raise RewardkitError("an ensemble member gives the same reward to every candidate")
+        zc.append((cand - mean) / std)
+        zv.append((val - mean) / std)
+    cs, vs = np.stack(zc), np.stack(zv)  # [M, P, K], [M, 2, n_val]
+    return {f"ENS-{a}": (AGGREGATIONS[a](cs), AGGREGATIONS[a](vs)) for a in config.aggregations}
+
+
+def run_hacking_benchmark(
+    config: HackingConfig, out: str | Path, *, force: bool = False, log=None
+) -> dict[str, Any]:
+    """Run the benchmark; writes ``report.json``, ``report.md``, ``report.png``, ``candidates.jsonl``
+    and ``config.yaml`` to ``out`` and returns the report (the ``report.json`` mapping).
+
+    Under ``torchrun`` every training run is data-parallel, scoring (and ``--policy`` sampling) is
+    sharded across ranks, and rank 0 alone writes files."""
+    import torch
+    import yaml
+
+    from rewardkit.base import load_reward_model
+    from rewardkit.distributed import init_distributed
+    from rewardkit.io import atomic_write_text
+    from rewardkit.merge import weight_average
+    from rewardkit.merge.warm import corrupt_labels
+    from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
+
+    rank, size, device = init_distributed()
+    main = rank == 0
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if not main:
+        log = lambda msg: None  # noqa: E731
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise RewardkitError(f"{out}: already exists and is not empty (use --force to overwrite)")
+    barrier()
+    if main:
+        if force and (out / "models").exists():
+            shutil.rmtree(out / "models")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    if main:
+        base_model(config, out)  # builds the ci model / converts the demo model once
+    barrier()
+    base = base_model(config, out)
+    if config.builtin:
+        task = builtin_task(config)
+    else:
+        from rewardkit.bench.hacking_data import real_task
+
+        task = real_task(config, out, rank, size, device, log)
+    p, k = task.gold.shape
+    log(
+        f"data: {len(task.train)} training pairs, {len(task.val)} held-out pairs, {p} prompts x {k} candidates"
+    )
+    timings["data_s"] = time.perf_counter() - t_start
+
+    show = config.progress and sys.stderr.isatty() and main
+    score = _Scorer(task, rank, size)
+    n_train = len(task.train)
+    per_setup = (
+        config.members * (config.exrm.epochs * n_train + score.units) + (config.members - 1) * score.units
+    )
+    if config.dporm:
+        per_setup += config.dpo.epochs * n_train + n_train / 3 + 2 * score.units
+    progress = Progress(per_setup * len(SETUPS), log)
+    common = {"lora_r": config.lora_r, "max_length": config.max_length, "chat_template": config.chat_template}
+    setups: dict[str, Any] = {}
+    scored: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    for setup in SETUPS:
+        frac = config.corruption if setup == "corrupt" else 0.0
+        train = corrupt_labels(task.train, frac, config.seed)[0] if frac else task.train
+        folder = out / "models" / setup
+        members, dirs = [], []
+        for i, overrides in enumerate(config.grid()):
+            progress.start(f"{setup}: explicit RM {i + 1}/{config.members}")
+            t = time.perf_counter()
+            fields = {
+                **config.exrm.model_dump(),
+                **common,
+                "seed": config.seed,
+                "progress": show,
+                "logging_steps": 10**6,
+                **overrides,
+            }
+            fields["head_seed"] = 1000 * config.seed + fields.get("head_seed", i)
+            fields["data_seed"] = 1000 * config.seed + fields.get("data_seed", i)
+            rm = train_reward_model(
+                base, train, config=RewardTrainingConfig(**fields), out=folder / f"member{i}", force=True
+            )
+            timings[f"{setup}_member{i}_train_s"] = time.perf_counter() - t
+            progress.advance(config.exrm.epochs * n_train)
+            members.append(score(rm))
+            dirs.append(folder / f"member{i}")
+            progress.advance(score.units)
+            del rm
+        barrier()  # rank 0 has saved every member
+        # EXRM-1..M in order of held-out accuracy (stable: ties keep training order)
+        order = sorted(range(len(members)), key=lambda i: -_accuracy(members[i][1]))
+        members = [members[i] for i in order]
+        dirs = [dirs[i] for i in order]
+        proxies = {f"EXRM-{j + 1}": m for j, m in enumerate(members)}
+        for m in range(2, config.members + 1):
+            progress.start(f"{setup}: WARM-{m} (weight average of EXRM-1..{m})")
+            t = time.perf_counter()
+            if main:
+                weight_average(dirs[:m], out=folder / f"warm{m}", force=True, progress=False)
+            barrier()
+            proxies[f"WARM-{m}"] = score(load_reward_model(folder / f"warm{m}", device=device))
+            timings[f"{setup}_warm{m}_s"] = time.perf_counter() - t
+            progress.advance(score.units)
+        proxies.update(_ensembles(config, members))
+        if config.dporm:
+            progress.start(f"{setup}: DPO policy (DPORM)")
+            t = time.perf_counter()
+            dpo_cfg = DPOTrainingConfig(
+                **config.dpo.model_dump(),
+                **common,
+                beta=config.beta,
+                seed=config.seed,
+                data_seed=config.seed,
+                progress=show,
+                logging_steps=10**6,
+            )
+            dporm = train_dpo(base, train, config=dpo_cfg)
+            progress.advance(config.dpo.epochs * n_train + n_train / 3)
+            proxies["DPORM"] = score(dporm)
+            timings[f"{setup}_dporm_s"] = time.perf_counter() - t
+            progress.advance(2 * score.units)
+            del dporm
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        rewards = {name: c for name, (c, _) in proxies.items()}
+        individual = [f"EXRM-{j + 1}" for j in range(config.members)]
+        tested = [n for n in rewards if n.startswith(("WARM-", "ENS-"))]
+        rep = setup_report(rewards, task.gold, individual, tested, config.n_boot, config.seed)
+        for name, (_, val) in proxies.items():
+            rep["models"][name]["heldout_accuracy"] = _accuracy(val)
+        setups[setup] = {"corruption": frac, **rep}
+        scored[setup] = (task.gold, rewards)
+
+    timings["total_s"] = time.perf_counter() - t_start
+    report = {
+        "benchmark": "hacking",
+        "title": f"# rewardkit bench hacking ({config.preset} preset)",
+        "base_model": base,
+        "data": {**task.summary, "train": n_train, "val": len(task.val), "prompts": p, "k": k},
+        "setups": setups,
+        "timings": {name: round(v, 2) for name, v in timings.items()},
+        "versions": versions(
+            platform=platform.platform(),
+            device=torch.cuda.get_device_name(0)
+            if torch.cuda.is_available()
+            else f"cpu x{torch.get_num_threads()}",
+        ),
+        "config": config.model_dump(),
+    }
+    if main:
+        write_report(report, out)
+        write_candidates(out / "candidates.jsonl", task.prompts, task.candidates, scored)
+        if not config.keep_models:
+            shutil.rmtree(out / "models", ignore_errors=True)
+    barrier()
+    log(f"done in {timings['total_s'] / 60:.1f} min; report in {out}")
+    return report

@@ -1,0 +1,169 @@
+"""``rewardkit bench hacking`` settings: a pydantic model, the ``ci`` / ``cpu`` / ``gpu`` presets, and
+how a preset, a YAML file and command-line flags combine (each later source overrides the earlier)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rewardkit.bench.config import ModelBudget, config_error, merge_fields, read_config_file
+from rewardkit.errors import RewardkitError
+from rewardkit.models.ensemble import AGGREGATIONS
+
+
+class SpuriousTask(BaseModel):
+    """The built-in task's spurious feature (``rewardkit.synthetic.make_hacking_preferences`` /
+    ``make_hacking_candidates``)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    p_chosen: float = Field(0.9, ge=0, le=1, description="chance a chosen training response has the word")
+    p_rejected: float = Field(0.1, ge=0, le=1, description="chance a rejected training response has it")
+    p_candidate: float = Field(0.3, ge=0, le=1, description="chance a base-policy candidate pads with it")
+    max_count: int = Field(6, ge=1, description="most copies a padded candidate holds")
+
+
+class HackingConfig(BaseModel):
+    """Everything one ``rewardkit bench hacking`` run needs; saved as ``config.yaml`` next to the report."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    preset: Literal["ci", "cpu", "gpu"] = "cpu"
+    model: str | None = Field(
+        None, description="backbone of every proxy; None: the preset's (ci: tiny local, cpu: the demo model)"
+    )
+    data: str | None = Field(None, description="preference source of prompts and training pairs")
+    recipe: str | None = Field(None, description="named data recipe, e.g. alpaca_eval")
+    gold: str | None = Field(
+        None,
+        description="gold reward model folder (labels training pairs, scores candidates); "
+        "None: the synthetic task's gold reward",
+    )
+    policy: str | None = Field(None, description="HF causal LM that samples the K candidates (cached)")
+    candidates: str | None = Field(None, description="JSONL of {prompt, candidates: [...]} per line")
+    n_train: int = Field(256, ge=4, description="training pairs of every proxy")
+    n_val: int = Field(64, ge=4, description="held-out pairs ordering the explicit RMs by accuracy")
+    n_prompts: int = Field(64, ge=2, description="best-of-N prompts (at most)")
+    k: int = Field(16, ge=2, description="candidates per prompt (largest N)")
+    corruption: float = Field(0.25, gt=0, lt=1, description="share of swapped labels in the corrupt setup")
+    task: SpuriousTask = Field(default_factory=SpuriousTask)
+    max_length: int = Field(512, ge=8, description="tokens per sequence (prompt + response)")
+    chat_template: Literal["auto", "always", "never"] = "auto"
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank for every model; None: full fine-tuning")
+    seed: int = 0
+    members: int = Field(3, ge=2, description="explicit RMs per setup (EXRM-1..M; WARM of the first m)")
+    warm_grid: list[dict[str, Any]] | None = Field(
+        None, description="per-member overrides; default: different head and data seeds, lr x {1, 0.5, 2}"
+    )
+    exrm: ModelBudget = Field(default_factory=ModelBudget)
+    dpo: ModelBudget = Field(default_factory=lambda: ModelBudget(epochs=2, lr=1e-6))
+    dporm: bool = Field(True, description="also train the DPO policy and report its implicit reward")
+    beta: float = Field(0.1, gt=0, description="DPO beta (also the DPORM's)")
+    aggregations: list[str] = Field(
+        default_factory=lambda: ["mean", "median", "mean_minus_std"],
+        description="ensemble aggregations over the members z-scored on all candidates",
+    )
+    max_new_tokens: int = Field(64, ge=1, description="--policy sampling: new tokens per candidate")
+    temperature: float = Field(1.0, gt=0, description="--policy sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="--policy nucleus sampling")
+    n_boot: int = Field(2000, ge=100)
+    keep_models: bool = Field(False, description="keep the trained model folders under out/models")
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> HackingConfig:
+        known = sorted(set(AGGREGATIONS) - {"weighted"})
+        unknown = sorted(set(self.aggregations) - set(known))
+        if unknown:
+            raise ValueError(f"unknown aggregations {unknown}; known: {known} ('weighted' needs weights)")
+        if self.warm_grid is not None and len(self.warm_grid) != self.members:
+            raise ValueError(f"warm_grid has {len(self.warm_grid)} entries but members is {self.members}")
+        if self.policy is not None and self.candidates is not None:
+            raise ValueError("give --policy or --candidates, not both")
+        real = self.data is not None or self.recipe not in (None, "synthetic")
+        if real and self.gold is None:
+            raise ValueError("real data needs --gold (a reward model that labels pairs and candidates)")
+        if real and self.policy is None and self.candidates is None:
+            raise ValueError("real data needs --policy or --candidates for the best-of-N candidates")
+        return self
+
+    @property
+    def builtin(self) -> bool:
+        """Whether the prompts and training pairs are the built-in spurious synthetic task."""
+        return self.data is None and self.recipe in (None, "synthetic")
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Per-member overrides (the same default diversity as ``bench shift``)."""
+        if self.warm_grid is not None:
+            return [dict(g) for g in self.warm_grid]
+        lr_scale = [1.0, 0.5, 2.0]
+        return [
+            {"head_seed": i, "data_seed": i, "lr": self.exrm.lr * lr_scale[i % 3]}
+            for i in range(self.members)
+        ]
+
+
+#: Preset values; a YAML file and flags override them field by field.
+HACKING_PRESETS: dict[str, dict[str, Any]] = {
+    # tiny local model, built-in task: about a minute on 2 cores (the test suite runs it)
+    "ci": {
+        "n_train": 256,
+        "n_val": 64,
+        "n_prompts": 48,
+        "k": 16,
+        "max_length": 48,
+        "members": 3,
+        "exrm": {"epochs": 2, "lr": 3e-3, "batch_size": 16},
+        "dpo": {"epochs": 2, "lr": 3e-3, "batch_size": 16},
+        "n_boot": 500,
+    },
+    # the demo model with LoRA on the built-in task: <= 6 minutes on 2 cores
+    "cpu": {
+        "n_train": 128,
+        "n_val": 32,
+        "n_prompts": 64,
+        "k": 16,
+        "max_length": 48,
+        "lora_r": 8,
+        "members": 3,
+        "exrm": {"epochs": 1, "lr": 1e-3, "batch_size": 4},
+        "dpo": {"epochs": 1, "lr": 5e-4, "batch_size": 4},
+        "n_boot": 1000,
+    },
+    # a real recipe with policy-generated candidates (needs --model, --gold and --policy): hours on a GPU
+    "gpu": {
+        "recipe": "alpaca_eval",
+        "n_train": 20000,
+        "n_val": 1000,
+        "n_prompts": 500,
+        "k": 256,
+        "max_length": 1024,
+        "members": 6,
+        "exrm": {"epochs": 1, "lr": 5e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
+        "dpo": {"epochs": 2, "lr": 1e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
+        "beta": 0.03,
+        "max_new_tokens": 256,
+        "temperature": 0.7,
+    },
+}
+
+
+def resolve_hacking_config(
+    preset: str = "cpu", yaml_file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> HackingConfig:
+    """Preset < YAML file < ``overrides``; validated, with one-line errors."""
+    if preset not in HACKING_PRESETS:
+        raise RewardkitError(f"unknown preset {preset!r}; known: {', '.join(HACKING_PRESETS)}")
+    fields: dict[str, Any] = merge_fields({"preset": preset}, HACKING_PRESETS[preset])
+    if yaml_file is not None:
+        loaded = read_config_file(yaml_file)
+        if loaded.get("preset", preset) != preset:  # the file's preset replaces the default one
+            return resolve_hacking_config(loaded["preset"], yaml_file, overrides)
+        fields = merge_fields(fields, loaded)
+    fields = merge_fields(fields, {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return HackingConfig(**fields)
+    except ValidationError as e:
+        raise config_error(e, "bench hacking config", yaml_file) from None
