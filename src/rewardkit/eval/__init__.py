@@ -1,25 +1,52 @@
-"""Evaluators: small pure functions over scores, and one report object that renders them."""
+"""Evaluators: small pure functions over scores, and report objects that render them. Names are
+imported on first use (``rewardkit.util.lazy_exports``)."""
 
-from rewardkit.eval.bon import best_of_n, bon_curve, bon_kl, generate_candidates, label_preferences
-from rewardkit.eval.diversity import MiniLMEmbedder, cosine_diversity, ead, embedding_diversity, mean_ead
-from rewardkit.eval.metrics import (
-    bootstrap_ci,
-    correctness,
-    expected_calibration_error,
-    fit_temperature,
-    mcnemar_test,
-    paired_bootstrap_test,
-    pairwise_accuracy,
-    reliability_curve,
-    selective_accuracy,
-    spearman_agreement,
-    top1_agreement,
-)
-from rewardkit.eval.shift import EvalReport, evaluate
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rewardkit.util import lazy_exports
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "best_of_n": "rewardkit.eval.bon",
+    "bon_curve": "rewardkit.eval.bon",
+    "bon_kl": "rewardkit.eval.bon",
+    "generate_candidates": "rewardkit.eval.bon",
+    "label_preferences": "rewardkit.eval.bon",
+    "MiniLMEmbedder": "rewardkit.eval.diversity",
+    "cosine_diversity": "rewardkit.eval.diversity",
+    "ead": "rewardkit.eval.diversity",
+    "embedding_diversity": "rewardkit.eval.diversity",
+    "mean_ead": "rewardkit.eval.diversity",
+    "bootstrap_ci": "rewardkit.eval.metrics",
+    "correctness": "rewardkit.eval.metrics",
+    "expected_calibration_error": "rewardkit.eval.metrics",
+    "fit_temperature": "rewardkit.eval.metrics",
+    "mcnemar_test": "rewardkit.eval.metrics",
+    "paired_bootstrap_test": "rewardkit.eval.metrics",
+    "pairwise_accuracy": "rewardkit.eval.metrics",
+    "reliability_curve": "rewardkit.eval.metrics",
+    "selective_accuracy": "rewardkit.eval.metrics",
+    "spearman_agreement": "rewardkit.eval.metrics",
+    "top1_agreement": "rewardkit.eval.metrics",
+    "EvalReport": "rewardkit.eval.shift",
+    "evaluate": "rewardkit.eval.shift",
+    "run_suite": "rewardkit.eval.suites",
+    "SuiteReport": "rewardkit.eval.suites",
+    "load_suite": "rewardkit.eval.suite_data",
+    "SuiteData": "rewardkit.eval.suite_data",
+    "SuiteScores": "rewardkit.eval.rewardbench",
+    "rewardbench_v1_scores": "rewardkit.eval.rewardbench",
+    "rewardbench_v2_scores": "rewardkit.eval.rewardbench",
+}
 
 __all__ = [
     "EvalReport",
     "MiniLMEmbedder",
+    "SuiteData",
+    "SuiteReport",
+    "SuiteScores",
     "best_of_n",
     "bon_curve",
     "bon_kl",
@@ -33,12 +60,40 @@ __all__ = [
     "fit_temperature",
     "generate_candidates",
     "label_preferences",
+    "load_suite",
     "mcnemar_test",
     "mean_ead",
     "paired_bootstrap_test",
     "pairwise_accuracy",
     "reliability_curve",
+    "rewardbench_v1_scores",
+    "rewardbench_v2_scores",
+    "run_suite",
     "selective_accuracy",
     "spearman_agreement",
     "top1_agreement",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+if TYPE_CHECKING:
+    from rewardkit.eval.bon import best_of_n, bon_curve, bon_kl, generate_candidates, label_preferences
+    from rewardkit.eval.diversity import MiniLMEmbedder, cosine_diversity, ead, embedding_diversity, mean_ead
+    from rewardkit.eval.metrics import (
+        bootstrap_ci,
+        correctness,
+        expected_calibration_error,
+        fit_temperature,
+        mcnemar_test,
+        paired_bootstrap_test,
+        pairwise_accuracy,
+        reliability_curve,
+        selective_accuracy,
+        spearman_agreement,
+        top1_agreement,
+    )
+    from rewardkit.eval.rewardbench import SuiteScores, rewardbench_v1_scores, rewardbench_v2_scores
+    from rewardkit.eval.shift import EvalReport, evaluate
+    from rewardkit.eval.suite_data import SuiteData, load_suite
+    from rewardkit.eval.suites import SuiteReport, run_suite
