@@ -27,7 +27,7 @@ def _setup(args):
     import torch
 
     from rewardkit import DPOImplicitRM, demo_model_path
-    from rewardkit.models.common import load_tokenizer
+    from rewardkit.checkpoints import load_tokenizer
     from rewardkit.models.implicit import load_causal_lm
 
     torch.manual_seed(0)

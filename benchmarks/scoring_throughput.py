@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "scoring_throughput.json"))
     args = ap.parse_args()
     from rewardkit import BradleyTerryRM, DPOImplicitRM, demo_model_path
-    from rewardkit.models.common import load_tokenizer
+    from rewardkit.checkpoints import load_tokenizer
     from rewardkit.models.implicit import load_causal_lm
     from rewardkit.scoring import CPU_MAX_TOKENS, padded_tokens, plan_batches
 

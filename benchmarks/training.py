@@ -116,7 +116,7 @@ def bench_bt(model, train, held_out, args):
     from trl import RewardConfig, RewardTrainer
 
     from rewardkit import BradleyTerryRM, train_reward_model
-    from rewardkit.models.common import load_tokenizer
+    from rewardkit.checkpoints import load_tokenizer
 
     t = time.perf_counter()
     rk = train_reward_model(
@@ -160,7 +160,7 @@ def bench_dpo(model, train, held_out, args):
     from trl import DPOConfig, DPOTrainer
 
     from rewardkit import DPOImplicitRM, train_dpo
-    from rewardkit.models.common import load_tokenizer
+    from rewardkit.checkpoints import load_tokenizer
 
     t = time.perf_counter()
     rk = train_dpo(
@@ -205,8 +205,8 @@ def main(argv=None):
 
     import torch
 
+    from rewardkit.checkpoints import load_tokenizer
     from rewardkit.demo import demo_model_path
-    from rewardkit.models.common import load_tokenizer
     from rewardkit.util import versions
 
     ap = argparse.ArgumentParser()

@@ -761,10 +761,516 @@ def test_base_fingerprint_follows_the_weights_not_the_config_text(tiny_lm, tmp_p
     import json
     import shutil
 
-    from rewardkit.models.common import base_fingerprint
+    from rewardkit.checkpoints import base_fingerprint
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_lm, copy)
     cfg = json.loads((copy / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps(cfg, indent=4, sort_keys=True))  # re-saved, same model
     assert base_fingerprint(copy) == base_fingerprint(tiny_lm)
+
+
+# ============================================================================ inputs named inside models
+# (issue #20) A folder a saved model names (a LoRA base, a DPO reference, an ensemble member) is an input
+# of every run that loads the model; weights are exactly what the architecture expects.
+
+
+def _rewrite_header(file: Path, fn) -> None:
+    """Apply ``fn`` to a safetensors file's parsed header and write it back over the same data bytes."""
+    import struct
+
+    raw = file.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    fn(header)
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    file.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n :])
+
+
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM
+
+    from rewardkit import DPOImplicitRM
+    from rewardkit.tiny import build_tiny_model
+
+    d = tmp_path_factory.mktemp("named")
+    base = build_tiny_model(d / "base", seed=3)  # this module's own base: a failed case cannot hurt others
+    ref = build_tiny_model(d / "ref", seed=4)
+    data = d / "data.jsonl"
+    make_synthetic_preferences(6, seed=2).save_jsonl(data)
+    for i in range(2):
+        BradleyTerryRM.from_pretrained(base, head_seed=i, lora_r=4).save(d / f"lora{i}")
+    BradleyTerryRM.from_pretrained(base, head_seed=7).save(d / "rm")
+    BradleyTerryRM.from_pretrained(base, head_seed=8).save(d / "victim")
+    DPOImplicitRM.from_pretrained(base, ref, beta=0.1).save(d / "dpo")
+    peft = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules="all-linear")
+    )
+    peft.save_pretrained(d / "adapter")  # an HF adapter folder: its adapter_config.json names the base
+    ens = d / "ens"
+    ens.mkdir()
+    shutil.copytree(d / "rm", ens / "member_0")
+    (ens / "rewardkit.json").write_text(
+        json.dumps(
+            {"kind": "ensemble", "format": 1, "members": ["member_0", "../victim"], "aggregation": "mean"}
+        )
+    )
+
+    def copy(src: str, name: str, fn) -> Path:
+        shutil.copytree(d / src, d / name)
+        fn(d / name)
+        return d / name
+
+    def drop(key):
+        def fn(f):
+            sd = load_file(f / "model.safetensors")
+            del sd[key]
+            save_file(sd, f / "model.safetensors", metadata={"format": "pt"})
+
+        return fn
+
+    def header(fn):
+        return lambda f: _rewrite_header(f / "model.safetensors", fn)
+
+    def share_bytes(h):
+        h["model.layers.1.input_layernorm.weight"]["data_offsets"] = h[
+            "model.layers.0.input_layernorm.weight"
+        ]["data_offsets"]
+
+    def manifest(**fields):
+        def fn(f):
+            m = json.loads((f / "rewardkit.json").read_text())
+            m.update(fields)
+            (f / "rewardkit.json").write_text(json.dumps(m))
+
+        return fn
+
+    def extra_layer(f):
+        cfg = json.loads((f / "config.json").read_text())
+        cfg["num_hidden_layers"] += 1
+        (f / "config.json").write_text(json.dumps(cfg))
+
+    def trailing(f):
+        with open(f / "model.safetensors", "ab") as fh:
+            fh.write(b"\0" * 8)
+
+    copy("rm", "no_head", drop("score.weight"))
+    copy("rm", "no_layer_tensor", drop("model.layers.1.mlp.up_proj.weight"))
+    copy("rm", "extra_layer", extra_layer)
+    copy("rm", "i32_head", header(lambda h: h["score.weight"].update(dtype="I32")))
+    copy("rm", "shared_bytes", header(share_bytes))
+    copy("rm", "negative_dim", header(lambda h: h["score.weight"].update(shape=[-1, 32])))
+    copy("rm", "fractional_dim", header(lambda h: h["score.weight"].update(shape=[1, 32.0])))
+    copy("rm", "trailing_bytes", trailing)
+    copy("rm", "max_length_0", manifest(max_length=0))
+    copy("rm", "max_length_neg", manifest(max_length=-5))
+    copy("rm", "template_odd", manifest(chat_template="sometimes"))
+    copy("dpo", "beta_neg", manifest(beta=-1))
+    copy(
+        "dpo",
+        "beta_nan",
+        lambda f: (f / "rewardkit.json").write_text(
+            (f / "rewardkit.json").read_text().replace('"beta": 0.1', '"beta": NaN')
+        ),
+    )
+    copy("ens", "ens_numbers", manifest(members=[1, 2]))
+    copy("lora0", "only_bin", lambda f: (f / "adapter_model.safetensors").rename(f / "adapter_model.bin"))
+    copy("lora0", "fp_null", manifest(base_fingerprint=None))
+
+    def last_value(f):  # the base with only its last stored value changed
+        w = f / "model.safetensors"
+        b = bytearray(w.read_bytes())
+        b[-1] ^= 0x01
+        w.write_bytes(bytes(b))
+
+    copy("base", "base_lastval", last_value)
+    lists = d / "lists.jsonl"
+    lists.write_text(
+        "".join(
+            json.dumps({"prompt": "q", "chosen": "a", "rejected": "b", "tags": ["x"]}) + "\n"
+            for _ in range(2)
+        )
+    )
+    surrogate = d / "surrogate.jsonl"
+    surrogate.write_text('{"prompt": "q \\ud800 x", "chosen": "a", "rejected": "b"}\n')
+    nested = d / "nested.jsonl"
+    nested.write_text('{"prompt": ' + "[" * 100_000 + "\n")
+    return SimpleNamespace(d=d, base=base, ref=ref, data=data)
+
+
+# name -> (argv(n), inputs(n), output(n), error regex)
+NAMED_CASES = {
+    "score over a LoRA RM's base weights": (
+        lambda n: [
+            "score",
+            "--rm",
+            n.d / "lora0",
+            "--data",
+            n.data,
+            "--out",
+            n.base / "model.safetensors",
+            "--force",
+        ],
+        lambda n: [n.base, n.d / "lora0"],
+        lambda n: None,
+        r"model.safetensors is inside the input .*base",
+    ),
+    "score into a LoRA RM's base folder": (
+        lambda n: ["score", "--rm", n.d / "lora0", "--data", n.data, "--out", n.base / "scores.jsonl"],
+        lambda n: [n.base],
+        lambda n: n.base / "scores.jsonl",
+        r"scores.jsonl is inside the input .*base",
+    ),
+    "score over a DPO RM's reference": (
+        lambda n: ["score", "--rm", n.d / "dpo", "--data", n.data, "--out", n.ref / "config.json", "--force"],
+        lambda n: [n.ref, n.d / "dpo"],
+        lambda n: None,
+        r"config.json is inside the input .*ref",
+    ),
+    "merge LoRA members over their base": (
+        lambda n: ["merge", n.d / "lora0", n.d / "lora1", "-o", n.base, "--force"],
+        lambda n: [n.base, n.d / "lora0", n.d / "lora1"],
+        lambda n: None,
+        r"output .*base is the input .*base",
+    ),
+    "train dpo over an adapter's base": (
+        lambda n: ["train", "dpo", "--model", n.d / "adapter", "--data", n.data, "--out", n.base, "--force"],
+        lambda n: [n.base, n.d / "adapter"],
+        lambda n: None,
+        r"output .*base is the input .*base",
+    ),
+    "ensemble member outside its folder": (
+        lambda n: [
+            "score",
+            "--rm",
+            n.d / "ens",
+            "--data",
+            n.data,
+            "--out",
+            n.d / "victim" / "model.safetensors",
+            "--force",
+        ],
+        lambda n: [n.d / "victim", n.d / "ens"],
+        lambda n: None,
+        r"member '../victim' resolves outside the ensemble folder",
+    ),
+    "missing reward head": (
+        lambda n: ["score", "--rm", n.d / "no_head", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "no_head"],
+        lambda n: n.d / "o.jsonl",
+        r"no_head: 1 tensor\(s\) the architecture needs are not in the weights: score.weight",
+    ),
+    "missing layer tensor": (
+        lambda n: ["score", "--rm", n.d / "no_layer_tensor", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "no_layer_tensor"],
+        lambda n: n.d / "o.jsonl",
+        r"needs are not in the weights: model.layers.1.mlp.up_proj.weight",
+    ),
+    "config declares a layer more than the weights": (
+        lambda n: ["score", "--rm", n.d / "extra_layer", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "extra_layer"],
+        lambda n: n.d / "o.jsonl",
+        r"9 tensor\(s\) the architecture needs are not in the weights: model.layers.2",
+    ),
+    "float head relabelled I32": (
+        lambda n: ["score", "--rm", n.d / "i32_head", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "i32_head"],
+        lambda n: n.d / "o.jsonl",
+        r"tensor 'score.weight' is I32: a model's weights are floating point",
+    ),
+    "merge from tensors sharing bytes": (
+        lambda n: ["merge", n.d / "rm", n.d / "shared_bytes", "-o", n.d / "m"],
+        lambda n: [n.d / "rm", n.d / "shared_bytes"],
+        lambda n: n.d / "m",
+        r"shared_bytes/model.safetensors: tensors .*input_layernorm.* overlap",
+    ),
+    "score tensors sharing bytes": (
+        lambda n: ["score", "--rm", n.d / "shared_bytes", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "shared_bytes"],
+        lambda n: n.d / "o.jsonl",
+        r"tensors .*input_layernorm.* overlap",
+    ),
+    "negative dimension": (
+        lambda n: ["score", "--rm", n.d / "negative_dim", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "negative_dim"],
+        lambda n: n.d / "o.jsonl",
+        r"entry for tensor 'score.weight' \(shape and data_offsets must be non-negative integers\)",
+    ),
+    "fractional dimension": (
+        lambda n: ["merge", n.d / "rm", n.d / "fractional_dim", "-o", n.d / "m"],
+        lambda n: [n.d / "fractional_dim"],
+        lambda n: n.d / "m",
+        r"entry for tensor 'score.weight' \(shape and data_offsets must be non-negative integers\)",
+    ),
+    "trailing bytes": (
+        lambda n: ["score", "--rm", n.d / "trailing_bytes", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "trailing_bytes"],
+        lambda n: n.d / "o.jsonl",
+        r"8 bytes after the last tensor \(trailing data\)",
+    ),
+    "manifest max_length 0": (
+        lambda n: ["score", "--rm", n.d / "max_length_0", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "max_length_0"],
+        lambda n: n.d / "o.jsonl",
+        r"field 'max_length' must be a positive integer, got 0",
+    ),
+    "manifest max_length -5": (
+        lambda n: ["score", "--rm", n.d / "max_length_neg", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "max_length_neg"],
+        lambda n: n.d / "o.jsonl",
+        r"field 'max_length' must be a positive integer, got -5",
+    ),
+    "manifest unknown chat_template": (
+        lambda n: ["score", "--rm", n.d / "template_odd", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "template_odd"],
+        lambda n: n.d / "o.jsonl",
+        r"field 'chat_template' must be one of auto, always, never, got 'sometimes'",
+    ),
+    "manifest beta -1": (
+        lambda n: ["score", "--rm", n.d / "beta_neg", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "beta_neg"],
+        lambda n: n.d / "o.jsonl",
+        r"field 'beta' must be a positive finite number, got -1",
+    ),
+    "manifest beta NaN": (
+        lambda n: ["score", "--rm", n.d / "beta_nan", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "beta_nan"],
+        lambda n: n.d / "o.jsonl",
+        r"field 'beta' must be a positive finite number, got nan",
+    ),
+    "manifest members not strings": (
+        lambda n: ["score", "--rm", n.d / "ens_numbers", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "ens_numbers"],
+        lambda n: n.d / "o.jsonl",
+        r"field 'members' must be a list of folder names, got \[1, 2\]",
+    ),
+    "LoRA adapter only as a pickle": (
+        lambda n: ["score", "--rm", n.d / "only_bin", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "only_bin"],
+        lambda n: n.d / "o.jsonl",
+        r"without adapter_model.safetensors \(only adapter_model.bin: rewardkit never unpickles",
+    ),
+    "LoRA manifest without a base fingerprint": (
+        lambda n: ["score", "--rm", n.d / "fp_null", "--data", n.data, "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "fp_null", n.base],
+        lambda n: n.d / "o.jsonl",
+        r"records no base_fingerprint, so .*base cannot be checked",
+    ),
+    "base differing only in its last value": (
+        lambda n: [
+            "score",
+            "--rm",
+            n.d / "lora0",
+            "--base-model",
+            n.d / "base_lastval",
+            "--data",
+            n.data,
+            "--out",
+            n.d / "o.jsonl",
+        ],
+        lambda n: [n.d / "lora0", n.d / "base_lastval"],
+        lambda n: n.d / "o.jsonl",
+        r"trained on another base model than .*base_lastval",
+    ),
+    "eval reports at one path twice": (
+        lambda n: [
+            "eval",
+            "--rm",
+            n.d / "rm",
+            "--data",
+            n.data,
+            "--json",
+            n.d / "a.json",
+            "--markdown",
+            n.d / "x" / ".." / "a.json",
+        ],
+        lambda n: [n.data],
+        lambda n: n.d / "a.json",
+        r"--json, --markdown and --plot must be different files",
+    ),
+    "eval split by a list field": (
+        lambda n: [
+            "eval",
+            "--rm",
+            n.d / "rm",
+            "--data",
+            n.d / "lists.jsonl",
+            "--split-by",
+            "tags",
+            "--json",
+            n.d / "o.json",
+        ],
+        lambda n: [n.d / "lists.jsonl"],
+        lambda n: n.d / "o.json",
+        r"pair 0: field 'tags' holds a list, not a single value",
+    ),
+    "lone surrogate in a prompt": (
+        lambda n: ["score", "--rm", n.d / "rm", "--data", n.d / "surrogate.jsonl", "--out", n.d / "o.jsonl"],
+        lambda n: [n.d / "surrogate.jsonl"],
+        lambda n: n.d / "o.jsonl",
+        r"surrogate.jsonl:1: field 'prompt': not valid Unicode text \(a lone surrogate",
+    ),
+    "deeply nested JSON": (
+        lambda n: [
+            "score",
+            "--rm",
+            n.d / "rm",
+            "--data",
+            n.d / "nested.jsonl",
+            "--out",
+            n.d / "o.jsonl",
+            "--on-error",
+            "skip",
+        ],
+        lambda n: [n.d / "nested.jsonl"],
+        lambda n: n.d / "o.jsonl",
+        r"nested.jsonl: no valid preference pairs \(1 skipped\)",
+    ),
+    "train seed -5": (
+        lambda n: [
+            "train",
+            "explicit",
+            "--model",
+            n.base,
+            "--data",
+            n.data,
+            "--out",
+            n.d / "t",
+            "--seed",
+            "-5",
+        ],
+        lambda n: [n.data],
+        lambda n: n.d / "t",
+        r"--seed.*-5 is not in the range 0<=x<=4294967295",
+    ),
+    "train seed 2**70": (
+        lambda n: [
+            "train",
+            "explicit",
+            "--model",
+            n.base,
+            "--data",
+            n.data,
+            "--out",
+            n.d / "t",
+            "--seed",
+            str(2**70),
+        ],
+        lambda n: [n.data],
+        lambda n: n.d / "t",
+        r"--seed.*1180591620717411303424 is not in the range",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(NAMED_CASES))
+def test_inputs_named_inside_models_and_honest_weights(named, name, capsys):
+    argv, inputs, output, pattern = NAMED_CASES[name]
+    out = output(named)
+    before = _digest(inputs(named))
+    assert before, "the case must name inputs to protect"
+    code, _, err = _run(argv(named), capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2, err
+    assert len(errors) == 1 and "Traceback" not in err and err.rstrip().endswith(errors[0]), err
+    assert re.search(pattern, errors[0]), errors[0]
+    assert _digest(inputs(named)) == before
+    if out is not None:
+        assert not out.exists() and _leftovers(out) == [], (out, _leftovers(out))
+
+
+def test_nested_and_surrogate_records_are_skipped_with_their_line(named, tmp_path):
+    from rewardkit import load_preferences
+
+    good = json.dumps({"prompt": "q", "chosen": " a", "rejected": " b"})
+    f = tmp_path / "mixed.jsonl"
+    f.write_text(
+        good
+        + "\n"
+        + "[" * 50_000
+        + "\n"
+        + '{"prompt": "\\udc80", "chosen": "a", "rejected": "b"}\n'
+        + good
+        + "\n"
+    )
+    ds = load_preferences(f, on_error="skip")
+    assert ds.indices == [0, 3]
+    assert [s.location for s in ds.skipped] == [f"{f}:2", f"{f}:3"]
+
+
+def test_csv_cells_are_text_unless_a_conversation(tmp_path):
+    import csv as csvmod
+
+    from rewardkit import load_preferences
+
+    f = tmp_path / "d.csv"
+    with open(f, "w", newline="") as fh:
+        w = csvmod.writer(fh)
+        w.writerow(["prompt", "chosen", "rejected"])
+        w.writerow(["q", "[1, 2, 3]", '{"role": "assistant", "content": "x"}'])
+        w.writerow([json.dumps([{"role": "user", "content": "hi"}]), "a", "b"])
+    ds = load_preferences(f)
+    assert ds[0].chosen == "[1, 2, 3]" and ds[0].rejected == '{"role": "assistant", "content": "x"}'
+    assert ds[1].prompt == [{"role": "user", "content": "hi"}]
+
+
+def test_a_string_where_a_list_is_expected_is_refused(named):
+    from rewardkit import load_reward_model
+
+    rm = load_reward_model(named.d / "rm")
+    with pytest.raises(TypeError, match="prompts must be a list"):
+        rm.score("qq", " a")
+    with pytest.raises(TypeError, match="responses must be a list"):
+        rm.score(["q", "q"], " a")
+    assert rm.score(["q"], [" a"]).shape == (1,)
+
+
+def test_huge_and_tiny_weights_mean_what_1_1_means(named, tmp_path, capsys):
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from rewardkit import EnsembleRM, load_reward_model
+
+    ds = make_synthetic_preferences(6, seed=5)
+    members = [load_reward_model(named.d / "rm"), load_reward_model(named.d / "victim")]
+    plain = EnsembleRM(members, aggregation="weighted", weights=[1, 1]).score_pairs(ds).margins
+    for w in ([1e308, 1e308], [1e-50, 1e-50], [5e-324, 5e-324]):
+        got = EnsembleRM(members, aggregation="weighted", weights=w).score_pairs(ds).margins
+        np.testing.assert_array_equal(got, plain)
+    assert np.abs(plain).max() > 0
+    merged = {}
+    for name, w in (("one", "1,1"), ("huge", "1e308,1e308"), ("tiny", "1e-50,1e-50")):
+        code, _, err = _run(
+            ["merge", named.d / "lora0", named.d / "lora1", "-o", tmp_path / name, "--weights", w], capsys
+        )
+        assert code == 0, err
+        merged[name] = load_file(tmp_path / name / "model.safetensors")
+    for name in ("huge", "tiny"):
+        assert merged[name].keys() == merged["one"].keys()
+        for k in merged["one"]:
+            np.testing.assert_array_equal(merged[name][k], merged["one"][k], err_msg=f"{name}: {k}")
+    for name, w in (("full_one", "1,1"), ("full_huge", "1e308,1e308")):
+        code, _, err = _run(
+            ["merge", named.d / "rm", named.d / "victim", "-o", tmp_path / name, "--weights", w], capsys
+        )
+        assert code == 0, err
+    a, b = (load_file(tmp_path / n / "model.safetensors") for n in ("full_one", "full_huge"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_loaded_model_refuses_to_save_over_what_it_depends_on(named, tmp_path):
+    from rewardkit import ModelError, RewardkitError, load_reward_model
+
+    lora = load_reward_model(named.d / "lora0")
+    with pytest.raises(RewardkitError, match="is the input"):
+        lora.save(named.base, force=True)
+    dpo = load_reward_model(named.d / "dpo")
+    with pytest.raises(RewardkitError, match="inside the input"):
+        dpo.save(named.ref / "sub", force=True)
+    assert isinstance(ModelError("x"), RewardkitError)

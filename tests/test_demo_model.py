@@ -43,7 +43,7 @@ def test_demo_tokenizer_response_boundary_with_leading_whitespace():
     pairs): the whole conversation is tokenised once (canonical tokens) and the merged token belongs
     to the response, where TRL puts it."""
     from rewardkit import demo_model_path
-    from rewardkit.models.common import load_tokenizer
+    from rewardkit.checkpoints import load_tokenizer
     from rewardkit.templating import Formatter
 
     tok = load_tokenizer(demo_model_path())

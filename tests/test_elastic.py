@@ -67,6 +67,32 @@ def test_refusals(tmp_path):
         )
 
 
+def test_resuming_without_the_saved_copies_is_refused(tmp_path):
+    (tmp_path / "checkpoint-4").mkdir()
+    cb = ElasticResetCallback(reset_every=2)
+    with pytest.raises(ValueError, match="resuming at step 4 without elastic_reset.safetensors"):
+        cb.on_train_begin(_args(tmp_path), _state(4), None, model=torch.nn.Linear(1, 1))
+
+
+def test_a_value_model_is_kept_while_the_policy_is_reset(tmp_path):
+    """TRL's PPO trains ``PolicyAndValueWrapper(policy, value_model)``: Elastic Reset resets the policy
+    and maintains the value function (Noukhovitch et al.)."""
+    model = torch.nn.Module()
+    model.policy, model.value_model = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.policy.weight.fill_(1.0)
+        model.value_model.weight.fill_(1.0)
+    cb = ElasticResetCallback(reset_every=1, ema_decay=0.5)
+    cb.on_train_begin(_args(tmp_path), _state(0), None, model=model)
+    assert list(cb.params) == ["policy.weight"]
+    with torch.no_grad():
+        model.policy.weight.fill_(3.0)
+        model.value_model.weight.fill_(3.0)
+    cb.on_step_end(_args(tmp_path), _state(1), None)
+    assert model.policy.weight.item() == 2.0  # reset to the EMA 0.5 * 1 + 0.5 * 3
+    assert model.value_model.weight.item() == 3.0  # kept
+
+
 def test_in_training_lora_tracks_adapter_sized_copies_and_resumes(tiny_lm, synthetic_split, tmp_path):
     train = synthetic_split[0][:32]
     cb = ElasticResetCallback(reset_every=3, ema_decay=0.9)

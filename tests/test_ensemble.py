@@ -265,3 +265,22 @@ def test_saved_ensembles_copy_model_files_not_checkpoints(members, tmp_path):
     ens.save(tmp_path / "ens")
     assert (tmp_path / "ens" / "member_0" / "model.safetensors").is_file()
     assert not (tmp_path / "ens" / "member_0" / "checkpoints").exists()
+
+
+def test_nested_ensembles_and_unrecorded_head_counts_give_their_rows(members, tmp_path):
+    """Rows come from the loaded members (a nested ensemble has 2, a manifest with num_heads null 1),
+    not from the manifests' num_heads (which refused these mixes)."""
+    ds = make_synthetic_preferences(6, seed=7)
+    prompts, responses = ds.prompts, [p.chosen for p in ds]
+    for i, m in enumerate(members):
+        m.save(tmp_path / f"m{i}")
+    EnsembleRM.from_paths([tmp_path / "m0", tmp_path / "m1"]).save(tmp_path / "inner")
+    man = json.loads((tmp_path / "m2" / "rewardkit.json").read_text())
+    man["num_heads"] = None
+    (tmp_path / "m2" / "rewardkit.json").write_text(json.dumps(man))
+    outer = EnsembleRM.from_paths([tmp_path / "m2", tmp_path / "inner"], aggregation="weighted", weights=[2, 1, 1])
+    alone = np.stack([m.score(prompts, responses) for m in (members[2], members[0], members[1])])
+    u = outer.score_with_uncertainty(prompts, responses)
+    assert outer.num_members == 3 and u.members.shape == (3, len(ds))
+    np.testing.assert_allclose(u.members, alone, atol=1e-6)
+    np.testing.assert_allclose(u.aggregate, (2 * alone[0] + alone[1] + alone[2]) / 4, atol=1e-6)

@@ -200,7 +200,7 @@ def test_ead_hand_computed(tiny_lm):
     with pytest.raises(ValueError, match="fixed vocabulary size"):  # never the sample's own vocabulary
         ead(["a b", "a c"], 1)
     # with a tokenizer: its tokens, and V = its vocabulary size (fixed across systems)
-    from rewardkit.models.common import load_tokenizer
+    from rewardkit.checkpoints import load_tokenizer
 
     tok = load_tokenizer(tiny_lm)
     v = len(tok)

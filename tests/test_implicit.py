@@ -246,8 +246,8 @@ def test_logprobs_match_the_model_own_logits(kind, tmp_path):
 def test_a_model_with_an_unknown_logit_transform_is_refused(tiny_lm):
     from transformers import AutoModelForCausalLM
 
+    from rewardkit.checkpoints import load_tokenizer
     from rewardkit.errors import ModelError
-    from rewardkit.models.common import load_tokenizer
 
     policy = AutoModelForCausalLM.from_pretrained(tiny_lm)
     forward = policy.forward

@@ -232,7 +232,8 @@ def test_float32_narrowing_rounds_as_torch_does():
     """The numpy merge narrows float32 averages exactly as torch's ``.to()`` does: bfloat16 by bits
     (round to nearest, ties to even), float16 by numpy; ties, negatives, subnormals and the largest
     finite values included; and it notices a rounding that overflows."""
-    from rewardkit.merge.average import _from_float32, _overflowed
+    from rewardkit.merge.kernel import from_float32 as _from_float32
+    from rewardkit.merge.kernel import overflowed as _overflowed
 
     rng = np.random.default_rng(0)
     base = rng.standard_normal(4096).astype(np.float32) * np.float32(10.0) ** rng.integers(-40, 38, 4096)
@@ -261,7 +262,8 @@ def test_fused_accumulation_equals_torch_addcmul():
     """mergekit accumulates with ``addcmul_`` (a fused multiply-add: one rounding); the numpy merge's
     emulation gives the same bits, on random terms of every scale, fp16 inputs, float32 subnormals, and
     sums that land within a float64 rounding of a float32 midpoint (where rounding twice is wrong)."""
-    from rewardkit.merge.average import _exact_product, _fused_add
+    from rewardkit.merge.kernel import exact_product as _exact_product
+    from rewardkit.merge.kernel import fused_add as _fused_add
 
     rng = np.random.default_rng(1)
     n = 100_000
@@ -325,7 +327,7 @@ def _lora_policy(base, folder, seed, target_modules="all-linear"):
     from transformers import AutoModelForCausalLM
 
     from rewardkit import DPOImplicitRM
-    from rewardkit.models.common import load_tokenizer
+    from rewardkit.checkpoints import load_tokenizer
 
     torch.manual_seed(seed)
     model = get_peft_model(

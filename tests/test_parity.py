@@ -273,7 +273,7 @@ def test_merge_equals_mergekit_linear_bit_for_bit(tmp_path, monkeypatch, in_dtyp
     from rewardkit.merge import weight_average
 
     monkeypatch.setattr("rewardkit.merge.average.BLOCK_BYTES", 20_000)
-    monkeypatch.setattr("rewardkit.merge.average._CHUNK", 777)
+    monkeypatch.setattr("rewardkit.merge.kernel.CHUNK", 777)
 
     base = build_tiny_model(tmp_path / "base", seed=7)
     sources = []

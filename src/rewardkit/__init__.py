@@ -16,7 +16,7 @@ __version__ = "0.2.0"
 _EXPORTS: dict[str, str] = {
     "PairScores": "rewardkit.base",
     "RewardModel": "rewardkit.base",
-    "load_reward_model": "rewardkit.base",
+    "load_reward_model": "rewardkit.models.registry",
     "pairwise_accuracy": "rewardkit.base",
     "PreferenceDataset": "rewardkit.data",
     "PreferencePair": "rewardkit.data",
@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "DPOTrainingConfig": "rewardkit.train.config",
     "RewardTrainingConfig": "rewardkit.train.config",
     "train_dpo": "rewardkit.train.dpo",
-    "train_reward_model": "rewardkit.train.trainer",
+    "train_reward_model": "rewardkit.train.bradley_terry",
 }
 
 __all__ = [
@@ -66,7 +66,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as ordinary imports
-    from rewardkit.base import PairScores, RewardModel, load_reward_model, pairwise_accuracy
+    from rewardkit.base import PairScores, RewardModel, pairwise_accuracy
     from rewardkit.data import PreferenceDataset, PreferencePair, load_preferences
     from rewardkit.demo import demo_model_path
     from rewardkit.errors import DataError, ModelError, RewardkitError
@@ -74,8 +74,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as ordinary imports
     from rewardkit.models.explicit import BradleyTerryRM
     from rewardkit.models.implicit import DPOImplicitRM
     from rewardkit.models.length import LengthPenalizedRM
+    from rewardkit.models.registry import load_reward_model
     from rewardkit.models.remote import RemoteRewardModel
+    from rewardkit.train.bradley_terry import train_reward_model
     from rewardkit.train.config import DPOTrainingConfig, RewardTrainingConfig
     from rewardkit.train.dpo import train_dpo
     from rewardkit.train.elastic import ElasticResetCallback
-    from rewardkit.train.trainer import train_reward_model

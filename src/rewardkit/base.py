@@ -1,12 +1,12 @@
-"""The one interface every reward model implements, and the loader that restores any kind.
+"""The one interface every reward model implements (:class:`RewardModel`) and the pair scores it gives.
 
-A saved reward model is a folder with a ``rewardkit.json`` manifest (``{"kind": ..., "format": 1,
-...}``) beside the kind's own files; ``load_reward_model(dir)`` dispatches on ``kind``.
+A saved reward model is a folder with a ``rewardkit.json`` manifest (:mod:`rewardkit.manifest`);
+``rewardkit.load_reward_model`` (:mod:`rewardkit.models.registry`) restores any kind. This module
+imports no kind.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -18,28 +18,44 @@ import numpy as np
 
 from rewardkit.data import Prompt, as_pairs
 from rewardkit.errors import ModelError
-from rewardkit.io import write_json
+from rewardkit.manifest import (  # noqa: F401  (0.2 imported these from here)
+    FORMAT_VERSION,
+    MANIFEST,
+    MANIFEST_FIELDS,
+    read_manifest,
+    reward_model_manifest,
+    write_manifest,
+)
 from rewardkit.templating import Texts, completion_text
+from rewardkit.util import lazy_exports
 
-MANIFEST = "rewardkit.json"
-FORMAT_VERSION = 1
 TiePolicy = Literal["half", "correct", "wrong"]
 
-_REGISTRY: dict[str, type[RewardModel]] = {}
+# 0.2's rewardkit.base.load_reward_model, resolved on use (the loader lives above the kinds)
+__getattr__, _ = lazy_exports(__name__, {"load_reward_model": "rewardkit.models.registry"})
+
+
+#: credit of a tied pair (margin == 0) under each tie policy
+TIE_CREDIT: dict[str, float] = {"half": 0.5, "correct": 1.0, "wrong": 0.0}
+
+
+def correctness(margins: np.ndarray, ties: TiePolicy = "half") -> np.ndarray:
+    """Per-pair credit ([n] float64): 1 if r_chosen > r_rejected, 0 if below, and for a tie 1/2, 1 or 0.
+
+    WARM counts r+ >= r- as correct (``ties="correct"``); TRL and RewardBench count ties wrong
+    (``"wrong"``). NaN or infinite margins are refused (:func:`check_finite`)."""
+    if ties not in TIE_CREDIT:
+        raise ValueError(f"ties must be 'half', 'correct' or 'wrong', got {ties!r}")
+    m = check_finite(margins, "margins")
+    return np.where(m > 0, 1.0, np.where(m == 0, TIE_CREDIT[ties], 0.0))
 
 
 def pairwise_accuracy(margins: np.ndarray, ties: TiePolicy = "half") -> float:
-    """Fraction of pairs with r_chosen > r_rejected; a tie (margin == 0) counts 1/2, 1 or 0.
-
-    WARM counts r+ >= r- as correct (``ties="correct"``), TRL counts ties wrong (``"wrong"``).
-    """
-    if ties not in ("half", "correct", "wrong"):
-        raise ValueError(f"ties must be 'half', 'correct' or 'wrong', got {ties!r}")
-    margins = check_finite(margins, "margins")
-    if margins.size == 0:
+    """Fraction of pairs with r_chosen > r_rejected, ties credited by ``ties`` (:func:`correctness`)."""
+    c = correctness(margins, ties)
+    if c.size == 0:
         raise ValueError("accuracy of zero pairs is undefined")
-    tie_value = {"half": 0.5, "correct": 1.0, "wrong": 0.0}[ties]
-    return float(np.where(margins > 0, 1.0, np.where(margins == 0, tie_value, 0.0)).mean())
+    return float(c.mean())
 
 
 def check_finite(values: Any, name: str) -> np.ndarray:
@@ -71,24 +87,27 @@ class PairScores:
 
 
 class RewardModel(ABC):
-    """r(prompt, response) -> float. Subclasses implement ``score``, ``save`` and ``_load``."""
+    """r(prompt, response) -> float: the whole contract a reward model kind implements.
+
+    A kind implements :meth:`score_texts` (the one scoring hook), :meth:`save` and :meth:`_load`;
+    :meth:`score`, :meth:`score_pairs` and ``__call__`` (TRL's ``reward_funcs``) are built on it. The
+    optional capabilities callers use have defaults here, so nothing needs ``hasattr``:
+    :attr:`members` (the reward models it is made of), :attr:`num_members` (reward rows it produces),
+    :meth:`score_columns` (per-sequence extra outputs such as an ensemble's member rewards),
+    :meth:`describe` (what ``/info`` and reports show) and :meth:`named_inputs` (the folders it
+    depends on, which no output may overwrite).
+    """
 
     kind: ClassVar[str]
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        kind = cls.__dict__.get("kind")
-        if kind is not None:
-            _REGISTRY[kind] = cls
-
     @abstractmethod
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        """One reward per (prompt, response): float32 array of shape [n]."""
-
     def score_texts(self, texts: Texts) -> np.ndarray:
         """Rewards of ``texts`` ([n] float32). Models with a tokenizer honour its pair boundaries and the
-        TRL reward-call convention; the default scores ``(texts.prompts, texts.responses)``."""
-        return np.asarray(self.score(texts.prompts, texts.responses), dtype=np.float32)
+        TRL reward-call convention (``rewardkit.templating``)."""
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
+        """One reward per (prompt, response): float32 array of shape [n]."""
+        return np.asarray(self.score_texts(Texts.of(prompts, responses)), dtype=np.float32)
 
     def score_pairs(self, pairs: Any) -> PairScores:
         """Score chosen and rejected of every pair in one call (so the engine batches them together)."""
@@ -104,10 +123,46 @@ class RewardModel(ABC):
         n = len(completions)
         columns = {k: v for k, v in kwargs.items() if isinstance(v, (list, tuple)) and len(v) == n}
         metadata = [{k: v[i] for k, v in columns.items()} for i in range(n)] if columns else None
-        texts = Texts(
-            list(prompts), [completion_text(c) for c in completions], reward_call=True, metadata=metadata
+        texts = Texts.of(
+            prompts, [completion_text(c) for c in completions], reward_call=True, metadata=metadata
         )
         return [float(x) for x in self.score_texts(texts)]
+
+    #: the reward models this one is made of (an ensemble's members, a wrapper's model); none here
+    members: Sequence[RewardModel] = ()
+    #: reward rows this model produces (heads x LoRA adapters, or members' rows); 1 here
+    num_members: int = 1
+
+    #: identity of this model's tokenisation (``Formatter.encoding_key``): models with equal keys share
+    #: one encoding of the same texts (an ensemble encodes once per key); None: nothing to share
+    encoding_key: str | None = None
+
+    def member_rows(self, texts: Texts, items: Sequence[Any] | None = None) -> np.ndarray:
+        """[num_members, n] rewards of every row this model produces (heads, adapters); ``items``: the
+        texts already encoded by a model with the same :attr:`encoding_key`. Here: one row."""
+        return np.asarray(self.score_texts(texts), dtype=np.float32)[None]
+
+    def configure(self, chat_template: str | None = None, **engine: Any) -> None:
+        """Set scoring-engine settings that are not None (``max_tokens``, ``max_batch_size``,
+        ``progress``) and, with ``chat_template``, replace the token convention the model was saved with;
+        on this model and every member. A model without an engine of its own passes them on."""
+        for m in self.members:
+            m.configure(chat_template, **engine)
+
+    def score_columns(self, texts: Texts) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(rewards [n], extra per-sequence outputs by column name, each [n] or [n, k]) in one pass.
+
+        An ensemble adds its members' rewards and their std, a length penalty the raw reward and the
+        penalty; a plain model adds nothing."""
+        return np.asarray(self.score_texts(texts), dtype=np.float32), {}
+
+    def describe(self) -> dict[str, Any]:
+        """What this model is, for ``/info`` and reports (no secrets, no paths)."""
+        return {"kind": self.kind, "members": self.num_members}
+
+    def named_inputs(self) -> list[Path]:
+        """Folders this model was loaded from or depends on (base, reference, members): never outputs."""
+        return []
 
     @abstractmethod
     def save(self, path: str | os.PathLike) -> None:
@@ -122,96 +177,3 @@ class RewardModel(ABC):
         from rewardkit import __version__
 
         return {"kind": self.kind, "format": FORMAT_VERSION, "rewardkit_version": __version__, **fields}
-
-
-def write_manifest(path: str | os.PathLike, manifest: dict[str, Any]) -> None:
-    write_json(Path(path) / MANIFEST, manifest)
-
-
-def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
-    file = Path(path) / MANIFEST
-    if not file.is_file():
-        return None
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{file}:{e.lineno}: invalid JSON ({e.msg})") from None
-    except UnicodeDecodeError:
-        raise ModelError(f"{file}: not UTF-8 text") from None
-    if not isinstance(manifest, dict):
-        raise ModelError(f"{file}: expected a JSON object")
-    if not isinstance(manifest.get("kind"), str):
-        raise ModelError(f"{file}: field 'kind' missing or not a string")
-    fmt = manifest.get("format", FORMAT_VERSION)
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise ModelError(f"{file}: field 'format' must be an integer, got {fmt!r}")
-    if fmt > FORMAT_VERSION:
-        raise ModelError(f"{file}: format {fmt} is newer than this rewardkit understands")
-    for field, types in MANIFEST_FIELDS.items():
-        if field in manifest and manifest[field] is not None and not isinstance(manifest[field], types):
-            raise ModelError(f"{file}: field {field!r} has the wrong type ({type(manifest[field]).__name__})")
-    return manifest
-
-
-#: Types of the manifest fields a loader reads (None is allowed for each).
-MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "max_length": int,
-    "num_heads": int,
-    "lora": bool,
-    "base_model": str,
-    "base_fingerprint": str,
-    "chat_template": str,
-    "beta": (int, float),
-    "reduction": str,
-    "reference": str,
-    "reference_free": bool,
-    "members": list,
-    "aggregation": str,
-    "lam": (int, float),
-    "weights": list,
-    "normalize": str,
-    "stats": dict,
-    "pad_token_id": int,
-    "alpha": (int, float),
-    "unit": str,
-    "length_reference": dict,
-    "url": str,
-    "model": str,
-}
-
-
-def reward_model_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of a reward model folder (an HF sequence-classification checkpoint without one
-    counts as ``explicit``), checked without importing torch; one-line errors otherwise. Every kind
-    rewardkit saves (ensembles and wrappers, which hold no ``config.json`` of their own, included)
-    passes."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelError(f"{path}: reward model folder not found")
-    manifest = read_manifest(path)
-    if manifest is not None:
-        return manifest
-    from rewardkit.models.common import check_model_folder
-
-    check_model_folder(path, "reward model", weights=False)
-    archs = json.loads((path / "config.json").read_text()).get("architectures") or []
-    if not isinstance(archs, list) or not any(str(a).endswith("ForSequenceClassification") for a in archs):
-        raise ModelError(f"{path}: no {MANIFEST} and not an HF sequence-classification checkpoint")
-    return {"kind": "explicit", "format": FORMAT_VERSION}
-
-
-def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
-    """Restore any reward model saved by rewardkit (or an HF sequence-classification checkpoint).
-
-    ``kwargs`` (e.g. ``device``, ``dtype``) are passed to the kind's loader.
-    """
-    from rewardkit.models import register_kinds
-
-    register_kinds()
-
-    path = Path(path)
-    manifest = reward_model_manifest(path)
-    kind = manifest["kind"]
-    if kind not in _REGISTRY:
-        raise ModelError(f"{path / MANIFEST}: unknown kind {kind!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[kind]._load(path, manifest, **kwargs)

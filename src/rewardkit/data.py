@@ -11,38 +11,27 @@ Every source (files, ``datasets.Dataset``, hub names, lists of dicts) and every 
 
 from __future__ import annotations
 
-import csv
-import gzip
-import json
 import logging
 import os
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from rewardkit.errors import DataError
+from rewardkit.readers import FILE_SUFFIXES, iter_source
+from rewardkit.records import (  # noqa: F401  (public here in 0.2)
+    KNOWN_ROLES,
+    Message,
+    PreferencePair,
+    Prompt,
+    degenerate,
+    normalize_record,
+)
+
+_iter_source = iter_source  # 0.2's private name (bench recipes used it)
+_FILE_SUFFIXES = FILE_SUFFIXES
 
 logger = logging.getLogger(__name__)
-
-Message = dict[str, str]
-Prompt = str | list[Message]
-
-_HH_HUMAN = "\n\nHuman:"
-_HH_ASSISTANT = "\n\nAssistant:"
-_FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv")
-
-
-@dataclass(frozen=True)
-class PreferencePair:
-    """One preference: ``chosen`` is preferred over ``rejected`` as an answer to ``prompt``."""
-
-    prompt: Prompt
-    chosen: str
-    rejected: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
 
 @dataclass
 class SkippedRecord:
@@ -107,7 +96,13 @@ class PreferenceDataset(Sequence[PreferencePair]):
         for i, p in enumerate(self.pairs):
             if field_name not in p.metadata:
                 raise DataError(f"{self.source}: pair {i} has no metadata field {field_name!r}")
-            out.append(p.metadata[field_name])
+            value = p.metadata[field_name]
+            if not isinstance(value, (str, int, float, bool)) and value is not None:
+                raise DataError(
+                    f"{self.source}: pair {i}: field {field_name!r} holds a {type(value).__name__}, "
+                    "not a single value (splits need a string or number per pair)"
+                )
+            out.append(value)
         return out
 
     def split(self, field_name: str, values: Iterable[Any]) -> tuple[PreferenceDataset, PreferenceDataset]:
@@ -161,324 +156,6 @@ class PreferenceDataset(Sequence[PreferencePair]):
         atomic_write_text(path, "".join(dumps(r) + "\n" for r in self.to_records()))
 
 
-# ----------------------------------------------------------------------------- record normalisation
-
-
-def _check_messages(value: Any, where: str, name: str) -> list[Message]:
-    if not isinstance(value, list) or not value:
-        raise DataError(f"{where}: field {name!r}: expected a non-empty list of messages")
-    for j, m in enumerate(value):
-        if (
-            not isinstance(m, dict)
-            or not isinstance(m.get("role"), str)
-            or not isinstance(m.get("content"), str)
-        ):
-            raise DataError(f"{where}: field {name!r}: message {j} needs string 'role' and 'content'")
-    return [{"role": m["role"], "content": m["content"]} for m in value]
-
-
-def _response_text(value: Any, where: str, name: str) -> str:
-    """A response given as a string or as assistant message(s)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        value = [value]
-    msgs = _check_messages(value, where, name)
-    if len(msgs) != 1 or msgs[0]["role"] != "assistant":
-        raise DataError(
-            f"{where}: field {name!r}: expected one assistant message, got roles {[m['role'] for m in msgs]}"
-        )
-    return msgs[0]["content"]
-
-
-def _parse_hh(transcript: str, where: str, name: str) -> tuple[list[Message], str]:
-    """'\\n\\nHuman: a\\n\\nAssistant: b ...' -> (messages before the last assistant turn, last answer)."""
-    turns: list[Message] = []
-    rest = transcript
-    if not rest.startswith(_HH_HUMAN):
-        raise DataError(f"{where}: field {name!r}: HH transcript must start with '\\n\\nHuman:'")
-    while rest:
-        if rest.startswith(_HH_HUMAN):
-            role, rest = "user", rest[len(_HH_HUMAN) :]
-        elif rest.startswith(_HH_ASSISTANT):
-            role, rest = "assistant", rest[len(_HH_ASSISTANT) :]
-        else:  # pragma: no cover - guarded by the split below
-            raise DataError(f"{where}: field {name!r}: malformed HH transcript")
-        cut = [i for i in (rest.find(_HH_HUMAN), rest.find(_HH_ASSISTANT)) if i >= 0]
-        end = min(cut) if cut else len(rest)
-        turns.append({"role": role, "content": rest[:end].strip()})
-        rest = rest[end:]
-    if turns[-1]["role"] != "assistant":
-        raise DataError(f"{where}: field {name!r}: HH transcript does not end with an Assistant turn")
-    return turns[:-1], turns[-1]["content"]
-
-
-def _split_implicit_messages(
-    chosen: list[Message], rejected: list[Message], where: str
-) -> tuple[list[Message], str, str]:
-    n = 0
-    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
-        n += 1
-    if n == 0:
-        raise DataError(f"{where}: implicit-prompt record: 'chosen' and 'rejected' share no leading messages")
-    return (
-        chosen[:n],
-        _response_text(chosen[n:], where, "chosen"),
-        _response_text(rejected[n:], where, "rejected"),
-    )
-
-
-def _split_implicit_text(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
-    """TRL's ``extract_prompt``: the prompt is the common prefix, except that a space just before the
-    first difference goes to the responses (``'The sky is'`` + ``' blue.'``)."""
-    n = len(os.path.commonprefix([chosen, rejected]))
-    if n == 0 or n == len(chosen) or n == len(rejected):
-        raise DataError(
-            f"{where}: implicit-prompt record: 'chosen' and 'rejected' need a shared, proper prefix"
-        )
-    if chosen[n - 1] == " ":
-        n -= 1
-    if n == 0:
-        raise DataError(f"{where}: implicit-prompt record: the shared prefix is only a space")
-    return chosen[:n], chosen[n:], rejected[n:]
-
-
-def normalize_record(
-    record: dict[str, Any],
-    where: str,
-    columns: dict[str, str] | None = None,
-    has_prompt: bool | None = None,
-) -> PreferencePair:
-    """One raw record (any supported format) -> PreferencePair. ``where`` names it in errors.
-
-    ``has_prompt``: whether records of this source carry a prompt field (the format, set by the first
-    record). Only records of a source without prompts are split into prompt and responses (implicit
-    prompt); a null prompt, or a missing one where the source has prompts, is an error.
-    """
-    if not isinstance(record, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    cols = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", **(columns or {})}
-    for key in ("chosen", "rejected"):
-        if cols[key] not in record or record[cols[key]] is None:
-            raise DataError(f"{where}: missing field {cols[key]!r}")
-    raw_c, raw_r = record[cols["chosen"]], record[cols["rejected"]]
-    meta = {k: v for k, v in record.items() if k not in (cols["prompt"], cols["chosen"], cols["rejected"])}
-    if has_prompt is None:
-        has_prompt = cols["prompt"] in record
-    if cols["prompt"] in record and record[cols["prompt"]] is None:
-        raise DataError(f"{where}: field {cols['prompt']!r} is null")
-    if has_prompt and cols["prompt"] not in record:
-        raise DataError(f"{where}: missing field {cols['prompt']!r} (the other records have one)")
-    if not has_prompt and cols["prompt"] in record:
-        raise DataError(
-            f"{where}: field {cols['prompt']!r} present, but the first record had none (implicit prompts); "
-            "a source must use one format"
-        )
-    raw_p = record.get(cols["prompt"])
-
-    if raw_p is not None:  # explicit prompt (string or conversational)
-        if isinstance(raw_p, str):
-            prompt: Prompt = raw_p
-        else:
-            prompt = _check_messages(raw_p, where, cols["prompt"])
-        return PreferencePair(
-            prompt,
-            _response_text(raw_c, where, cols["chosen"]),
-            _response_text(raw_r, where, cols["rejected"]),
-            meta,
-        )
-
-    if isinstance(raw_c, list) and isinstance(raw_r, list):  # implicit prompt, conversational
-        c = _check_messages(raw_c, where, cols["chosen"])
-        r = _check_messages(raw_r, where, cols["rejected"])
-        prompt, chosen, rejected = _split_implicit_messages(c, r, where)
-        return PreferencePair(prompt, chosen, rejected, meta)
-
-    if isinstance(raw_c, str) and isinstance(raw_r, str):
-        if raw_c.startswith(_HH_HUMAN) and _HH_ASSISTANT in raw_c:  # HH-RLHF transcripts
-            p_c, chosen = _parse_hh(raw_c, where, cols["chosen"])
-            p_r, rejected = _parse_hh(raw_r, where, cols["rejected"])
-            if p_c != p_r:
-                raise DataError(
-                    f"{where}: HH record: 'chosen' and 'rejected' transcripts differ before the last answer"
-                )
-            return PreferencePair(p_c, chosen, rejected, meta)
-        prompt, chosen, rejected = _split_implicit_text(raw_c, raw_r, where)
-        return PreferencePair(prompt, chosen, rejected, meta)
-
-    raise DataError(
-        f"{where}: fields {cols['chosen']!r}/{cols['rejected']!r}: expected strings or message lists, "
-        f"got {type(raw_c).__name__}/{type(raw_r).__name__}"
-    )
-
-
-# ----------------------------------------------------------------------------- sources
-
-
-_GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile, zlib.error)
-
-
-def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-
-
-def _gzip_error(path: Path, e: BaseException, where: str = "") -> DataError:
-    what = "truncated" if isinstance(e, EOFError) else "corrupt"
-    return DataError(f"{path}{where}: {what} gzip stream ({type(e).__name__}: {e})".replace(": )", ")"))
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    """(location, record or DataError) per non-empty line; each line is decoded on its own, so one line
-    of bad bytes is one bad record (skippable), not the end of the file. A UTF-8 BOM is accepted."""
-    lineno = 0
-    try:
-        with _open_binary(path) as f:
-            for lineno, raw in enumerate(f, 1):
-                where = f"{path}:{lineno}"
-                try:
-                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-                except UnicodeDecodeError as e:
-                    yield (
-                        where,
-                        DataError(f"{where}: not UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})"),
-                    )
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    yield where, json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield where, DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})")
-    except _GZIP_ERRORS as e:
-        raise _gzip_error(path, e, f" after line {lineno}") from None
-
-
-def _read_text(path: Path) -> str:
-    try:
-        with _open_binary(path) as f:
-            data = f.read()
-    except _GZIP_ERRORS as e:
-        raise _gzip_error(path, e) from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 (byte {e.start})") from None
-
-
-def _iter_json(path: Path) -> Iterator[tuple[str, Any]]:
-    try:
-        data = json.loads(_read_text(path))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if isinstance(data, dict):  # {"data": [...]} / {"train": [...]} containers
-        lists = [v for v in data.values() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise DataError(
-                f"{path}: expected a JSON list of records (or an object holding exactly one list)"
-            )
-        data = lists[0]
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of records")
-    for i, rec in enumerate(data):
-        yield f"{path}: record {i}", rec
-
-
-def _maybe_json(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def _iter_csv(path: Path) -> Iterator[tuple[str, Any]]:
-    import io
-
-    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
-    extra: list[str] = []
-    try:
-        for row in reader:
-            # line of the record's end; CSV cells holding message lists are JSON strings
-            where = f"{path}:{reader.line_num}"
-            if None in row:  # more cells than header columns: kept without them, and counted
-                extra.append(where)
-                row.pop(None)
-            yield where, {k: _maybe_json(v) for k, v in row.items()}
-    except csv.Error as e:
-        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
-    if extra:
-        logger.warning(
-            "%s: %d row(s) with more cells than the header's columns (extra cells ignored; first: %s)",
-            path,
-            len(extra),
-            extra[0],
-        )
-
-
-def _iter_parquet(path: Path) -> Iterator[tuple[str, Any]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        rows = pq.read_table(path).to_pylist()
-    except (pa.ArrowException, OSError) as e:
-        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
-    return _iter_rows(rows, str(path))
-
-
-def _iter_rows(rows: Iterable[dict[str, Any]], name: str) -> Iterator[tuple[str, Any]]:
-    for i, rec in enumerate(rows):
-        yield f"{name}: row {i}", rec
-
-
-def _iter_source(source: Any, split: str) -> tuple[str, Iterator[tuple[str, Any]]]:
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        datasets = None
-    if datasets is not None and isinstance(source, datasets.DatasetDict):
-        if split not in source:
-            raise DataError(f"dataset has no split {split!r}; splits: {list(source)}")
-        source = source[split]
-    if datasets is not None and isinstance(source, datasets.Dataset):
-        return "<datasets.Dataset>", _iter_rows(source, "<datasets.Dataset>")
-    if isinstance(source, (list, tuple)):
-        return "<list>", _iter_rows(source, "<list>")
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        name = path.name.lower()
-        if path.is_file():
-            if name.endswith((".jsonl", ".jsonl.gz")):
-                return str(path), _iter_jsonl(path)
-            if name.endswith((".json", ".json.gz")):
-                return str(path), _iter_json(path)
-            if name.endswith(".csv"):
-                return str(path), _iter_csv(path)
-            if name.endswith(".parquet"):
-                return str(path), _iter_parquet(path)
-            raise DataError(f"{path}: unsupported file type; expected one of {', '.join(_FILE_SUFFIXES)}")
-        if path.exists():
-            raise DataError(f"{path}: is a directory, expected a preference file")
-        text = str(source)
-        if text.count("/") == 1 and not text.startswith((".", "/")) and not name.endswith(_FILE_SUFFIXES):
-            return text, _iter_rows(_load_hub(text, split), text)
-        raise DataError(f"{path}: file not found")
-    raise DataError(f"unsupported preference source of type {type(source).__name__}")
-
-
-def _load_hub(name: str, split: str):
-    import datasets
-
-    try:
-        return datasets.load_dataset(name, split=split)
-    except Exception as e:  # network / name errors: one line, with the cause
-        raise DataError(
-            f"{name}: could not load hub dataset split {split!r} ({type(e).__name__}: {e})"
-        ) from None
-
-
 def load_preferences(
     source: Any,
     *,
@@ -496,9 +173,33 @@ def load_preferences(
     ``on_error="raise"`` stops at the first malformed record with ``file:line: field ...``;
     ``on_error="skip"`` keeps going, stores every skipped record in ``dataset.skipped`` and logs a count.
     """
+    name, records = iter_source(source, split)
+    return collect_pairs(name, records, on_error=on_error, columns=columns, limit=limit)
+
+
+class Excluded(Exception):
+    """Raised by a record transform for a record it leaves out on purpose (a tie, a duplicate): the
+    record is counted as skipped, with the reason, whatever ``on_error`` says."""
+
+
+def collect_pairs(
+    name: str,
+    records: Iterable[tuple[str, Any]],
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    columns: dict[str, str] | None = None,
+    limit: int | None = None,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    schema: str | None = None,
+    what: str = "valid preference pairs",
+) -> PreferenceDataset:
+    """The one record loop: ``(location, record or DataError)`` -> :class:`PreferenceDataset`.
+
+    ``transform`` maps a raw record to the canonical fields first (a recipe's schema); it may raise
+    :class:`Excluded`, and a ``KeyError`` / ``TypeError`` / ``IndexError`` in it is a record that does not
+    match its schema. Malformed records raise, or with ``on_error="skip"`` are kept in ``skipped``."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    name, records = _iter_source(source, split)
     pairs: list[PreferencePair] = []
     indices: list[int] = []
     skipped: list[SkippedRecord] = []
@@ -509,9 +210,21 @@ def load_preferences(
         try:
             if isinstance(rec, DataError):
                 raise rec
+            if transform is not None:
+                if not isinstance(rec, dict):
+                    raise DataError(f"{where}: expected a JSON object")
+                try:
+                    rec = transform(rec)
+                except (KeyError, TypeError, IndexError) as e:
+                    raise DataError(
+                        f"{where}: record does not match the {schema or name} schema ({type(e).__name__}: {e})"
+                    ) from None
             if has_prompt is None and isinstance(rec, dict):
                 has_prompt = prompt_col in rec
             pair = normalize_record(rec, where, columns, has_prompt)
+        except Excluded as e:
+            skipped.append(SkippedRecord(where, str(e)))
+            continue
         except DataError as e:
             if on_error == "raise":
                 raise
@@ -525,7 +238,7 @@ def load_preferences(
             break
     if skipped:
         logger.warning(
-            "%s: skipped %d malformed record(s) of %d: %s",
+            "%s: skipped %d record(s) of %d: %s",
             name,
             len(skipped),
             len(skipped) + len(pairs),
@@ -535,34 +248,8 @@ def load_preferences(
     for kind, where in issues.items():  # kept (training on them can be legitimate), never hidden
         logger.warning("%s: %d pair(s) with %s (first: %s)", name, len(where), kind, where[0])
     if not pairs:
-        raise DataError(
-            f"{name}: no valid preference pairs" + (f" ({len(skipped)} skipped)" if skipped else "")
-        )
+        raise DataError(f"{name}: no {what}" + (f" ({len(skipped)} skipped)" if skipped else ""))
     return PreferenceDataset(pairs, skipped, source=name, indices=indices, issues=issues)
-
-
-KNOWN_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function", "ipython"})
-
-
-def degenerate(pair: PreferencePair) -> list[str]:
-    """Kinds of degeneracy of one pair: data that loads but likely means something else than intended."""
-    kinds = []
-    if pair.chosen == pair.rejected:
-        kinds.append("chosen == rejected")
-    if not pair.chosen.strip() or not pair.rejected.strip():
-        kinds.append("an empty or whitespace-only response")
-    if isinstance(pair.prompt, str):
-        if not pair.prompt.strip():
-            kinds.append("an empty or whitespace-only prompt")
-    else:
-        if not any(m["content"].strip() for m in pair.prompt):
-            kinds.append("an empty or whitespace-only prompt")
-        roles = {m["role"] for m in pair.prompt} - KNOWN_ROLES
-        if roles:
-            kinds.append(f"unknown role(s) {sorted(roles)}")
-        if pair.prompt[-1]["role"] == "assistant":
-            kinds.append("a prompt ending with an assistant turn")
-    return kinds
 
 
 def as_pairs(data: Any) -> PreferenceDataset:

@@ -7,7 +7,10 @@
 - **Permissions follow the umask**, as for any file a program creates (temporary files and folders are
   created private, 0600 / 0700, and opened up before the rename).
 - **Inputs are never outputs**: :func:`check_output` refuses an output path equal to an input, inside an
-  input folder, or containing an input, before any work is done.
+  input folder, or containing an input, before any work is done. The inputs of a run are the paths it
+  was given *and every folder a model it loads depends on* (a LoRA base, a DPO reference, ensemble
+  members): loaders :func:`protect` them, and inside :func:`run_inputs` (every CLI command) each atomic
+  write refuses to touch one, ``--force`` or not.
 """
 
 from __future__ import annotations
@@ -27,6 +30,32 @@ from rewardkit.errors import RewardkitError
 logger = logging.getLogger(__name__)
 
 _UMASK: int | None = None
+_RUN_INPUTS: list[set[Path]] = []  # open scopes (run_inputs), innermost last
+
+
+@contextmanager
+def run_inputs(paths: Iterable[str | os.PathLike | None] = ()):
+    """A scope (a CLI command) whose inputs no write may touch: ``paths`` and whatever loaders
+    :func:`protect` while it is open. Yields the set of resolved paths."""
+    scope = {Path(p).resolve() for p in paths if p is not None}
+    _RUN_INPUTS.append(scope)
+    try:
+        yield scope
+    finally:
+        _RUN_INPUTS.remove(scope)
+
+
+def protect(paths: Iterable[str | os.PathLike | None]) -> None:
+    """Add ``paths`` (resolved) to the inputs of every open :func:`run_inputs` scope (none: no-op)."""
+    if _RUN_INPUTS:
+        resolved = {Path(p).resolve() for p in paths if p is not None}
+        for scope in _RUN_INPUTS:
+            scope.update(resolved)
+
+
+def protected() -> set[Path]:
+    """The inputs of the open scopes."""
+    return set().union(*_RUN_INPUTS) if _RUN_INPUTS else set()
 
 
 def _umask() -> int:
@@ -92,11 +121,17 @@ def check_parent(target: Path) -> None:
             return
 
 
+def refuse_existing(path: str | os.PathLike | None, force: bool, *, what: str = "", hint: str = "") -> None:
+    """The one refusal of an existing output: ``path`` exists and ``force`` was not given."""
+    if path is not None and not force and Path(path).exists():
+        raise RewardkitError(f"{path}: already exists{what} (use --force / force=True to overwrite{hint})")
+
+
 def atomic_write_text(path: str | os.PathLike, text: str, *, force: bool = True) -> None:
     """Write ``text`` to ``path`` atomically (an existing file is replaced only with ``force``)."""
     path = Path(path)
-    if path.exists() and not path.is_dir() and not force:
-        raise RewardkitError(f"{path}: already exists (use --force to overwrite)")
+    if not path.is_dir():
+        refuse_existing(path, force)
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -106,6 +141,7 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = ""):
     """Yield a temporary path next to ``path`` for a writer that needs a file name (e.g. matplotlib);
     on success it replaces ``path``."""
     path = Path(path)
+    check_output(path, protected())
     check_parent(path)
     if path.is_dir():
         raise RewardkitError(f"{path}: is a folder, expected a file path")
@@ -168,9 +204,9 @@ def atomic_dir(target: str | os.PathLike, *, force: bool = False, keep: Iterable
     over into the new one (e.g. ``checkpoints``).
     """
     target = Path(target)
+    check_output(target, protected())
     check_parent(target)
-    if target.exists() and not force:
-        raise RewardkitError(f"{target}: already exists (pass force=True / --force to overwrite)")
+    refuse_existing(target, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(target)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-{os.getpid()}-"))

@@ -75,6 +75,10 @@ _HAS_FADVISE = hasattr(os, "posix_fadvise")  # Linux; not macOS / Windows
 MAX_HEADER_BYTES = 100 * 2**20  # the safetensors format's own limit on the JSON header
 
 
+def _count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
 def read_header(file: str | os.PathLike) -> tuple[int, dict]:
     """(header length, header) of a safetensors file, validated: a sane length, JSON, known dtypes, and
     every tensor's byte range inside the file and of the size its shape and dtype need. A truncated or
@@ -94,25 +98,43 @@ def read_header(file: str | os.PathLike) -> tuple[int, dict]:
             raise ModelError(f"{file}: corrupt safetensors header (not JSON: {e})") from None
     if not isinstance(header, dict):
         raise ModelError(f"{file}: corrupt safetensors header (not a JSON object)")
+    ranges = []
     for k, v in header.items():
         if k == "__metadata__":
+            if not isinstance(v, dict):
+                raise ModelError(f"{file}: corrupt safetensors header (__metadata__ is not an object)")
             continue
-        try:
-            dtype, shape, (lo, hi) = v["dtype"], v["shape"], v["data_offsets"]
-            numel = 1
-            for d in shape:
-                numel *= int(d)
-        except (KeyError, TypeError, ValueError):
-            raise ModelError(f"{file}: corrupt safetensors header entry for tensor {k!r}") from None
-        width = _WIDTH.get(dtype)
+        ok = isinstance(v, dict) and isinstance(v.get("shape"), list) and isinstance(v.get("data_offsets"), list)
+        ok = ok and len(v["data_offsets"]) == 2 and all(_count(x) for x in [*v["shape"], *v["data_offsets"]])
+        if not ok:
+            raise ModelError(
+                f"{file}: corrupt safetensors header entry for tensor {k!r} (shape and data_offsets must be "
+                "non-negative integers)"
+            )
+        dtype, shape, (lo, hi) = v.get("dtype"), v["shape"], v["data_offsets"]
+        width = _WIDTH.get(dtype) if isinstance(dtype, str) else None
         if width is None:
             raise ModelError(f"{file}: tensor {k!r} has an unknown dtype {dtype!r}")
-        if not 0 <= lo <= hi or hi - lo != numel * width:
+        numel = 1
+        for d in shape:
+            numel *= d
+        if not lo <= hi or hi - lo != numel * width:
             raise ModelError(
                 f"{file}: tensor {k!r}: byte range {lo}..{hi} does not fit shape {shape} {dtype}"
             )
         if 8 + n + hi > size:
             raise ModelError(f"{file}: truncated: tensor {k!r} ends at byte {8 + n + hi} of {size}")
+        ranges.append((lo, hi, k))
+    # the data buffer is indexed entirely, once: no two tensors share bytes, no gap, nothing after
+    at, prev = 0, None
+    for lo, hi, k in sorted(ranges):
+        if lo < at:
+            raise ModelError(f"{file}: tensors {prev!r} and {k!r} overlap (bytes {lo}..{at})")
+        if lo > at:
+            raise ModelError(f"{file}: {lo - at} unindexed bytes before tensor {k!r} (a gap in the data)")
+        at, prev = hi, k
+    if 8 + n + at != size:
+        raise ModelError(f"{file}: {size - 8 - n - at} bytes after the last tensor (trailing data)")
     return n, header
 
 

@@ -236,3 +236,23 @@ def score_encoded(
             "are NaN or infinite (its weights or inputs overflow)"
         )
     return out
+
+
+#: settings of a model that scores through this engine (``RewardModel.configure`` sets them)
+ENGINE_SETTINGS = ("max_tokens", "max_batch_size", "progress")
+
+
+def configure_engine(model, chat_template: str | None = None, **settings) -> None:
+    """Set the engine settings that are not None on ``model`` (one with a ``formatter``); a
+    ``chat_template`` replaces its token convention. Unknown settings are an error, not ignored."""
+    unknown = set(settings) - set(ENGINE_SETTINGS)
+    if unknown:
+        raise TypeError(f"unknown engine setting(s) {sorted(unknown)}; known: {ENGINE_SETTINGS}")
+    for key, value in settings.items():
+        if value is not None:
+            setattr(model, key, value)
+    if chat_template is not None:
+        from rewardkit.templating import Formatter
+
+        f = model.formatter
+        model.formatter = Formatter(f.tokenizer, f.max_length, chat_template, f.pair_encoding, f.context)

@@ -30,6 +30,11 @@ text pair, ``[CLS] prompt [SEP] response [SEP]``, no EOS: how cross-encoder rewa
 ``GRPOTrainer`` scores when given an ``nn.Module`` reward model: conversations templated as above, plain
 text as ``prompt + completion`` with no EOS and no special tokens added.
 
+**Already-templated text** (``Texts(raw=True)``: what OpenRLHF's ``/get_reward`` and vLLM's ``input``
+send, the template's special tokens written out in the text) is tokenised as it is: no template, no EOS,
+and the tokenizer's own special tokens only with ``special_tokens=True`` (vLLM's ``add_special_tokens``).
+**Token ids** (``Texts(ids=...)``) are scored as given.
+
 Sequences longer than ``max_length`` keep their **last** ``max_length`` tokens (an explicit reward is
 read at the end); the number of truncated sequences is reported by the caller, never hidden.
 """
@@ -42,6 +47,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from rewardkit.data import Prompt
 from rewardkit.errors import DataError, ModelError
 
@@ -49,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 ChatTemplateMode = Literal["auto", "always", "never"]
 PROMPT_CACHE_SIZE = 4096  # tokenised prompts kept per formatter (least recently used dropped first)
+PROMPT_CACHE_BYTES = 64 * 2**20  # and at most this many bytes of prompt text and ids (servers, RL loops)
 CHAT_TEMPLATE_MODES: tuple[str, ...] = ("auto", "always", "never")
 
 
@@ -78,7 +86,9 @@ class Texts:
     pair's two sequences share one response boundary (``Formatter.encode_pair``). ``reward_call``: the
     TRL reward-function convention (module docstring). ``metadata``: per-sequence fields (the pairs'
     metadata; the dataset columns a TRL trainer passes to a reward function), for models that read them
-    (e.g. a reference length).
+    (e.g. a reference length). ``raw``: ``prompt + response`` is already-templated text (module
+    docstring; ``special_tokens``: the tokenizer adds its own too). ``ids``: the sequences as token ids
+    (the responses hold their decoded text, for models that read text).
     """
 
     prompts: list
@@ -86,6 +96,23 @@ class Texts:
     pairs: list | None = None
     reward_call: bool = False
     metadata: list | None = None
+    raw: bool = False
+    special_tokens: bool = False
+    ids: list | None = None
+
+    @classmethod
+    def of(cls, prompts: Sequence[Any], responses: Sequence[Any], **kwargs: Any) -> Texts:
+        """``Texts`` of n prompts and n responses, checked: each a sequence (a lone string is refused:
+        ``score("qq", " a")`` would score each character), of equal length, responses strings."""
+        for name, value in (("prompts", prompts), ("responses", responses)):
+            if isinstance(value, (str, bytes, dict)) or not isinstance(value, Sequence):
+                raise TypeError(f"{name} must be a list (one item per sequence), got {type(value).__name__}")
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
+        bad = next((i for i, r in enumerate(responses) if not isinstance(r, str)), None)
+        if bad is not None:
+            raise TypeError(f"responses[{bad}] must be a string, got {type(responses[bad]).__name__}")
+        return cls(list(prompts), list(responses), **kwargs)
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[Any]) -> Texts:
@@ -101,9 +128,19 @@ class Texts:
         return len(self.responses)
 
     def encode(self, formatter: Formatter) -> list[Encoded]:
+        if self.ids is not None:
+            return [formatter.encode_ids(x) for x in self.ids]
+        if self.raw:
+            return formatter.encode_raw(self.prompts, self.responses, special=self.special_tokens)
         if self.pairs is not None:
             return formatter.encode_pairs(self.pairs)
         return formatter.encode_many(self.prompts, self.responses, reward_call=self.reward_call)
+
+
+def _cache_bytes(key: Any, ids: list[int]) -> int:
+    """Approximate bytes one prompt-cache entry holds: its text (4 bytes a character at worst) and ids."""
+    text = key[0] if isinstance(key[0], str) else "".join(r + c for r, c in key[0])
+    return 4 * len(text) + 8 * len(ids) + 200
 
 
 def check_chat_template_mode(mode: str) -> str:
@@ -181,17 +218,23 @@ class Formatter:
         if chat_template == "always" and not self.has_template and not pair_encoding:
             raise ModelError("chat_template='always' but the tokenizer has no chat template")
         self._prompt_cache: OrderedDict[Any, list[int]] = OrderedDict()  # bounded LRU (servers, RL loops)
+        self._prompt_cache_bytes = 0
         self._warned_fallback = False
 
     @property
     def encoding_key(self) -> str:
         """Identity of how this formatter turns text into ids (tokenizer, template, convention,
-        max_length): models whose keys are equal can share one tokenisation (e.g. ensemble members)."""
+        max_length): models whose keys are equal can share one tokenisation (e.g. ensemble members).
+        The tokenizer's digest is computed once per formatter (it costs milliseconds; ensembles ask
+        per call); the settings are read each time, so changing ``max_length`` changes the key."""
         import hashlib
 
-        backend = getattr(self.tokenizer, "backend_tokenizer", None)
-        tok = backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items()))
-        h = hashlib.sha256(tok.encode())
+        digest = self.__dict__.get("_tokenizer_digest")
+        if digest is None:
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            tok = backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items()))
+            digest = self._tokenizer_digest = hashlib.sha256(tok.encode()).hexdigest()
+        h = hashlib.sha256(digest.encode())
         h.update(
             repr(
                 (
@@ -247,9 +290,15 @@ class Formatter:
                 hit = self._template_ids(to_messages(prompt), generation_prompt=True)
             else:
                 hit = self._ids(render_plain(prompt), special)
-            self._prompt_cache[key] = hit
-            if len(self._prompt_cache) > PROMPT_CACHE_SIZE:
-                self._prompt_cache.popitem(last=False)
+            size = _cache_bytes(key, hit)
+            if size <= PROMPT_CACHE_BYTES // 16:  # a huge prompt is not worth evicting many for
+                self._prompt_cache[key] = hit
+                self._prompt_cache_bytes += size
+            while (
+                len(self._prompt_cache) > PROMPT_CACHE_SIZE or self._prompt_cache_bytes > PROMPT_CACHE_BYTES
+            ):
+                old_key, old = self._prompt_cache.popitem(last=False)
+                self._prompt_cache_bytes -= _cache_bytes(old_key, old)
         else:
             self._prompt_cache.move_to_end(key)
         return hit
@@ -301,6 +350,25 @@ class Formatter:
             self.encode(p, r, i, reward_call=reward_call) for i, (p, r) in enumerate(zip(prompts, responses))
         ]
 
+    def encode_raw(
+        self, prompts: Sequence[str], responses: Sequence[str], special: bool = False
+    ) -> list[Encoded]:
+        """Already-templated ``prompt + response`` texts, tokenised as they are (no template, no EOS;
+        the tokenizer's special tokens only with ``special``); the response starts where the tokenised
+        prompt and the whole text first differ."""
+        out = []
+        for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+            if not isinstance(p, str) or not isinstance(r, str):
+                raise DataError(f"example {i}: templated text must be strings")
+            prompt_ids, ids = self._prompt_ids(p, False, special), self._ids(p + r, special)
+            start = common_prefix_length(prompt_ids, ids)
+            out.append(self._truncate(ids, start, merged=start < len(prompt_ids)))
+        return out
+
+    def encode_ids(self, ids: Sequence[int]) -> Encoded:
+        """Token ids scored as given (the response is the whole sequence)."""
+        return self._truncate(list(ids), 0)
+
     def encode_pairs(self, pairs: Sequence[Any]) -> list[Encoded]:
         """Chosen sequences of every pair, then rejected ones (``score_pairs`` order)."""
         enc = [self.encode_pair(p.prompt, p.chosen, p.rejected, i) for i, p in enumerate(pairs)]
@@ -327,3 +395,23 @@ class Formatter:
             return Encoded(ids, start, merged=merged)
         cut = len(ids) - limit
         return Encoded(ids[cut:], max(0, start - cut), truncated=True, merged=merged)
+
+
+Unit = Literal["tokens", "chars", "words"]
+UNITS = ("tokens", "chars", "words")
+
+
+def text_length(texts: Sequence[str], unit: Unit, tokenizer=None) -> np.ndarray:
+    """Lengths of ``texts`` in ``unit``: tokens (``tokenizer``, no special tokens), characters or words."""
+    if unit == "chars":
+        return np.array([len(t) for t in texts], dtype=np.float64)
+    if unit == "words":
+        return np.array([len(t.split()) for t in texts], dtype=np.float64)
+    if unit == "tokens":
+        if tokenizer is None:
+            raise ModelError(
+                "length unit 'tokens' needs a tokenizer: use 'chars' or 'words', or pass tokenizer="
+            )
+        ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+        return np.array([len(x) for x in ids], dtype=np.float64)
+    raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")

@@ -52,6 +52,27 @@ def parse_size(size: str | int, what: str = "size") -> int:
     return n
 
 
+def scaled_weights(weights: Any, n: int, per: str = "member") -> list[float]:
+    """``n`` relative weights, checked (finite, non-negative, not all zero) and, where their scale would
+    overflow or underflow float32 arithmetic (a sum of 1e308s is infinite; 1e-50 is 0 in float32),
+    divided by the largest, which changes nothing they mean: ``1e308,1e308`` is ``1,1``. Weights of an
+    ordinary scale are returned as given (a merge then equals mergekit's bit for bit)."""
+    from rewardkit.errors import RewardkitError
+
+    try:
+        w = [float(x) for x in weights]
+    except (TypeError, ValueError):
+        raise RewardkitError(f"weights must be numbers, got {weights!r}") from None
+    if len(w) != n or not all(math.isfinite(x) and x >= 0 for x in w) or not any(w):
+        raise RewardkitError(
+            f"weights must be {n} finite non-negative numbers, not all zero (one per {per}); got {w}"
+        )
+    top = max(w)
+    if not 2.0**-60 <= top <= 2.0**60:
+        w = [x / top for x in w]
+    return w
+
+
 def is_url(text: Any) -> bool:
     """An http(s) URL (a served model) rather than a folder."""
     return isinstance(text, str) and text.startswith(("http://", "https://"))

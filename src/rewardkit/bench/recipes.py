@@ -14,14 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardkit.data import PreferenceDataset, SkippedRecord, _iter_source, normalize_record
+from rewardkit.data import Excluded, PreferenceDataset, collect_pairs
 from rewardkit.errors import DataError
+from rewardkit.readers import iter_source
 
 logger = logging.getLogger(__name__)
-
-
-class Excluded(Exception):
-    """A record the recipe deliberately leaves out (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -285,38 +282,20 @@ def load_recipe(
             raise DataError(f"recipe {name!r} needs --data")
         where_name, records = recipe.hub, _hub_records(recipe)
     else:
-        where_name, records = _iter_source(source, recipe.hub_split)
-    pairs, skipped = [], []
-    for where, rec in records:
+        where_name, records = iter_source(source, recipe.hub_split)
+
+    def transform(rec: dict[str, Any]) -> dict[str, Any]:
         try:
-            if isinstance(rec, DataError):
-                raise rec
-            if not isinstance(rec, dict):
-                raise DataError(f"{where}: expected a JSON object")
-            try:
-                out = recipe.transform(rec) if recipe.transform else rec
-            except Excluded as e:
-                skipped.append(SkippedRecord(where, f"excluded by recipe {name}: {e}"))
-                continue
-            except (KeyError, TypeError, IndexError) as e:
-                raise DataError(
-                    f"{where}: record does not match the {name} schema ({type(e).__name__}: {e})"
-                ) from None
-            pairs.append(normalize_record(out, where))
-        except DataError as e:
-            if on_error == "raise":
-                raise
-            skipped.append(SkippedRecord(where, str(e)))
-        if limit is not None and len(pairs) >= limit:
-            break
-    if skipped:
-        logger.warning(
-            "%s (%s): %d record(s) excluded or skipped; first: %s",
-            where_name,
-            name,
-            len(skipped),
-            skipped[0].reason,
-        )
-    if not pairs:
-        raise DataError(f"{where_name}: no preference pairs from recipe {name!r} ({len(skipped)} excluded)")
-    return PreferenceDataset(pairs, skipped, source=f"{where_name} ({name})")
+            return recipe.transform(rec) if recipe.transform else rec
+        except Excluded as e:
+            raise Excluded(f"excluded by recipe {name}: {e}") from None
+
+    return collect_pairs(
+        f"{where_name} ({name})",
+        records,
+        on_error=on_error,  # type: ignore[arg-type]
+        limit=limit,
+        transform=transform,
+        schema=name,
+        what=f"preference pairs from recipe {name!r}",
+    )

@@ -195,12 +195,12 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
     import torch
     import yaml
 
-    from rewardkit.base import load_reward_model
+    from rewardkit.checkpoints import load_tokenizer
     from rewardkit.distributed import init_distributed
-    from rewardkit.io import atomic_write_text
+    from rewardkit.io import atomic_write_text, refuse_existing
     from rewardkit.merge import weight_average
-    from rewardkit.models.common import load_tokenizer
     from rewardkit.models.ensemble import AGGREGATIONS
+    from rewardkit.models.registry import load_reward_model
     from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
 
     rank, size, device = init_distributed()
@@ -209,8 +209,8 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
     if not main:
         log = lambda msg: None  # noqa: E731
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise RewardkitError(f"{out}: already exists and is not empty (use --force to overwrite)")
+    if out.exists() and any(out.iterdir()):
+        refuse_existing(out, force, what=" and is not empty")
     barrier()
     if main:
         if force and (out / "models").exists():

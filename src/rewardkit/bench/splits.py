@@ -151,11 +151,3 @@ def make_shift_splits(
         excluded=Counter({k: v for k, v in excluded.items() if v}),
         sources={"prompt": dict(seen_p), "response": dict(seen_r)},
     )
-
-
-def subsample(pairs: PreferenceDataset, n: int, seed: int) -> PreferenceDataset:
-    """At most ``n`` pairs drawn without replacement (input order kept), reproducibly."""
-    if len(pairs) <= n:
-        return pairs
-    idx = sorted(random.Random(seed).sample(range(len(pairs)), n))
-    return PreferenceDataset([pairs[i] for i in idx], source=pairs.source)

@@ -69,8 +69,11 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from rewardkit.io import run_inputs
+
     try:
-        cli.main(args=argv, prog_name="rewardkit", standalone_mode=False)
+        with run_inputs():  # every folder a loaded model depends on is an input no write may touch
+            cli.main(args=argv, prog_name="rewardkit", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort as e:  # click turns KeyboardInterrupt / EOFError into Abort

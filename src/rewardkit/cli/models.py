@@ -78,7 +78,7 @@ def merge(sources, out, weights, dtype, shard_size, config_file, base_model, for
     """Average the weights of reward models (WARM); exact for LoRA members."""
     from rewardkit.io import check_distinct
     from rewardkit.merge import weight_average
-    from rewardkit.train.config import MergeConfig
+    from rewardkit.merge.config import MergeConfig
 
     fields = load_yaml(config_file)
     flags = dict(sources=list(sources) or None, out=out, dtype=dtype, shard_size=shard_size, weights=weights)

@@ -79,6 +79,7 @@ class Size(click.ParamType):
 POSITIVE = FiniteFloat(0.0, open_min=True)
 NON_NEGATIVE = FiniteFloat(0.0)
 COUNT = click.IntRange(min=1)
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy and torch seeding accept
 
 
 def chat_template_option(fn):
@@ -152,16 +153,34 @@ def load_yaml(path: str | None) -> dict:
 
 
 def refuse_existing(path: str | None, force: bool) -> None:
-    if path is not None and Path(path).exists() and not force:
-        raise RewardkitError(f"{path}: already exists (use --force to overwrite)")
+    from rewardkit.io import refuse_existing as refuse
+
+    refuse(path, force)
+
+
+def run_inputs_of(inputs: list) -> list:
+    """The inputs of a run: the paths given, and for each model folder among them every folder it
+    depends on (LoRA base, DPO reference, ensemble members: :func:`rewardkit.manifest.model_dependencies`).
+    They are protected for the rest of the command, whatever later loads."""
+    from rewardkit.io import protect
+    from rewardkit.manifest import model_dependencies
+
+    out = []
+    for raw in inputs:
+        if raw is None:
+            continue
+        p = Path(raw)
+        out += model_dependencies(p) if p.is_dir() else [p]
+    protect(out)
+    return out
 
 
 def check_file_output(path: str, inputs: list, force: bool) -> None:
-    """An output file: not an input, not inside or holding one, not a folder, not under a file, and not
-    existing unless ``force``."""
+    """An output file: not an input (nor a folder an input model depends on), not inside or holding
+    one, not a folder, not under a file, and not existing unless ``force``."""
     from rewardkit.io import check_output, check_parent
 
-    check_output(path, inputs)
+    check_output(path, run_inputs_of(inputs))
     p = Path(path)
     if p.is_dir():
         raise RewardkitError(f"{path}: is a folder, expected a file path for the output")
@@ -170,11 +189,11 @@ def check_file_output(path: str, inputs: list, force: bool) -> None:
 
 
 def check_dir_output(path: str, inputs: list, force: bool) -> None:
-    """An output folder: not an input, not inside or holding one, not under a file, and not existing
-    unless ``force``."""
+    """An output folder: not an input (nor a folder an input model depends on), not inside or holding
+    one, not under a file, and not existing unless ``force``."""
     from rewardkit.io import check_output, check_parent
 
-    check_output(path, inputs)
+    check_output(path, run_inputs_of(inputs))
     p = Path(path)
     if p.exists() and not p.is_dir() and not force:
         raise RewardkitError(

@@ -15,24 +15,6 @@ from rewardkit.cli.options import (
 from rewardkit.util import is_url
 
 
-def configure_engine(rm, chat_template: str | None = None, **settings) -> None:
-    """Set the scoring-engine settings that are not None on a model and on every member of an ensemble;
-    ``chat_template`` replaces the token convention the model was saved with."""
-    for member in getattr(rm, "members", None) or []:
-        configure_engine(member, chat_template, **settings)
-    inner = getattr(rm, "rm", None)  # wrappers (e.g. a length penalty) pass settings to their model
-    if inner is not None:
-        configure_engine(inner, chat_template, **settings)
-    for key, value in settings.items():
-        if value is not None and hasattr(rm, key):
-            setattr(rm, key, value)
-    if chat_template is not None and hasattr(rm, "formatter"):
-        from rewardkit.templating import Formatter
-
-        f = rm.formatter
-        rm.formatter = Formatter(f.tokenizer, f.max_length, chat_template, f.pair_encoding, f.context)
-
-
 def load_rm(
     rm_dir: str | None,
     *,
@@ -43,7 +25,7 @@ def load_rm(
     **engine,
 ):
     """A reward model from ``--rm DIR`` (any saved kind), or the implicit reward of ``--dpo-policy``."""
-    from rewardkit.base import load_reward_model
+    from rewardkit.models.registry import load_reward_model
 
     kwargs = {k: v for k, v in (("device", device), ("base_model", base_model)) if v is not None}
     if dpo and dpo.get("policy"):
@@ -67,7 +49,7 @@ def load_rm(
         rm = RemoteRewardModel(rm_dir) if is_url(rm_dir) else load_reward_model(rm_dir, **kwargs)
     else:
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
-    configure_engine(rm, chat_template, **engine)
+    rm.configure(chat_template, **engine)
     return rm
 
 
@@ -133,10 +115,11 @@ def score(
     --length-penalty, each reward's raw value and penalty are written apart."""
     import numpy as np
 
-    from rewardkit.base import PairScores, pairwise_accuracy
+    from rewardkit.base import pairwise_accuracy
     from rewardkit.data import load_preferences
     from rewardkit.distributed import gather_rows, init_distributed
     from rewardkit.io import atomic_write_text, dumps
+    from rewardkit.templating import Texts
 
     if server is not None:
         if rm_dir is not None:
@@ -161,39 +144,18 @@ def score(
     positions = list(range(rank, len(pairs), size))
     shard = [pairs[i] for i in positions]
     n = len(shard)
-    uncertainty = detail = None
-    from rewardkit.templating import Texts
-
-    if not shard:  # a rank with no pairs (more ranks than pairs): nothing to score
-        scores = PairScores(np.zeros(0), np.zeros(0))
-    elif hasattr(rm, "uncertainty"):  # ensembles: per-member rewards and their std too
-        uncertainty = rm.uncertainty(Texts.from_pairs(shard))
-        scores = PairScores(uncertainty.aggregate[:n], uncertainty.aggregate[n:])
-    elif hasattr(rm, "detailed"):  # length penalty: raw reward and penalty apart
-        detail = rm.detailed(Texts.from_pairs(shard))
-        scores = PairScores(detail.reward[:n], detail.reward[n:])
-    else:
-        scores = rm.score_pairs(shard)
+    rewards, extra = (np.zeros(0), {}) if not shard else rm.score_columns(Texts.from_pairs(shard))
     rows = [
-        {"index": pairs.indices[i], "chosen": float(c), "rejected": float(r), "margin": float(c - r)}
-        for i, c, r in zip(positions, scores.chosen, scores.rejected)
+        {"index": pairs.indices[i], "chosen": float(rewards[j]), "rejected": float(rewards[n + j])}
+        for j, i in enumerate(positions)
     ]
-    if uncertainty is not None:
-        for j, row in enumerate(rows):
-            row.update(
-                chosen_members=uncertainty.members[:, j].tolist(),
-                rejected_members=uncertainty.members[:, n + j].tolist(),
-                chosen_std=float(uncertainty.std[j]),
-                rejected_std=float(uncertainty.std[n + j]),
-            )
-    if detail is not None:
-        for j, row in enumerate(rows):
-            row.update(
-                chosen_raw=float(detail.raw[j]),
-                chosen_penalty=float(detail.penalty[j]),
-                rejected_raw=float(detail.raw[n + j]),
-                rejected_penalty=float(detail.penalty[n + j]),
-            )
+    for row in rows:
+        row["margin"] = row["chosen"] - row["rejected"]
+    for j, row in enumerate(rows):  # e.g. an ensemble's members and std, a length penalty's raw reward
+        for name, col in extra.items():
+            c, r = col[j], col[n + j]
+            row[f"chosen_{name}"] = c.tolist() if np.ndim(c) else float(c)
+            row[f"rejected_{name}"] = r.tolist() if np.ndim(r) else float(r)
     rows = gather_rows(rows, rank, size)
     if rows is None:  # not rank 0
         return

@@ -8,6 +8,7 @@ from rewardkit.cli.options import (
     COUNT,
     NON_NEGATIVE,
     POSITIVE,
+    SEED,
     FiniteFloat,
     chat_template_option,
     check_dir_output,
@@ -134,9 +135,9 @@ def train() -> None:
 
 @train.command("explicit")
 @common_training_options
-@click.option("--seed", type=int, default=None, help="sets seed, head seed and data seed together")
-@click.option("--head-seed", type=int, default=None)
-@click.option("--data-seed", type=int, default=None)
+@click.option("--seed", type=SEED, default=None, help="sets seed, head seed and data seed together")
+@click.option("--head-seed", type=SEED, default=None)
+@click.option("--data-seed", type=SEED, default=None)
 @click.option("--center-coef", type=NON_NEGATIVE, default=None, help="centring penalty coefficient")
 @click.option("--label-smoothing", type=FiniteFloat(0.0, max=0.49), default=None)
 def train_explicit(seed, **flags) -> None:
@@ -153,11 +154,11 @@ def train_explicit(seed, **flags) -> None:
 @click.option("--loss", type=click.Choice(["sigmoid", "ipo", "hinge"]), default=None)
 @click.option("--label-smoothing", type=FiniteFloat(0.0, max=0.49), default=None, help="conservative DPO")
 @click.option("--reduction", type=click.Choice(["sum", "mean"]), default=None, help="how the DPORM scores")
-@click.option("--seed", type=int, default=None, help="sets seed and data seed")
+@click.option("--seed", type=SEED, default=None, help="sets seed and data seed")
 def train_dpo_cmd(reference, seed, **flags) -> None:
     """DPO-train a policy; its implicit reward is saved as a reward model."""
     if reference is not None:
-        from rewardkit.models.common import check_model_folder
+        from rewardkit.checkpoints import check_model_folder
 
         check_model_folder(reference, "reference model")
     seeds = dict(seed=seed, data_seed=seed) if seed is not None else {}

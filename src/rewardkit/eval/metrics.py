@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize, stats
 
-from rewardkit.base import TiePolicy, check_finite, pairwise_accuracy
+from rewardkit.base import TiePolicy, check_finite, correctness, pairwise_accuracy
 
 __all__ = [
     "pairwise_accuracy",
@@ -24,15 +24,6 @@ __all__ = [
     "selective_accuracy",
     "length_bias",
 ]
-
-
-def correctness(margins: np.ndarray, ties: TiePolicy = "half") -> np.ndarray:
-    """Per-pair credit: 1 if r_c > r_r, 0 if r_c < r_r, and 1/2, 1 or 0 for a tie."""
-    if ties not in ("half", "correct", "wrong"):
-        raise ValueError(f"ties must be 'half', 'correct' or 'wrong', got {ties!r}")
-    tie = {"half": 0.5, "correct": 1.0, "wrong": 0.0}[ties]
-    m = check_finite(margins, "margins")
-    return np.where(m > 0, 1.0, np.where(m == 0, tie, 0.0))
 
 
 BOOT_CHUNK_ELEMENTS = 2**22  # resampled indices held at once (32 MB of int64), whatever n_boot x n is

@@ -124,7 +124,7 @@ def evaluate(
     response (:func:`~rewardkit.eval.metrics.length_bias`).
     """
     from rewardkit.eval.metrics import length_bias
-    from rewardkit.models.length import text_length
+    from rewardkit.templating import text_length
 
     split_pairs: dict[str, PreferenceDataset] = {k: as_pairs(v) for k, v in splits.items()}
     if id_split is not None and id_split not in split_pairs:

@@ -17,13 +17,13 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from rewardkit.base import read_manifest
 from rewardkit.errors import ModelError
-from rewardkit.io import atomic_dir, check_distinct, check_output
+from rewardkit.io import atomic_dir, check_distinct, check_output, refuse_existing
+from rewardkit.manifest import model_dependencies, read_manifest
 from rewardkit.merge.common import (
     DTYPES,
     check_weights,
@@ -32,6 +32,14 @@ from rewardkit.merge.common import (
     normalize_weights,
     parse_size,
     provenance,
+)
+from rewardkit.merge.kernel import (
+    CHUNK,
+    Plan,
+    average_part,
+    denominator,
+    exact_product,
+    fused_scratch,
 )
 from rewardkit.safetensors_io import FLOATS, STORAGE, CheckpointReader, StreamingShardWriter, aligned_empty
 
@@ -82,15 +90,17 @@ def weight_average(
     weights, the files copied and library versions; ``extra_files`` (name -> text, e.g. the merge's
     config) are written into the output before it is put in place.
     """
-    from rewardkit.models.common import check_model_folder
+    from rewardkit.checkpoints import check_model_folder
+    from rewardkit.io import protect
 
     srcs = [Path(s) for s in sources]
     if len(srcs) < 2:
         raise ModelError("weight averaging needs at least 2 models")
     check_distinct(srcs, "merge source")
-    check_output(out, srcs, "merge output")
-    if Path(out).exists() and not force:
-        raise ModelError(f"{out}: already exists (use --force to overwrite)")
+    inputs = [d for s in srcs for d in model_dependencies(s)] + [base_model]
+    protect(inputs)
+    check_output(out, inputs, "merge output")
+    refuse_existing(out, force)
     if dtype is not None and dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)}")
     raw = check_weights(weights, len(srcs))
@@ -181,7 +191,6 @@ def _average_full(
 
 
 BLOCK_BYTES = 4 * 2**20  # rows of a large tensor are merged in blocks of about this many input bytes
-_CHUNK = 2**15  # elements computed at once: every buffer of a chunk stays in the CPU's cache
 
 
 def _blocks(reader: CheckpointReader, key: str) -> list[tuple[str, int, int]]:
@@ -246,7 +255,7 @@ class _Accumulators:
         self.size = BLOCK_BYTES // 2 + 2**14  # elements of a block of the narrowest input (2 bytes)
         self.accs = [np.empty(self.size, np.float32) for _ in range(2)]
         self.outs: dict[str, list[np.ndarray]] = {}
-        self.scratch = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.uint32), _fused_scratch())
+        self.scratch = (np.empty(CHUNK, np.float32), np.empty(CHUNK, np.uint32), fused_scratch())
         self.turn = 0
 
     def next(self, n: int, out_dtype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -262,155 +271,6 @@ class _Accumulators:
         return acc, outs[turn][:n]
 
 
-def _as_float32(t: np.ndarray, dtype: str, bits: np.ndarray) -> np.ndarray:
-    """A block widened to float32, exactly (bfloat16 is the top half of a float32: shift its bits)."""
-    if dtype == "BF16":
-        np.left_shift(t.reshape(-1), 16, out=bits, dtype=np.uint32)
-        return bits.view(np.float32)
-    return t.reshape(-1)  # F32 as is; F16 / F64 are converted inside the multiply
-
-
-def _from_float32(acc: np.ndarray, dtype: str, bits: np.ndarray, out: np.ndarray) -> None:
-    """The float32 average into ``out`` in the output dtype, rounded to nearest even as torch's
-    ``.to()`` rounds (``out`` may be ``acc`` itself for float32)."""
-    if dtype == "BF16":  # round the low 16 bits to nearest, ties to even (finite values: checked before)
-        u = acc.view(np.uint32)
-        np.right_shift(u, 16, out=bits)
-        np.bitwise_and(bits, 1, out=bits)
-        np.add(bits, 0x7FFF, out=bits)
-        np.add(bits, u, out=bits)
-        np.right_shift(bits, 16, out=bits)
-        np.copyto(out, bits, casting="unsafe")  # < 2**16 after the shift
-    elif out is not acc:
-        np.copyto(out, acc, casting="same_kind")
-
-
-def _overflowed(out: np.ndarray, dtype: str) -> bool:
-    """Whether rounding a finite float32 average to a narrower type made an infinity."""
-    if dtype == "F16":
-        return not bool(np.isfinite(out).all())
-    if dtype == "BF16":  # exponent bits all set
-        return bool(((out & 0x7F80) == 0x7F80).any())
-    return False
-
-
-_MANTISSA = {"BF16": 8, "F16": 11, "F32": 24}  # significant bits of each input type
-
-
-def _exact_product(c: np.float32, in_dtype: str) -> bool:
-    """Whether ``t * c`` is exact in float32 for every finite ``t`` of ``in_dtype``: ``c >= 1`` (no
-    underflow) and a power of two or short enough, so rounding the product changes nothing."""
-    if not 1 <= c < 2.0**64:
-        return False
-    mantissa = int(np.float32(c).view(np.uint32)) & 0x7FFFFF | 0x800000
-    bits = 24 - ((mantissa & -mantissa).bit_length() - 1)  # significant bits of c
-    return bits == 1 or bits + _MANTISSA[in_dtype] <= 24  # a power of 2, or a short product
-
-
-def _fused_scratch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.empty(_CHUNK), np.empty(_CHUNK, np.uint64), np.empty((2, _CHUNK), bool)
-
-
-def _fused_add(acc: np.ndarray, t: np.ndarray, c: np.float32, scratch=None) -> None:
-    """``acc = round32(acc + t * c)`` with one rounding, as a fused multiply-add (torch's ``addcmul_``)
-    gives, for float32 ``acc``, float32 / float16 ``t`` and a float32 ``c``; ``scratch`` (from
-    :func:`_fused_scratch`) saves allocating per call.
-
-    ``t * c`` (at most 48 significant bits) and ``acc + t * c`` are computed in float64; the product is
-    exact, the sum is rounded once there and once more to float32. Two roundings give the fused result
-    except where the float64 sum lands exactly halfway between two float32 values (or in float32's
-    subnormal range); those rare elements are recomputed exactly."""
-    s, bits, flags = scratch or _fused_scratch()
-    c64 = np.float64(c)
-    for lo in range(0, acc.size, _CHUNK):
-        a, x = acc[lo : lo + _CHUNK], t[lo : lo + _CHUNK]
-        m = a.size
-        sm, bm, midpoint, tiny = s[:m], bits[:m], flags[0, :m], flags[1, :m]
-        np.multiply(x, c64, out=sm, dtype=np.float64)
-        np.add(sm, a, out=sm)
-        # a float32 midpoint: the 29 float64 mantissa bits float32 drops are exactly 1000...0
-        np.bitwise_and(sm.view(np.uint64), 0x1FFFFFFF, out=bm)
-        np.equal(bm, 0x10000000, out=midpoint)
-        np.absolute(sm, out=bm.view(np.float64))
-        np.less(bm.view(np.float64), 2.0**-126, out=tiny)  # float32 subnormals (and zeros)
-        np.logical_or(midpoint, tiny, out=midpoint)
-        idx = np.flatnonzero(midpoint) if midpoint.any() else None
-        if idx is not None:
-            idx = idx[sm[idx] != 0]
-            exact = [_round32(a[i], x[i], c) for i in idx]
-        np.copyto(a, sm, casting="same_kind")
-        if idx is not None:
-            a[idx] = exact
-
-
-def _round32(a: np.float32, t, c: np.float32) -> np.float32:
-    """``a + t * c`` computed exactly and rounded once to float32 (nearest, ties to even)."""
-    from fractions import Fraction
-
-    exact = Fraction(float(a)) + Fraction(float(t)) * Fraction(float(c))
-    near = np.float32(float(exact))
-    candidates = [near, np.nextafter(near, np.float32(np.inf)), np.nextafter(near, np.float32(-np.inf))]
-    candidates = [v for v in candidates if np.isfinite(v)] or [near]
-    return min(candidates, key=lambda v: (abs(Fraction(float(v)) - exact), int(v.view(np.uint32)) & 1))
-
-
-class _Plan(NamedTuple):
-    coef: np.ndarray  # float32 weights as given
-    denom: np.float32  # their float32 sum
-    scale: np.float32 | None  # 1 / denom where that is exact
-    fused: bool  # whether products need the fused multiply-add emulation
-    in_dtype: str
-    out_dtype: str
-
-
-def _average_part(
-    acc: np.ndarray, out: np.ndarray, flat: list[np.ndarray], scratch, plan: _Plan
-) -> tuple[bool, bool]:
-    """Average a block, chunk by chunk (every member and step at once, in cache): ``acc`` gets the
-    float32 average, ``out`` (``acc`` itself for float32) the average in the output dtype. Returns
-    whether any average is NaN or infinite, and whether any overflowed the output dtype."""
-    term_buf, bits_buf, fused_scratch = scratch
-    zero = np.float32(0)
-    nonfinite = overflow = False
-    for lo in range(0, acc.size, _CHUNK):
-        a = acc[lo : lo + _CHUNK]
-        o = a if out is acc else out[lo : lo + _CHUNK]
-        term, bits = term_buf[: a.size], bits_buf[: a.size]
-        for j, (c, t) in enumerate(zip(plan.coef, flat)):
-            x = _as_float32(t[lo : lo + _CHUNK], plan.in_dtype, bits)
-            if plan.fused:
-                if j == 0:
-                    a.fill(0)
-                _fused_add(a, x, c, fused_scratch)
-                continue
-            if c != 1 or plan.in_dtype == "F64":  # F64 terms are rounded to float32 here
-                np.multiply(x, c, out=term, casting="same_kind")
-                x = term
-            np.add(x, zero, out=a) if j == 0 else np.add(a, x, out=a)  # 0 + x: -0 becomes +0
-        if plan.scale is not None:
-            np.multiply(a, plan.scale, out=a)
-        else:
-            np.divide(a, plan.denom, out=a)
-        # a NaN or infinity makes the sum one (an overflowing sum of finite values is checked again)
-        if not np.isfinite(a.sum()) and not np.isfinite(a).all():
-            nonfinite = True
-            continue
-        _from_float32(a, plan.out_dtype, bits, o)
-        overflow = overflow or _overflowed(o, plan.out_dtype)
-    return nonfinite, overflow
-
-
-def _denominator(coef: np.ndarray) -> np.float32:
-    """``sum_i w_i`` in float32 as mergekit gets it (a torch sum). Up to 4 weights, or whole-number
-    weights (every order exact), that is the plain left-to-right sum; otherwise torch's reduction order
-    (which depends on the CPU's vector width) is not reproduced here, so torch computes it."""
-    if len(coef) <= 4 or (all(float(c).is_integer() for c in coef) and coef.sum(dtype=np.float64) < 2**24):
-        return coef.sum(dtype=np.float32)
-    import torch  # only for 5+ members with fractional weights
-
-    return np.float32(torch.from_numpy(coef).sum().item())
-
-
 def _averaged_blocks(
     key, n_blocks, prefetcher, accs, raw: Sequence[float], hashes, in_dtype: str, out_dtype: str
 ):
@@ -423,15 +283,15 @@ def _averaged_blocks(
     ``addcmul_``: the product is not rounded before it is added), then ``acc / sum_i w_i``, with the
     weights as given, so the result equals mergekit's linear merge bit for bit. Where every product is
     exact in float32 (weights 1, the default, or other short weights >= 1) a multiply and an add give
-    the same bits; otherwise :func:`_fused_add` emulates the fused step. The work goes chunk by chunk
-    (:data:`_CHUNK` elements), every member and step at once, so it stays in the CPU's cache."""
+    the same bits; otherwise :func:`fused_add` emulates the fused step. The work goes chunk by chunk
+    (:data:`CHUNK` elements), every member and step at once, so it stays in the CPU's cache."""
     coef = np.asarray(raw, dtype=np.float32)
-    denom = _denominator(coef)
-    fused = in_dtype != "F64" and not all(_exact_product(c, in_dtype) for c in coef)
+    denom = denominator(coef)
+    fused = in_dtype != "F64" and not all(exact_product(c, in_dtype) for c in coef)
     mantissa = int(denom.view(np.uint32)) & 0x7FFFFF
     # dividing by a power of two is multiplying by its inverse, bit for bit, and cheaper
     scale = np.float32(1 / denom) if mantissa == 0 and 2.0**-100 < denom < 2.0**100 else None
-    plan = _Plan(coef, denom, scale, fused, in_dtype, out_dtype)
+    plan = Plan(coef, denom, scale, fused, in_dtype, out_dtype)
     for _ in range(n_blocks):
         tensors, bufs = prefetcher.next()
         for h, t in zip(hashes, tensors):
@@ -447,7 +307,7 @@ def _averaged_blocks(
             continue
         flat = [t.reshape(-1) for t in tensors]
         acc, out = accs.next(flat[0].size, out_dtype)
-        nonfinite, overflow = _average_part(acc, out, flat, accs.scratch, plan)
+        nonfinite, overflow = average_part(acc, out, flat, accs.scratch, plan)
         if nonfinite:
             count = int(acc.size - np.isfinite(acc).sum())
             what = f"{count} of {acc.size} values are" if n_blocks == 1 else f"{count} values are"

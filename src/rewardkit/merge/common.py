@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rewardkit.base import MANIFEST
-from rewardkit.errors import ModelError
+from rewardkit.errors import ModelError, RewardkitError
 from rewardkit.io import write_json
-from rewardkit.util import TOKENIZER_FILES, versions
+from rewardkit.manifest import MANIFEST
+from rewardkit.util import TOKENIZER_FILES, scaled_weights, versions
 from rewardkit.util import parse_size as _parse_size
 
 #: output dtype option -> safetensors dtype name
@@ -28,13 +28,14 @@ def parse_size(size: str | int) -> int:
 
 
 def check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
-    """The weights as given (1 each by default): ``n`` finite non-negative numbers with a positive sum."""
+    """The weights as given (1 each by default): ``n`` finite non-negative numbers, not all zero,
+    rescaled only where float32 arithmetic could not hold them (:func:`rewardkit.util.scaled_weights`)."""
     if weights is None:
         return [1.0] * n
-    w = [float(x) for x in weights]
-    if len(w) != n or not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) == 0:
-        raise ModelError(f"weights must be {n} finite non-negative numbers with a positive sum, got {w}")
-    return w
+    try:
+        return scaled_weights(weights, n)
+    except RewardkitError as e:
+        raise ModelError(str(e)) from None
 
 
 def normalize_weights(weights: Sequence[float] | None, n: int) -> list[float]:

@@ -56,7 +56,7 @@ def average_lora(
     """The exact average of LoRA members on one base, merged into the base (dense output). Every
     member's recorded base fingerprint is checked against the base (``base_model`` overrides its path)."""
 
-    from rewardkit.models.common import check_base, check_model_folder
+    from rewardkit.checkpoints import check_base, check_model_folder
 
     configs = [json.loads((s / "adapter_config.json").read_text()) for s in srcs]
     scalings = [lora_scaling(c, s) for c, s in zip(configs, srcs)]
@@ -73,7 +73,7 @@ def average_lora(
         raise ModelError(f"cannot merge: base model {base!r} not found (pass --base-model PATH)")
     check_model_folder(base, "base model")
     for s, m in zip(srcs, manifests):
-        check_base(s, m.get("base_fingerprint"), base)
+        check_base(s, m.get("base_fingerprint"), base, required="base_fingerprint" in m)
     readers: list[CheckpointReader] = []
     try:
         for s in srcs:
@@ -96,21 +96,22 @@ def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, f
     bad = [k for k in dense for r in readers[1:] if r.meta(k) != readers[0].meta(k)]
     if bad:
         raise mismatch("reward heads / saved modules differ in shape", bad)
-    from rewardkit.models.common import hf_load
+    from rewardkit.checkpoints import check_load_report, hf_load
 
     kind = manifests[0].get("kind", "explicit")
-    load = dict(dtype=torch.float32, use_safetensors=True)
+    load = dict(dtype=torch.float32, use_safetensors=True, output_loading_info=True)
     if kind == "implicit":
-        model = hf_load(AutoModelForCausalLM.from_pretrained, base, "base model", **load)
+        model, report = hf_load(AutoModelForCausalLM.from_pretrained, base, "base model", **load)
     else:
-        num_labels = manifests[0].get("num_heads", 1)
-        model = hf_load(
+        num_labels = manifests[0].get("num_heads") or 1
+        model, report = hf_load(
             AutoModelForSequenceClassification.from_pretrained,
             base,
             "base model",
             num_labels=num_labels,
             **load,
         )
+    check_load_report(report, base, new_head=kind != "implicit")  # heads come from the adapters
     fan_in_fan_out = {bool(c.get("fan_in_fan_out")) for c in configs}
     if len(fan_in_fan_out) > 1:
         raise ModelError("cannot merge: members disagree on fan_in_fan_out")

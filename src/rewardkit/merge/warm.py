@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from rewardkit.base import load_reward_model, pairwise_accuracy
+from rewardkit.base import pairwise_accuracy
 from rewardkit.data import PreferenceDataset, PreferencePair, as_pairs
-from rewardkit.errors import ModelError
+from rewardkit.io import refuse_existing
 from rewardkit.merge.average import weight_average
+from rewardkit.models.registry import load_reward_model
 
 
 def interpolate(
@@ -91,8 +92,7 @@ def train_warm(
     from rewardkit.train import train_reward_model
 
     out = Path(out)
-    if out.exists() and not force:
-        raise ModelError(f"{out}: already exists (pass force=True / --force to overwrite)")
+    refuse_existing(out, force)
     base_list = [bases] * len(grid) if isinstance(bases, (str, os.PathLike)) else list(bases)
     if len(base_list) != len(grid):
         raise ValueError(f"got {len(base_list)} base checkpoints for {len(grid)} grid entries")

@@ -1,6 +1,5 @@
-"""Reward model kinds. Each registers itself with ``load_reward_model`` when its module is imported
-(:func:`register_kinds` imports them all); the names here are resolved on first use, so importing a
-light helper such as ``rewardkit.models.common`` does not import torch through the model classes."""
+"""Reward model kinds, listed in :mod:`rewardkit.models.registry` (kind -> class path, and the loader);
+the names here are resolved on first use, so importing this package imports no torch."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ __all__ = ["BradleyTerryRM", "DPOImplicitRM", "EnsembleRM", "LengthPenalizedRM",
 
 
 def register_kinds() -> None:
-    """Import every kind's module, which registers it."""
+    """Deprecated (0.2): kinds are listed in :data:`rewardkit.models.registry.KINDS`; imports them all."""
     for module in dict.fromkeys(_EXPORTS.values()):
         importlib.import_module(module)
 

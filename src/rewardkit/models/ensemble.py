@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from rewardkit.base import RewardModel, load_reward_model, write_manifest
+from rewardkit.base import RewardModel
 from rewardkit.data import Prompt
-from rewardkit.errors import ModelError
-from rewardkit.io import atomic_dir
+from rewardkit.errors import ModelError, RewardkitError
+from rewardkit.io import atomic_dir, check_output
+from rewardkit.manifest import member_folder, read_manifest, write_manifest
 from rewardkit.templating import Texts
-from rewardkit.util import TOKENIZER_FILES
+from rewardkit.util import TOKENIZER_FILES, scaled_weights
 
 
 def agg_mean(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
@@ -55,12 +56,14 @@ def agg_weighted(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = N
     """Fixed member weights, normalised to sum 1."""
     if weights is None:
         raise ValueError("aggregation 'weighted' needs weights")
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (s.shape[0],) or not np.isfinite(w).all() or np.any(w < 0) or w.sum() == 0:
-        raise ValueError(
-            f"weights must be {s.shape[0]} finite non-negative numbers, not all zero (one per reward row: "
-            f"per model, head and LoRA adapter); got {w.tolist()}"
+    try:
+        w = np.asarray(
+            scaled_weights(
+                weights, s.shape[0], "reward row: per model, head and LoRA adapter"
+            )
         )
+    except RewardkitError as e:
+        raise ValueError(str(e)) from None
     return (w / w.sum()) @ s
 
 
@@ -125,7 +128,7 @@ class EnsembleRM(RewardModel):
         stats: dict[str, list[float]] | None = None,
         row_order: Sequence[int] | None = None,
     ):
-        n_rows = sum(getattr(m, "num_members", 1) for m in members)
+        n_rows = sum(m.num_members for m in members)
         if n_rows < 2:
             raise ModelError("an ensemble needs at least 2 members (models, heads or LoRA adapters)")
         if aggregation not in AGGREGATIONS:
@@ -159,7 +162,7 @@ class EnsembleRM(RewardModel):
 
     @property
     def num_members(self) -> int:
-        return sum(getattr(m, "num_members", 1) for m in self.members)
+        return sum(m.num_members for m in self.members)
 
     def fit_normalization(
         self, prompts: Sequence[Prompt], responses: Sequence[str]
@@ -190,22 +193,18 @@ class EnsembleRM(RewardModel):
         encoded: dict[str, list] = {}  # one tokenisation per distinct tokenizer / convention / max_length
         for i, m in enumerate(self.members):
             try:
-                if hasattr(m, "member_rows") and hasattr(m, "formatter"):
-                    key = m.formatter.encoding_key
-                    if key not in encoded:
-                        encoded[key] = texts.encode(m.formatter)
-                    rows.extend(m.member_rows(texts, items=encoded[key]))
-                else:
-                    rows.append(m.score_texts(texts))
+                key = m.encoding_key
+                if key is None:
+                    rows.extend(m.member_rows(texts))
+                    continue
+                if key not in encoded:
+                    encoded[key] = texts.encode(m.formatter)
+                rows.extend(m.member_rows(texts, items=encoded[key]))
             except ModelError as e:
                 raise ModelError(f"ensemble member #{i}: {e}") from None
         self.last_tokenizations = len(encoded)
         out = np.stack(rows).astype(np.float64)
         return out[self.row_order] if self.row_order is not None else out
-
-    def raw_member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        """[M, n] rewards of every member before normalisation."""
-        return self.raw_rows(Texts(list(prompts), list(responses)))
 
     def _normalized(self, raw: np.ndarray) -> np.ndarray:
         if self.normalize == "none":
@@ -225,13 +224,26 @@ class EnsembleRM(RewardModel):
         return EnsembleScores(agg.astype(np.float32), s.astype(np.float32), s.std(axis=0).astype(np.float32))
 
     def score_with_uncertainty(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> EnsembleScores:
-        return self.uncertainty(Texts(list(prompts), list(responses)))
+        return self.uncertainty(Texts.of(prompts, responses))
 
     def score_texts(self, texts: Texts) -> np.ndarray:
         return self.uncertainty(texts).aggregate
 
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        return self.score_texts(Texts(list(prompts), list(responses)))
+    def member_rows(self, texts: Texts, items: Sequence[Any] | None = None) -> np.ndarray:
+        """[num_members, n]: as a member of another ensemble, this one contributes its members' rows
+        (after its own normalisation), as a multi-head model contributes its heads."""
+        return self._normalized(self.raw_rows(texts)).astype(np.float32)
+
+    def score_columns(self, texts: Texts) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The aggregate, with each member's reward (``members``: [n, M]) and their ``std`` ([n])."""
+        u = self.uncertainty(texts)
+        return u.aggregate, {"members": u.members.T, "std": u.std}
+
+    def named_inputs(self) -> list[Path]:
+        out = [Path(p) for p in self.sources or ()]
+        for m in self.members:
+            out += m.named_inputs()
+        return out
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
         """Members are embedded as ``member_0``, ``member_1``... beside the manifest (copied from their
@@ -240,6 +252,7 @@ class EnsembleRM(RewardModel):
 
         if self.row_order is not None and self.sources is None:
             raise ModelError("an ensemble with reordered members saves from its source folders")
+        check_output(path, self.named_inputs(), "ensemble output")
         with atomic_dir(path, force=force) as tmp:
             names = []
             if self.sources is not None:
@@ -280,8 +293,8 @@ class EnsembleRM(RewardModel):
         explicit LoRA members trained on the same base that tokenise identically (tokenizer, convention,
         max_length) are loaded as adapters of one model (one copy of the base weights).
         ``load_kwargs`` go to every ``load_reward_model`` (e.g. ``base_model``, ``device``)."""
-        from rewardkit.base import read_manifest
         from rewardkit.io import check_distinct
+        from rewardkit.models.registry import load_reward_model
 
         check_distinct(paths, "ensemble member")
         paths = [Path(p) for p in paths]
@@ -289,10 +302,8 @@ class EnsembleRM(RewardModel):
             if not p.is_dir():
                 raise ModelError(f"{p}: reward model folder not found")
         groups: dict[tuple, list[int]] = {}
-        heads = []
         for i, p in enumerate(paths):
             man = read_manifest(p) or {}
-            heads.append(int(man.get("num_heads", 1)))
             shareable = share_base and man.get("kind") == "explicit" and man.get("lora")
             key = (
                 (
@@ -308,29 +319,27 @@ class EnsembleRM(RewardModel):
             )
             groups.setdefault(key, []).append(i)
         members, grouped = [], []  # grouped: path indices in the order their rows come out
+        rows: dict[int, int] = {}  # reward rows each path gives, as loaded (heads, nested members...)
         for idx in groups.values():
             rm = load_reward_model(paths[idx[0]], **(load_kwargs or {}))
             if len(idx) > 1:
                 rm.add_lora_members([paths[i] for i in idx[1:]])
             members.append(rm)
             grouped.extend(idx)
+            for i in idx:  # a shared-base group: every adapter gives the same number of heads
+                rows[i] = rm.num_members // len(idx)
         start, row = {}, 0  # first reward row of each path in the grouped order
         for i in grouped:
             start[i] = row
-            row += heads[i]
-        order = [start[i] + h for i in range(len(paths)) for h in range(heads[i])]
+            row += rows[i]
+        order = [start[i] + h for i in range(len(paths)) for h in range(rows[i])]
         ens = cls(members, row_order=None if order == sorted(order) else order, **kwargs)
         ens.sources = [str(p.resolve()) for p in paths]
         return ens
 
     @classmethod
     def _load(cls, path: Path, manifest: dict[str, Any], **kwargs: Any) -> EnsembleRM:
-        dirs = []
-        for rel in manifest["members"]:
-            member_dir = (path / rel).resolve()
-            if not member_dir.is_dir():
-                raise ModelError(f"{path}: ensemble member {rel!r} not found")
-            dirs.append(member_dir)
+        dirs = [member_folder(path, rel) for rel in manifest.get("members") or ()]
         return cls.from_paths(
             dirs,
             load_kwargs=kwargs,

@@ -19,15 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from rewardkit import adapters
 from rewardkit.base import RewardModel, write_manifest
-from rewardkit.data import Prompt
-from rewardkit.errors import ModelError
-from rewardkit.io import atomic_dir
-from rewardkit.logprobs import backbone_mask, is_causal_decoder
-from rewardkit.models.common import (
+from rewardkit.checkpoints import (
     base_fingerprint,
+    check_adapter_keys,
     check_base,
     check_finite_weights,
+    check_load_report,
     check_model_folder,
     hf_load,
     load_tokenizer,
@@ -36,7 +35,12 @@ from rewardkit.models.common import (
     resolve_device,
     resolve_dtype,
 )
-from rewardkit.scoring import Batch, score_encoded
+from rewardkit.data import Prompt
+from rewardkit.errors import ModelError
+from rewardkit.io import atomic_dir, check_output, protect
+from rewardkit.logprobs import backbone_mask, is_causal_decoder
+from rewardkit.manifest import named_folder
+from rewardkit.scoring import Batch, configure_engine, score_encoded
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 from rewardkit.util import unwrap_peft
 
@@ -137,17 +141,7 @@ def add_lora(
     target_modules: str | list[str] = "all-linear",
 ) -> nn.Module:
     """Wrap with LoRA on every linear layer of the backbone; the reward head is trained in full and saved."""
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
-        r=r,
-        lora_alpha=alpha if alpha is not None else 2 * r,
-        lora_dropout=dropout,
-        target_modules=target_modules,
-        exclude_modules=list(HEAD_NAMES),
-    )
-    return get_peft_model(model, config)
+    return adapters.add_lora(model, r, alpha, dropout, target_modules=target_modules, exclude=HEAD_NAMES)
 
 
 class BradleyTerryRM(RewardModel):
@@ -207,14 +201,16 @@ class BradleyTerryRM(RewardModel):
             raise ModelError("add_lora_members needs a LoRA reward model")
         if not self.adapter_names:
             self.adapter_names = [self.model.active_adapter]
-        from rewardkit.base import read_manifest
+        from rewardkit.manifest import read_manifest
 
         for p in paths:
             check_model_folder(p, "LoRA reward model", weights=False)
             if self.base_model:
-                check_base(p, (read_manifest(p) or {}).get("base_fingerprint"), self.base_model)
+                man = read_manifest(p) or {}
+                check_base(p, man.get("base_fingerprint"), self.base_model, required="base_fingerprint" in man)
             name = f"member_{len(self.adapter_names)}"
             hf_load(lambda q, n=name: self.model.load_adapter(q, adapter_name=n), p, "LoRA adapter")
+            check_adapter_keys(self.model, p, name)
             self.adapter_names.append(name)
         self.model.set_adapter(self.adapter_names[0])
         self.module.to(self.device).eval()
@@ -267,8 +263,9 @@ class BradleyTerryRM(RewardModel):
             ):
                 if hasattr(config, key):
                     setattr(config, key, dropout)
-        with quiet_transformers():  # "newly initialised score weights" is expected here
-            model = hf_load(
+        protect([path])
+        with quiet_transformers():  # a new head is expected; anything else missing is refused below
+            model, report = hf_load(
                 AutoModelForSequenceClassification.from_pretrained,
                 path,
                 "model",
@@ -276,12 +273,14 @@ class BradleyTerryRM(RewardModel):
                 dtype=resolve_dtype(dtype, dev),
                 trust_remote_code=trust_remote_code,
                 use_safetensors=True,
+                output_loading_info=True,
             )
+        check_load_report(report, path, new_head=True)
         init_head(model, head_seed)
         if lora_r:
-            with torch.random.fork_rng(devices=[]):  # LoRA's A matrices: seeded with the head
-                torch.manual_seed(head_seed)
-                model = add_lora(model, lora_r, lora_alpha, lora_dropout)
+            model = adapters.add_lora(  # LoRA's A matrices: seeded with the head
+                model, lora_r, lora_alpha, lora_dropout, exclude=HEAD_NAMES, seed=head_seed
+            )
         return cls(
             model,
             tok,
@@ -293,6 +292,13 @@ class BradleyTerryRM(RewardModel):
 
     def _rewards(self, batch: Batch) -> torch.Tensor:
         return self.module(batch.input_ids, batch.attention_mask)
+
+    @property
+    def encoding_key(self) -> str:  # type: ignore[override]
+        return self.formatter.encoding_key
+
+    def configure(self, chat_template: str | None = None, **engine: Any) -> None:
+        configure_engine(self, chat_template, **engine)
 
     def member_rows(self, texts: Texts, items: Sequence[Encoded] | None = None) -> np.ndarray:
         """[num_members, n] rewards: every head of every LoRA adapter; tokenised once (or pass ``items``
@@ -312,16 +318,15 @@ class BradleyTerryRM(RewardModel):
 
     def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         """[num_members, n] rewards of every head / LoRA adapter."""
-        return self.member_rows(Texts(list(prompts), list(responses)))
+        return self.member_rows(Texts.of(prompts, responses))
 
     def score_texts(self, texts: Texts) -> np.ndarray:
         """A multi-head / multi-adapter model returns the mean of its members."""
         scores = self.member_rows(texts)
         return scores[0] if len(scores) == 1 else scores.mean(axis=0).astype(np.float32)
 
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        """One reward per (prompt, response); a multi-head / multi-adapter model returns the mean."""
-        return self.score_texts(Texts(list(prompts), list(responses)))
+    def named_inputs(self) -> list[Path]:
+        return [Path(p) for p in (self.source, self.base_model if self.is_lora else None) if p]
 
     def save(
         self,
@@ -343,6 +348,7 @@ class BradleyTerryRM(RewardModel):
 
             model = copy.deepcopy(model).merge_and_unload()
         check_finite_weights(model, self.source or "reward model")
+        check_output(path, self.named_inputs(), "reward model output")
         with atomic_dir(path, force=force, keep=keep) as tmp:
             model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
@@ -383,26 +389,38 @@ class BradleyTerryRM(RewardModel):
             from peft import PeftModel
 
             base = base_model or manifest.get("base_model")
+            if base and base_model is None:
+                base = str(named_folder(path, "base_model", base))
             if not base or not Path(base).is_dir():
                 raise ModelError(
                     f"{path}: LoRA reward model needs its base model, not found at {base!r} "
                     "(pass --base-model PATH / base_model=...)"
                 )
             check_model_folder(base, "base model")
-            check_base(path, manifest.get("base_fingerprint"), base)
-            with quiet_transformers():
-                model = hf_load(
+            check_base(path, manifest.get("base_fingerprint"), base, required="base_fingerprint" in manifest)
+            with quiet_transformers():  # the head comes from the adapter (checked below)
+                model, report = hf_load(
                     AutoModelForSequenceClassification.from_pretrained,
                     base,
                     "base model",
-                    num_labels=manifest.get("num_heads", 1),
+                    num_labels=manifest.get("num_heads") or 1,
+                    output_loading_info=True,
                     **load,
                 )
+            check_load_report(report, base, new_head=True)
             if "pad_token_id" in manifest:  # the id the reward was read at in training
                 model.config.get_text_config().pad_token_id = manifest["pad_token_id"]
             model = hf_load(lambda p: PeftModel.from_pretrained(model, p), path, "LoRA adapter")
+            check_adapter_keys(model, path)
         else:
-            model = hf_load(AutoModelForSequenceClassification.from_pretrained, path, "reward model", **load)
+            model, report = hf_load(
+                AutoModelForSequenceClassification.from_pretrained,
+                path,
+                "reward model",
+                output_loading_info=True,
+                **load,
+            )
+            check_load_report(report, path)
             base = None
         rm = cls(
             model,

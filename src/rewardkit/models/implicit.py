@@ -25,14 +25,12 @@ import torch
 from torch import nn
 
 from rewardkit.base import RewardModel, write_manifest
-from rewardkit.data import Prompt
-from rewardkit.errors import ModelError
-from rewardkit.io import atomic_dir
-from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
-from rewardkit.models.common import (
+from rewardkit.checkpoints import (
     base_fingerprint,
+    check_adapter_keys,
     check_base,
     check_finite_weights,
+    check_load_report,
     check_model_folder,
     hf_load,
     load_tokenizer,
@@ -40,7 +38,12 @@ from rewardkit.models.common import (
     resolve_device,
     resolve_dtype,
 )
-from rewardkit.scoring import Batch, score_encoded
+from rewardkit.data import Prompt
+from rewardkit.errors import ModelError
+from rewardkit.io import atomic_dir, check_output, protect
+from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
+from rewardkit.manifest import model_dependencies, named_folder
+from rewardkit.scoring import Batch, configure_engine, score_encoded
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 
 Reduction = Literal["sum", "mean"]
@@ -57,14 +60,18 @@ def load_causal_lm(
     trust_remote_code: bool = False,
     base_model: str | os.PathLike | None = None,
     fingerprint: str | None = None,
+    fingerprint_required: bool = False,
 ):
     """A causal LM from a full checkpoint, or base + LoRA adapter from an adapter folder (the base from
-    ``base_model``, else the adapter's config; checked against ``fingerprint`` when recorded)."""
+    ``base_model``, else the adapter's config; checked against ``fingerprint`` when recorded, and
+    refused without one when ``fingerprint_required``). Its tensors must be exactly the architecture's
+    (:func:`rewardkit.checkpoints.check_load_report`); its folders join the run's inputs."""
     from transformers import AutoModelForCausalLM
 
     path = check_model_folder(path, "model", weights=not is_adapter_dir(path))
+    protect(model_dependencies(path, base_model))
     dt = resolve_dtype(dtype, device)
-    load = dict(dtype=dt, trust_remote_code=trust_remote_code, use_safetensors=True)
+    load = dict(dtype=dt, trust_remote_code=trust_remote_code, use_safetensors=True, output_loading_info=True)
     if is_adapter_dir(path):
         from peft import PeftModel
 
@@ -76,11 +83,14 @@ def load_causal_lm(
                 f"{path}: LoRA adapter needs its base model, not found at {base!r} (pass --base-model PATH)"
             )
         check_model_folder(base, "base model")
-        check_base(path, fingerprint, base)
-        model = hf_load(AutoModelForCausalLM.from_pretrained, base, "base model", **load)
+        check_base(path, fingerprint, base, required=fingerprint_required)
+        model, report = hf_load(AutoModelForCausalLM.from_pretrained, base, "base model", **load)
+        check_load_report(report, base)
         model = hf_load(lambda p: PeftModel.from_pretrained(model, p), path, "LoRA adapter")
+        check_adapter_keys(model, path)
     else:
-        model = hf_load(AutoModelForCausalLM.from_pretrained, path, "model", **load)
+        model, report = hf_load(AutoModelForCausalLM.from_pretrained, path, "model", **load)
+        check_load_report(report, path)
     return model.to(device).eval()
 
 
@@ -159,12 +169,15 @@ class DPOImplicitRM(RewardModel):
         chat_template: ChatTemplateMode = "auto",
         base_model: str | os.PathLike | None = None,
         base_fingerprint: str | None = None,
+        fingerprint_required: bool = False,
         **kwargs: Any,
     ) -> DPOImplicitRM:
         """From any two causal LMs (no training needed), or a LoRA policy folder alone (reference = its
         base; ``base_model`` overrides where the base is)."""
         dev = resolve_device(device)
-        pol = load_causal_lm(policy, dev, dtype, trust_remote_code, base_model, base_fingerprint)
+        pol = load_causal_lm(
+            policy, dev, dtype, trust_remote_code, base_model, base_fingerprint, fingerprint_required
+        )
         ref = (
             None
             if reference is None or reference_free
@@ -204,6 +217,13 @@ class DPOImplicitRM(RewardModel):
             diff = diff / n.clamp(min=1)
         return self.beta * diff
 
+    @property
+    def encoding_key(self) -> str:  # type: ignore[override]
+        return self.formatter.encoding_key
+
+    def configure(self, chat_template: str | None = None, **engine: Any) -> None:
+        configure_engine(self, chat_template, **engine)
+
     def member_rows(self, texts: Texts, items: Sequence[Encoded] | None = None) -> np.ndarray:
         """[1, n] rewards; ``items`` may come from another model with the same ``formatter.encoding_key``."""
         if items is None:
@@ -211,22 +231,27 @@ class DPOImplicitRM(RewardModel):
         return score_encoded(self, items, self._rewards)[None]
 
     def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        return self.member_rows(Texts(list(prompts), list(responses)))
+        return self.member_rows(Texts.of(prompts, responses))
 
     def score_texts(self, texts: Texts) -> np.ndarray:
         return self.member_rows(texts)[0]
 
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        return self.score_texts(Texts(list(prompts), list(responses)))
+    def _base_path(self) -> str | None:
+        base = getattr(self.policy, "peft_config", {}).get("default")
+        return base.base_model_name_or_path if base is not None else None
+
+    def named_inputs(self) -> list[Path]:
+        return [Path(p) for p in (self.source, self.reference_path, self._base_path()) if p]
 
     def save(self, path: str | os.PathLike, *, force: bool = False, keep: Sequence[str] = ()) -> None:
         """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,
         reduction and the reference (a path, or ``null`` = the LoRA policy's base)."""
         if self.reference is not None and not self.reference_path:
             raise ModelError("cannot save: the reference model has no path on disk (set reference_path)")
-        base = getattr(self.policy, "peft_config", {}).get("default")
-        base_path = base.base_model_name_or_path if base is not None else None
+        base_path = self._base_path()
+        base_path = str(Path(base_path).resolve()) if base_path and Path(base_path).is_dir() else base_path
         check_finite_weights(self.policy, self.source or "DPO policy")
+        check_output(path, self.named_inputs(), "reward model output")
         with atomic_dir(path, force=force, keep=keep) as tmp:
             self.policy.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
@@ -260,8 +285,12 @@ class DPOImplicitRM(RewardModel):
         **kwargs: Any,
     ) -> DPOImplicitRM:
         ref = manifest.get("reference")
-        if ref is not None and not Path(ref).exists():
-            raise ModelError(f"{path}: reference model not found at {ref!r}")
+        if ref is not None:
+            ref = named_folder(path, "reference", ref)
+            if not ref.exists():
+                raise ModelError(f"{path}: reference model not found at {str(ref)!r}")
+        if base_model is None and manifest.get("base_model"):
+            base_model = named_folder(path, "base_model", manifest["base_model"])
         rm = cls.from_pretrained(
             path,
             ref,
@@ -275,6 +304,7 @@ class DPOImplicitRM(RewardModel):
             chat_template=manifest.get("chat_template", "auto"),
             base_model=base_model,
             base_fingerprint=manifest.get("base_fingerprint"),
+            fingerprint_required=bool(manifest.get("lora")) and "base_fingerprint" in manifest,
             **kwargs,
         )
         rm.source = str(path)

@@ -16,18 +16,17 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from rewardkit.base import RewardModel, load_reward_model, write_manifest
+from rewardkit.base import RewardModel
 from rewardkit.data import Prompt
 from rewardkit.errors import DataError, ModelError
 from rewardkit.io import atomic_dir
-from rewardkit.templating import Texts
+from rewardkit.manifest import member_folder, write_manifest
+from rewardkit.templating import UNITS, Texts, Unit, text_length  # noqa: F401  (0.2 names)
 
-Unit = Literal["tokens", "chars", "words"]
-UNITS = ("tokens", "chars", "words")
 Reference = str | float | int | Callable[[Prompt, str], float]
 
 
@@ -35,22 +34,6 @@ def length_penalty(response_length: np.ndarray, reference_length: np.ndarray, al
     """``alpha * max(0, l_res / l_ref - 1)``, elementwise ([n] arrays; ``l_ref > 0``)."""
     ratio = np.asarray(response_length, dtype=np.float64) / np.asarray(reference_length, dtype=np.float64)
     return alpha * np.maximum(0.0, ratio - 1.0)
-
-
-def text_length(texts: Sequence[str], unit: Unit, tokenizer=None) -> np.ndarray:
-    """Lengths of ``texts`` in ``unit``: tokens (``tokenizer``, no special tokens), characters or words."""
-    if unit == "chars":
-        return np.array([len(t) for t in texts], dtype=np.float64)
-    if unit == "words":
-        return np.array([len(t.split()) for t in texts], dtype=np.float64)
-    if unit == "tokens":
-        if tokenizer is None:
-            raise ModelError(
-                "length unit 'tokens' needs a tokenizer: use 'chars' or 'words', or pass tokenizer="
-            )
-        ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
-        return np.array([len(x) for x in ids], dtype=np.float64)
-    raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
 
 
 @dataclass(frozen=True)
@@ -126,11 +109,13 @@ class LengthPenalizedRM(RewardModel):
         if len(values) != n:
             raise DataError(f"got {len(values)} references for {n} responses")
         out = np.empty(n)
-        text_idx = [i for i, v in enumerate(values) if isinstance(v, str)]
-        if text_idx:
-            out[text_idx] = text_length([values[i] for i in text_idx], self.unit, self.tokenizer)
+        texts_at = [i for i, v in enumerate(values) if isinstance(v, str)]
+        if texts_at:  # each distinct reference measured once (a pair's two responses share theirs)
+            distinct = list(dict.fromkeys(values[i] for i in texts_at))
+            length = dict(zip(distinct, text_length(distinct, self.unit, self.tokenizer)))
+            out[texts_at] = [length[values[i]] for i in texts_at]
         for i, v in enumerate(values):
-            if i in text_idx:
+            if isinstance(v, str):
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise DataError(f"example {i}: reference must be a text or a length, got {type(v).__name__}")
@@ -139,6 +124,10 @@ class LengthPenalizedRM(RewardModel):
         if bad.size:
             raise DataError(f"example {int(bad[0])}: reference length {out[bad[0]]} (must be positive)")
         return out
+
+    @property
+    def members(self) -> list[RewardModel]:  # type: ignore[override]
+        return [self.rm]
 
     def detailed(self, texts: Texts, references: Sequence[Any] | None = None) -> PenalizedScores:
         """Raw reward, penalty and penalised reward apart (e.g. for eval tables and the CLI)."""
@@ -156,7 +145,15 @@ class LengthPenalizedRM(RewardModel):
     ) -> np.ndarray:
         """One penalised reward per (prompt, response); ``references``: one reference text or length each
         (needed when the reference is a record field and there are no records)."""
-        return self.detailed(Texts(list(prompts), list(responses)), references).reward.astype(np.float32)
+        return self.detailed(Texts.of(prompts, responses), references).reward.astype(np.float32)
+
+    def score_columns(self, texts: Texts) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The penalised reward, with the ``raw`` reward and the ``penalty`` apart."""
+        d = self.detailed(texts)
+        return d.reward.astype(np.float32), {"raw": d.raw, "penalty": d.penalty}
+
+    def named_inputs(self) -> list[Path]:
+        return self.rm.named_inputs()
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
         """The wrapped model under ``model/`` beside the manifest (alpha, unit, reference)."""
@@ -180,7 +177,9 @@ class LengthPenalizedRM(RewardModel):
         ref = manifest.get("length_reference") or {}
         if not isinstance(ref, dict) or not ({"field", "length"} & set(ref)):
             raise ModelError(f"{path}: manifest field 'length_reference' must hold 'field' or 'length'")
-        inner = load_reward_model(path / str(manifest.get("model", "model")), **kwargs)
+        from rewardkit.models.registry import load_reward_model
+
+        inner = load_reward_model(member_folder(path, str(manifest.get("model") or "model")), **kwargs)
         rm = cls(
             inner,
             manifest.get("alpha", 0.5),

@@ -18,7 +18,7 @@ _EXPORTS = {
     "dpo_loss": "rewardkit.train.losses",
     "reward_model_loss": "rewardkit.train.losses",
     "train_dpo": "rewardkit.train.dpo",
-    "train_reward_model": "rewardkit.train.trainer",
+    "train_reward_model": "rewardkit.train.bradley_terry",
 }
 
 __all__ = [
@@ -37,7 +37,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
+    from rewardkit.train.bradley_terry import train_reward_model
     from rewardkit.train.config import DPOTrainingConfig, RewardTrainingConfig
     from rewardkit.train.dpo import train_dpo
     from rewardkit.train.losses import bradley_terry_loss, centering_penalty, dpo_loss, reward_model_loss
-    from rewardkit.train.trainer import train_reward_model

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rewardkit.util import lazy_exports
 
 ChatTemplate = Literal["auto", "always", "never"]
 CHAT_TEMPLATE_HELP = (
@@ -41,9 +43,9 @@ class RewardTrainingConfig(BaseModel):
     num_heads: int = Field(
         1, ge=1, description="independent reward heads on one backbone (multi-head ensemble)"
     )
-    seed: int = Field(0, description="everything not covered by head_seed / data_seed (e.g. dropout)")
-    head_seed: int = Field(0, description="reward-head (and LoRA) initialisation")
-    data_seed: int = Field(0, description="order of the training pairs")
+    seed: int = Field(0, ge=0, lt=2**32, description="everything not covered by head_seed / data_seed (e.g. dropout)")
+    head_seed: int = Field(0, ge=0, lt=2**32, description="reward-head (and LoRA) initialisation")
+    data_seed: int = Field(0, ge=0, lt=2**32, description="order of the training pairs")
     margin_field: str | None = Field(None, description="metadata field holding a per-pair margin")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     center_coef: float = Field(0.0, ge=0, description="centring penalty coefficient (Eisenstein et al.)")
@@ -83,8 +85,8 @@ class DPOTrainingConfig(BaseModel):
     lora_r: int | None = Field(None, ge=1)
     lora_alpha: float | None = None
     lora_dropout: float = Field(0.0, ge=0, lt=1)
-    seed: int = 0
-    data_seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32)
+    data_seed: int = Field(0, ge=0, lt=2**32)
     group_by_length: bool = Field(True, description="batches of similar length (less padding), random order")
     logging_steps: int = Field(10, ge=1)
     save_checkpoints: bool = Field(False, description="keep checkpoints under OUT/checkpoints (resumable)")
@@ -98,22 +100,6 @@ class DPOTrainingConfig(BaseModel):
         return self
 
 
-class MergeConfig(BaseModel):
-    """``rewardkit merge`` settings (CLI flags or a YAML file); written back next to the output."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    sources: list[str] = Field(..., min_length=2, description="reward model folders to average")
-    out: str
-    weights: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="finite, non-negative; normalised to sum 1; default uniform"
-    )
-    dtype: Literal["float32", "bfloat16", "float16"] | None = None
-    shard_size: str | int = Field("2GB", description="largest output shard: bytes, or e.g. 2GB / 500MB")
-
-    @model_validator(mode="after")
-    def _check(self) -> MergeConfig:
-        from rewardkit.util import parse_size
-
-        parse_size(self.shard_size, "shard size")  # a one-line error for 0, negative or unreadable sizes
-        return self
+# 0.2's home of the merge settings (they live with the merge now), resolved on use
+__getattr__, _ = lazy_exports(__name__, {"MergeConfig": "rewardkit.merge.config"})

@@ -23,21 +23,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from rewardkit.data import as_pairs
-from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
-from rewardkit.models.common import (
+from rewardkit.adapters import add_lora
+from rewardkit.checkpoints import (
     cast_like_loaded,
     load_tokenizer,
     model_context,
     resolve_device,
     resolve_dtype,
 )
+from rewardkit.data import as_pairs
+from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
 from rewardkit.models.implicit import DPOImplicitRM, adapter_disabled, load_causal_lm
 from rewardkit.scoring import run_batches
 from rewardkit.templating import Formatter
 from rewardkit.train.config import DPOTrainingConfig
 from rewardkit.train.losses import dpo_loss
-from rewardkit.train.trainer import (
+from rewardkit.train.pairs import (
     PairCollator,
     PairDataset,
     PairTrainer,
@@ -141,20 +142,9 @@ def train_dpo(
     tok = load_tokenizer(model)
     policy = load_causal_lm(model, device, torch.float32)
     if config.lora_r:
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            policy = get_peft_model(
-                policy,
-                LoraConfig(
-                    task_type=TaskType.CAUSAL_LM,
-                    r=config.lora_r,
-                    lora_dropout=config.lora_dropout,
-                    lora_alpha=config.lora_alpha if config.lora_alpha is not None else 2 * config.lora_r,
-                    target_modules="all-linear",
-                ),
-            )
+        policy = add_lora(
+            policy, config.lora_r, config.lora_alpha, config.lora_dropout, task="CAUSAL_LM", seed=config.seed
+        )
     verify_logits(policy)
     formatter = Formatter(tok, config.max_length, config.chat_template, context=model_context(policy))
     datasets = [PairDataset(train_pairs, formatter, boundary=True)] + (

@@ -13,7 +13,9 @@ TRL's (GRPO, PPO, DPO, RLOO) and rewardkit's own. Only trainable parameters are 
 the EMA and the initial copy are adapter-sized; both live on the CPU by default (as in the paper).
 Under DDP every rank holds the full parameters and applies identical updates, so the copies agree;
 FSDP and DeepSpeed shard the parameters and are refused. The EMA and initial copies are saved in every
-checkpoint (``elastic_reset.safetensors``) and restored on resume.
+checkpoint (``elastic_reset.safetensors``) and restored on resume; resuming from a checkpoint without
+them is refused (the resumed weights are not the initial model). As in the paper, only the policy is
+reset: a value model (TRL's PPO wraps ``policy`` and ``value_model``) or value head is kept.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from rewardkit.errors import ModelError
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "elastic_reset.safetensors"
+#: module names of a value function (TRL's PolicyAndValueWrapper.value_model, value heads): never reset
+VALUE_MODULES = ("value_model", "v_head", "value_head")
 
 
 class ElasticResetCallback(TrainerCallback):
@@ -39,7 +43,8 @@ class ElasticResetCallback(TrainerCallback):
     ``ema_device``: where the EMA and initial copies live (``"cpu"``; ``None``: beside the parameters).
     ``optimizer_state``: what happens to the optimizer's per-parameter state (Adam's moments) at a reset:
     ``"reset"`` (default) clears it, so the restarted model is not pushed back along the pre-reset
-    trajectory by stale momentum; ``"keep"`` leaves it.
+    trajectory by stale momentum; ``"keep"`` leaves it. ``keep_modules``: parameters under these module
+    names are never tracked nor reset (the value function Elastic Reset maintains).
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class ElasticResetCallback(TrainerCallback):
         *,
         ema_device: str | torch.device | None = "cpu",
         optimizer_state: Literal["reset", "keep"] = "reset",
+        keep_modules: tuple[str, ...] = VALUE_MODULES,
     ):
         if not isinstance(reset_every, int) or reset_every < 1:
             raise ModelError(f"reset_every must be a positive integer, got {reset_every!r}")
@@ -58,6 +64,7 @@ class ElasticResetCallback(TrainerCallback):
             raise ModelError(f"optimizer_state must be 'reset' or 'keep', got {optimizer_state!r}")
         self.reset_every, self.ema_decay = reset_every, float(ema_decay)
         self.ema_device, self.optimizer_state = ema_device, optimizer_state
+        self.keep_modules = tuple(keep_modules)
         self.params: dict[str, torch.nn.Parameter] = {}
         self.ema: dict[str, torch.Tensor] = {}
         self.init: dict[str, torch.Tensor] = {}
@@ -71,16 +78,31 @@ class ElasticResetCallback(TrainerCallback):
             raise ModelError(
                 "Elastic Reset needs every rank to hold full parameters: FSDP and DeepSpeed are refused"
             )
-        self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.params = {
+            n: p
+            for n, p in model.named_parameters()
+            if p.requires_grad and not any(k in n.split(".") for k in self.keep_modules)
+        }
         if not self.params:
             raise ModelError("Elastic Reset: the model has no trainable parameters")
         saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / STATE_FILE
-        if state.global_step > 0 and saved.is_file():  # resuming: restore the EMA and initial copies
+        if state.global_step > 0:  # resuming: restore the EMA and initial copies
+            if not saved.is_file():
+                raise ModelError(
+                    f"{saved.parent}: resuming at step {state.global_step} without {STATE_FILE}: the "
+                    "initial weights Elastic Reset returns to cannot be restored (was the run trained "
+                    "with Elastic Reset?)"
+                )
             from safetensors.torch import load_file
 
-            blob = load_file(saved, device=str(self.ema_device or "cpu"))
-            self.ema = {n: blob[f"ema.{n}"] for n in self.params}
-            self.init = {n: blob[f"init.{n}"] for n in self.params}
+            blob = load_file(saved, device="cpu")
+            missing = [n for n in self.params if f"ema.{n}" not in blob or f"init.{n}" not in blob]
+            if missing:
+                raise ModelError(
+                    f"{saved}: no saved EMA / initial copy of {len(missing)} parameter(s): {missing[:3]}"
+                )
+            self.ema = {n: self._copy(blob[f"ema.{n}"].to(p.device)) for n, p in self.params.items()}
+            self.init = {n: self._copy(blob[f"init.{n}"].to(p.device)) for n, p in self.params.items()}
         else:
             self.init = {n: self._copy(p) for n, p in self.params.items()}
             self.ema = {n: t.clone() for n, t in self.init.items()}
