@@ -92,7 +92,7 @@ def test_bootstrap_memory_is_bounded_and_draws_are_unchanged(monkeypatch):
 
 
 def test_eval_n_boot_reaches_the_paired_test():
-    from rewardkit.eval.shift import report_from_correctness
+    from rewardkit.eval.evaluator import report_from_correctness
 
     per = {"a": {"id": np.ones(40)}, "b": {"id": np.r_[np.zeros(38), np.ones(2)]}}
     p = {n: report_from_correctness(per, n_boot=n).paired_tests[0]["p_value"] for n in (100, 5000)}

@@ -67,45 +67,6 @@ def test_pad_equals_eos_reads_where_hf_reads(tiny_lm_pad_eos):
     assert np.abs(out - scores).max() <= 1e-5
 
 
-def test_chat_template_no_double_bos(tmp_path):
-    from rewardkit.synthetic import vocabulary
-    from rewardkit.tiny import build_tiny_model
-
-    path = build_tiny_model(tmp_path / "m", words=vocabulary() + ["<s>"])
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.add_special_tokens({"bos_token": "<s>"})
-    tok.chat_template = "{{ bos_token }}" + tok.chat_template
-    tok.save_pretrained(path)
-    rm = BradleyTerryRM.from_pretrained(path)
-    enc = rm.formatter.encode([{"role": "user", "content": "please tell me"}], "good")
-    assert enc.ids.count(tok.bos_token_id) == 1 and enc.ids[0] == tok.bos_token_id
-
-
-def test_response_boundary(tiny_lm):
-    rm = BradleyTerryRM.from_pretrained(tiny_lm)
-    enc = rm.formatter.encode([{"role": "user", "content": "tell me"}], "good answer")
-    toks = rm.tokenizer.convert_ids_to_tokens(enc.ids)
-    assert toks[enc.response_start - 2 : enc.response_start] == ["<|im_start|>", "assistant"]
-    assert toks[enc.response_start :] == ["good", "<unk>", "<|im_end|>"]
-    assert not enc.merged
-
-
-def test_template_rendering_the_prompt_differently_starts_the_response_where_they_differ(tiny_lm):
-    """A template whose generation prompt differs from how it renders the assistant turn: the response
-    starts at the common prefix (TRL's rule) and the encoding is flagged, never silently misaligned."""
-    rm = BradleyTerryRM.from_pretrained(tiny_lm)
-    rm.tokenizer.chat_template = (
-        "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
-        "{% if add_generation_prompt %}system{% endif %}"
-    )
-    rm.formatter = type(rm.formatter)(rm.tokenizer, None, "auto")
-    enc = rm.formatter.encode([{"role": "user", "content": "tell me"}], "good")
-    toks = rm.tokenizer.convert_ids_to_tokens(enc.ids)
-    assert toks == ["user", "tell", "me", "assistant", "good"] and enc.response_start == 3 and enc.merged
-
-
 def test_no_template_and_encoder_paths(tiny_bert, tmp_path):
     from rewardkit.tiny import build_tiny_model
 
@@ -204,13 +165,3 @@ def test_default_device_is_this_ranks_gpu(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device(None) == torch.device("cpu")
-
-
-def test_prompt_cache_is_bounded(tiny_lm, monkeypatch):
-    import rewardkit.templating as templating
-
-    monkeypatch.setattr(templating, "PROMPT_CACHE_SIZE", 3)
-    rm = BradleyTerryRM.from_pretrained(tiny_lm)
-    for i in range(10):
-        rm.formatter.encode(f"tell me {'good ' * i}", " ok")
-    assert len(rm.formatter._prompt_cache) == 3

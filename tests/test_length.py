@@ -144,3 +144,25 @@ def test_cli_score_and_eval_with_a_length_penalty(rm, tmp_path, capsys):
     assert list(report["models"]) == ["base", "base+LP"]
     assert report["lengths"]["all"] == {"chosen": 2.5, "rejected": 2.5, "unit": "words"}
     assert "Length bias" in capsys.readouterr().out
+
+
+def test_evaluate_scores_a_penalised_models_inner_model_once(rm, monkeypatch):
+    """eval --length-penalty reports NAME and NAME+LP: the wrapped model is scored once per split and
+    the penalised margins equal scoring the wrapper on its own."""
+    from rewardkit.eval import evaluate
+
+    pairs = PreferenceDataset(
+        [PreferencePair("tell me", " good clear kind", " bad", {"reference": 2})] * 3
+        + [PreferencePair("tell me", " good", " bad bad bad bad", {"reference": 2})] * 2
+    )
+    lp = LengthPenalizedRM(rm, alpha=0.5, reference="reference", unit="words")
+    alone = lp.score_pairs(pairs).accuracy()
+    calls = []
+    real = type(rm).score_texts
+    monkeypatch.setattr(
+        type(rm), "score_texts", lambda self, texts: calls.append(len(texts)) or real(self, texts)
+    )
+    report = evaluate({"m": rm, "m+LP": lp}, {"id": pairs, "ood": pairs}, n_boot=50)
+    assert calls == [10, 10]  # one call per split for both models
+    assert report.models["m+LP"]["splits"]["id"]["accuracy"] == pytest.approx(alone)
+    assert report.models["m"]["splits"]["id"]["accuracy"] == pytest.approx(rm.score_pairs(pairs).accuracy())

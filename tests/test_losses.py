@@ -1,8 +1,9 @@
 import math
 
+import pytest
 import torch
 
-from rewardkit.train.losses import bradley_terry_loss, centering_penalty, reward_model_loss
+from rewardkit.train.losses import bradley_terry_loss, centering_penalty, dpo_loss, reward_model_loss
 
 
 def test_bt_loss_hand_computed():
@@ -33,3 +34,24 @@ def test_bt_loss_gradient_is_sigmoid():
     bradley_terry_loss(c, torch.tensor([0.0])).sum().backward()
     # d/dc -log sigmoid(c) = -(1 - sigmoid(c))
     assert abs(c.grad.item() + (1 - torch.sigmoid(torch.tensor(0.3)).item())) < 1e-6
+
+
+def test_dpo_loss_hand_computed():
+    pc, pr, rc, rr = (torch.tensor([x]) for x in (-1.0, -3.0, -2.0, -2.0))
+    # h = (-1 + 2) - (-3 + 2) = 2; beta = 0.5 -> -log sigmoid(1) = log(1 + e^-1)
+    losses, r_c, r_r = dpo_loss(pc, pr, rc, rr, beta=0.5)
+    assert abs(losses.item() - math.log1p(math.exp(-1))) < 1e-6
+    assert (r_c.item(), r_r.item()) == (0.5, -0.5)
+    ls, _, _ = dpo_loss(pc, pr, rc, rr, beta=0.5, label_smoothing=0.2)
+    assert abs(ls.item() - (0.8 * math.log1p(math.exp(-1)) + 0.2 * math.log1p(math.exp(1)))) < 1e-6
+    # IPO is length-normalised (TRL): rho_c / n_c - rho_r / n_r = 1/2 - (-1)/4 = 0.75; 1/(2 beta) = 1
+    n_c, n_r = torch.tensor([2.0]), torch.tensor([4.0])
+    ipo = dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="ipo", chosen_lengths=n_c, rejected_lengths=n_r)[0]
+    assert abs(ipo.item() - (0.75 - 1) ** 2) < 1e-6
+    with pytest.raises(ValueError, match="needs the response lengths"):
+        dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="ipo")
+    with pytest.raises(ValueError, match="sigmoid loss only"):
+        dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="hinge", label_smoothing=0.1)
+    assert abs(dpo_loss(pc, pr, rc, rr, beta=0.25, loss_type="hinge")[0].item() - 0.5) < 1e-6
+    with pytest.raises(ValueError, match="unknown DPO loss"):
+        dpo_loss(pc, pr, rc, rr, beta=0.5, loss_type="kto")

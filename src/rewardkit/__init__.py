@@ -18,6 +18,10 @@ _EXPORTS: dict[str, str] = {
     "RewardModel": "rewardkit.base",
     "load_reward_model": "rewardkit.models.registry",
     "pairwise_accuracy": "rewardkit.base",
+    "Texts": "rewardkit.templating",
+    "EnsembleScores": "rewardkit.models.ensemble",
+    "PenalizedScores": "rewardkit.models.length",
+    "register_kind": "rewardkit.models.registry",
     "PreferenceDataset": "rewardkit.data",
     "PreferencePair": "rewardkit.data",
     "load_preferences": "rewardkit.data",
@@ -44,19 +48,23 @@ __all__ = [
     "DataError",
     "ElasticResetCallback",
     "EnsembleRM",
+    "EnsembleScores",
     "LengthPenalizedRM",
     "ModelError",
     "PairScores",
+    "PenalizedScores",
     "PreferenceDataset",
     "PreferencePair",
     "RemoteRewardModel",
     "RewardModel",
     "RewardTrainingConfig",
     "RewardkitError",
+    "Texts",
     "demo_model_path",
     "load_preferences",
     "load_reward_model",
     "pairwise_accuracy",
+    "register_kind",
     "train_dpo",
     "train_reward_model",
 ]
@@ -70,12 +78,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as ordinary imports
     from rewardkit.data import PreferenceDataset, PreferencePair, load_preferences
     from rewardkit.demo import demo_model_path
     from rewardkit.errors import DataError, ModelError, RewardkitError
-    from rewardkit.models.ensemble import EnsembleRM
+    from rewardkit.models.ensemble import EnsembleRM, EnsembleScores
     from rewardkit.models.explicit import BradleyTerryRM
     from rewardkit.models.implicit import DPOImplicitRM
-    from rewardkit.models.length import LengthPenalizedRM
-    from rewardkit.models.registry import load_reward_model
+    from rewardkit.models.length import LengthPenalizedRM, PenalizedScores
+    from rewardkit.models.registry import load_reward_model, register_kind
     from rewardkit.models.remote import RemoteRewardModel
+    from rewardkit.templating import Texts
     from rewardkit.train.bradley_terry import train_reward_model
     from rewardkit.train.config import DPOTrainingConfig, RewardTrainingConfig
     from rewardkit.train.dpo import train_dpo

@@ -8,6 +8,7 @@ imports no kind.
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,10 +101,23 @@ class RewardModel(ABC):
 
     kind: ClassVar[str]
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.score_texts is RewardModel.score_texts and cls.score is not RewardModel.score:
+            warnings.warn(
+                f"{cls.__name__} implements score(prompts, responses), rewardkit 0.2's hook: implement "
+                "score_texts(texts) instead (score is built on it)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+
     def score_texts(self, texts: Texts) -> np.ndarray:
-        """Rewards of ``texts`` ([n] float32). Models with a tokenizer honour its pair boundaries and the
-        TRL reward-call convention (``rewardkit.templating``)."""
+        """The hook a kind implements: rewards of ``texts`` ([n] float32). Models with a tokenizer honour
+        its pair boundaries and the TRL reward-call convention (``rewardkit.templating``). (A 0.2 subclass
+        that implements ``score`` instead still works, with a DeprecationWarning.)"""
+        if type(self).score is RewardModel.score:
+            raise NotImplementedError(f"{type(self).__name__} must implement score_texts(texts)")
+        return np.asarray(self.score(texts.prompts, texts.responses), dtype=np.float32)
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         """One reward per (prompt, response): float32 array of shape [n]."""
@@ -133,6 +147,14 @@ class RewardModel(ABC):
     #: reward rows this model produces (heads x LoRA adapters, or members' rows); 1 here
     num_members: int = 1
 
+    #: the token convention a model encodes with (``rewardkit.templating.Formatter``; a wrapper's is its
+    #: model's); None for a model that does not tokenise here (an ensemble, a served model)
+    formatter: Any = None
+    #: the tokenizer behind ``formatter`` (None when there is none)
+    tokenizer: Any = None
+    #: the folder the model was loaded from (None when built in memory)
+    source: str | None = None
+
     #: identity of this model's tokenisation (``Formatter.encoding_key``): models with equal keys share
     #: one encoding of the same texts (an ensemble encodes once per key); None: nothing to share
     encoding_key: str | None = None
@@ -157,8 +179,16 @@ class RewardModel(ABC):
         return np.asarray(self.score_texts(texts), dtype=np.float32), {}
 
     def describe(self) -> dict[str, Any]:
-        """What this model is, for ``/info`` and reports (no secrets, no paths)."""
-        return {"kind": self.kind, "members": self.num_members}
+        """What this model is, for ``/info`` and reports (never a secret): kind, reward rows, where it was
+        loaded from, its token convention; kinds add their own settings."""
+        f = self.formatter
+        return {
+            "kind": self.kind,
+            "members": self.num_members,
+            "source": self.source,
+            "chat_template": None if f is None else f.chat_template,
+            "max_length": None if f is None else f.max_length,
+        }
 
     def named_inputs(self) -> list[Path]:
         """Folders this model was loaded from or depends on (base, reference, members): never outputs."""

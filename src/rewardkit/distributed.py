@@ -44,6 +44,17 @@ def leave_group() -> None:
         dist.destroy_process_group()
 
 
+def all_gather_rows(rows: list[Any], size: int) -> list[Any]:
+    """Every rank receives every rank's rows (tuples or lists starting with their index), sorted."""
+    if size == 1:
+        return sorted(rows)
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * size
+    dist.all_gather_object(parts, rows)
+    return sorted(r for part in parts for r in part)
+
+
 def gather_rows(rows: list[dict[str, Any]], rank: int, size: int) -> list[dict[str, Any]] | None:
     """Rank 0 receives every rank's rows (each with an ``index``) sorted by index; others get None."""
     if size == 1:

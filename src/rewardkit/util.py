@@ -73,6 +73,14 @@ def scaled_weights(weights: Any, n: int, per: str = "member") -> list[float]:
     return w
 
 
+def first_error(e: Any) -> tuple[str, str]:
+    """(field path such as ``a.b`` or "" for a check across fields, message) of a pydantic
+    ``ValidationError``'s first error: the one line every edge (CLI, config files, HTTP) reports."""
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err.get("loc", ()))
+    return loc, str(err.get("msg", "")).removeprefix("Value error, ")
+
+
 def is_url(text: Any) -> bool:
     """An http(s) URL (a served model) rather than a folder."""
     return isinstance(text, str) and text.startswith(("http://", "https://"))

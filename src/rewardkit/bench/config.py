@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rewardkit.errors import RewardkitError
 from rewardkit.models.ensemble import AGGREGATIONS
+from rewardkit.util import first_error
 
 
 class ShiftSpec(BaseModel):
@@ -221,7 +222,8 @@ def read_config_file(yaml_file: str | Path) -> dict[str, Any]:
 
 def config_error(e: ValidationError, what: str, yaml_file: str | Path | None) -> RewardkitError:
     """A pydantic error as one line naming the first bad field (and the config file)."""
-    err = e.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"]) or "config"
+    loc, msg = first_error(e)
     src = f" (config file {yaml_file})" if yaml_file is not None else ""
-    return RewardkitError(f"{what} field {loc!r}: {err['msg']}{src}")
+    if not loc:  # a check across fields
+        return RewardkitError(f"{what}: {msg}{src}")
+    return RewardkitError(f"{what} field {loc!r}: {msg}{src}")

@@ -22,6 +22,7 @@ import numpy as np
 from rewardkit.bench.config import BenchConfig
 from rewardkit.bench.splits import ShiftSplits, make_shift_splits
 from rewardkit.data import PreferenceDataset, load_preferences
+from rewardkit.distributed import all_gather_rows
 from rewardkit.errors import RewardkitError
 from rewardkit.eval.metrics import correctness
 from rewardkit.eval.shift import EvalReport, report_from_correctness
@@ -36,16 +37,14 @@ CALIBRATION = "_calibration"  # scores of the calibration pairs, kept beside the
 def _zscored(members: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
     """[M, n] chosen and rejected rewards of ``split``, each member standardised with the mean and std of
     its rewards on the calibration responses (Bradley-Terry rewards have arbitrary offsets and scales:
-    a median or std across raw members mixes them)."""
-    rows_c, rows_r = [], []
-    for m in members:
-        cal = np.concatenate(m[CALIBRATION])
-        mean, std = cal.mean(), cal.std()
-        if not std > 0:
-            raise RewardkitError("an ensemble member gives constant rewards on the calibration pairs")
-        rows_c.append((m[split][0] - mean) / std)
-        rows_r.append((m[split][1] - mean) / std)
-    return np.stack(rows_c), np.stack(rows_r)
+    a median or std across raw members mixes them); the ensembles' own z-scoring."""
+    from rewardkit.models.ensemble import apply_zscore, fit_zscore
+
+    stats = fit_zscore(np.stack([np.concatenate(m[CALIBRATION]) for m in members]))
+    return (
+        apply_zscore(np.stack([m[split][0] for m in members]), stats),
+        apply_zscore(np.stack([m[split][1] for m in members]), stats),
+    )
 
 
 def load_bench_data(config: BenchConfig) -> PreferenceDataset:
@@ -176,12 +175,7 @@ def _scores(rm, evals: dict[str, PreferenceDataset], rank: int = 0, size: int = 
         if idx:
             s = rm.score_pairs(PreferenceDataset([pairs[i] for i in idx]))
             rows = list(zip(idx, s.chosen.tolist(), s.rejected.tolist()))
-        if size > 1:
-            import torch.distributed as dist
-
-            parts: list = [None] * size
-            dist.all_gather_object(parts, rows)
-            rows = sorted(r for part in parts for r in part)
+        rows = all_gather_rows(rows, size)
         out[k] = (np.array([r[1] for r in rows]), np.array([r[2] for r in rows]))
     return out
 

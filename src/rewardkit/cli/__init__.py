@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
         from pydantic import ValidationError
 
         if isinstance(e, ValidationError):
-            err = e.errors()[0]
-            _fail(f"config field {'.'.join(map(str, err['loc']))}: {err['msg']}")
+            from rewardkit.util import first_error
+
+            loc, msg = first_error(e)
+            _fail(f"config field {loc}: {msg}")
         raise
     finally:  # under torchrun: leave the process group before the interpreter tears down
         from rewardkit.distributed import leave_group

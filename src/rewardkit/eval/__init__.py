@@ -30,8 +30,8 @@ _EXPORTS: dict[str, str] = {
     "selective_accuracy": "rewardkit.eval.metrics",
     "spearman_agreement": "rewardkit.eval.metrics",
     "top1_agreement": "rewardkit.eval.metrics",
-    "EvalReport": "rewardkit.eval.shift",
-    "evaluate": "rewardkit.eval.shift",
+    "EvalReport": "rewardkit.eval.evaluator",
+    "evaluate": "rewardkit.eval.evaluator",
     "run_suite": "rewardkit.eval.suites",
     "SuiteReport": "rewardkit.eval.suites",
     "load_suite": "rewardkit.eval.suite_data",
@@ -80,6 +80,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:
     from rewardkit.eval.bon import best_of_n, bon_curve, bon_kl, generate_candidates, label_preferences
     from rewardkit.eval.diversity import MiniLMEmbedder, cosine_diversity, ead, embedding_diversity, mean_ead
+    from rewardkit.eval.evaluator import EvalReport, evaluate
     from rewardkit.eval.metrics import (
         bootstrap_ci,
         correctness,
@@ -94,6 +95,5 @@ if TYPE_CHECKING:
         top1_agreement,
     )
     from rewardkit.eval.rewardbench import SuiteScores, rewardbench_v1_scores, rewardbench_v2_scores
-    from rewardkit.eval.shift import EvalReport, evaluate
     from rewardkit.eval.suite_data import SuiteData, load_suite
     from rewardkit.eval.suites import SuiteReport, run_suite

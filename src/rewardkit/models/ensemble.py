@@ -89,6 +89,30 @@ def check_stats(stats: Any, n_rows: int) -> None:
         raise ModelError("z-score statistics must be finite with positive std")
 
 
+def fit_zscore(raw: np.ndarray) -> dict[str, list[float]]:
+    """Per-row mean and std (ddof=0) of [M, n] calibration rewards: ``{"mean": [M], "std": [M]}``;
+    a row with non-finite or constant rewards is refused (it cannot be standardised)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(raw).all(axis=1))
+    if bad.size:
+        raise ModelError(
+            f"ensemble member(s) {bad.tolist()} give non-finite rewards on the calibration set "
+            f"({int((~np.isfinite(raw[bad])).sum())} values)"
+        )
+    std = raw.std(axis=1)
+    if np.any(std == 0):
+        raise ModelError(
+            f"member(s) {np.flatnonzero(std == 0).tolist()} give constant rewards on the calibration set"
+        )
+    return {"mean": raw.mean(axis=1).tolist(), "std": std.tolist()}
+
+
+def apply_zscore(raw: np.ndarray, stats: dict[str, list[float]]) -> np.ndarray:
+    """[M, n] rewards standardised row by row with ``stats`` (:func:`fit_zscore`)."""
+    mean, std = np.asarray(stats["mean"])[:, None], np.asarray(stats["std"])[:, None]
+    return (np.asarray(raw, dtype=np.float64) - mean) / std
+
+
 @dataclass(frozen=True)
 class EnsembleScores:
     """``aggregate`` [n], ``members`` [M, n] (after normalisation), ``std`` [n] across members."""
@@ -168,19 +192,7 @@ class EnsembleRM(RewardModel):
         self, prompts: Sequence[Prompt], responses: Sequence[str]
     ) -> dict[str, list[float]]:
         """Fit per-member mean / std on a calibration set (never on the data being scored)."""
-        raw = self.raw_rows(Texts(list(prompts), list(responses)))
-        bad = np.flatnonzero(~np.isfinite(raw).all(axis=1))
-        if bad.size:
-            raise ModelError(
-                f"ensemble member(s) {bad.tolist()} give non-finite rewards on the calibration set "
-                f"({int((~np.isfinite(raw[bad])).sum())} values)"
-            )
-        std = raw.std(axis=1)
-        if np.any(std == 0):
-            raise ModelError(
-                f"member(s) {np.flatnonzero(std == 0).tolist()} give constant rewards on the calibration set"
-            )
-        self.stats = {"mean": raw.mean(axis=1).tolist(), "std": std.tolist()}
+        self.stats = fit_zscore(self.raw_rows(Texts.of(prompts, responses)))
         return self.stats
 
     def raw_rows(self, texts: Texts) -> np.ndarray:
@@ -214,8 +226,7 @@ class EnsembleRM(RewardModel):
                 "normalize='zscore' needs statistics: call fit_normalization(prompts, responses) "
                 "on a calibration set first"
             )
-        mean, std = np.asarray(self.stats["mean"])[:, None], np.asarray(self.stats["std"])[:, None]
-        return (raw - mean) / std
+        return apply_zscore(raw, self.stats)
 
     def uncertainty(self, texts: Texts) -> EnsembleScores:
         s = self._normalized(self.raw_rows(texts))
@@ -238,6 +249,17 @@ class EnsembleRM(RewardModel):
         """The aggregate, with each member's reward (``members``: [n, M]) and their ``std`` ([n])."""
         u = self.uncertainty(texts)
         return u.aggregate, {"members": u.members.T, "std": u.std}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "aggregation": self.aggregation,
+            "lam": self.lam,
+            "normalize": self.normalize,
+            "weights": self.weights,
+            "sources": self.sources,
+            "member_kinds": [m.kind for m in self.members],
+        }
 
     def named_inputs(self) -> list[Path]:
         out = [Path(p) for p in self.sources or ()]

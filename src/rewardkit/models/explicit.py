@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from rewardkit import adapters
-from rewardkit.base import RewardModel, write_manifest
+from rewardkit.base import write_manifest
 from rewardkit.checkpoints import (
     base_fingerprint,
     check_adapter_keys,
@@ -35,12 +35,12 @@ from rewardkit.checkpoints import (
     resolve_device,
     resolve_dtype,
 )
-from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
 from rewardkit.logprobs import backbone_mask, is_causal_decoder
 from rewardkit.manifest import named_folder
-from rewardkit.scoring import Batch, configure_engine, score_encoded
+from rewardkit.models.engine import EngineRewardModel
+from rewardkit.scoring import Batch, score_encoded
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 from rewardkit.util import unwrap_peft
 
@@ -144,7 +144,7 @@ def add_lora(
     return adapters.add_lora(model, r, alpha, dropout, target_modules=target_modules, exclude=HEAD_NAMES)
 
 
-class BradleyTerryRM(RewardModel):
+class BradleyTerryRM(EngineRewardModel):
     """Explicit reward model r(x, y) = head(h_last(x, y)); trained with the Bradley-Terry loss."""
 
     kind = "explicit"
@@ -293,13 +293,6 @@ class BradleyTerryRM(RewardModel):
     def _rewards(self, batch: Batch) -> torch.Tensor:
         return self.module(batch.input_ids, batch.attention_mask)
 
-    @property
-    def encoding_key(self) -> str:  # type: ignore[override]
-        return self.formatter.encoding_key
-
-    def configure(self, chat_template: str | None = None, **engine: Any) -> None:
-        configure_engine(self, chat_template, **engine)
-
     def member_rows(self, texts: Texts, items: Sequence[Encoded] | None = None) -> np.ndarray:
         """[num_members, n] rewards: every head of every LoRA adapter; tokenised once (or pass ``items``
         from another model with the same ``formatter.encoding_key``)."""
@@ -316,17 +309,17 @@ class BradleyTerryRM(RewardModel):
             self.model.set_adapter(self.adapter_names[0])
         return np.stack(rows)
 
-    def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        """[num_members, n] rewards of every head / LoRA adapter."""
-        return self.member_rows(Texts.of(prompts, responses))
-
-    def score_texts(self, texts: Texts) -> np.ndarray:
-        """A multi-head / multi-adapter model returns the mean of its members."""
-        scores = self.member_rows(texts)
-        return scores[0] if len(scores) == 1 else scores.mean(axis=0).astype(np.float32)
-
     def named_inputs(self) -> list[Path]:
         return [Path(p) for p in (self.source, self.base_model if self.is_lora else None) if p]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "lora": self.is_lora,
+            "base_model": self.base_model,
+            "heads": self.num_heads,
+            "max_tokens": self.max_tokens,
+        }
 
     def save(
         self,

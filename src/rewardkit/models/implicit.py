@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rewardkit.base import RewardModel, write_manifest
+from rewardkit.base import write_manifest
 from rewardkit.checkpoints import (
     base_fingerprint,
     check_adapter_keys,
@@ -38,12 +38,12 @@ from rewardkit.checkpoints import (
     resolve_device,
     resolve_dtype,
 )
-from rewardkit.data import Prompt
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
 from rewardkit.manifest import model_dependencies, named_folder
-from rewardkit.scoring import Batch, configure_engine, score_encoded
+from rewardkit.models.engine import EngineRewardModel
+from rewardkit.scoring import Batch, score_encoded
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 
 Reduction = Literal["sum", "mean"]
@@ -99,7 +99,7 @@ def adapter_disabled(model: nn.Module):
     return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
 
 
-class DPOImplicitRM(RewardModel):
+class DPOImplicitRM(EngineRewardModel):
     """Implicit reward of a DPO policy against a reference model.
 
     ``reference=None`` with a LoRA (peft) policy means "the policy's base model, adapter disabled".
@@ -217,24 +217,11 @@ class DPOImplicitRM(RewardModel):
             diff = diff / n.clamp(min=1)
         return self.beta * diff
 
-    @property
-    def encoding_key(self) -> str:  # type: ignore[override]
-        return self.formatter.encoding_key
-
-    def configure(self, chat_template: str | None = None, **engine: Any) -> None:
-        configure_engine(self, chat_template, **engine)
-
     def member_rows(self, texts: Texts, items: Sequence[Encoded] | None = None) -> np.ndarray:
         """[1, n] rewards; ``items`` may come from another model with the same ``formatter.encoding_key``."""
         if items is None:
             items = texts.encode(self.formatter)
         return score_encoded(self, items, self._rewards)[None]
-
-    def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
-        return self.member_rows(Texts.of(prompts, responses))
-
-    def score_texts(self, texts: Texts) -> np.ndarray:
-        return self.member_rows(texts)[0]
 
     def _base_path(self) -> str | None:
         base = getattr(self.policy, "peft_config", {}).get("default")
@@ -242,6 +229,17 @@ class DPOImplicitRM(RewardModel):
 
     def named_inputs(self) -> list[Path]:
         return [Path(p) for p in (self.source, self.reference_path, self._base_path()) if p]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "beta": self.beta,
+            "reduction": self.reduction,
+            "reference_free": self.reference_free,
+            "reference": self.reference_path,
+            "lora": self.is_lora,
+            "max_tokens": self.max_tokens,
+        }
 
     def save(self, path: str | os.PathLike, *, force: bool = False, keep: Sequence[str] = ()) -> None:
         """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,

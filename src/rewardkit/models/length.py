@@ -129,10 +129,27 @@ class LengthPenalizedRM(RewardModel):
     def members(self) -> list[RewardModel]:  # type: ignore[override]
         return [self.rm]
 
-    def detailed(self, texts: Texts, references: Sequence[Any] | None = None) -> PenalizedScores:
-        """Raw reward, penalty and penalised reward apart (e.g. for eval tables and the CLI)."""
+    @property
+    def formatter(self):  # type: ignore[override]
+        return self.rm.formatter
+
+    def describe(self) -> dict[str, Any]:
+        ref = self.reference if isinstance(self.reference, (str, int, float)) else "callable"
+        return {
+            **super().describe(),
+            "alpha": self.alpha,
+            "unit": self.unit,
+            "reference": ref,
+            "wrapped": self.rm.describe(),
+        }
+
+    def detailed(
+        self, texts: Texts, references: Sequence[Any] | None = None, raw: np.ndarray | None = None
+    ) -> PenalizedScores:
+        """Raw reward, penalty and penalised reward apart (e.g. for eval tables and the CLI). ``raw``: the
+        wrapped model's rewards of ``texts`` when the caller has them already (nothing is scored twice)."""
         ref = self.reference_lengths(texts, references)
-        raw = np.asarray(self.rm.score_texts(texts), dtype=np.float64)
+        raw = np.asarray(self.rm.score_texts(texts) if raw is None else raw, dtype=np.float64)
         length = text_length(texts.responses, self.unit, self.tokenizer)
         pen = length_penalty(length, ref, self.alpha)
         return PenalizedScores(raw, pen, raw - pen, length, ref)

@@ -29,6 +29,8 @@ from rewardkit.train.pairs import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512  # tokens per sequence of a new reward model, unless the config says otherwise
+
+
 class RewardTrainer(PairTrainer):
     """Bradley-Terry training of a :class:`~rewardkit.models.explicit.SequenceRewardModule`."""
 

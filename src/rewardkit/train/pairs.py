@@ -27,7 +27,6 @@ from rewardkit.util import show_progress
 logger = logging.getLogger(__name__)
 
 
-
 class PairDataset(Dataset):
     """Tokenised pairs: item i = {"chosen": Encoded, "rejected": Encoded, "margin": float}; the two
     responses of a pair share one response boundary (``Formatter.encode_pair``).
@@ -320,4 +319,3 @@ def training_arguments(
         ddp_find_unused_parameters=False,
         **extra,
     )
-

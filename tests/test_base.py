@@ -1,0 +1,92 @@
+"""The RewardModel contract: one hook (score_texts), concrete score / score_pairs / __call__, defaults
+for what callers use, and the kind registry."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rewardkit import ModelError, RewardModel, Texts, load_reward_model, register_kind
+from rewardkit.base import correctness, pairwise_accuracy
+from rewardkit.data import PreferenceDataset, PreferencePair
+from rewardkit.models.registry import KINDS, kind_class
+
+
+class LengthRM(RewardModel):
+    """r = number of words in the response (a kind that implements only the hook)."""
+
+    kind = "test_length_words"
+
+    def score_texts(self, texts: Texts) -> np.ndarray:
+        return np.array([len(r.split()) for r in texts.responses], dtype=np.float32)
+
+    def save(self, path):
+        from rewardkit.io import atomic_dir
+        from rewardkit.manifest import write_manifest
+
+        with atomic_dir(path, force=True) as tmp:
+            write_manifest(tmp, self._manifest())
+
+    @classmethod
+    def _load(cls, path, manifest, **kwargs):
+        return cls()
+
+
+def test_one_hook_gives_every_entry_point():
+    rm = LengthRM()
+    assert rm.score(["q", "q"], ["a b", "a"]).tolist() == [2.0, 1.0]
+    pairs = PreferenceDataset([PreferencePair("q", "a b c", "a"), PreferencePair("q", "a", "a b")])
+    s = rm.score_pairs(pairs)
+    assert s.chosen.tolist() == [3.0, 1.0] and s.rejected.tolist() == [1.0, 2.0] and s.accuracy() == 0.5
+    assert rm(prompts=["q"], completions=[[{"role": "assistant", "content": "x y"}]]) == [2.0]
+    rewards, extra = rm.score_columns(Texts.of(["q"], ["a b"]))
+    assert rewards.tolist() == [2.0] and extra == {}
+    assert rm.member_rows(Texts.of(["q"], ["a b"])).shape == (1, 1)
+    assert (rm.members, rm.num_members, rm.formatter, rm.encoding_key, rm.named_inputs()) == (
+        (),
+        1,
+        None,
+        None,
+        [],
+    )
+    assert rm.describe()["kind"] == "test_length_words"
+    rm.configure(chat_template="never", max_tokens=10)  # nothing to configure: no error, no effect
+
+
+def test_a_02_subclass_implementing_score_still_works_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="implement score_texts"):
+
+        class Old(RewardModel):
+            kind = "test_old"
+
+            def score(self, prompts, responses):
+                return np.ones(len(responses), dtype=np.float32)
+
+            def save(self, path): ...
+
+            @classmethod
+            def _load(cls, path, manifest, **kwargs): ...
+
+    assert Old().score_pairs([PreferencePair("q", "a", "b")]).margins.tolist() == [0.0]
+
+
+def test_tie_credit_is_defined_once():
+    m = np.array([1.0, 0.0, -2.0, 0.0])
+    assert correctness(m, "half").tolist() == [1.0, 0.5, 0.0, 0.5]
+    assert correctness(m, "wrong").tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert pairwise_accuracy(m, "correct") == 0.75
+    with pytest.raises(ValueError):
+        correctness(m, "maybe")
+
+
+def test_registry_loads_registered_kinds_and_names_unknown_ones(tmp_path):
+    assert kind_class("explicit").__name__ == "BradleyTerryRM" and "ensemble" in KINDS
+    register_kind("test_length_words", f"{__name__}:LengthRM")
+    LengthRM().save(tmp_path / "m")
+    assert isinstance(load_reward_model(tmp_path / "m"), LengthRM)
+    with pytest.raises(ModelError, match="already registered"):
+        register_kind("explicit", "elsewhere:Other")
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / "rewardkit.json").write_text(json.dumps({"kind": "nope", "format": 1}))
+    with pytest.raises(ModelError, match=r"unknown kind 'nope'; known: \[.*'explicit'"):
+        load_reward_model(tmp_path / "u")
