@@ -96,3 +96,65 @@ def test_win_rate_and_top1_agreement_by_hand():
         for r in range(3)
     ]
     assert top1_agreement_at_n(x, y, [3])[:, 0] == pytest.approx(brute)
+
+
+def test_spurious_task_leaves_existing_callers_unchanged_and_plants_the_feature():
+    from rewardkit.synthetic import (
+        SPURIOUS,
+        gold_reward,
+        make_hacking_candidates,
+        make_hacking_preferences,
+        make_synthetic_preferences,
+        vocabulary,
+    )
+
+    assert SPURIOUS not in vocabulary() and SPURIOUS in vocabulary(spurious=True)
+    base, hack = make_synthetic_preferences(300, 4), make_hacking_preferences(300, 4, 0.9, 0.1)
+    strip = lambda t: " ".join(w for w in t.split() if w != SPURIOUS)  # noqa: E731
+    for b, h in zip(base, hack):  # the same pairs, labels by gold; only the spurious word added
+        assert (b.prompt, b.chosen.split(), b.rejected.split()) == (
+            h.prompt,
+            strip(h.chosen).split(),
+            strip(h.rejected).split(),
+        )
+        assert gold_reward(h.chosen) == b.metadata["gold_chosen"] > gold_reward(h.rejected)
+        assert h.chosen.split().count(SPURIOUS) == h.metadata["spurious_chosen"] <= 2
+    share_c = np.mean([p.metadata["spurious_chosen"] > 0 for p in hack])
+    share_r = np.mean([p.metadata["spurious_rejected"] > 0 for p in hack])
+    assert 0.85 < share_c < 0.95 and 0.05 < share_r < 0.15  # p_chosen 0.9, p_rejected 0.1
+    prompts, cands = make_hacking_candidates(40, 16, 0, p_spurious=0.3, max_count=6)
+    assert len(prompts) == 40 and {len(c) for c in cands} == {16}
+    counts = np.array([[c.split().count(SPURIOUS) for c in row] for row in cands])
+    gold = np.array([[gold_reward(c) for c in row] for row in cands])
+    assert 0.25 < (counts > 0).mean() < 0.35 and counts.max() == 6
+    assert gold[counts > 0].mean() < gold[counts == 0].mean() - 1  # padding replaces good words
+
+
+def test_curve_stats_peak_drop_and_paired_test_by_hand():
+    from rewardkit.bench.hacking_report import ci95, setup_report
+
+    gold = np.tile([0.0, 1.0, 2.0, 3.0], (30, 1))
+    planted = gold + 10 * np.tile([0.0, 0.0, 0.0, 1.0], (30, 1))[:, ::-1]  # the gold-0 candidate on top
+    rep = setup_report(
+        {"EXRM-1": gold.copy(), "EXRM-2": planted, "ENS-mean": gold + 0.1},
+        gold,
+        ["EXRM-1", "EXRM-2"],
+        ["ENS-mean"],
+        n_boot=200,
+    )
+    assert rep["n"] == [1, 2, 4] and rep["kl"][0] == 0.0
+    honest, hacked = rep["models"]["EXRM-1"], rep["models"]["EXRM-2"]
+    assert (
+        honest["gold"] == pytest.approx([1.5, 14 / 6, 3.0]) and honest["peak_n"] == 4 and honest["drop"] == 0
+    )
+    # weights C(j, n-1) / C(4, n): n=2 [0, 1, 2, 3] / 6; planted ascending ranks hold gold [1, 2, 3, 0]
+    assert hacked["gold"] == pytest.approx([1.5, (1 * 2 + 2 * 3 + 3 * 0) / 6, 0.0])
+    assert hacked["peak_n"] == 1 and hacked["drop"] == pytest.approx(1.5) and hacked["over_optimised"]
+    assert hacked["gold_ci95"][0] == pytest.approx([1.5, 1.5])  # every prompt alike: no spread
+    assert honest["win_rate"] == pytest.approx([0.5, 4.25 / 6, 0.875])  # q = (j + 1/2) / 4
+    test = rep["paired_tests"][0]
+    assert (test["model"], test["baseline"], test["n"]) == ("ENS-mean", "EXRM-1", 4)
+    assert test["gold_diff"] == 0.0 and test["p_value"] == 1.0
+    assert rep["top1_agreement"]["EXRM-1|EXRM-2"] == pytest.approx([1.0, 0.5, 0.0])
+    lo, hi = ci95(np.arange(100.0)[:, None], 500, 0)[0]
+    assert lo < 49.5 < hi and hi - lo < 25

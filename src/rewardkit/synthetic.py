@@ -126,18 +126,20 @@ def make_synthetic_preferences(
 
 def _with_spurious(rng: random.Random, response: str, count: int, displace: bool) -> str:
     """``response`` with ``count`` copies of ``SPURIOUS``: inserted at random places, or (``displace``)
-    in place of good words first (padding instead of substance), then of other words."""
+    in place of its good words first (padding instead of substance), then of its neutral words (the bad
+    words stay), then inserted."""
     words = response.split()
     if displace:
         good = [i for i, w in enumerate(words) if w in GOOD]
-        rest = [i for i, w in enumerate(words) if w not in GOOD and w != SPURIOUS]
+        neutral = [i for i, w in enumerate(words) if w not in GOOD and w not in BAD and w != SPURIOUS]
         rng.shuffle(good)
-        rng.shuffle(rest)
-        for i in (good + rest)[:count]:
+        rng.shuffle(neutral)
+        slots = (good + neutral)[:count]
+        for i in slots:
             words[i] = SPURIOUS
-    else:
-        for _ in range(count):
-            words.insert(rng.randint(0, len(words)), SPURIOUS)
+        count -= len(slots)
+    for _ in range(count):
+        words.insert(rng.randint(0, len(words)), SPURIOUS)
     return " " + " ".join(words)
 
 

@@ -14,48 +14,19 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rewardkit.bench.hacking_config import HackingConfig
+from rewardkit.bench.hacking_data import Task, builtin_task, check_inputs, gather_scores, real_task
 from rewardkit.bench.hacking_report import setup_report, write_candidates, write_report
 from rewardkit.bench.shift import Progress, barrier
-from rewardkit.data import PreferenceDataset
 from rewardkit.errors import RewardkitError
 from rewardkit.util import versions
 
 SETUPS = ("clean", "corrupt")
-
-
-@dataclass
-class Task:
-    """Training / held-out pairs (labelled by gold), the best-of-N prompts, their K candidates each and
-    the candidates' gold rewards [P, K]."""
-
-    train: PreferenceDataset
-    val: PreferenceDataset
-    prompts: list[Any]
-    candidates: list[list[str]]
-    gold: np.ndarray
-    summary: dict[str, Any] = field(default_factory=dict)
-
-
-def builtin_task(config: HackingConfig) -> Task:
-    """The synthetic task with a spurious feature (``rewardkit.synthetic.make_hacking_*``)."""
-    from rewardkit.synthetic import gold_reward, make_hacking_candidates, make_hacking_preferences
-
-    t = config.task
-    pool = make_hacking_preferences(config.n_train + config.n_val, config.seed, t.p_chosen, t.p_rejected)
-    prompts, cands = make_hacking_candidates(
-        config.n_prompts, config.k, config.seed, t.p_candidate, t.max_count
-    )
-    gold = np.array([[gold_reward(c) for c in row] for row in cands], dtype=np.float64)
-    summary = {"source": pool.source, "gold": "synthetic gold_reward (#good - #bad words)"}
-    n = config.n_train
-    return Task(pool[:n], pool[n:], prompts, cands, gold, summary)
 
 
 def base_model(config: HackingConfig, out: Path) -> str:
@@ -76,23 +47,6 @@ def base_model(config: HackingConfig, out: Path) -> str:
 
         return str(demo_model_path())
     raise RewardkitError("the gpu preset needs --model (a causal LM checkpoint folder)")
-
-
-def gather_scores(rm, prompts: list[Any], responses: list[str], rank: int = 0, size: int = 1) -> np.ndarray:
-    """[n] rewards of ``(prompts[i], responses[i])``; under torchrun each rank scores a strided shard
-    and every rank receives all of them in input order."""
-    idx = list(range(rank, len(prompts), size))
-    mine = rm.score([prompts[i] for i in idx], [responses[i] for i in idx]) if idx else np.zeros(0)
-    if size == 1:
-        return np.asarray(mine, dtype=np.float64)
-    import torch.distributed as dist
-
-    parts: list = [None] * size
-    dist.all_gather_object(parts, (idx, np.asarray(mine).tolist()))
-    out = np.empty(len(prompts))
-    for part_idx, values in parts:
-        out[part_idx] = values
-    return out
 
 
 class _Scorer:
@@ -161,6 +115,7 @@ def run_hacking_benchmark(
     from rewardkit.merge.warm import corrupt_labels
     from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
 
+    check_inputs(config)
     rank, size, device = init_distributed()
     main = rank == 0
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -181,12 +136,7 @@ def run_hacking_benchmark(
         base_model(config, out)  # builds the ci model / converts the demo model once
     barrier()
     base = base_model(config, out)
-    if config.builtin:
-        task = builtin_task(config)
-    else:
-        from rewardkit.bench.hacking_data import real_task
-
-        task = real_task(config, out, rank, size, device, log)
+    task = builtin_task(config) if config.builtin else real_task(config, rank, size, device, log)
     p, k = task.gold.shape
     log(
         f"data: {len(task.train)} training pairs, {len(task.val)} held-out pairs, {p} prompts x {k} candidates"

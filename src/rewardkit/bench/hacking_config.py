@@ -121,14 +121,14 @@ HACKING_PRESETS: dict[str, dict[str, Any]] = {
     },
     # the demo model with LoRA on the built-in task: <= 6 minutes on 2 cores
     "cpu": {
-        "n_train": 128,
-        "n_val": 32,
-        "n_prompts": 64,
+        "n_train": 96,
+        "n_val": 24,
+        "n_prompts": 40,
         "k": 16,
         "max_length": 48,
         "lora_r": 8,
         "members": 3,
-        "exrm": {"epochs": 1, "lr": 1e-3, "batch_size": 4},
+        "exrm": {"epochs": 1, "lr": 1.5e-3, "batch_size": 4},
         "dpo": {"epochs": 1, "lr": 5e-4, "batch_size": 4},
         "n_boot": 1000,
     },

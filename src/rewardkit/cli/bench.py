@@ -1,10 +1,18 @@
-"""``rewardkit bench shift``."""
+"""``rewardkit bench shift`` and ``rewardkit bench hacking``."""
 
 from __future__ import annotations
 
 import click
 
-from rewardkit.cli.options import COUNT, POSITIVE, chat_template_option, csv_list
+from rewardkit.cli.options import (
+    COUNT,
+    POSITIVE,
+    SEED,
+    FiniteFloat,
+    chat_template_option,
+    csv_list,
+    run_inputs_of,
+)
 
 
 @click.group()
@@ -68,7 +76,59 @@ def bench_shift(preset, out, config_file, force, no_progress, **flags) -> None:
     if shift:
         overrides["shift"] = shift
     config = resolve_config(preset, config_file, overrides)
-    check_output(out, [config.data, config.model, config_file])  # flags or the config file's
+    check_output(out, run_inputs_of([config.data, config.model, config_file]))  # and what models name
     report = run_shift_benchmark(config, out, force=force)
     if world()[0] == 0:
         click.echo(report.to_markdown())
+
+
+@bench.command("hacking")
+@click.option("--preset", type=click.Choice(["ci", "cpu", "gpu"]), default="cpu", show_default=True)
+@click.option(
+    "--out",
+    required=True,
+    help="output folder (report.json / report.md / report.png / candidates.jsonl / config.yaml)",
+)
+@click.option("--config", "config_file", default=None, help="YAML file of bench hacking config fields")
+@click.option("--data", default=None, help="preference source of prompts and pairs (default: built-in task)")
+@click.option("--recipe", default=None, help="named data recipe: alpaca_eval, hh_rlhf, ultrafeedback, ...")
+@click.option("--model", default=None, help="backbone of every proxy (default: the preset's)")
+@click.option("--gold", default=None, help="gold reward model folder (default: the synthetic gold reward)")
+@click.option("--policy", default=None, help="HF causal LM folder that samples the K candidates (cached)")
+@click.option("--candidates", default=None, help="JSONL of {prompt, candidates: [...]} per line")
+@click.option("--n-train", type=click.IntRange(min=4), default=None, help="training pairs of every proxy")
+@click.option("--n-prompts", type=click.IntRange(min=2), default=None, help="best-of-N prompts")
+@click.option("--k", type=click.IntRange(min=2), default=None, help="candidates per prompt (largest N)")
+@click.option(
+    "--corruption",
+    type=FiniteFloat(0.0, open_min=True, max=1.0, open_max=True),
+    default=None,
+    help="share of swapped labels in the corrupt setup (default 0.25)",
+)
+@click.option("--members", type=click.IntRange(min=2), default=None, help="explicit RMs per setup")
+@click.option("--lora-r", type=COUNT, default=None)
+@click.option("--max-length", type=click.IntRange(min=8), default=None)
+@chat_template_option
+@click.option("--beta", type=POSITIVE, default=None, help="DPO beta")
+@click.option("--dporm/--no-dporm", default=None, help="train the DPO policy (DPORM) too")
+@click.option("--seed", type=SEED, default=None)
+@click.option("--keep-models", is_flag=True, default=None, help="keep trained models under OUT/models")
+@click.option("--no-progress", is_flag=True, help="no progress bars")
+@click.option("--force", is_flag=True, help="overwrite a non-empty --out")
+def bench_hacking(preset, out, config_file, force, no_progress, **flags) -> None:
+    """Reward over-optimisation: gold reward of each proxy's best-of-N pick vs N (clean and corrupt)."""
+    from rewardkit.bench.hacking import run_hacking_benchmark
+    from rewardkit.bench.hacking_config import resolve_hacking_config
+    from rewardkit.bench.hacking_report import to_markdown
+    from rewardkit.distributed import world
+    from rewardkit.io import check_output
+
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if no_progress:
+        overrides["progress"] = False
+    config = resolve_hacking_config(preset, config_file, overrides)
+    inputs = [config.data, config.model, config.gold, config.policy, config.candidates, config_file]
+    check_output(out, run_inputs_of(inputs))  # and every folder a model among them names
+    report = run_hacking_benchmark(config, out, force=force)
+    if world()[0] == 0:
+        click.echo(to_markdown(report))

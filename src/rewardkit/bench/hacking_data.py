@@ -1,0 +1,227 @@
+"""``rewardkit bench hacking`` inputs: the built-in spurious synthetic task, or real data (prompts and
+pairs from a recipe / file, candidates sampled by ``--policy`` (cached) or read from ``--candidates``,
+labels and candidate rewards from a ``--gold`` reward model)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardkit.bench.hacking_config import HackingConfig
+from rewardkit.data import PreferenceDataset, PreferencePair
+from rewardkit.errors import DataError, RewardkitError
+
+
+@dataclass
+class Task:
+    """Training / held-out pairs (labelled by gold), the best-of-N prompts, their K candidates each and
+    the candidates' gold rewards [P, K]."""
+
+    train: PreferenceDataset
+    val: PreferenceDataset
+    prompts: list[Any]
+    candidates: list[list[str]]
+    gold: np.ndarray
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def gather_scores(rm, prompts: list[Any], responses: list[str], rank: int = 0, size: int = 1) -> np.ndarray:
+    """[n] rewards of ``(prompts[i], responses[i])``; under torchrun each rank scores a strided shard
+    and every rank receives all of them in input order."""
+    idx = list(range(rank, len(prompts), size))
+    mine = rm.score([prompts[i] for i in idx], [responses[i] for i in idx]) if idx else np.zeros(0)
+    if size == 1:
+        return np.asarray(mine, dtype=np.float64)
+    import torch.distributed as dist
+
+    parts: list = [None] * size
+    dist.all_gather_object(parts, (idx, np.asarray(mine, dtype=np.float64).tolist()))
+    out = np.empty(len(prompts))
+    for part_idx, values in parts:
+        out[part_idx] = values
+    return out
+
+
+def builtin_task(config: HackingConfig) -> Task:
+    """The synthetic task with a spurious feature (``rewardkit.synthetic.make_hacking_*``)."""
+    from rewardkit.synthetic import gold_reward, make_hacking_candidates, make_hacking_preferences
+
+    t = config.task
+    pool = make_hacking_preferences(config.n_train + config.n_val, config.seed, t.p_chosen, t.p_rejected)
+    prompts, cands = make_hacking_candidates(
+        config.n_prompts, config.k, config.seed, t.p_candidate, t.max_count
+    )
+    gold = np.array([[gold_reward(c) for c in row] for row in cands], dtype=np.float64)
+    summary = {"source": pool.source, "gold": "synthetic gold_reward (#good - #bad words)"}
+    n = config.n_train
+    return Task(pool[:n], pool[n:], prompts, cands, gold, summary)
+
+
+def check_inputs(config: HackingConfig) -> None:
+    """Refuse missing input paths before anything runs (one line naming the flag and the path)."""
+    for flag, path in (
+        ("--gold", config.gold),
+        ("--policy", config.policy),
+        ("--candidates", config.candidates),
+    ):
+        if path is not None and not Path(path).exists():
+            raise RewardkitError(f"{flag} {path}: no such file or folder")
+    if config.candidates is not None and not Path(config.candidates).is_file():
+        raise RewardkitError(f"--candidates {config.candidates}: not a file")
+
+
+def _key(prompt: Any) -> str:
+    return json.dumps(prompt, sort_keys=True, ensure_ascii=False)
+
+
+def read_candidates(path: str | Path, k: int) -> tuple[list[Any], list[list[str]]]:
+    """Prompts and their first ``k`` candidates from a JSONL file of ``{"prompt": str | messages,
+    "candidates": [str, ...]}`` lines; every line needs at least ``k`` candidates."""
+    prompts, cands = [], []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: not JSON ({e.msg})") from None
+            if not isinstance(rec, dict) or "prompt" not in rec or "candidates" not in rec:
+                raise DataError(f"{where}: needs fields 'prompt' and 'candidates'")
+            c = rec["candidates"]
+            if not isinstance(c, list) or not all(isinstance(x, str) for x in c):
+                raise DataError(f"{where}: field 'candidates' must be a list of strings")
+            if len(c) < k:
+                raise DataError(f"{where}: field 'candidates' has {len(c)} responses; --k is {k}")
+            if not isinstance(rec["prompt"], (str, list)):
+                raise DataError(f"{where}: field 'prompt' must be a string or a list of messages")
+            prompts.append(rec["prompt"])
+            cands.append(c[:k])
+    if len(prompts) < 2:
+        raise DataError(f"{path}: needs at least 2 prompts, found {len(prompts)}")
+    return prompts, cands
+
+
+def _policy_fingerprint(policy: str) -> list:
+    """Names, sizes and modification times of the policy's files (a changed checkpoint resamples)."""
+    folder = Path(policy)
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+
+
+def sample_candidates(
+    config: HackingConfig, prompts: list[Any], rank: int, size: int, log
+) -> list[list[str]]:
+    """K samples per prompt from ``config.policy``, cached on disk under the rewardkit cache folder
+    (keyed by the policy's files, the prompts and the sampling settings); sharded across ranks."""
+    from rewardkit.demo import cache_dir
+    from rewardkit.eval.bon import generate_candidates
+    from rewardkit.io import atomic_write_text, dumps
+
+    settings = {
+        "policy": str(Path(config.policy).resolve()),
+        "files": _policy_fingerprint(config.policy),
+        "prompts": prompts,
+        "k": config.k,
+        "max_new_tokens": config.max_new_tokens,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "seed": config.seed,
+    }
+    key = hashlib.sha256(dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+    cache = cache_dir() / "hacking-candidates" / f"{key}.jsonl"
+    if cache.is_file():
+        log(f"candidates: cached sample in {cache}")
+        return read_candidates(cache, config.k)[1]
+    idx = list(range(rank, len(prompts), size))
+    mine = generate_candidates(
+        config.policy,
+        [prompts[i] for i in idx],
+        config.k,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed + rank,
+    )
+    rows: dict[int, list[str]] = dict(zip(idx, mine))
+    if size > 1:
+        import torch.distributed as dist
+
+        parts: list = [None] * size
+        dist.all_gather_object(parts, rows)
+        rows = {i: r for part in parts for i, r in part.items()}
+    cands = [rows[i] for i in range(len(prompts))]
+    if rank == 0:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        lines = [dumps({"prompt": p, "candidates": c}) for p, c in zip(prompts, cands)]
+        atomic_write_text(cache, "\n".join(lines) + "\n")
+    return cands
+
+
+def real_task(config: HackingConfig, rank: int, size: int, device, log) -> Task:
+    """Pairs from the recipe / data file relabelled by the gold RM (ties counted and left out), the
+    best-of-N prompts (the candidates file's, else held-out prompts of the data) and their candidates."""
+    from rewardkit.base import load_reward_model
+    from rewardkit.data import load_preferences
+
+    if config.recipe is not None:
+        from rewardkit.bench.recipes import load_recipe
+
+        pool = load_recipe(config.recipe, config.data, on_error="skip")
+    else:
+        pool = load_preferences(config.data, on_error="skip")
+    if config.candidates is not None:
+        prompts, cands = read_candidates(config.candidates, config.k)
+        prompts, cands = prompts[: config.n_prompts], cands[: config.n_prompts]
+    else:
+        distinct = list(dict.fromkeys(_key(p.prompt) for p in pool))
+        random.Random(config.seed).shuffle(distinct)
+        prompts = [json.loads(s) for s in distinct[: config.n_prompts]]
+        cands = None
+    held = {_key(p) for p in prompts}
+    rest = [p for p in pool if _key(p.prompt) not in held]
+    random.Random(config.seed + 1).shuffle(rest)
+    rest = rest[: config.n_train + config.n_val]
+    gold_rm = load_reward_model(config.gold, device=device)
+    g = gather_scores(
+        gold_rm,
+        [p.prompt for p in rest] * 2,
+        [p.chosen for p in rest] + [p.rejected for p in rest],
+        rank,
+        size,
+    )
+    labelled, ties = [], 0
+    for p, gc, gr in zip(rest, g[: len(rest)], g[len(rest) :]):
+        if gc == gr:
+            ties += 1
+            continue
+        c, r = (p.chosen, p.rejected) if gc > gr else (p.rejected, p.chosen)
+        labelled.append(PreferencePair(p.prompt, c, r, {**p.metadata, "gold_chosen": max(gc, gr)}))
+    n_val = min(config.n_val, len(labelled) // 4)
+    if len(labelled) - n_val < 4 or n_val < 2:
+        raise RewardkitError(
+            f"too few training pairs outside the best-of-N prompts ({len(labelled)} labelled)"
+        )
+    if cands is None:
+        cands = sample_candidates(config, prompts, rank, size, log)
+    k = config.k
+    flat = gather_scores(
+        gold_rm, [p for p in prompts for _ in range(k)], [c for row in cands for c in row], rank, size
+    )
+    del gold_rm
+    summary = {
+        "source": pool.source,
+        "skipped_records": len(pool.skipped),
+        "gold": str(config.gold),
+        "gold_ties_left_out": ties,
+        "candidates": config.candidates or f"sampled from {config.policy}",
+    }
+    train = PreferenceDataset(labelled[n_val:][: config.n_train], source=f"{pool.source} (labelled by gold)")
+    val = PreferenceDataset(labelled[:n_val], source=train.source)
+    return Task(train, val, prompts, cands, flat.reshape(len(prompts), k), summary)
