@@ -890,6 +890,34 @@ def named(tmp_path_factory):
         w.write_bytes(bytes(b))
 
     copy("base", "base_lastval", last_value)
+    (d / "link").symlink_to(base, target_is_directory=True)  # a path into the base through a symlink
+
+    def outside_index(f):  # a sharded checkpoint whose index points into another folder
+        (f / "model.safetensors").rename(f / "model-00001-of-00001.safetensors")
+        keys = json.loads(
+            (f / "model-00001-of-00001.safetensors").read_bytes()[8:].split(b"}}", 1)[0] + b"}}"
+        )
+        (f / "model.safetensors.index.json").write_text(
+            json.dumps(
+                {"weight_map": {k: "../victim/model.safetensors" for k in keys if k != "__metadata__"}}
+            )
+        )
+
+    copy("rm", "outside_index", outside_index)
+    lp = d / "lp"
+    lp.mkdir()
+    (lp / "rewardkit.json").write_text(
+        json.dumps(
+            {
+                "kind": "length_penalized",
+                "format": 1,
+                "model": "../victim",
+                "alpha": 0.5,
+                "unit": "words",
+                "length_reference": {"length": 10},
+            }
+        )
+    )
     lists = d / "lists.jsonl"
     lists.write_text(
         "".join(
@@ -959,6 +987,24 @@ NAMED_CASES = {
         lambda n: [n.d / "victim", n.d / "ens"],
         lambda n: None,
         r"member '../victim' resolves outside the ensemble folder",
+    ),
+    "score into a base through a symlink": (
+        lambda n: ["score", "--rm", n.d / "lora0", "--data", n.data, "--out", n.d / "link" / "s.jsonl"],
+        lambda n: [n.base],
+        lambda n: n.base / "s.jsonl",
+        r"link/s.jsonl is inside the input .*base",
+    ),
+    "shard index pointing outside its folder": (
+        lambda n: ["merge", n.d / "rm", n.d / "outside_index", "-o", n.d / "m"],
+        lambda n: [n.d / "victim", n.d / "outside_index"],
+        lambda n: n.d / "m",
+        r"shard '../victim/model.safetensors' is not a file name beside the index",
+    ),
+    "wrapped model outside its folder": (
+        lambda n: ["score", "--rm", n.d / "lp", "--data", n.data, "--out", n.d / "victim" / "x.jsonl"],
+        lambda n: [n.d / "victim"],
+        lambda n: n.d / "victim" / "x.jsonl",
+        r"member '../victim' resolves outside the wrapper folder",
     ),
     "missing reward head": (
         lambda n: ["score", "--rm", n.d / "no_head", "--data", n.data, "--out", n.d / "o.jsonl"],

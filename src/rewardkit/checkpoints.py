@@ -55,6 +55,12 @@ def check_model_folder(path: str | os.PathLike, what: str = "model", weights: bo
         raise ModelError(f"{path}: no safetensors weights{never}")
     for f in files:
         check_weight_file(f)
+    for index in path.glob("*.safetensors.index.json"):
+        from rewardkit.safetensors_io import shard_files
+
+        for name in shard_files(index):
+            if not (path / name).is_file():
+                raise ModelError(f"{index}: lists {name}, which is missing")
     return path
 
 
@@ -157,25 +163,69 @@ def resolve_device(device=None) -> torch.device:
     return torch.device(device)
 
 
+#: ``dtype=`` names rewardkit takes (``auto`` is resolved per device by :func:`auto_dtype_name`)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+_DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+#: CPU flags (``/proc/cpuinfo``) of hardware bf16 matmuls: AMX tiles (Sapphire Rapids and later Xeons),
+#: AVX512-BF16 (Cooper Lake, Zen 4 and later)
+FAST_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
+    """The CPU feature flags the OS reports (Linux ``/proc/cpuinfo``); empty where it does not."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[-1].split()}
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX-BF16 or AVX512-BF16), from the OS's
+    flags or, where it reports none (macOS, Windows), torch's own probes."""
+    if set(FAST_BF16_FLAGS) & cpu_flags():
+        return True
+    import torch
+
+    probes = (getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return any(bool(p()) for p in probes if p is not None)
+
+
+def auto_dtype_name(device_type: str, cuda_bf16: bool, cpu_fast_bf16: bool) -> str:
+    """``dtype="auto"``: bfloat16 on a GPU that computes it natively and on a CPU with hardware bf16
+    matmuls (``cpu_fast_bf16``), float32 elsewhere (an old GPU, a CPU without them, other devices)."""
+    if device_type == "cuda":
+        return "bfloat16" if cuda_bf16 else "float32"
+    if device_type == "cpu":
+        return "bfloat16" if cpu_fast_bf16 else "float32"
+    return "float32"
+
+
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
-    """fp32 on CPU (bf16 matmul is hundreds of times slower there), bf16 on CUDA, unless asked."""
+    """The torch dtype to load in. ``None``: bf16 on CUDA, fp32 on CPU (the Python API's default, which
+    parity tests rely on); ``"auto"``: :func:`auto_dtype_name` for this device and hardware (the
+    command-line default); a name (``float32``, ``bfloat16``, ``float16``, or ``fp32`` / ``bf16`` /
+    ``fp16``) or a ``torch.dtype`` as given."""
     import torch
 
     if dtype is None:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, str):
-        try:
-            return {
-                "float32": torch.float32,
-                "fp32": torch.float32,
-                "bfloat16": torch.bfloat16,
-                "bf16": torch.bfloat16,
-                "float16": torch.float16,
-                "fp16": torch.float16,
-            }[dtype]
-        except KeyError:
-            raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
+        name = _DTYPE_ALIASES.get(dtype, dtype)
+        if name == "auto":
+            cuda = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+            name = auto_dtype_name(device.type, cuda, device.type == "cpu" and cpu_has_fast_bf16())
+        if name not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
+        return getattr(torch, name)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} or a floating torch.dtype, got {dtype!r}")
     return dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"`` (as recorded in outputs)."""
+    return str(dtype).removeprefix("torch.")
 
 
 def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):

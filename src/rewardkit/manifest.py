@@ -141,16 +141,19 @@ def reward_model_manifest(path: str | os.PathLike) -> dict[str, Any]:
     return {"kind": "explicit", "format": FORMAT_VERSION}
 
 
-def member_folder(folder: Path, name: str) -> Path:
-    """An ensemble member named in ``folder``'s manifest: a relative name that stays inside ``folder``."""
+def member_folder(folder: Path, name: str, what: str = "ensemble") -> Path:
+    """A model named in ``folder``'s manifest (an ensemble's member, a wrapper's model): a relative name
+    that stays inside ``folder``."""
     file = folder / MANIFEST
     if Path(name).is_absolute():
-        raise ModelError(f"{file}: member {name!r} is an absolute path; members are folders inside the ensemble")
+        raise ModelError(
+            f"{file}: member {name!r} is an absolute path; members are folders inside the {what}"
+        )
     resolved = (folder / name).resolve()
     if folder.resolve() not in resolved.parents:
-        raise ModelError(f"{file}: member {name!r} resolves outside the ensemble folder ({resolved})")
+        raise ModelError(f"{file}: member {name!r} resolves outside the {what} folder ({resolved})")
     if not resolved.is_dir():
-        raise ModelError(f"{folder}: ensemble member {name!r} not found")
+        raise ModelError(f"{folder}: {what} member {name!r} not found")
     return resolved
 
 
@@ -199,5 +202,5 @@ def model_dependencies(path: str | os.PathLike, base_model: str | os.PathLike | 
         for name in manifest.get("members") or ():
             todo.append((member_folder(folder, name), override))
         if isinstance(manifest.get("model"), str) and manifest.get("kind") == "length_penalized":
-            todo.append((member_folder(folder, manifest["model"]), override))
+            todo.append((member_folder(folder, manifest["model"], "wrapper"), override))
     return list(dict.fromkeys(out))

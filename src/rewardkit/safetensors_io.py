@@ -138,6 +138,20 @@ def read_header(file: str | os.PathLike) -> tuple[int, dict]:
     return n, header
 
 
+def shard_files(index: Path) -> list[str]:
+    """The shard file names a ``*.safetensors.index.json`` lists, checked: plain names of files beside
+    the index (a name such as ``../other/model.safetensors`` would read weights from another folder)."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise ModelError(f"{index}: invalid shard index ({type(e).__name__}: {e})") from None
+    for name in names:
+        if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+            raise ModelError(f"{index}: shard {name!r} is not a file name beside the index")
+    return names
+
+
 class CheckpointReader:
     """Tensor names, shapes and dtypes of a checkpoint folder from the safetensors headers; each tensor
     is read on demand with a plain file read (no mmap), so only the tensors in hand count towards RSS."""
@@ -149,11 +163,7 @@ class CheckpointReader:
         index = self.folder / f"{stem}.safetensors.index.json"
         single = self.folder / f"{stem}.safetensors"
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-                self.files = sorted({self.folder / f for f in weight_map.values()})
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-                raise ModelError(f"{index}: invalid shard index ({type(e).__name__}: {e})") from None
+            self.files = [self.folder / f for f in shard_files(index)]
         elif single.is_file():
             self.files = [single]
         else:
@@ -164,6 +174,8 @@ class CheckpointReader:
                 raise ModelError(f"{f}: listed in the shard index but missing")
             n, header = read_header(f)
             for k, v in header.items():
+                if k in self.entries and k != "__metadata__":
+                    raise ModelError(f"{f}: tensor {k!r} is also in {self.entries[k][0].name}")
                 if k != "__metadata__":
                     lo, hi = v["data_offsets"]
                     self.entries[k] = (f, 8 + n + lo, tuple(v["shape"]), v["dtype"], hi - lo)

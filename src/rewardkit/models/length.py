@@ -196,7 +196,7 @@ class LengthPenalizedRM(RewardModel):
             raise ModelError(f"{path}: manifest field 'length_reference' must hold 'field' or 'length'")
         from rewardkit.models.registry import load_reward_model
 
-        inner = load_reward_model(member_folder(path, str(manifest.get("model") or "model")), **kwargs)
+        inner = load_reward_model(member_folder(path, str(manifest.get("model") or "model"), "wrapper"), **kwargs)
         rm = cls(
             inner,
             manifest.get("alpha", 0.5),
