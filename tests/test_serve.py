@@ -32,8 +32,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(*args: str, env: dict | None = None):
-    """A `rewardkit serve` process; yields (url, process) once /health answers 200."""
+def server(*args: str, env: dict | None = None, verify=None):
+    """A `rewardkit serve` process; yields (url, process) once /health answers 200 (https, checked
+    against ``verify``, when ``--ssl-certfile`` is given)."""
     port = _free_port()
     proc = subprocess.Popen(
         [SCRIPT, "serve", "--port", str(port), *args],
@@ -42,14 +43,14 @@ def server(*args: str, env: dict | None = None):
         text=True,
         env={**os.environ, **(env or {})},
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if '--ssl-certfile' in args else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"server exited: {proc.stderr.read()}")
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=1, verify=verify or True).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -166,11 +167,14 @@ def test_concurrent_requests_are_pooled_and_each_gets_its_own_results(models):
 
 
 def test_openrlhf_request_shape(models):
+    """A query is final text: scored as it is, so the query of a plain (prompt, response) carries the
+    EOS that rewardkit's plain-text convention appends, and the two rewards are equal."""
     local = load_reward_model(models / "rm")
+    eos = local.tokenizer.eos_token
     prompts, responses = ["tell me about pasta", "explain the star"], [" good clear", " bad"]
     with server("--rm", str(models / "rm")) as (url, _):
         body = {
-            "query": [p + r for p, r in zip(prompts, responses)],
+            "query": [p + r + eos for p, r in zip(prompts, responses)],
             "prompts": prompts,
             "labels": ["x", "y"],
         }
@@ -178,7 +182,7 @@ def test_openrlhf_request_shape(models):
         np.testing.assert_allclose(out["rewards"], local.score(prompts, responses), atol=1e-5)
         assert out["scores"] == out["rewards"]
         whole = httpx.post(f"{url}/get_reward", json={"query": body["query"]}).json()["rewards"]
-        np.testing.assert_allclose(whole, local.score(["", ""], body["query"]), atol=1e-5)
+        np.testing.assert_allclose(whole, out["rewards"], atol=1e-5)  # an explicit RM needs no boundary
 
 
 def test_errors_answer_with_their_status_and_the_server_keeps_serving(models):

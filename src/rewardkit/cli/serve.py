@@ -45,6 +45,9 @@ from rewardkit.cli.options import (
 )
 @click.option("--max-queue", type=COUNT, default=8192, show_default=True, help="sequences waiting before 503")
 @click.option(
+    "--max-queue-bytes", type=Size(), default="256MB", show_default=True, help="text waiting before 503"
+)
+@click.option(
     "--max-request-sequences", type=COUNT, default=1024, show_default=True, help="per request (413 beyond)"
 )
 @click.option(
@@ -55,10 +58,38 @@ from rewardkit.cli.options import (
     help="per request body (413 beyond)",
 )
 @click.option(
+    "--max-sequence-chars",
+    type=COUNT,
+    default=None,
+    help="characters per prompt or response, 413 beyond (default: 16 x the model's context in tokens)",
+)
+@click.option(
+    "--receive-timeout",
+    type=NON_NEGATIVE,
+    default=30.0,
+    show_default=True,
+    help="seconds a client has to send its request body (408 beyond)",
+)
+@click.option(
+    "--max-connections", type=COUNT, default=1024, show_default=True, help="open connections (503 beyond)"
+)
+@click.option(
     "--api-key",
     envvar="REWARDKIT_API_KEY",
     default=None,
     help="bearer token required of clients (or $REWARDKIT_API_KEY)",
+)
+@click.option(
+    "--allow-from",
+    default=None,
+    help="client networks allowed, comma-separated CIDR (e.g. 10.0.0.0/8,192.168.1.7); 403 for others",
+)
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS key")
+@click.option(
+    "--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS certificate"
+)
+@click.option(
+    "--served-model-name", default=None, help="the model name /v1/models gives (default: the --rm path)"
 )
 @chat_template_option
 @length_penalty_options
@@ -78,9 +109,17 @@ def serve(
     max_tokens,
     max_pool_sequences,
     max_queue,
+    max_queue_bytes,
     max_request_sequences,
     max_request_bytes,
+    max_sequence_chars,
+    receive_timeout,
+    max_connections,
     api_key,
+    allow_from,
+    ssl_keyfile,
+    ssl_certfile,
+    served_model_name,
     chat_template,
     length_penalty,
     reference_field,
@@ -89,7 +128,8 @@ def serve(
     num_replicas,
     gpus_per_replica,
 ) -> None:
-    """Serve a reward model over HTTP with dynamic batching (POST /score, /score_pairs, /get_reward)."""
+    """Serve a reward model over HTTP with dynamic batching (POST /score, /score_pairs, /get_reward,
+    and vLLM's /pooling, /classify, /tokenize, /detokenize, GET /v1/models)."""
     import logging
     import socket
     import sys
@@ -105,10 +145,11 @@ def serve(
             "rewardkit serve needs the serve extra: pip install 'rewardkit[serve]'"
         ) from None
     from rewardkit.base import reward_model_manifest
+    from rewardkit.checkpoints import check_model_folder
     from rewardkit.cli.score import dpo_spec, length_penalized, load_rm
-    from rewardkit.models.common import check_model_folder
     from rewardkit.serve import run_ray, run_server
     from rewardkit.serve.app import ServeSettings, build_app
+    from rewardkit.serve.limits import parse_networks
 
     if not rm_dir and not dpo_policy:
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
@@ -120,9 +161,16 @@ def serve(
     for folder, what in ((dpo_policy, "policy"), (dpo_reference, "reference model")):
         if folder:
             check_model_folder(folder, what, weights=False)
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+    networks = tuple(x for x in (allow_from or "").split(",") if x.strip())
+    try:
+        parse_networks(networks)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    if bool(ssl_keyfile) != bool(ssl_certfile):
+        raise click.UsageError("--ssl-keyfile and --ssl-certfile go together")
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key and not networks:
         logging.getLogger("rewardkit").warning(
-            "serving on %s without --api-key: anyone who can reach it can use it", host
+            "serving on %s without --api-key or --allow-from: anyone who can reach it can use it", host
         )
     if not num_replicas:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -147,9 +195,15 @@ def serve(
         max_wait_ms=max_wait_ms,
         max_pool_sequences=max_pool_sequences,
         max_queue_sequences=max_queue,
+        max_queue_bytes=max_queue_bytes,
         max_request_sequences=max_request_sequences,
         max_request_bytes=max_request_bytes,
+        max_sequence_chars=max_sequence_chars,
+        receive_timeout_s=receive_timeout,
+        max_connections=max_connections,
         api_key=api_key,
+        allow_from=networks,
+        model_name=served_model_name or str(rm_dir or dpo_policy),
     )
     if num_replicas:
         run_ray(load, settings, {}, host, port, num_replicas, gpus_per_replica)
@@ -159,10 +213,20 @@ def serve(
 
     def ready():
         info = app.state.rewardkit["info"]
+        scheme = "https" if ssl_certfile else "http"
         click.echo(
-            f"serving {info['kind']} reward model at http://{host}:{port} (POST /score, /score_pairs, /get_reward)",
+            f"serving {info['kind']} reward model at {scheme}://{host}:{port} "
+            "(POST /score, /score_pairs, /get_reward, /pooling, /classify)",
             err=True,
         )
         sys.stderr.flush()
 
-    run_server(app, host, port, log_level="info" if verbose else "warning", on_ready=ready)
+    run_server(
+        app,
+        host,
+        port,
+        log_level="info" if verbose else "warning",
+        on_ready=ready,
+        ssl_keyfile=ssl_keyfile,
+        ssl_certfile=ssl_certfile,
+    )

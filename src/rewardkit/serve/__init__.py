@@ -13,14 +13,31 @@ from rewardkit.errors import ModelError
 
 
 def run_server(
-    app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning", on_ready=None
+    app,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "warning",
+    on_ready=None,
+    ssl_keyfile: str | None = None,
+    ssl_certfile: str | None = None,
 ) -> None:
     """Run ``app`` (from :func:`rewardkit.serve.app.build_app`) with uvicorn until SIGTERM / Ctrl-C
-    (in-flight requests are drained first). If the model fails to load, the server stops and the error
-    is raised as a :class:`~rewardkit.errors.ModelError`."""
+    (in-flight requests are drained first), over TLS when given a key and certificate, with at most
+    ``settings.max_connections`` connections (503 beyond). If the model fails to load, the server stops
+    and the error is raised as a :class:`~rewardkit.errors.ModelError`."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=60,
+        limit_concurrency=app.state.settings.max_connections,
+        timeout_keep_alive=5,
+        ssl_keyfile=ssl_keyfile,
+        ssl_certfile=ssl_certfile,
+    )
     server = uvicorn.Server(config)
 
     def watch() -> None:
@@ -37,6 +54,9 @@ def run_server(
         raise ModelError(str(error)) if not isinstance(error, ModelError) else error
 
 
+_REPLICA: dict[str, Any] = {}  # the app of this Ray Serve replica (its health check reads it)
+
+
 def _replica_app(load: Callable[[], Any], settings, describe: dict):
     """Built inside each Ray Serve replica (so no model, thread or metrics registry is pickled): the same
     app, started at once."""
@@ -44,7 +64,22 @@ def _replica_app(load: Callable[[], Any], settings, describe: dict):
 
     app = build_app(load, settings, describe, start_in_lifespan=False)
     app.state.start()
+    _REPLICA["app"] = app
     return app
+
+
+def replica_health(app) -> str | None:
+    """Why a replica is unhealthy (failed load, stopped scoring thread, faulting engine), or None."""
+    if app is None:
+        return "the app is not built"
+    srv = app.state.server
+    if srv.state["error"] is not None:
+        return f"the model failed to load: {srv.state['error']}"
+    if srv.ready.is_set() and not srv.batcher.is_alive():
+        return "the scoring thread stopped"
+    if srv.batcher.fault is not None:
+        return f"the last engine call failed ({srv.batcher.fault})"
+    return None
 
 
 def run_ray(
@@ -67,11 +102,21 @@ def run_ray(
     def builder():  # a plain function: Ray calls it in each replica (a partial would be taken for an ASGI app)
         return _replica_app(load, settings, describe)
 
+    @serve.ingress(builder)
+    class Replica:
+        def check_health(self) -> None:  # Ray Serve restarts a replica whose check raises
+            problem = replica_health(_REPLICA.get("app"))
+            if problem:
+                raise RuntimeError(problem)
+
+    # Requests a replica takes at once: enough to fill two pools (Ray's default of 5 never pools more).
     deployment = serve.deployment(
-        serve.ingress(builder)(),
+        Replica,
         name="rewardkit",
         num_replicas=num_replicas,
         ray_actor_options={"num_gpus": gpus_per_replica},
+        max_ongoing_requests=max(8, 2 * settings.max_pool_sequences),
+        health_check_period_s=10,
     )
     ray.init(ignore_reinit_error=True, include_dashboard=False)
     serve.start(http_options={"host": host, "port": port})

@@ -1,293 +1,195 @@
 """The HTTP app: any reward model behind FastAPI, with dynamic batching through the shared engine.
 
-Requests are validated on the event loop and handed to one **batcher thread** (scoring never runs on
-the event loop). The batcher pools the sequences of every request waiting (up to ``max_wait_ms`` for
-more once the first arrives, at most ``max_pool_sequences``) and scores them in **one** engine call:
-the engine sorts them by length into token-budget batches, so concurrent small requests share full
-batches and little padding. Results are routed back to each request in order. A pooled call that fails
-is retried request by request, so a bad request fails alone and never affects the others.
+A request is read within a deadline, parsed and validated in a worker thread, checked against the
+per-sequence character cap, encoded in a worker thread (a bad request fails alone, before it is
+pooled), then queued for the batcher thread (:mod:`rewardkit.serve.batcher`), which pools the
+sequences of every waiting request into one engine call. A request whose client disconnects is dropped
+before it is scored.
 
 Endpoints: ``POST /score``, ``POST /score_pairs``, ``POST /get_reward`` (OpenRLHF's protocol),
-``GET /health``, ``GET /info``, ``GET /metrics`` (Prometheus). See docs/serving.md.
+vLLM's ``GET /v1/models``, ``POST /pooling``, ``/classify``, ``/tokenize``, ``/detokenize``
+(:mod:`rewardkit.serve.vllm`), ``GET /health``, ``GET /info``, ``GET /metrics`` (Prometheus).
+See docs/serving.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rewardkit.errors import DataError, ModelError
+from rewardkit.errors import ModelError
+from rewardkit.serve.batcher import Batcher, Job, Metrics, Unavailable, request_fault
+from rewardkit.serve.limits import (
+    Guard,
+    RequestError,
+    ServeSettings,
+    check_chars,
+    parse,
+    sequence_char_cap,
+)
+from rewardkit.serve.schemas import OpenRLHFRequest, PairsRequest, ScoreRequest, plain, text_chars
 from rewardkit.templating import Texts, completion_text
 
 logger = logging.getLogger(__name__)
 
-
-class Message(BaseModel):
-    """A chat message: string ``role`` and ``content`` (other keys, e.g. ``name``, are kept)."""
-
-    model_config = ConfigDict(extra="allow")
-    role: str
-    content: str
-
-
-@dataclass
-class ServeSettings:
-    """Limits and batching knobs of one server (see ``rewardkit serve --help``)."""
-
-    max_wait_ms: float = 5.0
-    max_pool_sequences: int = 64
-    max_queue_sequences: int = 8192
-    max_request_sequences: int = 1024
-    max_request_bytes: int = 16 * 2**20
-    api_key: str | None = None
-    retry_after_s: int = 1
+ROUTES = (
+    "/score",
+    "/score_pairs",
+    "/get_reward",
+    "/v1/models",
+    "/pooling",
+    "/classify",
+    "/tokenize",
+    "/detokenize",
+    "/health",
+    "/info",
+    "/metrics",
+)
+__all__ = ["ServeSettings", "build_app", "model_info", "prompt_boundary"]
 
 
-def _plain(value: Any) -> Any:
-    """Validated messages back to plain dicts (a string stays a string)."""
-    if isinstance(value, Message):
-        return value.model_dump()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+def prompt_boundary(query: str, prompt: str) -> int:
+    """Where the response starts in an OpenRLHF ``query`` (characters): after ``prompt`` when the query
+    starts with it; else after the longest end of ``prompt`` the query starts with (a left-truncated
+    prompt); else after their common prefix (a decode that does not invert encode)."""
+    if query.startswith(prompt):
+        return len(prompt)
+    fail = [0] * len(query)  # KMP failure function of query, then prompt run through it
+    k = 0
+    for i in range(1, len(query)):
+        while k and query[i] != query[k]:
+            k = fail[k - 1]
+        if query[i] == query[k]:
+            k += 1
+        fail[i] = k
+    k = 0
+    for ch in prompt:
+        while k and (k == len(query) or ch != query[k]):
+            k = fail[k - 1]
+        if k < len(query) and ch == query[k]:
+            k += 1
+    common = 0
+    for a, b in zip(query, prompt):
+        if a != b:
+            break
+        common += 1
+    return max(k, common)
 
 
-class ScoreRequest(BaseModel):
-    """``prompts`` and ``responses`` as TRL passes them (strings or message lists)."""
-
-    model_config = ConfigDict(extra="forbid")
-    prompts: list[str | list[Message]]
-    responses: list[str | list[Message] | Message]
-    members: bool = Field(False, description="also return each ensemble member's rewards and their std")
-    reward_call: bool = Field(False, description="TRL reward_funcs convention (GRPOTrainer's nn.Module path)")
-    metadata: list[dict[str, Any]] | None = Field(None, description="per-response fields, e.g. a reference")
+async def _disconnected(receive) -> None:
+    """Returns once the client has disconnected (the body is already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
-class PairIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    prompt: str | list[Message]
-    chosen: str
-    rejected: str
-    metadata: dict[str, Any] = Field(default_factory=dict)
+class Server:
+    """What the routes share: settings, metrics, model state and the batcher."""
 
+    def __init__(self, settings: ServeSettings, metrics: Metrics):
+        self.settings, self.metrics = settings, metrics
+        self.state: dict[str, Any] = {"model": None, "error": None, "info": {}}
+        self.ready = threading.Event()
+        self.formatter = None
+        self.char_cap = sequence_char_cap(settings, None)
+        self.batcher = Batcher(self._score, settings, metrics)
 
-class PairsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    pairs: list[PairIn]
-    members: bool = False
-
-
-class OpenRLHFRequest(BaseModel):
-    """OpenRLHF's remote reward model protocol: full texts (prompt + response) in ``query``."""
-
-    model_config = ConfigDict(extra="allow")
-    query: list[str]
-    prompts: list[str] | None = None
-
-
-class Unavailable(Exception):
-    """The queue is full (503 with Retry-After)."""
-
-
-@dataclass
-class Job:
-    key: tuple
-    texts: Texts
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future
-
-    @property
-    def n(self) -> int:
-        return len(self.texts)
-
-
-def _concat(texts: list[Texts]) -> Texts:
-    """One Texts of several requests' sequences (pairs: all chosen, then all rejected)."""
-    if texts[0].pairs is not None:
-        return Texts.from_pairs([p for t in texts for p in t.pairs])
-    meta = None
-    if any(t.metadata is not None for t in texts):
-        meta = [m for t in texts for m in (t.metadata or [{}] * len(t))]
-    return Texts(
-        [p for t in texts for p in t.prompts],
-        [r for t in texts for r in t.responses],
-        reward_call=texts[0].reward_call,
-        metadata=meta,
-    )
-
-
-def _split(values: np.ndarray, texts: list[Texts]) -> list[np.ndarray]:
-    """Per-request slices of pooled outputs (last axis: sequences), undoing :func:`_concat`'s order."""
-    if texts[0].pairs is not None:
-        half = values.shape[-1] // 2
-        chosen, rejected = values[..., :half], values[..., half:]
-        out, lo = [], 0
-        for t in texts:
-            k = len(t.pairs)
-            out.append(np.concatenate([chosen[..., lo : lo + k], rejected[..., lo : lo + k]], axis=-1))
-            lo += k
-        return out
-    out, lo = [], 0
-    for t in texts:
-        out.append(values[..., lo : lo + len(t)])
-        lo += len(t)
-    return out
-
-
-class Metrics:
-    """Prometheus metrics of one app (its own registry)."""
-
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "rewardkit_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
-        )
-        self.sequences = Counter("rewardkit_sequences", "sequences scored", registry=self.registry)
-        self.tokens = Counter("rewardkit_tokens", "real tokens scored", registry=self.registry)
-        self.padded = Counter(
-            "rewardkit_padded_tokens", "tokens computed, padding included", registry=self.registry
-        )
-        buckets = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-        self.batch = Histogram(
-            "rewardkit_batch_sequences", "sequences per engine batch", buckets=buckets, registry=self.registry
-        )
-        self.pool = Histogram(
-            "rewardkit_pool_requests",
-            "requests pooled into one engine call",
-            buckets=buckets,
-            registry=self.registry,
-        )
-        self.queue = Gauge(
-            "rewardkit_queue_sequences", "sequences waiting to be scored", registry=self.registry
-        )
-        self.latency = Histogram(
-            "rewardkit_request_latency_seconds",
-            "request latency",
-            ["endpoint"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=self.registry,
-        )
-
-    def observe_batch(self, sequences: int, tokens: int, padded: int) -> None:
-        self.batch.observe(sequences)
-        self.tokens.inc(tokens)
-        self.padded.inc(padded)
-
-
-class Batcher(threading.Thread):
-    """Pools waiting requests into engine calls on one thread (one model copy, nothing on the event loop)."""
-
-    def __init__(self, get_model: Callable[[], Any], settings: ServeSettings, metrics: Metrics):
-        super().__init__(name="rewardkit-batcher", daemon=True)
-        self.get_model, self.settings, self.metrics = get_model, settings, metrics
-        self.jobs: queue.Queue[Job] = queue.Queue()
-        self.pending = 0
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-
-    def submit(self, job: Job) -> None:
-        with self.lock:
-            if self.pending + job.n > self.settings.max_queue_sequences:
-                raise Unavailable
-            self.pending += job.n
-            self.metrics.queue.set(self.pending)
-        self.jobs.put(job)
-
-    def run(self) -> None:
-        while not (self.stopping.is_set() and self.jobs.empty()):
-            try:
-                first = self.jobs.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            jobs = [first]
-            try:
-                self._pool_and_score(jobs)
-            except BaseException as e:  # noqa: BLE001 - never die silently: fail this pool, keep serving
-                logger.exception("the batcher failed on a pool of %d request(s)", len(jobs))
-                for job in jobs:
-                    self._resolve(job, e)
-            finally:
-                with self.lock:
-                    self.pending -= sum(j.n for j in jobs)
-                    self.metrics.queue.set(self.pending)
-
-    def _pool_and_score(self, jobs: list[Job]) -> None:
-        """Add waiting jobs to ``jobs`` (in place, up to the pool's limits), then score them."""
-        n = jobs[0].n
-        deadline = time.perf_counter() + self.settings.max_wait_ms / 1000
-        while n < self.settings.max_pool_sequences:
-            try:
-                job = self.jobs.get(timeout=max(0.0, deadline - time.perf_counter()))
-            except queue.Empty:
-                break
-            jobs.append(job)
-            n += job.n
-        groups: dict[tuple, list[Job]] = {}
-        for job in jobs:
-            groups.setdefault(job.key, []).append(job)
-        for group in groups.values():
-            self._process(group)
+    def loaded(self, rm: Any, describe: dict | None) -> None:
+        self.formatter = rm.formatter
+        self.char_cap = sequence_char_cap(self.settings, None if rm.formatter is None else rm.formatter.limit)
+        self.state["info"] = model_info(rm, describe)
+        self.state["model"] = rm
 
     def _score(self, texts: Texts, members: bool) -> np.ndarray:
         """[n] rewards, or [1 + M + 1, n]: rewards, member rewards, their std."""
-        rm = self.get_model()
-        if members and hasattr(rm, "uncertainty"):
-            u = rm.uncertainty(texts)
-            return np.concatenate([u.aggregate[None], u.members, u.std[None]]).astype(np.float64)
-        return np.asarray(rm.score_texts(texts), dtype=np.float64)
+        rm = self.state["model"]
+        if not members:
+            return np.asarray(rm.score_texts(texts), dtype=np.float64)
+        rewards, cols = rm.score_columns(texts)
+        if "members" not in cols:  # not an ensemble: the rewards alone
+            return np.asarray(rewards, dtype=np.float64)
+        rows = [np.asarray(rewards)[None], cols["members"].T, cols["std"][None]]
+        return np.concatenate(rows).astype(np.float64)
 
-    def _process(self, group: list[Job]) -> None:
-        self.metrics.pool.observe(len(group))
+    def check_ready(self) -> None:
+        if not self.ready.is_set():
+            raise RequestError(
+                503, "the model is still loading", {"Retry-After": str(self.settings.retry_after_s)}
+            )
+        if self.state["error"] is not None:
+            raise RequestError(500, "the model failed to load (see the server log or /info)")
+        if not self.batcher.is_alive():
+            raise RequestError(500, "the server's scoring thread is not running")
+
+    def check_chars(self, fields: dict[str, list]) -> None:
+        check_chars({k: [text_chars(x) for x in v] for k, v in fields.items()}, self.char_cap)
+
+    def encode_lengths(self, texts: Texts) -> list[int] | None:
+        """Tokens per sequence (encoded now, in a worker thread, so a bad request fails here alone);
+        None for models without one formatter."""
+        if self.formatter is None:
+            return None
         try:
-            out = self._score(_concat([j.texts for j in group]), group[0].key[2])
-        except Exception as e:  # noqa: BLE001 - isolated below: one bad request must not fail the others
-            if len(group) > 1:
-                for job in group:
-                    self._process([job])
-                return
-            self._resolve(group[0], e)
-            return
-        self.metrics.sequences.inc(sum(j.n for j in group))
-        for job, values in zip(group, _split(out, [j.texts for j in group])):
-            self._resolve(job, values)
+            return [len(x) for x in texts.encode(self.formatter)]
+        except Exception as e:  # noqa: BLE001 - the request's data, named in one line
+            if request_fault(e):
+                raise RequestError(422, str(e)) from None
+            raise
 
-    @staticmethod
-    def _resolve(job: Job, value: Any) -> None:
-        def set_it():
-            if job.future.done():  # the client went away
-                return
-            if isinstance(value, BaseException):
-                job.future.set_exception(value)
-            else:
-                job.future.set_result(value)
-
+    async def run(
+        self, request: Request, texts: Texts, members: bool = False
+    ) -> tuple[np.ndarray, list | None]:
+        """Rewards of ``texts`` from the batcher (and tokens per sequence), or a :class:`RequestError`."""
+        self.check_ready()
+        s = self.settings
+        if len(texts) > s.max_request_sequences:
+            raise RequestError(
+                413, f"{len(texts)} sequences exceed the limit of {s.max_request_sequences} per request"
+            )
+        lengths = await asyncio.to_thread(self.encode_lengths, texts)
+        loop = asyncio.get_running_loop()
+        key = (texts.pairs is not None, texts.reward_call, members, texts.metadata is not None, texts.raw,
+               texts.special_tokens, texts.ids is not None)  # fmt: skip
+        cost = sum(text_chars(p) for p in texts.prompts) + sum(len(r) for r in texts.responses)
+        job = Job(key, texts, loop, loop.create_future(), cost=cost)
         try:
-            job.loop.call_soon_threadsafe(set_it)
-        except RuntimeError:  # the event loop is closed (shutting down): nobody is waiting
-            pass
+            self.batcher.submit(job)
+        except Unavailable:
+            raise RequestError(
+                503, "the queue is full; retry later", {"Retry-After": str(s.retry_after_s)}
+            ) from None
+        gone = asyncio.ensure_future(_disconnected(request.receive))
+        try:
+            await asyncio.wait({job.future, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not job.future.done():
+            job.abandoned = True
+            job.future.cancel()
+            raise RequestError(499, "the client went away")
+        try:
+            return job.future.result(), lengths
+        except ModelError as e:  # the model's fault (e.g. NaN rewards), not the request's
+            raise RequestError(500, str(e)) from None
+        except Exception as e:  # noqa: BLE001 - this request fails, the server keeps serving
+            if request_fault(e):
+                raise RequestError(422, str(e)) from None
+            logger.exception("scoring failed")
+            raise RequestError(500, f"scoring failed: {type(e).__name__}: {e}") from None
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": _one_line(message)}, status_code=status, headers=headers)
+def rewards_body(out: np.ndarray) -> dict[str, Any]:
+    if out.ndim == 2:  # rewards, members..., std
+        return {"rewards": out[0].tolist(), "members": out[1:-1].tolist(), "std": out[-1].tolist()}
+    return {"rewards": out.tolist()}
 
 
 def build_app(
@@ -303,24 +205,22 @@ def build_app(
 
     from prometheus_client import generate_latest
 
+    from rewardkit.serve.vllm import add_vllm_routes
+
     settings = settings or ServeSettings()
     metrics = Metrics()
-    state: dict[str, Any] = {"model": None, "error": None, "info": {}}
-    ready = threading.Event()
+    srv = Server(settings, metrics)
+    state, ready, batcher = srv.state, srv.ready, srv.batcher
+    started = threading.Event()
 
     def loader() -> None:
         try:
-            rm = load()
-            state["model"] = rm
-            state["info"] = model_info(rm, describe)
-        except BaseException as e:  # noqa: BLE001 - reported by /health and the CLI
+            srv.loaded(load(), describe)
+        except BaseException as e:  # noqa: BLE001 - reported by /health, /info and the CLI
             state["error"] = e
             logger.error("could not load the reward model: %s", e)
         finally:
             ready.set()
-
-    batcher = Batcher(lambda: state["model"], settings, metrics)
-    started = threading.Event()
 
     def start() -> None:
         """Load the model on a background thread and start the batcher (once)."""
@@ -354,187 +254,124 @@ def build_app(
     app.state.metrics = metrics
     app.state.settings = settings
     app.state.start = start
+    app.state.server = srv
 
-    async def parse(request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
-        """The request body as ``model``, whatever its content type; a one-line 413 / 422 otherwise."""
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > settings.max_request_bytes:
-                metrics.requests.labels(request.url.path, "413").inc()
-                return _error(413, f"request body exceeds the limit of {settings.max_request_bytes} bytes")
-        try:
-            data = json.loads(bytes(body))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            metrics.requests.labels(request.url.path, "422").inc()
-            return _error(422, f"invalid JSON ({e})")
-        try:
-            return model.model_validate(data)
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err.get("loc", ())) or "body"
-            metrics.requests.labels(request.url.path, "422").inc()
-            return _error(422, f"field {loc!r}: {err.get('msg')}")
+    def count(path: str, status: int) -> None:
+        metrics.requests.labels(path if path in ROUTES else "other", str(status)).inc()  # bounded labels
 
-    routes = {"/score", "/score_pairs", "/get_reward", "/health", "/info", "/metrics"}
+    app.add_middleware(Guard, settings=settings, count=count)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        path = request.url.path if request.url.path in routes else "other"  # bounded metric labels
-        if settings.api_key and path != "/health":
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {settings.api_key}".encode()):
-                metrics.requests.labels(path, "401").inc()
-                return _error(401, "missing or wrong bearer token (Authorization: Bearer KEY)")
-        if request.method == "POST":
-            size = request.headers.get("content-length")
-            if size is not None and size.isdigit() and int(size) > settings.max_request_bytes:
-                metrics.requests.labels(path, "413").inc()
-                return _error(
-                    413, f"request body of {size} bytes exceeds the limit of {settings.max_request_bytes}"
-                )
-        return await call_next(request)
+    def route(path: str, method: str = "POST"):
+        """Register ``fn(request) -> dict`` at ``path``: a :class:`RequestError` answers its status."""
 
-    async def run(texts: Texts, members: bool) -> np.ndarray | JSONResponse:
-        """Queue ``texts`` for the batcher and wait for its rewards, or an error response."""
-        if not ready.is_set():
-            return _error(503, "the model is still loading", {"Retry-After": str(settings.retry_after_s)})
-        if state["error"] is not None:
-            return _error(500, f"the model failed to load: {state['error']}")
-        if not batcher.is_alive():
-            return _error(500, "the server's scoring thread is not running")
-        if len(texts) > settings.max_request_sequences:
-            return _error(
-                413,
-                f"{len(texts)} sequences exceed the limit of {settings.max_request_sequences} per request",
-            )
-        loop = asyncio.get_running_loop()
-        key = (texts.pairs is not None, texts.reward_call, members, texts.metadata is not None)
-        job = Job(key, texts, loop, loop.create_future())
-        try:
-            batcher.submit(job)
-        except Unavailable:
-            return _error(503, "the queue is full; retry later", {"Retry-After": str(settings.retry_after_s)})
-        try:
-            return await job.future
-        except ModelError as e:  # the model's fault (e.g. NaN rewards), not the request's
-            return _error(500, str(e))
-        except (DataError, ValueError) as e:  # bad data in the request (e.g. a missing reference field)
-            return _error(422, str(e))
-        except Exception as e:  # noqa: BLE001 - this request fails, the server keeps serving
-            logger.exception("scoring failed")
-            return _error(500, f"scoring failed: {type(e).__name__}: {e}")
+        def deco(fn: Callable[[Request], Awaitable[dict]]):
+            async def handler(request: Request):
+                t0 = time.perf_counter()
+                try:
+                    body = await fn(request)
+                except RequestError as e:
+                    count(path, e.status)
+                    return JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
+                count(path, 200)
+                metrics.latency.labels(path).observe(time.perf_counter() - t0)
+                return JSONResponse(body)
 
-    def respond(endpoint: str, started: float, out, members: bool, extra: dict | None = None):
-        if isinstance(out, JSONResponse):
-            metrics.requests.labels(endpoint, str(out.status_code)).inc()
-            return out
-        metrics.requests.labels(endpoint, "200").inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        body: dict[str, Any]
-        if out.ndim == 2:  # rewards, members..., std
-            body = {"rewards": out[0].tolist(), "members": out[1:-1].tolist(), "std": out[-1].tolist()}
-        else:
-            body = {"rewards": out.tolist()}
-        if extra:
-            body.update(extra)
-        return JSONResponse(body)
+            app.add_api_route(path, handler, methods=[method], name=path)
+            return fn
 
-    @app.post("/score")
-    async def score(request: Request):
-        started = time.perf_counter()
-        req = await parse(request, ScoreRequest)
-        if isinstance(req, JSONResponse):
-            return req
+        return deco
+
+    @route("/score")
+    async def score(request: Request) -> dict:
+        req = await parse(request, ScoreRequest, settings)
         if len(req.prompts) != len(req.responses):
-            metrics.requests.labels("/score", "422").inc()
-            return _error(
+            raise RequestError(
                 422,
                 f"fields 'prompts' and 'responses' have {len(req.prompts)} and {len(req.responses)} items",
             )
         if req.metadata is not None and len(req.metadata) != len(req.responses):
-            metrics.requests.labels("/score", "422").inc()
-            return _error(
+            raise RequestError(
                 422, f"field 'metadata' has {len(req.metadata)} items for {len(req.responses)} responses"
             )
+        srv.check_chars({"prompts": req.prompts, "responses": req.responses})
         texts = Texts(
-            [_plain(p) for p in req.prompts],
-            [completion_text(_plain(r)) for r in req.responses],
+            [plain(p) for p in req.prompts],
+            [completion_text(plain(r)) for r in req.responses],
             reward_call=req.reward_call,
             metadata=req.metadata,
         )
-        return respond("/score", started, await run(texts, req.members), req.members)
+        out, _ = await srv.run(request, texts, req.members)
+        return rewards_body(out)
 
-    @app.post("/score_pairs")
-    async def score_pairs(request: Request):
+    @route("/score_pairs")
+    async def score_pairs(request: Request) -> dict:
         from rewardkit.data import PreferencePair
 
-        started = time.perf_counter()
-        req = await parse(request, PairsRequest)
-        if isinstance(req, JSONResponse):
-            return req
-        pairs = [PreferencePair(_plain(p.prompt), p.chosen, p.rejected, p.metadata) for p in req.pairs]
-        out = await run(Texts.from_pairs(pairs), req.members)
-        if isinstance(out, JSONResponse):
-            return respond("/score_pairs", started, out, req.members)
+        req = await parse(request, PairsRequest, settings)
+        srv.check_chars(
+            {
+                "pairs.prompt": [p.prompt for p in req.pairs],
+                "pairs.chosen": [p.chosen for p in req.pairs],
+                "pairs.rejected": [p.rejected for p in req.pairs],
+            }
+        )
+        pairs = [PreferencePair(plain(p.prompt), p.chosen, p.rejected, p.metadata) for p in req.pairs]
+        out, _ = await srv.run(request, Texts.from_pairs(pairs), req.members)
         n = len(pairs)
-        body = {"chosen": out[..., :n].tolist(), "rejected": out[..., n:].tolist()}
         if out.ndim == 2:
-            body = {
+            return {
                 "chosen": out[0, :n].tolist(),
                 "rejected": out[0, n:].tolist(),
                 "chosen_members": out[1:-1, :n].tolist(),
                 "rejected_members": out[1:-1, n:].tolist(),
             }
-        metrics.requests.labels("/score_pairs", "200").inc()
-        metrics.latency.labels("/score_pairs").observe(time.perf_counter() - started)
-        return JSONResponse(body)
+        return {"chosen": out[:n].tolist(), "rejected": out[n:].tolist()}
 
-    @app.post("/get_reward")
-    async def get_reward(request: Request):
-        started = time.perf_counter()
-        req = await parse(request, OpenRLHFRequest)
-        if isinstance(req, JSONResponse):
-            return req
+    @route("/get_reward")
+    async def get_reward(request: Request) -> dict:
+        """OpenRLHF: ``query`` is already-templated text, tokenised as it is (nothing added)."""
+        req = await parse(request, OpenRLHFRequest, settings)
         if req.prompts is not None and len(req.prompts) != len(req.query):
-            metrics.requests.labels("/get_reward", "422").inc()
-            return _error(
+            raise RequestError(
                 422, f"fields 'query' and 'prompts' have {len(req.query)} and {len(req.prompts)} items"
             )
-        prompts = req.prompts if req.prompts is not None else [""] * len(req.query)
-        for i, (q, p) in enumerate(zip(req.query, prompts)):
-            if not q.startswith(p):
-                metrics.requests.labels("/get_reward", "422").inc()
-                return _error(422, f"field 'query.{i}': does not start with its prompt")
-        texts = Texts(list(prompts), [q[len(p) :] for q, p in zip(req.query, prompts)])
-        out = await run(texts, False)
-        if isinstance(out, JSONResponse):
-            return respond("/get_reward", started, out, False)
-        return respond("/get_reward", started, out, False, {"scores": out.tolist()})
+        srv.check_chars({"query": req.query})
+        cuts = (
+            [prompt_boundary(q, p) for q, p in zip(req.query, req.prompts)]
+            if req.prompts
+            else [0] * len(req.query)
+        )
+        texts = Texts(
+            [q[:k] for q, k in zip(req.query, cuts)], [q[k:] for q, k in zip(req.query, cuts)], raw=True
+        )
+        out, _ = await srv.run(request, texts)
+        return {"rewards": out.tolist(), "scores": out.tolist()}
 
-    @app.get("/health")
-    async def health():
+    @route("/health", "GET")
+    async def health(request: Request) -> dict:
+        """No internal detail (paths, messages) for unauthenticated callers: status and counts only."""
         if not ready.is_set():
-            return JSONResponse({"status": "loading"}, status_code=503)
+            raise RequestError(503, "loading")
         if state["error"] is not None:
-            return JSONResponse(
-                {"status": "failed", "error": _one_line(str(state["error"]))}, status_code=500
+            raise RequestError(500, "the model failed to load")
+        if not batcher.is_alive():
+            raise RequestError(500, "the scoring thread stopped")
+        if batcher.fault is not None:
+            raise RequestError(
+                503, f"the last engine call failed ({batcher.fault}); {batcher.fault_count} so far"
             )
-        return {"status": "ok"}
+        return {"status": "ok", "queue_sequences": batcher.pending, "engine_faults": batcher.fault_count}
 
-    @app.get("/info")
-    async def info():
-        if not ready.is_set() or state["error"] is not None:
-            return _error(503, "the model is not loaded")
-        return {
-            **state["info"],
-            "limits": {
-                "max_request_sequences": settings.max_request_sequences,
-                "max_request_bytes": settings.max_request_bytes,
-                "max_queue_sequences": settings.max_queue_sequences,
-                "max_wait_ms": settings.max_wait_ms,
-            },
-        }
+    @route("/info", "GET")
+    async def info(request: Request) -> dict:
+        if not ready.is_set():
+            raise RequestError(503, "the model is not loaded")
+        if state["error"] is not None:
+            raise RequestError(500, f"the model failed to load: {state['error']}")
+        keys = ("max_request_sequences", "max_request_bytes", "max_queue_sequences", "max_queue_bytes",
+                "max_wait_ms", "max_pool_sequences", "receive_timeout_s", "max_connections")  # fmt: skip
+        limits = {k: getattr(settings, k) for k in keys}
+        return {**state["info"], "limits": {**limits, "max_sequence_chars": srv.char_cap}}
 
     @app.get("/metrics")
     async def prometheus():
@@ -542,36 +379,17 @@ def build_app(
             generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4"
         )
 
+    add_vllm_routes(route, srv)
     return app
 
 
 def model_info(rm: Any, extra: dict | None = None) -> dict[str, Any]:
-    """What ``/info`` says of a model: kind, members, base model, token convention, versions."""
+    """What ``/info`` says of a model: its ``describe()``, library versions, merge provenance."""
+    from pathlib import Path
+
     from rewardkit.util import versions
 
-    inner = getattr(rm, "rm", None)
-    f = getattr(rm, "formatter", None) or getattr(inner, "formatter", None)
-    info = {
-        "kind": getattr(rm, "kind", type(rm).__name__),
-        "members": getattr(rm, "num_members", 1),
-        "source": getattr(rm, "source", None),
-        "base_model": getattr(rm, "base_model", None),
-        "chat_template": getattr(f, "chat_template", None),
-        "max_length": getattr(f, "max_length", None),
-        "max_tokens": getattr(rm, "max_tokens", None),
-        "versions": versions(),
-    }
-    if getattr(rm, "kind", None) == "implicit":
-        info.update(beta=rm.beta, reduction=rm.reduction, reference=rm.reference_path)
-    if getattr(rm, "kind", None) == "ensemble":
-        info.update(aggregation=rm.aggregation, normalize=rm.normalize, sources=rm.sources)
-    if getattr(rm, "kind", None) == "length_penalized":
-        info.update(alpha=rm.alpha, unit=rm.unit, wrapped=getattr(inner, "kind", None))
-    source = getattr(rm, "source", None)
-    if source:
-        from pathlib import Path
-
-        merge = Path(source) / "merge.json"
-        if merge.is_file():
-            info["merge_provenance"] = json.loads(merge.read_text())
+    info = {**rm.describe(), "versions": versions()}
+    if rm.source and (Path(rm.source) / "merge.json").is_file():
+        info["merge_provenance"] = json.loads((Path(rm.source) / "merge.json").read_text())
     return {**info, **(extra or {})}

@@ -1,0 +1,186 @@
+"""What bounds one server: its settings, the request guard (client networks, bearer key, body size),
+the body reader with a receive deadline, and parsing + validation off the event loop.
+
+Every refusal is a one-line JSON ``{"error": ...}`` naming the field or limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from rewardkit.util import first_error
+
+#: Characters per token a sequence may average before it is refused: no tokenizer in use averages more
+#: than a few, so a text over ``CHARS_PER_TOKEN`` x the model's context is refused (413) instead of
+#: being tokenised only to keep its last tokens.
+CHARS_PER_TOKEN = 16
+DEFAULT_SEQUENCE_CHARS = 2**20  # when the model states no context
+
+
+@dataclass
+class ServeSettings:
+    """Limits and batching knobs of one server (see ``rewardkit serve --help``)."""
+
+    max_wait_ms: float = 5.0
+    max_pool_sequences: int = 64
+    max_queue_sequences: int = 8192
+    max_queue_bytes: int = 256 * 2**20
+    max_request_sequences: int = 1024
+    max_request_bytes: int = 16 * 2**20
+    max_sequence_chars: int | None = None  # None: CHARS_PER_TOKEN x the model's token limit
+    receive_timeout_s: float = 30.0
+    max_connections: int = 1024
+    api_key: str | None = None
+    allow_from: tuple[str, ...] = ()
+    model_name: str = "rewardkit"
+    retry_after_s: int = 1
+
+
+class RequestError(Exception):
+    """A request refused with ``status`` and a one-line ``message``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, one_line(message), headers
+
+
+def one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": one_line(message)}).encode()
+
+
+def sequence_char_cap(settings: ServeSettings, token_limit: int | None) -> int:
+    """Characters allowed per prompt or response: the setting, else ``CHARS_PER_TOKEN`` x tokens."""
+    if settings.max_sequence_chars is not None:
+        return settings.max_sequence_chars
+    return CHARS_PER_TOKEN * token_limit if token_limit else DEFAULT_SEQUENCE_CHARS
+
+
+def check_chars(fields: dict[str, Sequence[int]], cap: int) -> None:
+    """413 naming the first item of ``fields`` (name -> characters per item) longer than ``cap``."""
+    for name, sizes in fields.items():
+        for i, n in enumerate(sizes):
+            if n > cap:
+                raise RequestError(
+                    413, f"field '{name}.{i}': {n} characters exceed the limit of {cap} per sequence"
+                )
+
+
+def parse_networks(specs: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """CIDR networks (``10.0.0.0/8``, ``192.168.1.7``); a bad one is a one-line ``ValueError``."""
+    out = []
+    for spec in specs:
+        try:
+            out.append(ipaddress.ip_network(spec.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"--allow-from: {spec!r} is not an IP network (e.g. 10.0.0.0/8)") from None
+    return out
+
+
+def client_allowed(host: str | None, networks: Sequence) -> bool:
+    if not networks:
+        return True
+    try:
+        ip = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
+
+
+class Guard:
+    """ASGI middleware run before any route: client networks (403), bearer key (401, except
+    ``/health``), declared body size (413). ``count(path, status)`` records each refusal."""
+
+    def __init__(self, app, settings: ServeSettings, count):
+        self.app, self.settings, self.count = app, settings, count
+        self.networks = parse_networks(settings.allow_from)
+        self.key = f"Bearer {settings.api_key}".encode() if settings.api_key else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        refusal = self._refusal(scope, path)
+        if refusal is None:
+            return await self.app(scope, receive, send)
+        status, message = refusal
+        self.count(path, status)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": error_body(message)})
+
+    def _refusal(self, scope, path: str) -> tuple[int, str] | None:
+        client = scope.get("client")
+        if not client_allowed(client[0] if client else None, self.networks):
+            return 403, "this client's address is not in the server's --allow-from networks"
+        headers = dict(scope.get("headers") or [])
+        if self.key is not None and path != "/health":
+            if not hmac.compare_digest(headers.get(b"authorization", b""), self.key):
+                return 401, "missing or wrong bearer token (Authorization: Bearer KEY)"
+        size = headers.get(b"content-length", b"")
+        if size.isdigit() and int(size) > self.settings.max_request_bytes:
+            return 413, (
+                f"request body of {int(size)} bytes exceeds the limit of {self.settings.max_request_bytes}"
+            )
+        return None
+
+
+async def read_body(request, settings: ServeSettings) -> bytes:
+    """The whole body within ``receive_timeout_s`` (408 otherwise: a trickling client is cut off) and
+    ``max_request_bytes`` (413)."""
+    body = bytearray()
+
+    async def read() -> None:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > settings.max_request_bytes:
+                raise RequestError(
+                    413, f"request body exceeds the limit of {settings.max_request_bytes} bytes"
+                )
+
+    try:
+        await asyncio.wait_for(read(), settings.receive_timeout_s)
+    except asyncio.TimeoutError:
+        raise RequestError(
+            408,
+            f"the request body did not arrive within {settings.receive_timeout_s:g} s",
+            {"Connection": "close"},
+        ) from None
+    return bytes(body)
+
+
+def decode(body: bytes, model: type[BaseModel]) -> BaseModel:
+    """JSON + validation (run in a worker thread: a large body never blocks the event loop)."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RequestError(422, f"invalid JSON ({e})") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        loc, msg = first_error(e)
+        raise RequestError(422, f"field {loc or 'body'!r}: {msg}") from None
+
+
+async def parse(request, model: type[BaseModel], settings: ServeSettings) -> BaseModel:
+    """The request body as ``model`` (any content type); :class:`RequestError` otherwise."""
+    body = await read_body(request, settings)
+    return await asyncio.to_thread(decode, body, model)
