@@ -8,6 +8,7 @@ LM head + log-softmax run over them in chunks of ``chunk_size`` rows, so peak me
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -40,6 +41,54 @@ def backbone_mask(causal: bool, attention_mask: torch.Tensor) -> torch.Tensor | 
     ):
         return None
     return attention_mask
+
+
+def can_share_prefix(model: nn.Module) -> bool:
+    """Whether a prompt's KV cache can stand in for running it again (:func:`shared_hidden`): a causal
+    decoder whose backbone takes a ``cache`` (``past_key_values``) and whose every layer attends to all
+    earlier tokens (no sliding-window or linear-attention layers, whose cache holds less)."""
+    inner = unwrap_peft(model)
+    backbone = getattr(inner, "base_model", None)
+    if backbone is None or backbone is inner or not is_causal_decoder(inner):
+        return False
+    params = inspect.signature(backbone.forward).parameters
+    config = inner.config.get_text_config() if hasattr(inner.config, "get_text_config") else inner.config
+    layers = set(getattr(config, "layer_types", None) or ["full_attention"])
+    sliding = getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
+    return (
+        ("cache" in params or "past_key_values" in params)
+        and not getattr(config, "is_encoder_decoder", False)
+        and layers == {"full_attention"}
+        and not sliding
+    )
+
+
+def shared_hidden(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone hidden states of a :class:`~rewardkit.scoring.SharedBatch`: ``(prefix [G, P, H],
+    suffix [N, S, H])``. Each prompt runs once with ``use_cache``; its cache is expanded over its group
+    (``batch_select_indices``) and the response tokens run against it, positions continuing the prompt's,
+    with the mask of prompt + response (so a shorter prompt's padding is never attended)."""
+    inner = unwrap_peft(model)
+    backbone = inner.base_model
+    name = "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+    p_pos = (batch.prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    first = backbone(
+        input_ids=batch.prefix_ids,
+        attention_mask=backbone_mask(True, batch.prefix_mask),
+        position_ids=p_pos,
+        use_cache=True,
+    )
+    cache = getattr(first, name)
+    cache.batch_select_indices(batch.group)
+    s_pos = batch.prefix_mask.sum(-1)[batch.group, None] + (batch.suffix_mask.cumsum(-1) - 1).clamp(min=0)
+    second = backbone(
+        input_ids=batch.suffix_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=s_pos,
+        use_cache=True,
+        **{name: cache},
+    )
+    return first.last_hidden_state, second.last_hidden_state
 
 
 def response_mask(attention_mask: torch.Tensor, response_start: torch.Tensor) -> torch.Tensor:
@@ -164,3 +213,29 @@ def sequence_logprobs(
     )
     sums = torch.zeros(input_ids.shape[0], dtype=torch.float32, device=lp.device).index_add_(0, rows, lp)
     return sums, mask.sum(-1)
+
+
+def shared_sequence_logprobs(
+    model: nn.Module, batch, chunk_size: int | None = DEFAULT_CHUNK
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sequence_logprobs` of a :class:`~rewardkit.scoring.SharedBatch` (prompt once per group):
+    sums of response-token log-probs (nats, float32) and response lengths (tokens), both [N].
+
+    Every real suffix token is a response token; the first is predicted by the prompt's last hidden
+    state, the others by the suffix's previous one."""
+    inner = unwrap_peft(model)
+    prefix, suffix = shared_hidden(model, batch)  # [G, P, H], [N, S, H]
+    last = prefix[batch.group, batch.prefix_mask.sum(-1)[batch.group] - 1]  # [N, H]
+    before = torch.cat([last[:, None], suffix[:, :-1]], dim=1)  # [N, S, H]: the state predicting each token
+    rows, cols = batch.suffix_mask.nonzero(as_tuple=True)
+    lp = selective_log_softmax(
+        before[rows, cols],
+        inner.get_output_embeddings(),
+        batch.suffix_ids[rows, cols],
+        chunk_size,
+        logit_map(model),
+    )
+    sums = torch.zeros(batch.suffix_ids.shape[0], dtype=torch.float32, device=lp.device).index_add_(
+        0, rows, lp
+    )
+    return sums, batch.suffix_mask.sum(-1)

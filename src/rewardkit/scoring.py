@@ -4,6 +4,11 @@ Sequences are sorted by length and packed into batches under a **token budget** 
 batch), not a fixed count, so short sequences go through in large batches and long ones in small
 batches; results are scattered back to input order. Padding is to a small multiple of the longest
 sequence in the batch. On CUDA an out-of-memory batch is split in two and retried.
+
+**Prefix sharing.** Sequences whose tokens before the response are identical (a pair's two responses,
+best-of-N candidates) form a group; where a group's repeated prompt tokens are a large share of its tokens
+(:func:`share_groups`), the prompt runs once, its KV cache is expanded over the group and only the
+response tokens run (:class:`SharedBatch`), with the same rewards as the unshared forward.
 """
 
 from __future__ import annotations
@@ -48,6 +53,73 @@ class Batch:
             self.attention_mask.to(device),
             self.response_start.to(device),
         )
+
+    def split(self) -> list[Batch]:
+        """Two halves (for an out-of-memory retry)."""
+        h = len(self.indices) // 2
+        return [
+            Batch(self.indices[s], self.input_ids[s], self.attention_mask[s], self.response_start[s])
+            for s in (slice(0, h), slice(h, None))
+        ]
+
+    def counts(self) -> tuple[int, int, int]:
+        """(sequences, real tokens, padded tokens) computed."""
+        return len(self.indices), int(self.attention_mask.sum()), self.input_ids.numel()
+
+
+@dataclass
+class SharedBatch:
+    """Groups of sequences that share their tokens before the response: each group's prompt runs once.
+
+    ``prefix_ids`` / ``prefix_mask``: [G, P], each group's prompt, right padded. ``suffix_ids`` /
+    ``suffix_mask``: [N, S], each sequence's response tokens (those after its group's prompt), right
+    padded. ``group``: [N] the prefix row of each sequence. A sequence's response starts right after its
+    prompt, so every real suffix token is a response token.
+    """
+
+    indices: list[int]
+    prefix_ids: torch.Tensor
+    prefix_mask: torch.Tensor
+    suffix_ids: torch.Tensor
+    suffix_mask: torch.Tensor
+    group: torch.Tensor
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        """[N, P + S] each sequence as the two calls see it: its prompt row, then its response row."""
+        return torch.cat([self.prefix_ids[self.group], self.suffix_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        """[N, P + S] the mask of :attr:`input_ids` (the response call's mask over cache + new tokens)."""
+        return torch.cat([self.prefix_mask[self.group], self.suffix_mask], dim=1)
+
+    def to(self, device) -> SharedBatch:
+        t = (self.prefix_ids, self.prefix_mask, self.suffix_ids, self.suffix_mask, self.group)
+        return SharedBatch(self.indices, *(x.to(device) for x in t))
+
+    def _rows(self, rows: slice) -> SharedBatch:
+        used = torch.unique(self.group[rows])  # sorted prefix rows this part needs
+        remap = torch.full((self.prefix_ids.shape[0],), -1, dtype=torch.long)
+        remap[used] = torch.arange(len(used))
+        return SharedBatch(
+            self.indices[rows],
+            self.prefix_ids[used],
+            self.prefix_mask[used],
+            self.suffix_ids[rows],
+            self.suffix_mask[rows],
+            remap[self.group[rows]],
+        )
+
+    def split(self) -> list[SharedBatch]:
+        """Two parts (for an out-of-memory retry): by groups when there are several, else by rows."""
+        n_groups, g = self.prefix_ids.shape[0], self.group.tolist()  # rows are in ascending group order
+        cut = next(i for i, x in enumerate(g) if x >= n_groups // 2) if n_groups > 1 else len(g) // 2
+        return [self._rows(slice(0, cut)), self._rows(slice(cut, None))]
+
+    def counts(self) -> tuple[int, int, int]:
+        real = int(self.prefix_mask.sum()) + int(self.suffix_mask.sum())
+        return len(self.indices), real, self.prefix_ids.numel() + self.suffix_ids.numel()
 
 
 def padded_length(n: int, multiple: int = PAD_MULTIPLE) -> int:
@@ -109,14 +181,96 @@ def collate(
     return Batch(indices, ids, mask, starts)
 
 
+#: A group's prompt is run once when the prompt tokens that saves, (members - 1) x prompt length, are at
+#: least this share of the group's tokens, and the prompt is at least PREFIX_MIN_TOKENS long. (A shared
+#: call costs a second, short forward and the cache copies; short prompts before long answers, such as
+#: AlpacaEval pairs at about 7% of their tokens, run unshared.)
+PREFIX_MIN_SAVING = 0.25
+PREFIX_MIN_TOKENS = 32
+
+
+def share_groups(
+    items: Sequence[Encoded], min_saving: float = PREFIX_MIN_SAVING, min_tokens: int = PREFIX_MIN_TOKENS
+) -> tuple[list[list[int]], list[int]]:
+    """(groups of indices whose tokens before the response are identical and whose sharing pays, the
+    other indices). A sequence with no response token, or a prompt under ``min_tokens``, is never shared."""
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    rest: list[int] = []
+    for i, x in enumerate(items):
+        if min_tokens <= x.response_start < len(x):
+            by_prompt.setdefault(tuple(x.ids[: x.response_start]), []).append(i)
+        else:
+            rest.append(i)
+    groups = []
+    for prompt, members in by_prompt.items():
+        saved = (len(members) - 1) * len(prompt)
+        if len(members) >= 2 and saved >= min_saving * sum(len(items[i]) for i in members):
+            groups.append(members)
+        else:
+            rest.extend(members)
+    return groups, sorted(rest)
+
+
+def plan_shared_batches(
+    items: Sequence[Encoded],
+    groups: Sequence[Sequence[int]],
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_batch_size: int | None = None,
+    pad_multiple: int = PAD_MULTIPLE,
+) -> list[list[list[int]]]:
+    """Batches of whole groups, longest responses first, so that ``groups x padded prompt length +
+    sequences x padded response length <= max_tokens`` (a group over the budget is a batch of its own)."""
+
+    size = [
+        (items[g[0]].response_start, max(len(items[i]) - items[i].response_start for i in g)) for g in groups
+    ]  # (prompt, longest response) tokens of each group
+    order = sorted(range(len(groups)), key=lambda k: (-size[k][1], -size[k][0], k))
+    batches: list[list[list[int]]] = []
+    current: list[list[int]] = []
+    prompt = resp = rows = 0
+    for k in order:
+        gp, gr = (padded_length(x, pad_multiple) for x in size[k])
+        p, r, n = max(prompt, gp), max(resp, gr), rows + len(groups[k])
+        too_many = max_batch_size is not None and n > max_batch_size
+        if current and ((len(current) + 1) * p + n * r > max_tokens or too_many):
+            batches.append(current)
+            current, p, r, n = [], gp, gr, len(groups[k])
+        current.append(list(groups[k]))
+        prompt, resp, rows = p, r, n
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate_shared(
+    items: Sequence[Encoded], groups: Sequence[Sequence[int]], pad_id: int, pad_multiple: int = PAD_MULTIPLE
+) -> SharedBatch:
+    """A :class:`SharedBatch` of whole groups (rows in group order, right padded)."""
+    rows = [i for g in groups for i in g]
+    p_width = padded_length(max(items[g[0]].response_start for g in groups), pad_multiple)
+    s_width = padded_length(max(len(items[i]) - items[i].response_start for i in rows), pad_multiple)
+    p_ids = torch.full((len(groups), p_width), pad_id, dtype=torch.long)
+    p_mask = torch.zeros((len(groups), p_width), dtype=torch.long)
+    s_ids = torch.full((len(rows), s_width), pad_id, dtype=torch.long)
+    s_mask = torch.zeros((len(rows), s_width), dtype=torch.long)
+    group = torch.tensor([k for k, g in enumerate(groups) for _ in g], dtype=torch.long)
+    for k, g in enumerate(groups):
+        x = items[g[0]]
+        p_ids[k, : x.response_start] = torch.tensor(x.ids[: x.response_start], dtype=torch.long)
+        p_mask[k, : x.response_start] = 1
+    for row, i in enumerate(rows):
+        tail = items[i].ids[items[i].response_start :]
+        s_ids[row, : len(tail)] = torch.tensor(tail, dtype=torch.long)
+        s_mask[row, : len(tail)] = 1
+    return SharedBatch(rows, p_ids, p_mask, s_ids, s_mask, group)
+
+
 def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
-def _run_one(
-    fn: Callable[[Batch], torch.Tensor], batch: Batch, device
-) -> list[tuple[list[int], torch.Tensor]]:
-    """Run ``fn`` on a batch; on out-of-memory split it in halves and retry (down to one sequence)."""
+def _run_one(fn: Callable, batch: Batch | SharedBatch, device) -> list[tuple[list[int], torch.Tensor]]:
+    """Run ``fn`` on a batch; on out-of-memory split it in two and retry (down to one sequence)."""
     try:
         return [(batch.indices, fn(batch.to(device)).float().cpu())]
     except (torch.OutOfMemoryError, RuntimeError) as err:
@@ -124,20 +278,14 @@ def _run_one(
             raise
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        half = len(batch.indices) // 2
+        halves = batch.split()
         logger.info(
             "out of memory on a batch of %d; retrying as %d + %d",
             len(batch.indices),
-            half,
-            len(batch.indices) - half,
+            len(halves[0].indices),
+            len(halves[1].indices),
         )
-        parts = []
-        for sl in (slice(0, half), slice(half, None)):
-            sub = Batch(
-                batch.indices[sl], batch.input_ids[sl], batch.attention_mask[sl], batch.response_start[sl]
-            )
-            parts.extend(_run_one(fn, sub, device))
-        return parts
+        return [part for sub in halves for part in _run_one(fn, sub, device)]
 
 
 #: Callables ``(sequences, real_tokens, padded_tokens)`` told of every batch the engine runs (e.g. the
@@ -155,28 +303,37 @@ def run_batches(
     max_batch_size: int | None = None,
     progress: bool | None = None,
     desc: str = "scoring",
+    shared: Callable[[SharedBatch], torch.Tensor] | None = None,
 ) -> np.ndarray:
-    """Apply ``fn`` (Batch -> Tensor[B] or [B, K]) to every item in length-sorted token-budget batches.
+    """Apply ``fn`` (Batch -> Tensor[B] or [B, K]) to every item in length-sorted token-budget batches;
+    with ``shared`` (SharedBatch -> the same values), groups that share a prompt where it pays
+    (:func:`share_groups`) go through it instead.
 
     Returns a float32 array ([n] or [n, K]) in the input order.
     """
     if not items:
         return np.empty(0, dtype=np.float32)
     out: np.ndarray | None = None
-    plan = plan_batches([len(x) for x in items], max_tokens or default_max_tokens(device), max_batch_size)
+    budget = max_tokens or default_max_tokens(device)
+    groups, rest = share_groups(items) if shared is not None else ([], list(range(len(items))))
+    plan = [[rest[j] for j in b] for b in plan_batches([len(items[i]) for i in rest], budget, max_batch_size)]
+    work = [(fn, lambda b=b: collate(items, b, pad_id)) for b in plan] + [
+        (shared, lambda b=b: collate_shared(items, b, pad_id))
+        for b in plan_shared_batches(items, groups, budget, max_batch_size)
+    ]
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), desc=desc, unit="seq", disable=not show_progress(progress), leave=False)
     with torch.inference_mode():
-        for indices in plan:
-            batch = collate(items, indices, pad_id)
+        for run, make in work:
+            batch = make()
             for observe in BATCH_OBSERVERS:
-                observe(len(indices), int(batch.attention_mask.sum()), batch.input_ids.numel())
-            for idx, values in _run_one(fn, batch, device):
+                observe(*batch.counts())
+            for idx, values in _run_one(run, batch, device):
                 if out is None:  # [n] for one reward per sequence, [n, heads] for multi-head models
                     out = np.empty((len(items), *values.shape[1:]), dtype=np.float32)
                 out[idx] = values.numpy()
-            bar.update(len(indices))
+            bar.update(len(batch.indices))
     bar.close()
     return out
 
@@ -212,12 +369,19 @@ def report_encoding(
 
 
 def score_encoded(
-    rm, items: Sequence[Encoded], fn: Callable[[Batch], torch.Tensor], boundary: bool = True
+    rm,
+    items: Sequence[Encoded],
+    fn: Callable[[Batch], torch.Tensor],
+    boundary: bool = True,
+    shared: Callable[[SharedBatch], torch.Tensor] | None = None,
 ) -> np.ndarray:
     """Run a model's batch function over encoded sequences with the model's engine settings
-    (``tokenizer``, ``device``, ``max_tokens``, ``max_batch_size``, ``progress``); truncated sequences
-    and (with ``boundary``) merged response boundaries are counted in a warning, never hidden."""
+    (``tokenizer``, ``device``, ``max_tokens``, ``max_batch_size``, ``progress``, ``prefix_sharing``:
+    ``shared``, its prefix-shared batch function, is used unless that setting is False); truncated
+    sequences and (with ``boundary``) merged response boundaries are counted in a warning, never hidden."""
     report_encoding(items, rm.formatter, boundary=boundary)
+    if getattr(rm, "prefix_sharing", True) is False:
+        shared = None
     out = run_batches(
         items,
         fn,
@@ -226,6 +390,7 @@ def score_encoded(
         max_tokens=rm.max_tokens,
         max_batch_size=rm.max_batch_size,
         progress=rm.progress,
+        shared=shared,
     )
     bad = int((~np.isfinite(out)).sum())
     if bad:
@@ -238,8 +403,9 @@ def score_encoded(
     return out
 
 
-#: settings of a model that scores through this engine (``RewardModel.configure`` sets them)
-ENGINE_SETTINGS = ("max_tokens", "max_batch_size", "progress")
+#: settings of a model that scores through this engine (``RewardModel.configure`` sets them;
+#: ``prefix_sharing=False`` runs every prompt once per response)
+ENGINE_SETTINGS = ("max_tokens", "max_batch_size", "progress", "prefix_sharing")
 
 
 def configure_engine(model, chat_template: str | None = None, **settings) -> None:

@@ -37,10 +37,10 @@ from rewardkit.checkpoints import (
 )
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
-from rewardkit.logprobs import backbone_mask, is_causal_decoder
+from rewardkit.logprobs import backbone_mask, can_share_prefix, is_causal_decoder, shared_hidden
 from rewardkit.manifest import named_folder
 from rewardkit.models.engine import EngineRewardModel
-from rewardkit.scoring import Batch, score_encoded
+from rewardkit.scoring import Batch, SharedBatch, score_encoded
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 from rewardkit.util import unwrap_peft
 
@@ -107,9 +107,32 @@ class SequenceRewardModule(nn.Module):
         ).last_hidden_state  # [B, T, H]
         last = reward_index(input_ids, attention_mask, inner.config.get_text_config().pad_token_id)
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # [B, H]
+        return self._head(head, h)
+
+    @staticmethod
+    def _head(head: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        """[B, H] hidden states -> [B] or [B, heads] float32 rewards."""
         weight = next(head.parameters())
         out = head(h.to(weight.dtype)).float()  # [B, heads]
         return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+    def can_share_prefix(self) -> bool:
+        """Whether :meth:`forward_shared` applies (a decoder whose backbone takes a cache)."""
+        return hasattr(unwrap_peft(self.model), "score") and can_share_prefix(self.model)
+
+    def forward_shared(self, batch: SharedBatch) -> torch.Tensor:
+        """:meth:`forward`'s rewards for a prefix-shared batch (each prompt run once): read at the same
+        token, in the prompt's states when the response holds none but pads (pad == EOS)."""
+        inner = unwrap_peft(self.model)
+        prefix, suffix = shared_hidden(self.model, batch)  # [G, P, H], [N, S, H]
+        at = reward_index(batch.input_ids, batch.attention_mask, inner.config.get_text_config().pad_token_id)
+        width, rows = prefix.shape[1], torch.arange(suffix.shape[0], device=suffix.device)
+        h = torch.where(
+            (at < width)[:, None],
+            prefix[batch.group, at.clamp(max=width - 1)],
+            suffix[rows, (at - width).clamp(min=0)],
+        )  # [N, H]
+        return self._head(inner.score, h)
 
 
 def init_head(model: nn.Module, seed: int) -> None:
@@ -275,7 +298,7 @@ class BradleyTerryRM(EngineRewardModel):
                 use_safetensors=True,
                 output_loading_info=True,
             )
-        check_load_report(report, path, new_head=True)
+        check_load_report(report, path, new_head=True, model=model)
         init_head(model, head_seed)
         if lora_r:
             model = adapters.add_lora(  # LoRA's A matrices: seeded with the head
@@ -293,6 +316,9 @@ class BradleyTerryRM(EngineRewardModel):
     def _rewards(self, batch: Batch) -> torch.Tensor:
         return self.module(batch.input_ids, batch.attention_mask)
 
+    def _shared_rewards(self, batch: SharedBatch) -> torch.Tensor:
+        return self.module.forward_shared(batch)
+
     def member_rows(self, texts: Texts, items: Sequence[Encoded] | None = None) -> np.ndarray:
         """[num_members, n] rewards: every head of every LoRA adapter; tokenised once (or pass ``items``
         from another model with the same ``formatter.encoding_key``)."""
@@ -303,7 +329,8 @@ class BradleyTerryRM(EngineRewardModel):
         for name in self.adapter_names or [None]:
             if name is not None:
                 self.model.set_adapter(name)
-            r = score_encoded(self, items, self._rewards, boundary=False)
+            shared = self._shared_rewards if self.module.can_share_prefix() else None
+            r = score_encoded(self, items, self._rewards, boundary=False, shared=shared)
             rows.extend(r.T if r.ndim == 2 else [r])
         if self.adapter_names:
             self.model.set_adapter(self.adapter_names[0])
@@ -400,7 +427,7 @@ class BradleyTerryRM(EngineRewardModel):
                     output_loading_info=True,
                     **load,
                 )
-            check_load_report(report, base, new_head=True)
+            check_load_report(report, base, new_head=True, model=model)
             if "pad_token_id" in manifest:  # the id the reward was read at in training
                 model.config.get_text_config().pad_token_id = manifest["pad_token_id"]
             model = hf_load(lambda p: PeftModel.from_pretrained(model, p), path, "LoRA adapter")

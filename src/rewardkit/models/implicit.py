@@ -40,10 +40,16 @@ from rewardkit.checkpoints import (
 )
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
-from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
+from rewardkit.logprobs import (
+    DEFAULT_CHUNK,
+    can_share_prefix,
+    sequence_logprobs,
+    shared_sequence_logprobs,
+    verify_logits,
+)
 from rewardkit.manifest import model_dependencies, named_folder
 from rewardkit.models.engine import EngineRewardModel
-from rewardkit.scoring import Batch, score_encoded
+from rewardkit.scoring import Batch, SharedBatch, score_encoded
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 
 Reduction = Literal["sum", "mean"]
@@ -197,20 +203,34 @@ class DPOImplicitRM(EngineRewardModel):
             **kwargs,
         )
 
-    def logprobs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(policy log-prob sums, reference log-prob sums, response lengths), each [B]."""
-        args = (batch.input_ids, batch.attention_mask, batch.response_start, self.chunk_size)
-        pi, n = sequence_logprobs(self.policy, *args)
+    def logprobs(self, batch: Batch | SharedBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(policy log-prob sums, reference log-prob sums, response lengths), each [B] (float32; a
+        prefix-shared batch runs each prompt once per model)."""
+        if isinstance(batch, SharedBatch):
+
+            def run(m):
+                return shared_sequence_logprobs(m, batch, self.chunk_size)
+        else:
+            args = (batch.input_ids, batch.attention_mask, batch.response_start, self.chunk_size)
+
+            def run(m):
+                return sequence_logprobs(m, *args)
+
+        pi, n = run(self.policy)
         if self.reference_free:
             ref = torch.zeros_like(pi)
         elif self.reference is None:
             with adapter_disabled(self.policy):
-                ref, _ = sequence_logprobs(self.policy, *args)
+                ref, _ = run(self.policy)
         else:
-            ref, _ = sequence_logprobs(self.reference, *args)
+            ref, _ = run(self.reference)
         return pi, ref, n
 
-    def _rewards(self, batch: Batch) -> torch.Tensor:
+    def can_share_prefix(self) -> bool:
+        """Whether prompts can run once per group (policy and reference take a cache)."""
+        return all(can_share_prefix(m) for m in (self.policy, self.reference) if m is not None)
+
+    def _rewards(self, batch: Batch | SharedBatch) -> torch.Tensor:
         pi, ref, n = self.logprobs(batch)
         diff = pi - ref
         if self.reduction == "mean":
@@ -221,7 +241,8 @@ class DPOImplicitRM(EngineRewardModel):
         """[1, n] rewards; ``items`` may come from another model with the same ``formatter.encoding_key``."""
         if items is None:
             items = texts.encode(self.formatter)
-        return score_encoded(self, items, self._rewards)[None]
+        shared = self._rewards if self.can_share_prefix() else None
+        return score_encoded(self, items, self._rewards, shared=shared)[None]
 
     def _base_path(self) -> str | None:
         base = getattr(self.policy, "peft_config", {}).get("default")
