@@ -1320,3 +1320,22 @@ def test_a_loaded_model_refuses_to_save_over_what_it_depends_on(named, tmp_path)
     with pytest.raises(RewardkitError, match="inside the input"):
         dpo.save(named.ref / "sub", force=True)
     assert isinstance(ModelError("x"), RewardkitError)
+
+
+def test_a_new_head_on_a_base_may_drop_its_pretraining_heads_but_not_backbone_tensors(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from rewardkit import ModelError
+    from rewardkit.tiny import build_tiny_model
+
+    base = build_tiny_model(tmp_path / "base", seed=5)
+    sd = load_file(base / "model.safetensors")
+    sd["cls.predictions.bias"] = torch.zeros(3)  # e.g. an MLM head: not part of a reward model
+    save_file(sd, base / "model.safetensors", metadata={"format": "pt"})
+    rm = BradleyTerryRM.from_pretrained(base)
+    assert rm.score(["q"], [" a"]).shape == (1,)
+    sd["model.layers.7.mlp.up_proj.weight"] = torch.zeros(3)  # a layer config.json does not have
+    save_file(sd, base / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelError, match=r"not in the architecture: model.layers.7.mlp.up_proj.weight"):
+        BradleyTerryRM.from_pretrained(base)

@@ -94,17 +94,21 @@ def check_load_report(
     path: str | os.PathLike,
     *,
     new_head: bool = False,
+    model: Any = None,
 ) -> None:
     """Refuse a load whose tensors are not exactly the architecture's (transformers'
     ``output_loading_info``): a missing tensor would be scored with random weights, an unexpected one
-    means the config and the weights disagree. ``new_head``: a base model loaded under a fresh reward
-    head may lack that head (``score`` / ``classifier``) and may hold an LM head the architecture drops."""
+    means the config and the weights disagree. ``new_head``: a pretrained base loaded under a fresh
+    reward head may lack that head (``score`` / ``classifier``) and may hold the heads of its own
+    pretraining task (an LM or MLM head) that the architecture drops; tensors of the backbone itself
+    (``model``'s ``base_model_prefix``) must still match exactly."""
     heads = ("score.", "classifier.")
     missing = set(report.get("missing_keys") or ())
     unexpected = set(report.get("unexpected_keys") or ())
     if new_head:
         missing = {k for k in missing if not k.startswith(heads)}
-        unexpected = {k for k in unexpected if not k.startswith("lm_head.")}
+        prefix = getattr(unwrap_peft(model), "base_model_prefix", None) if model is not None else None
+        unexpected = {k for k in unexpected if prefix and k.startswith(f"{prefix}.")}
     mismatched = [str(m[0]) if isinstance(m, tuple) else str(m) for m in report.get("mismatched_keys") or ()]
     if missing:
         raise ModelError(

@@ -111,7 +111,7 @@ def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, f
             num_labels=num_labels,
             **load,
         )
-    check_load_report(report, base, new_head=kind != "implicit")  # heads come from the adapters
+    check_load_report(report, base, new_head=kind != "implicit", model=model)  # heads come from the adapters
     fan_in_fan_out = {bool(c.get("fan_in_fan_out")) for c in configs}
     if len(fan_in_fan_out) > 1:
         raise ModelError("cannot merge: members disagree on fan_in_fan_out")
