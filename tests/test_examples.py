@@ -108,3 +108,13 @@ def test_serve_example():
     result = _load("serve").main([])
     assert result["kind"] == "explicit" and result["max_difference_from_local"] <= 1e-5
     assert len(result["openrlhf_rewards"]) == 1 and result["sequences_served"] == 33.0  # 32 + 1 sequences
+
+
+def test_rewardbench_example(tmp_path):
+    r = _load("rewardbench").main(["--out", str(tmp_path)])
+    assert r["v1"]["exrm"] >= 0.9 and min(r["v1_sections"].values()) >= 0.85  # gold-labelled pairs
+    assert r["v1"]["untrained-dporm"] == 0.0  # every reward 0: RewardBench counts a tie wrong
+    untrained = r["v2_subsets"]["untrained-dporm"]  # best-of-4, four-way tie: 1/4 per prompt
+    assert [untrained[s] for s in ("Factuality", "Precise IF", "Math", "Safety", "Focus")] == [0.25] * 5
+    assert untrained["Ties"] == 0.0 and r["v2"]["exrm"] >= 0.8
+    assert {p.name for p in tmp_path.iterdir()} >= {"rewardbench.json", "rewardbench2.jsonl", "rewardbench.md"}

@@ -55,19 +55,96 @@ def _named_rms(specs: tuple[str, ...], dpo: dict, **load) -> dict:
     return {k: v[0] if len(v) == 1 else v for k, v in rms.items()}
 
 
+def _add_length_penalised(rms: dict, length_penalty, reference_field, reference_length, length_unit) -> None:
+    """With --length-penalty, every model is also evaluated length-penalised, as NAME+LP."""
+    if length_penalty is None:
+        return
+    for name in list(rms):
+        models = rms[name] if isinstance(rms[name], list) else [rms[name]]
+        wrapped = [
+            length_penalized(m, length_penalty, reference_field, reference_length, length_unit)
+            for m in models
+        ]
+        rms[f"{name}+LP"] = wrapped if len(wrapped) > 1 else wrapped[0]
+
+
+def _suite_eval(
+    suite: str,
+    *,
+    rm_specs: tuple[str, ...],
+    dpo: dict,
+    data: str | None,
+    outs: dict[str, str | None],
+    unused: dict[str, bool],
+    n_boot: int,
+    on_error: str,
+    force: bool,
+    length_penalty: tuple,
+    load: dict,
+) -> None:
+    """``eval --suite``: RewardBench / RewardBench 2 for every --rm (``rewardkit.eval.suites``); the seeds
+    of ``NAME=DIR1,DIR2`` are reported one by one (NAME#1, NAME#2)."""
+    from rewardkit.eval.suite_data import load_suite
+    from rewardkit.eval.suites import run_suite
+    from rewardkit.io import atomic_write_text
+
+    given = [opt for opt, used in unused.items() if used]
+    if given:
+        why = " (RewardBench counts a tie wrong)" if "--ties" in given else ""
+        raise click.UsageError(f"--suite does not take {', '.join(given)}{why}")
+    inputs = [data, dpo["policy"], dpo["reference"], load["base_model"]]
+    inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
+    paths = [o for o in outs.values() if o]
+    if len({Path(o).resolve() for o in paths}) < len(paths):
+        raise RewardkitError("--json, --markdown and --per-example must be different files")
+    for out in paths:
+        check_file_output(out, inputs, force)
+    suite_data = load_suite(suite, data, on_error=on_error)  # before loading any model
+    rms = {}
+    for name, rm in _named_rms(rm_specs, dpo, **load).items():
+        seeds = rm if isinstance(rm, list) else [rm]
+        rms.update({name: rm} if len(seeds) == 1 else {f"{name}#{i}": m for i, m in enumerate(seeds, 1)})
+    _add_length_penalised(rms, *length_penalty)
+    report = run_suite(rms, suite, suite_data, n_boot=n_boot)
+    if outs["json"]:
+        report.to_json(outs["json"])
+    if outs["markdown"]:
+        atomic_write_text(outs["markdown"], report.to_markdown())
+    if outs["per_example"]:
+        report.to_jsonl(outs["per_example"])
+    click.echo(report.to_markdown())
+
+
 @click.command("eval")
 @click.option(
     "--rm", "rm_specs", multiple=True, help="reward model folder, or NAME=DIR[,DIR2..] (seeds); repeatable"
 )
 @dpo_options
 @base_model_option
-@click.option("--data", required=True, help="preference file or hub dataset name")
+@click.option(
+    "--suite",
+    type=click.Choice(["rewardbench", "rewardbench2"]),
+    default=None,
+    help="score RewardBench (v1) or RewardBench 2 as the official code does",
+)
+@click.option(
+    "--data",
+    default=None,
+    help="preference file or hub dataset name (with --suite: a local copy in the suite's layout; "
+    "default: the suite's hub dataset)",
+)
 @click.option("--split-by", default=None, help="metadata field that defines the splits (e.g. subset)")
 @click.option("--ood", default=None, help="comma-separated values of --split-by that are out of distribution")
 @click.option("--ties", type=click.Choice(["half", "correct", "wrong"]), default="half", help="tie policy")
 @click.option("--json", "json_out", default=None, help="write the report as JSON here")
 @click.option("--markdown", "md_out", default=None, help="write the table as Markdown here")
 @click.option("--plot", "plot_out", default=None, help="write ID vs OOD bars with CIs as PNG here")
+@click.option(
+    "--per-example",
+    "per_example",
+    default=None,
+    help="with --suite: write every example's rewards as JSONL here",
+)
 @click.option("--n-boot", type=COUNT, default=2000, help="bootstrap resamples for CIs and paired tests")
 @engine_options
 @chat_template_option
@@ -82,6 +159,7 @@ def eval_cmd(
     beta,
     reduction,
     base_model,
+    suite,
     data,
     split_by,
     ood,
@@ -89,6 +167,7 @@ def eval_cmd(
     json_out,
     md_out,
     plot_out,
+    per_example,
     n_boot,
     batch_size,
     max_tokens,
@@ -101,7 +180,37 @@ def eval_cmd(
     force,
 ) -> None:
     """Pairwise accuracy per model and split (ID vs OOD), 95% CIs, paired tests between models, and each
-    model's length bias. With --length-penalty every model is also reported length-penalised (NAME+LP)."""
+    model's length bias. With --length-penalty every model is also reported length-penalised (NAME+LP).
+    With --suite, RewardBench or RewardBench 2 scores, sections and 95% CIs instead (docs/evaluation.md)."""
+    if suite:
+        ctx = click.get_current_context()
+        return _suite_eval(
+            suite,
+            rm_specs=rm_specs,
+            dpo=dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction),
+            data=data,
+            outs={"json": json_out, "markdown": md_out, "per_example": per_example},
+            unused={
+                "--split-by": split_by is not None,
+                "--ood": ood is not None,
+                "--plot": plot_out is not None,
+                "--ties": ctx.get_parameter_source("ties") is not click.core.ParameterSource.DEFAULT,
+            },
+            n_boot=n_boot,
+            on_error=on_error,
+            force=force,
+            length_penalty=(length_penalty, reference_field, reference_length, length_unit),
+            load=dict(
+                base_model=base_model,
+                chat_template=chat_template,
+                max_batch_size=batch_size,
+                max_tokens=max_tokens,
+            ),
+        )
+    if data is None:
+        raise click.UsageError("give --data FILE (or --suite rewardbench|rewardbench2)")
+    if per_example:
+        raise click.UsageError("--per-example needs --suite")
     from rewardkit.data import load_preferences
     from rewardkit.eval import evaluate
 
@@ -124,14 +233,7 @@ def eval_cmd(
         max_batch_size=batch_size,
         max_tokens=max_tokens,
     )
-    if length_penalty is not None:
-        for name in list(rms):
-            models = rms[name] if isinstance(rms[name], list) else [rms[name]]
-            wrapped = [
-                length_penalized(m, length_penalty, reference_field, reference_length, length_unit)
-                for m in models
-            ]
-            rms[f"{name}+LP"] = wrapped if len(wrapped) > 1 else wrapped[0]
+    _add_length_penalised(rms, length_penalty, reference_field, reference_length, length_unit)
     unit = length_unit or "words"
     first = next(iter(rms.values()))
     tokenizer = getattr(first[0] if isinstance(first, list) else first, "tokenizer", None)
