@@ -57,11 +57,7 @@ def agg_weighted(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = N
     if weights is None:
         raise ValueError("aggregation 'weighted' needs weights")
     try:
-        w = np.asarray(
-            scaled_weights(
-                weights, s.shape[0], "reward row: per model, head and LoRA adapter"
-            )
-        )
+        w = np.asarray(scaled_weights(weights, s.shape[0], "reward row: per model, head and LoRA adapter"))
     except RewardkitError as e:
         raise ValueError(str(e)) from None
     return (w / w.sum()) @ s
@@ -250,16 +246,14 @@ class EnsembleRM(RewardModel):
         u = self.uncertainty(texts)
         return u.aggregate, {"members": u.members.T, "std": u.std}
 
+    def settings(self) -> dict[str, Any]:
+        """How the members' rows become one reward (what the manifest records beside the members)."""
+        keys = ("aggregation", "lam", "weights", "normalize", "stats")
+        return {k: getattr(self, k) for k in keys}
+
     def describe(self) -> dict[str, Any]:
-        return {
-            **super().describe(),
-            "aggregation": self.aggregation,
-            "lam": self.lam,
-            "normalize": self.normalize,
-            "weights": self.weights,
-            "sources": self.sources,
-            "member_kinds": [m.kind for m in self.members],
-        }
+        info = {**super().describe(), **self.settings(), "sources": self.sources}
+        return {**info, "stats": self.stats is not None, "member_kinds": [m.kind for m in self.members]}
 
     def named_inputs(self) -> list[Path]:
         out = [Path(p) for p in self.sources or ()]
@@ -292,14 +286,7 @@ class EnsembleRM(RewardModel):
                     names.append(f"member_{i}")
             write_manifest(
                 tmp,
-                self._manifest(
-                    members=names,
-                    aggregation=self.aggregation,
-                    lam=self.lam,
-                    weights=self.weights,
-                    normalize=self.normalize,
-                    stats=self.stats,
-                ),
+                self._manifest(members=names, **self.settings()),
             )
 
     @classmethod

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,16 +13,7 @@ from rewardkit.data import as_pairs
 from rewardkit.templating import Formatter
 from rewardkit.train.config import RewardTrainingConfig
 from rewardkit.train.losses import reward_model_loss
-from rewardkit.train.pairs import (
-    PairCollator,
-    PairDataset,
-    PairTrainer,
-    checkpoint_root,
-    margin_metrics,
-    prepare_run_dir,
-    run_phase,
-    training_arguments,
-)
+from rewardkit.train.pairs import PairDataset, PairTrainer, fresh_checkpoints, prepare_run_dir, train_phase
 
 logger = logging.getLogger(__name__)
 
@@ -117,36 +106,26 @@ def train_reward_model(
         phases.append(("linear-probe", True, config.lp_epochs, config.lp_lr or 10 * config.lr))
     phases.append(("fine-tune", False, config.epochs, config.lr))
     steps = 0
-    root = checkpoint_root(out, config)
-    if root is not None and force and not resume and root.exists():
-        shutil.rmtree(root)  # another run's checkpoints: --force replaces that run
-    with tempfile.TemporaryDirectory(prefix="rewardkit-train-") as scratch:
-        for name, head_only, epochs, lr in phases:
-            _set_trainable(module, head_only, trainable)
-            phase_dir = root / name if root is not None else None
-            args = training_arguments(
-                config,
-                str(phase_dir) if phase_dir is not None else scratch,
-                epochs=epochs,
-                lr=lr,
-                has_eval=eval_ds is not None,
-            )
-            trainer = RewardTrainer(
-                model=module,
-                args=args,
-                train_dataset=train_ds,
-                eval_dataset=eval_ds,
-                data_collator=PairCollator(rm.tokenizer.pad_token_id),
-                processing_class=rm.tokenizer,
-                compute_metrics=margin_metrics,
-                label_smoothing=config.label_smoothing,
-                center_coef=config.center_coef,
-                group_by_length=config.group_by_length,
-                callbacks=list(callbacks or []),
-            )
-            logger.info("phase %s: %s epochs at lr %g", name, epochs, lr)
-            run_phase(trainer, phase_dir, resume)
-            steps += trainer.state.global_step
+    root = fresh_checkpoints(out, config, force, resume)
+    for name, head_only, epochs, lr in phases:
+        _set_trainable(module, head_only, trainable)
+        logger.info("phase %s: %s epochs at lr %g", name, epochs, lr)
+        trainer = train_phase(
+            RewardTrainer,
+            module,
+            config,
+            output_dir=root / name if root is not None else None,
+            epochs=epochs,
+            lr=lr,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            tokenizer=rm.tokenizer,
+            callbacks=callbacks,
+            resume=resume,
+            label_smoothing=config.label_smoothing,
+            center_coef=config.center_coef,
+        )
+        steps += trainer.state.global_step
     _set_trainable(module, False, trainable)
     module.eval()
     rm.device = next(module.parameters()).device

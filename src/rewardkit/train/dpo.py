@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,14 +37,11 @@ from rewardkit.templating import Formatter
 from rewardkit.train.config import DPOTrainingConfig
 from rewardkit.train.losses import dpo_loss
 from rewardkit.train.pairs import (
-    PairCollator,
     PairDataset,
     PairTrainer,
-    checkpoint_root,
-    margin_metrics,
+    fresh_checkpoints,
     prepare_run_dir,
-    run_phase,
-    training_arguments,
+    train_phase,
     use_bf16,
 )
 
@@ -156,32 +151,23 @@ def train_dpo(
         _add_reference_logprobs(ds, ref_model, tok.pad_token_id, device, bf16)
     del ref_model
     module = PolicyModule(policy).train()
-    root = checkpoint_root(out, config)
-    if root is not None and force and not resume and root.exists():
-        shutil.rmtree(root)  # another run's checkpoints: --force replaces that run
-    with tempfile.TemporaryDirectory(prefix="rewardkit-dpo-") as scratch:
-        args = training_arguments(
-            config,
-            str(root) if root is not None else scratch,
-            epochs=config.epochs,
-            lr=config.lr,
-            has_eval=eval_pairs is not None,
-        )
-        trainer = DPOTrainer(
-            model=module,
-            args=args,
-            train_dataset=datasets[0],
-            eval_dataset=datasets[1] if eval_pairs else None,
-            data_collator=PairCollator(tok.pad_token_id),
-            processing_class=tok,
-            compute_metrics=margin_metrics,
-            beta=config.beta,
-            loss_type=config.loss,
-            label_smoothing=config.label_smoothing,
-            group_by_length=config.group_by_length,
-            callbacks=list(callbacks or []),
-        )
-        run_phase(trainer, root, resume)
+    root = fresh_checkpoints(out, config, force, resume)
+    trainer = train_phase(
+        DPOTrainer,
+        module,
+        config,
+        output_dir=root,
+        epochs=config.epochs,
+        lr=config.lr,
+        train_dataset=datasets[0],
+        eval_dataset=datasets[1] if eval_pairs else None,
+        tokenizer=tok,
+        callbacks=callbacks,
+        resume=resume,
+        beta=config.beta,
+        loss_type=config.loss,
+        label_smoothing=config.label_smoothing,
+    )
     policy.eval()
     ref_path = (
         str(Path(reference).resolve())

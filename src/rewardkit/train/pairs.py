@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -273,6 +275,56 @@ def run_phase(trainer: Trainer, output_dir: Path | None, resume: bool) -> None:
     if last is not None:
         logger.warning("resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)
+
+
+def fresh_checkpoints(out: str | os.PathLike | None, config: Any, force: bool, resume: bool) -> Path | None:
+    """:func:`checkpoint_root`, emptied of another run's checkpoints when ``force`` replaces that run."""
+    root = checkpoint_root(out, config)
+    if root is not None and force and not resume and root.exists():
+        shutil.rmtree(root)
+    return root
+
+
+def train_phase(
+    trainer_cls: type[PairTrainer],
+    module: torch.nn.Module,
+    config: Any,
+    *,
+    output_dir: Path | None,
+    epochs: float,
+    lr: float,
+    train_dataset: Dataset,
+    eval_dataset: Dataset | None,
+    tokenizer: Any,
+    callbacks: Sequence[Any] | None,
+    resume: bool,
+    **loss_settings: Any,
+) -> PairTrainer:
+    """One training phase of either trainer: TrainingArguments from the config, the pair collator and
+    margin metrics, then :func:`run_phase` (checkpoints under ``output_dir``, else a scratch folder).
+    ``loss_settings`` go to ``trainer_cls`` (beta, label smoothing, ...). Returns the trainer."""
+    with tempfile.TemporaryDirectory(prefix="rewardkit-train-") as scratch:
+        args = training_arguments(
+            config,
+            str(output_dir) if output_dir is not None else scratch,
+            epochs=epochs,
+            lr=lr,
+            has_eval=eval_dataset is not None,
+        )
+        trainer = trainer_cls(
+            model=module,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=PairCollator(tokenizer.pad_token_id),
+            processing_class=tokenizer,
+            compute_metrics=margin_metrics,
+            group_by_length=config.group_by_length,
+            callbacks=list(callbacks or []),
+            **loss_settings,
+        )
+        run_phase(trainer, output_dir, resume)
+    return trainer
 
 
 def margin_metrics(eval_pred) -> dict[str, float]:
