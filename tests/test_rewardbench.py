@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from rewardkit.base import RewardModel
+from rewardkit.cli import main
 from rewardkit.errors import DataError
 from rewardkit.eval import load_suite, rewardbench_v1_scores, rewardbench_v2_scores, run_suite
 from rewardkit.eval.rewardbench import (
@@ -312,3 +312,239 @@ def test_one_engine_call_with_user_turns_and_hand_computed_report(tmp_path):
         "scores": [2.0, 2.0, 1.0, 1.0],
         "num_correct": 1,
     }
+
+
+# ----------------------------------------------------------------------------- every kind, parity
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tiny_lm, tmp_path_factory):
+    """Saved models of every local kind: explicit, DPO implicit with a reference and reference-free,
+    an untrained DPORM (policy == reference: every reward is 0, every completion tied), an ensemble
+    and a length-penalised RM."""
+    from rewardkit import BradleyTerryRM, DPOImplicitRM, EnsembleRM, LengthPenalizedRM
+    from rewardkit.tiny import build_tiny_model
+
+    d = tmp_path_factory.mktemp("suite_models")
+    ref = build_tiny_model(d / "ref_lm", seed=1)
+    dirs = {name: d / name for name in ("bt", "bt2", "dpo", "dpo_free", "dpo_same", "ens", "lp")}
+    BradleyTerryRM.from_pretrained(tiny_lm, head_seed=3).save(dirs["bt"])
+    BradleyTerryRM.from_pretrained(tiny_lm, head_seed=4).save(dirs["bt2"])
+    DPOImplicitRM.from_pretrained(tiny_lm, ref, beta=0.5).save(dirs["dpo"])
+    DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1.0).save(dirs["dpo_free"])
+    DPOImplicitRM.from_pretrained(tiny_lm, tiny_lm, beta=0.5).save(dirs["dpo_same"])
+    EnsembleRM.from_paths([dirs["bt"], dirs["bt2"]]).save(dirs["ens"])
+    from rewardkit import load_reward_model
+
+    LengthPenalizedRM(load_reward_model(dirs["bt"]), alpha=0.1, reference=5).save(dirs["lp"])
+    return {k: v for k, v in dirs.items() if k != "bt2"}
+
+
+def _dtype_flag(command: str) -> list[str]:
+    """``--dtype float32`` where the command takes it: ``eval`` and ``score`` then score alike."""
+    from rewardkit.cli import cli
+
+    params = {p.name for p in cli.commands[command].params}
+    return ["--dtype", "float32"] if "dtype" in params else []
+
+
+FLOAT32_EVAL = _dtype_flag("eval")
+
+
+def _eval_suite(suite, data, model_dirs, out: Path, capsys, *extra):
+    argv = ["eval", "--suite", suite, "--data", str(data), "--n-boot", "200"]
+    for name, folder in model_dirs.items():
+        argv += ["--rm", f"{name}={folder}"]
+    argv += [
+        "--json",
+        str(out / "r.json"),
+        "--markdown",
+        str(out / "r.md"),
+        "--per-example",
+        str(out / "r.jsonl"),
+    ]
+    main([*argv, *FLOAT32_EVAL, *extra])
+    capsys.readouterr()
+    rows = [json.loads(line) for line in (out / "r.jsonl").read_text().splitlines()]
+    return json.loads((out / "r.json").read_text()), rows
+
+
+def test_v1_equals_the_official_functions_and_rewardkit_score(official, model_dirs, tmp_path, capsys):
+    const = official["constants"]
+    assert {
+        k: {s: const.EXAMPLE_COUNTS[s] for s in v} for k, v in const.SUBSET_MAPPING.items()
+    } == V1_SECTIONS
+    data = write_jsonl(tmp_path / "filtered.jsonl", v1_rows())
+    report, rows = _eval_suite("rewardbench", data, model_dirs, tmp_path, capsys)
+    assert len(rows) == len(model_dirs) * 46 and report["missing_subsets"] == []
+    for name in model_dirs:
+        mine = report["models"][name]
+        by_subset: dict[str, list[int]] = {}
+        for r in rows:  # the official per-pair rule: 1 if chosen > rejected else 0
+            if r["model"] == name:
+                by_subset.setdefault(r["subset"], []).append(1 if r["scores"][0] > r["scores"][1] else 0)
+        grouped = {s: sum(v) / len(v) for s, v in by_subset.items()}
+        sections = official["calculate_scores_per_section"](
+            const.EXAMPLE_COUNTS, const.SUBSET_MAPPING, grouped
+        )
+        assert mine["subsets"] == grouped
+        assert mine["sections"] == pytest.approx(sections, abs=1e-12)
+        assert mine["score"] == pytest.approx(np.mean(list(sections.values())), abs=1e-12)
+        lo, hi = mine["ci"]["score"]
+        assert lo <= mine["score"] <= hi
+    assert report["models"]["dpo_same"]["score"] == 0.0  # every pair tied: all wrong
+    assert 0 < report["models"]["bt"]["score"] < 1
+    assert "uncertainty" in report["models"]["ens"] and "uncertainty" not in report["models"]["bt"]
+
+    # per-example v1 rewards are `rewardkit score`'s on the same pairs (the prompt a user turn)
+    pairs = tmp_path / "pairs.jsonl"
+    write_jsonl(
+        pairs,
+        [
+            {
+                "prompt": [{"role": "user", "content": r["prompt"]}],
+                "chosen": r["chosen"],
+                "rejected": r["rejected"],
+            }
+            for r in v1_rows()
+        ],
+    )
+    for name in ("bt", "dpo", "dpo_free", "ens", "lp"):
+        out = tmp_path / f"score_{name}.jsonl"
+        main(
+            [
+                "score",
+                "--rm",
+                str(model_dirs[name]),
+                "--data",
+                str(pairs),
+                "--out",
+                str(out),
+                *_dtype_flag("score"),
+            ]
+        )
+        scored = [json.loads(line) for line in out.read_text().splitlines()]
+        suite = [r["scores"] for r in rows if r["model"] == name]
+        assert [[s["chosen"], s["rejected"]] for s in scored] == suite, name
+        if name == "ens":  # the uncertainty column is the ensemble's member std
+            std = [r["std"] for r in rows if r["model"] == name]
+            assert [[s["chosen_std"], s["rejected_std"]] for s in scored] == std
+    capsys.readouterr()
+
+
+def test_v2_equals_the_official_functions(official, model_dirs, tmp_path, capsys):
+    import datasets
+
+    data = write_jsonl(tmp_path / "test.jsonl", v2_rows())
+    report, rows = _eval_suite("rewardbench2", data, model_dirs, tmp_path, capsys)
+    ties_checked = 0
+    for name in model_dirs:
+        mine = [r for r in rows if r["model"] == name]
+        # the official pipeline: one row per completion, rerolled per prompt with its `results`
+        unrolled = {"text": [], "scores": [], "subset": [], "id": []}
+        for r in mine:
+            for i, score in enumerate(r["scores"]):
+                unrolled["text"].append(f"{r['id']}/{i}")
+                unrolled["scores"].append(score)
+                unrolled["subset"].append(r["subset"])
+                unrolled["id"].append(r["id"])
+        rerolled = official["reroll_and_score_dataset"](
+            datasets.Dataset.from_dict(unrolled),
+            [len(r["scores"]) for r in mine],
+            cols_to_combine=["text", "scores"],
+        ).add_column("num_correct", [r["num_correct"] for r in mine])
+        expected = {}
+        for subset in V2_SUBSETS:
+            part = rerolled.select([i for i, s in enumerate(rerolled["subset"]) if s == subset])
+            if subset == "Ties":
+                expected[subset] = official["process_single_model"](part)[1]
+            else:
+                expected[subset] = sum(part["results"]) / len(part["results"])
+        got = report["models"][name]
+        assert got["subsets"] == pytest.approx(expected, abs=1e-12), name
+        assert got["score"] == pytest.approx(np.mean(list(expected.values())), abs=1e-12)
+        assert got["counts"]["Ties"] == 7 and got["counts"]["Math"] == 3  # Ties counts prompts
+        ties_checked += expected["Ties"] != 0
+    assert ties_checked >= 2  # the Ties rule was exercised with non-zero scores
+    same = report["models"]["dpo_same"]["subsets"]  # every completion tied at the maximum: 1/4 each
+    assert [same[s] for s in V2_SUBSETS[:-1]] == [0.25] * 5
+    md = (tmp_path / "r.md").read_text()
+    assert md.count("\n| ") >= 1 + len(model_dirs) + 1 + 6 and "Uncertainty (member std)" in md
+
+
+# ----------------------------------------------------------------------------- bad rows and options
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def test_bad_rows_are_one_line_errors_or_counted_skips(tmp_path):
+    rows = v1_rows(per_subset=1)
+    rows[1] = {**rows[1], "subset": "chat"}
+    rows[3] = {k: v for k, v in rows[3].items() if k != "chosen"}
+    rows[5] = {**rows[5], "id": rows[0]["id"]}
+    path = write_jsonl(tmp_path / "v1.jsonl", rows)
+    with pytest.raises(DataError, match=rf"^{path}:2: field 'subset': 'chat' is not a RewardBench subset"):
+        load_suite("rewardbench", path)
+    data = load_suite("rewardbench", path, on_error="skip")
+    assert len(data) == 20 and [s.location for s in data.skipped] == [f"{path}:{i}" for i in (2, 4, 6)]
+    assert (
+        "field 'chosen' missing" in data.skipped[1].reason and "repeats the id of" in data.skipped[2].reason
+    )
+    assert data.missing == [V1_SUBSETS[i] for i in (1, 3, 5)]
+    report = run_suite({"words": WordCountRM()}, "rewardbench", data, n_boot=20)
+    assert len(report.to_dict()["skipped"]) == 3 and "Skipped 3 malformed row(s)" in report.to_markdown()
+
+    good = v2_rows()
+    cases = [
+        ({**good[0], "num_correct": 2}, "field 'num_correct': 2, but 'chosen' holds 1"),
+        ({**good[0], "total_completions": 5}, "field 'total_completions': 5, but the row holds 4"),
+        ({**good[0], "chosen": "a"}, "field 'chosen': expected a list of strings"),
+        ({**good[0], "chosen": [], "num_correct": 0}, "at least one is needed"),
+        ({**good[-1], "id": "9"}, "a Ties id is 'ref:N' or 'tied:N'"),
+        ({**good[0], "subset": "ties"}, "'ties' is not a RewardBench 2 subset"),
+        ([1, 2], "expected a JSON object"),
+    ]
+    for bad, message in cases:
+        path = write_jsonl(tmp_path / "v2.jsonl", [good[1], bad])
+        with pytest.raises(DataError, match=rf"^{path}:2: .*{message}"):
+            load_suite("rewardbench2", path)
+
+
+def test_parquet_layout_and_offline_hub(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = v2_rows()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test.parquet")
+    from_parquet = load_suite("rewardbench2", tmp_path / "test.parquet")
+    from_jsonl = load_suite("rewardbench2", write_jsonl(tmp_path / "test.jsonl", rows))
+    assert [(e.id, e.completions, e.num_correct) for e in from_parquet.examples] == [
+        (e.id, e.completions, e.num_correct) for e in from_jsonl.examples
+    ]
+    # HF_HUB_OFFLINE is set by conftest: no hub, and the error says what to do
+    with pytest.raises(DataError, match=r"^allenai/reward-bench-2: .*HF_HUB_OFFLINE.*--data FILE$"):
+        load_suite("rewardbench2")
+    code, out, err = _run(["eval", "--suite", "rewardbench", "--rm", str(tmp_path / "nope")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "allenai/reward-bench:" in err and "--data FILE" in err
+
+
+def test_cli_refuses_options_that_do_not_apply(tmp_path, capsys):
+    data = str(write_jsonl(tmp_path / "v1.jsonl", v1_rows(per_subset=1)))
+    base = ["eval", "--suite", "rewardbench", "--data", data, "--rm", str(tmp_path)]
+    for extra, message in (
+        (["--split-by", "subset"], "--suite does not take --split-by"),
+        (["--ties", "half"], "does not take --ties (RewardBench counts a tie wrong)"),
+        (["--json", data], "refusing to overwrite an input"),
+        (["--json", str(tmp_path / "a"), "--per-example", str(tmp_path / "a")], "must be different files"),
+    ):
+        code, _, err = _run([*base, *extra], capsys)
+        assert code == 2 and message in err, err
+    code, _, err = _run(["eval", "--rm", str(tmp_path)], capsys)
+    assert code == 2 and "give --data FILE (or --suite" in err
+    code, _, err = _run(["eval", "--rm", str(tmp_path), "--data", data, "--per-example", "x.jsonl"], capsys)
+    assert code == 2 and "--per-example needs --suite" in err

@@ -2,8 +2,9 @@
 one engine call, then the official scoring (``rewardkit.eval.rewardbench``) and bootstrap CIs; the
 report writes the summary (JSON), the per-example rewards (JSONL) and a leaderboard table (Markdown).
 
-An ensemble (any model with ``uncertainty(texts)``) also reports the std of its members' rewards: per
-completion in the JSONL, as means per subset and overall in the summary and the table.
+A model whose ``score_columns`` reports a ``std`` column (an ensemble: the std of its members' rewards)
+has it reported too: per completion in the JSONL, as means per subset and overall in the summary and
+the table.
 """
 
 from __future__ import annotations
@@ -52,15 +53,12 @@ def _per_example(flat: np.ndarray, data: SuiteData) -> list[np.ndarray]:
 
 
 def score_suite(rm: RewardModel, data: SuiteData, texts: Texts | None = None):
-    """One engine call: (per-example rewards, per-example member std or None), each a list of [k_i]
-    float arrays in the dataset's order."""
+    """One engine call (``rm.score_columns``): (per-example rewards, per-example member std or None
+    when the model reports none), each a list of [k_i] float arrays in the dataset's order."""
     texts = suite_texts(data) if texts is None else texts
-    if hasattr(rm, "uncertainty"):  # ensembles: the aggregate and the members' std in the same call
-        u = rm.uncertainty(texts)
-        rewards, std = u.aggregate, u.std
-    else:
-        rewards, std = rm.score_texts(texts), None
+    rewards, columns = rm.score_columns(texts)
     rewards = check_finite(rewards, "suite rewards")
+    std = columns.get("std")
     return _per_example(rewards, data), None if std is None else _per_example(np.asarray(std), data)
 
 
