@@ -75,6 +75,17 @@ def test_bench_shift_example(tmp_path):
     )  # one accuracy row per model
 
 
+def test_bench_hacking_example(tmp_path, capsys):
+    args = ["--out", str(tmp_path), "--members", "2", "--k", "8", "--no-dporm"]
+    report = _load("bench_hacking").main(args)
+    s = report["setups"]["corrupt"]
+    names = ["EXRM-1", "EXRM-2", "WARM-2", "ENS-mean", "ENS-median", "ENS-mean_minus_std"]
+    assert s["n"] == [1, 2, 4, 8] and list(s["models"]) == names
+    for m in s["models"].values():  # N = 1 is a random candidate: the mean gold, win rate 1/2
+        assert abs(m["gold"][0] - s["gold_candidates_mean"]) < 1e-9 and abs(m["win_rate"][0] - 0.5) < 1e-9
+    assert "corrupt: best gold at N=8:" in capsys.readouterr().out
+
+
 def test_scoring_example():
     r = _load("scoring").main(["--max-tokens", "512"])
     assert r["sequences"] == 400 and 1 < r["batches"] < 400  # the budget groups sequences

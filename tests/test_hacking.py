@@ -158,3 +158,172 @@ def test_curve_stats_peak_drop_and_paired_test_by_hand():
     assert rep["top1_agreement"]["EXRM-1|EXRM-2"] == pytest.approx([1.0, 0.5, 0.0])
     lo, hi = ci95(np.arange(100.0)[:, None], 500, 0)[0]
     assert lo < 49.5 < hi and hi - lo < 25
+
+
+def test_ci_preset_end_to_end_through_the_cli(tmp_path):
+    """The real CLI in a subprocess; every curve in report.json is recomputed from candidates.jsonl."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "hack"
+    script = Path(sys.executable).parent / "rewardkit"
+    result = subprocess.run(
+        [str(script), "bench", "hacking", "--preset", "ci", "--out", str(out)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    stages = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert "clean: explicit RM 1/3" in stages[0] and "ETA" in stages[-1]
+    for f in ["report.json", "report.md", "report.png", "candidates.jsonl", "config.yaml"]:
+        assert (out / f).stat().st_size > 0, f
+    assert not (out / "models").exists()
+    rep = json.loads((out / "report.json").read_text())
+    names = ["EXRM-1", "EXRM-2", "EXRM-3", "WARM-2", "WARM-3", "ENS-mean", "ENS-median"]
+    names += ["ENS-mean_minus_std", "DPORM"]
+    lines = [json.loads(x) for x in (out / "candidates.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * 48 * 16
+    for setup in ("clean", "corrupt"):
+        s = rep["setups"][setup]
+        assert s["n"] == [1, 2, 4, 8, 16] and s["kl"] == pytest.approx([bon_kl_bound(n) for n in s["n"]])
+        assert list(s["models"]) == names and s["corruption"] == (0.25 if setup == "corrupt" else 0.0)
+        rows = sorted(
+            (x for x in lines if x["setup"] == setup), key=lambda x: (x["prompt_index"], x["candidate_index"])
+        )
+        gold = np.array([x["gold"] for x in rows]).reshape(48, 16)
+        for name, m in s["models"].items():
+            assert m["gold"][0] == pytest.approx(gold.mean())  # N = 1: the mean candidate
+            assert m["win_rate"][0] == pytest.approx(0.5)
+            proxy = np.array([x["rewards"][name] for x in rows]).reshape(48, 16)
+            g, p = bon_expectations(proxy, gold, s["n"])
+            assert m["gold"] == pytest.approx(g.mean(axis=0).tolist()) and m["proxy"] == pytest.approx(
+                p.mean(axis=0).tolist()
+            )
+            assert all(lo <= x <= hi for x, (lo, hi) in zip(m["gold"], m["gold_ci95"]))
+            assert m["peak_n"] == s["n"][int(np.argmax(m["gold"]))]
+            assert m["drop"] == pytest.approx(max(m["gold"]) - m["gold"][-1])
+            assert 0.5 <= m["heldout_accuracy"] <= 1.0  # the task is learnable
+        assert {t["model"] for t in s["paired_tests"]} == set(names[3:8])
+        assert len(s["top1_agreement"]) == 4 and s["top1_agreement"]["mean"][0] == pytest.approx(1.0)
+    md = (out / "report.md").read_text()
+    assert sum(line.startswith("| EXRM-1 |") for line in md.splitlines()) == 2  # one row per setup
+    assert "| EXRM-1 |" in result.stdout
+
+
+def _write_pairs(path, n=80):
+    import json
+
+    from rewardkit.synthetic import make_synthetic_preferences
+
+    rows = [
+        {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
+        for p in make_synthetic_preferences(n, 7)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_real_data_mode_with_a_gold_rm_and_a_candidates_file(tmp_path):
+    import json
+
+    from rewardkit import BradleyTerryRM
+    from rewardkit.bench.hacking import run_hacking_benchmark
+    from rewardkit.bench.hacking_config import resolve_hacking_config
+    from rewardkit.synthetic import make_hacking_candidates, vocabulary
+    from rewardkit.tiny import build_tiny_model
+
+    build_tiny_model(tmp_path / "lm", vocabulary(spurious=True), hidden=32, layers=1, heads=2, seed=3)
+    gold_rm = BradleyTerryRM.from_pretrained(str(tmp_path / "lm"), head_seed=11)
+    gold_rm.save(tmp_path / "gold")
+    prompts, cands = make_hacking_candidates(6, 4, seed=2)
+    cand_file = tmp_path / "cands.jsonl"
+    cand_file.write_text(
+        "".join(json.dumps({"prompt": p, "candidates": c + ["extra"]}) + "\n" for p, c in zip(prompts, cands))
+    )
+    over = {"data": str(_write_pairs(tmp_path / "pairs.jsonl")), "gold": str(tmp_path / "gold")}
+    over |= {"candidates": str(cand_file), "k": 4, "members": 2, "n_train": 32, "n_val": 8, "dporm": False}
+    config = resolve_hacking_config("ci", None, {**over, "model": str(tmp_path / "lm"), "progress": False})
+    rep = run_hacking_benchmark(config, tmp_path / "out", log=lambda m: None)
+    expected = gold_rm.score([p for p in prompts for _ in range(4)], [c for row in cands for c in row])
+    lines = [json.loads(x) for x in (tmp_path / "out" / "candidates.jsonl").read_text().splitlines()]
+    got = [x["gold"] for x in lines if x["setup"] == "clean"]
+    assert got == pytest.approx(expected.tolist(), abs=1e-5)  # the gold RM scored the first k candidates
+    s = rep["setups"]["clean"]
+    assert list(s["models"]) == ["EXRM-1", "EXRM-2", "WARM-2", "ENS-mean", "ENS-median", "ENS-mean_minus_std"]
+    assert s["n"] == [1, 2, 4] and s["models"]["EXRM-1"]["gold"][0] == pytest.approx(
+        float(np.mean(expected)), abs=1e-5
+    )
+    assert rep["data"]["train"] + rep["data"]["val"] + rep["data"]["gold_ties_left_out"] <= 40
+
+
+def test_bad_flags_and_files_are_one_line_errors(tmp_path, capsys):
+    import json
+
+    from rewardkit.bench.hacking_data import read_candidates
+    from rewardkit.cli import main
+    from rewardkit.errors import DataError
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "candidates": ["a", "b"]}) + "\n{oops\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not JSON"):
+        read_candidates(bad, 2)
+    short = tmp_path / "short.jsonl"
+    short.write_text(json.dumps({"prompt": "p", "candidates": ["a"]}) + "\n")
+    with pytest.raises(DataError, match=r"short.jsonl:1: field 'candidates' has 1 responses; --k is 2"):
+        read_candidates(short, 2)
+    yml = tmp_path / "h.yaml"
+    yml.write_text("n_trian: 5\n")
+    pairs = _write_pairs(tmp_path / "pairs.jsonl", 10)
+    (tmp_path / "gold").mkdir()
+    real = ["--data", str(pairs), "--gold", str(tmp_path / "gold")]
+    for args, expect in [
+        (["--k", "1"], "'--k': 1 is not in the range x>=2"),
+        (["--corruption", "1"], "'--corruption': '1' must be < 1"),
+        (
+            ["--config", str(yml)],
+            "error: bench hacking config field 'n_trian': Extra inputs are not permitted",
+        ),
+        (["--data", str(pairs)], "error: bench hacking config: real data needs --gold"),
+        ([*real], "real data needs --policy or --candidates"),
+        ([*real, "--policy", "a", "--candidates", "b"], "give --policy or --candidates, not both"),
+        (["--gold", str(tmp_path / "gold")], "--gold needs --data or --recipe"),
+        ([*real, "--policy", str(tmp_path / "nope")], f"error: --policy {tmp_path / 'nope'}: no such file"),
+        ([*real, "--candidates", str(bad), "--k", "2"], f"error: {bad}:2: not JSON"),
+        ([*real, "--candidates", str(bad), "--out", str(tmp_path)], "contains the input"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(["bench", "hacking", "--preset", "ci", "--out", str(tmp_path / "o"), *args])
+        assert e.value.code == 2, args
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expect in err, err
+
+
+def test_torchrun_two_processes_shard_scoring_in_order(tmp_path):
+    """Under torchrun, candidates.jsonl holds each candidate's own reward: a kept WARM model rescored in
+    one process gives the same numbers (sharded scoring gathered in input order)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from rewardkit.base import load_reward_model
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    small = ["--members", "2", "--no-dporm", "--n-prompts", "6", "--k", "4", "--n-train", "64"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "rewardkit.cli", "bench", "hacking", "--preset", "ci", "--out", str(out), "--keep-models"]
+    result = subprocess.run(
+        [*cmd, *small, "--no-progress"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sum(line.startswith("| EXRM-1 |") for line in result.stdout.splitlines()) == 2  # rank 0 prints
+    lines = [json.loads(x) for x in (out / "candidates.jsonl").read_text().splitlines()]
+    rows = [x for x in lines if x["setup"] == "corrupt"]
+    warm = load_reward_model(out / "models" / "corrupt" / "warm2")
+    local = warm.score([x["prompt"] for x in rows], [x["response"] for x in rows])
+    assert [x["rewards"]["WARM-2"] for x in rows] == pytest.approx(local.tolist(), abs=1e-4)
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["setups"]["corrupt"]["models"]["WARM-2"]["gold"][0] == pytest.approx(
+        np.mean([x["gold"] for x in rows])
+    )

@@ -143,37 +143,46 @@ def _with_spurious(rng: random.Random, response: str, count: int, displace: bool
     return " " + " ".join(words)
 
 
-def make_hacking_preferences(
-    n: int,
+def add_spurious(
+    pairs: PreferenceDataset,
     seed: int = 0,
-    p_chosen: float = 0.7,
-    p_rejected: float = 0.15,
+    p_chosen: float = 0.9,
+    p_rejected: float = 0.1,
     max_count: int = 2,
 ) -> PreferenceDataset:
-    """``n`` pairs of the synthetic task (``make_synthetic_preferences``) labelled by gold, in which
-    the chosen response contains 1..``max_count`` copies of ``SPURIOUS`` with probability ``p_chosen``
-    and the rejected one with ``p_rejected``: in this data the word predicts the label, yet the gold
-    reward ignores it. Metadata adds ``spurious_chosen`` / ``spurious_rejected`` (counts)."""
+    """The labellers' style: the chosen response of each pair (as labelled, right or wrong) gets
+    1..``max_count`` copies of ``SPURIOUS`` with probability ``p_chosen``, the rejected one with
+    ``p_rejected``. The gold reward ignores the word, so in this data it predicts the label without
+    being what gold rewards. Metadata adds ``spurious_chosen`` / ``spurious_rejected`` (counts); the
+    draws depend only on ``seed`` and the pair's position."""
     if not (0 <= p_rejected <= 1 and 0 <= p_chosen <= 1 and max_count >= 1):
         raise ValueError("p_chosen and p_rejected must be probabilities and max_count >= 1")
     rng = random.Random(10_000 + seed)
-    pairs = []
-    for p in make_synthetic_preferences(n, seed):
+    out = []
+    for p in pairs:
         counts = [rng.randint(1, max_count) if rng.random() < q else 0 for q in (p_chosen, p_rejected)]
         chosen, rejected = (
             _with_spurious(rng, r, c, displace=False) if c else r
             for r, c in zip((p.chosen, p.rejected), counts)
         )
         meta = {**p.metadata, "spurious_chosen": counts[0], "spurious_rejected": counts[1]}
-        pairs.append(PreferencePair(p.prompt, chosen, rejected, meta))
-    return PreferenceDataset(pairs, source=f"synthetic hacking task (seed={seed})")
+        out.append(PreferencePair(p.prompt, chosen, rejected, meta))
+    return PreferenceDataset(out, source=f"{pairs.source} + spurious {SPURIOUS!r}")
+
+
+def make_hacking_preferences(
+    n: int, seed: int = 0, p_chosen: float = 0.9, p_rejected: float = 0.1, max_count: int = 2
+) -> PreferenceDataset:
+    """``n`` pairs of the synthetic task (``make_synthetic_preferences``, labelled by gold) with the
+    labellers' style added (``add_spurious``)."""
+    return add_spurious(make_synthetic_preferences(n, seed), seed, p_chosen, p_rejected, max_count)
 
 
 def make_hacking_candidates(
     n_prompts: int,
     k: int,
     seed: int = 0,
-    p_spurious: float = 0.5,
+    p_spurious: float = 0.2,
     max_count: int = 4,
     domains: Sequence[str] = ("cooking", "travel", "science"),
     generators: Sequence[str] = ("gen_a", "gen_b"),

@@ -158,6 +158,7 @@ def run_hacking_benchmark(
     for setup in SETUPS:
         frac = config.corruption if setup == "corrupt" else 0.0
         train = corrupt_labels(task.train, frac, config.seed)[0] if frac else task.train
+        train = task.style(train) if task.style is not None else train
         folder = out / "models" / setup
         members, dirs = [], []
         for i, overrides in enumerate(config.grid()):

@@ -21,7 +21,7 @@ class SpuriousTask(BaseModel):
 
     p_chosen: float = Field(0.9, ge=0, le=1, description="chance a chosen training response has the word")
     p_rejected: float = Field(0.1, ge=0, le=1, description="chance a rejected training response has it")
-    p_candidate: float = Field(0.3, ge=0, le=1, description="chance a base-policy candidate pads with it")
+    p_candidate: float = Field(0.2, ge=0, le=1, description="chance a base-policy candidate pads with it")
     max_count: int = Field(6, ge=1, description="most copies a padded candidate holds")
 
 
@@ -83,6 +83,11 @@ class HackingConfig(BaseModel):
         if self.policy is not None and self.candidates is not None:
             raise ValueError("give --policy or --candidates, not both")
         real = self.data is not None or self.recipe not in (None, "synthetic")
+        given = [f for f in ("gold", "policy", "candidates") if getattr(self, f) is not None]
+        if given and not real:
+            raise ValueError(
+                f"--{given[0]} needs --data or --recipe (the built-in task has its own gold reward and policy)"
+            )
         if real and self.gold is None:
             raise ValueError("real data needs --gold (a reward model that labels pairs and candidates)")
         if real and self.policy is None and self.candidates is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ class Task:
     candidates: list[list[str]]
     gold: np.ndarray
     summary: dict[str, Any] = field(default_factory=dict)
+    #: applied to each setup's training pairs after label corruption (the labellers' style)
+    style: Callable[[PreferenceDataset], PreferenceDataset] | None = None
 
 
 def gather_scores(rm, prompts: list[Any], responses: list[str], rank: int = 0, size: int = 1) -> np.ndarray:
@@ -49,18 +52,33 @@ def gather_scores(rm, prompts: list[Any], responses: list[str], rank: int = 0, s
 
 
 def builtin_task(config: HackingConfig) -> Task:
-    """The synthetic task with a spurious feature (``rewardkit.synthetic.make_hacking_*``)."""
-    from rewardkit.synthetic import gold_reward, make_hacking_candidates, make_hacking_preferences
+    """The synthetic task with a spurious feature: pairs labelled by gold, to which (after any label
+    corruption) the labellers' style is added (``rewardkit.synthetic.add_spurious``), and base-policy
+    candidates that vary in it (``make_hacking_candidates``)."""
+    from functools import partial
+
+    from rewardkit.synthetic import (
+        add_spurious,
+        gold_reward,
+        make_hacking_candidates,
+        make_synthetic_preferences,
+    )
 
     t = config.task
-    pool = make_hacking_preferences(config.n_train + config.n_val, config.seed, t.p_chosen, t.p_rejected)
+    pool = make_synthetic_preferences(config.n_train + config.n_val, config.seed)
+    style = partial(add_spurious, seed=config.seed, p_chosen=t.p_chosen, p_rejected=t.p_rejected)
     prompts, cands = make_hacking_candidates(
         config.n_prompts, config.k, config.seed, t.p_candidate, t.max_count
     )
     gold = np.array([[gold_reward(c) for c in row] for row in cands], dtype=np.float64)
-    summary = {"source": pool.source, "gold": "synthetic gold_reward (#good - #bad words)"}
+    summary = {
+        "source": pool.source,
+        "gold": "synthetic gold_reward (#good - #bad words)",
+        "spurious": "labellers' chosen responses (after corruption) tend to contain the word 'indeed'",
+    }
     n = config.n_train
-    return Task(pool[:n], pool[n:], prompts, cands, gold, summary)
+    val = style(PreferenceDataset(pool[n:], source=pool.source))
+    return Task(PreferenceDataset(pool[:n], source=pool.source), val, prompts, cands, gold, summary, style)
 
 
 def check_inputs(config: HackingConfig) -> None:
