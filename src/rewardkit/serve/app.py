@@ -369,7 +369,7 @@ def build_app(
         if state["error"] is not None:
             raise RequestError(500, f"the model failed to load: {state['error']}")
         keys = ("max_request_sequences", "max_request_bytes", "max_queue_sequences", "max_queue_bytes",
-                "max_wait_ms", "max_pool_sequences", "receive_timeout_s", "max_connections")  # fmt: skip
+                "max_wait_ms", "max_pool_sequences", "receive_timeout_s", "max_connections", "max_json_values")  # fmt: skip
         limits = {k: getattr(settings, k) for k in keys}
         return {**state["info"], "limits": {**limits, "max_sequence_chars": srv.char_cap}}
 

@@ -35,6 +35,7 @@ class ServeSettings:
     max_queue_bytes: int = 256 * 2**20
     max_request_sequences: int = 1024
     max_request_bytes: int = 16 * 2**20
+    max_json_values: int = 2**17  # JSON values per body, counted before validation (which holds the GIL)
     max_sequence_chars: int | None = None  # None: CHARS_PER_TOKEN x the model's token limit
     receive_timeout_s: float = 30.0
     max_connections: int = 1024
@@ -167,12 +168,29 @@ async def read_body(request, settings: ServeSettings) -> bytes:
     return bytes(body)
 
 
-def decode(body: bytes, model: type[BaseModel]) -> BaseModel:
-    """JSON + validation (run in a worker thread: a large body never blocks the event loop)."""
+def count_values(data: Any, limit: int) -> int:
+    """JSON values in ``data`` (objects, lists and scalars), counting stops past ``limit``."""
+    n, stack = 0, [data]
+    while stack and n <= limit:
+        x = stack.pop()
+        n += 1
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return n
+
+
+def decode(body: bytes, model: type[BaseModel], max_values: int = 2**17) -> BaseModel:
+    """JSON + validation, run in a worker thread. Validation holds the GIL for its whole run, so the
+    values are counted first (in Python, which yields the GIL): a body of too many is refused (413)
+    before it can stall the event loop."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RequestError(422, f"invalid JSON ({e})") from None
+    if count_values(data, max_values) > max_values:
+        raise RequestError(413, f"the request body holds more than {max_values} JSON values")
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -183,4 +201,4 @@ def decode(body: bytes, model: type[BaseModel]) -> BaseModel:
 async def parse(request, model: type[BaseModel], settings: ServeSettings) -> BaseModel:
     """The request body as ``model`` (any content type); :class:`RequestError` otherwise."""
     body = await read_body(request, settings)
-    return await asyncio.to_thread(decode, body, model)
+    return await asyncio.to_thread(decode, body, model, settings.max_json_values)
