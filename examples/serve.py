@@ -4,7 +4,8 @@
 
 Starts `rewardkit serve` on a free local port (a tiny model when no --rm is given), scores pairs through
 `RemoteRewardModel`, compares with the local model, posts OpenRLHF's /get_reward request, reads /info
-and /metrics, and stops the server.
+and /metrics, scores one conversation through vLLM's /pooling and rewardkit's /score (the same reward),
+and stops the server.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def _serve_and_query(folder: str) -> dict:
                 ).split()[-1]
             ),
         }
+        conv = [{"role": "user", "content": "tell me about pasta"}, {"role": "assistant", "content": "good"}]
+        pooled = httpx.post(f"{url}/pooling", json={"messages": conv}).json()  # a vLLM client's request
+        result["vllm_pooling_reward"] = pooled["data"][0]["data"][0]
+        result["score_reward"] = httpx.post(
+            f"{url}/score", json={"prompts": [conv[:1]], "responses": [conv[1]["content"]]}
+        ).json()["rewards"][0]
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -16,7 +16,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from rewardkit import BradleyTerryRM, DPOImplicitRM, load_reward_model  # noqa: E402
+from rewardkit import BradleyTerryRM, DPOImplicitRM, RemoteRewardModel, load_reward_model  # noqa: E402
 from rewardkit.serve.app import prompt_boundary  # noqa: E402
 from rewardkit.templating import Texts  # noqa: E402
 from tests.test_serve import server  # noqa: E402
@@ -183,6 +183,9 @@ def test_vllm_shapes_and_rewards(bos_models):
         assert t["tokens"] == ids and t["max_model_len"] == 512
         back = httpx.post(f"{url}/detokenize", json={"tokens": ids}).json()
         assert back == {"prompt": tok.decode(ids)}
+        remote = RemoteRewardModel(url)  # already-templated text and token ids go through /pooling
+        np.testing.assert_allclose(remote.score_texts(Texts([""], [text], raw=True)), [expected], atol=1e-4)
+        np.testing.assert_allclose(remote.score_texts(Texts([""], [""], ids=[ids])), [expected], atol=1e-4)
         refusals = [
             ("/pooling", {"model": "other", "input": "x"}, 404, "field 'model'"),
             ("/pooling", {"messages": conv[:1]}, 422, "last message must be the assistant"),
@@ -194,3 +197,14 @@ def test_vllm_shapes_and_rewards(bos_models):
         for path, body, status, message in refusals:
             r = httpx.post(f"{url}{path}", json=body)
             assert r.status_code == status and message in r.json()["error"], (path, r.status_code, r.text)
+
+
+def test_the_serve_example_scores_a_vllm_request_as_score_does():
+    spec = importlib.util.spec_from_file_location(
+        "serve_example", Path(__file__).parents[1] / "examples" / "serve.py"
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main([])
+    assert abs(result["vllm_pooling_reward"] - result["score_reward"]) <= 1e-5
+    assert result["max_difference_from_local"] <= 1e-5

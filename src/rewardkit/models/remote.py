@@ -114,8 +114,23 @@ class RemoteRewardModel(RewardModel):
             self.chunk = int(self.info().get("limits", {}).get("max_request_sequences", 256))
         return max(1, self.chunk)
 
+    def _pooling(self, texts: Texts) -> np.ndarray:
+        """Already-templated text or token ids, through the server's vLLM-compatible ``/pooling``."""
+        seqs = texts.ids if texts.ids is not None else [p + r for p, r in zip(texts.prompts, texts.responses)]
+        out, step = [], self._chunk()
+        for lo in range(0, len(seqs), step):
+            body = {"input": seqs[lo : lo + step], "add_special_tokens": texts.special_tokens}
+            for item in self._field(self._request("POST", "/pooling", body), "data", "/pooling"):
+                value = item.get("data") if isinstance(item, dict) else None
+                if not isinstance(value, list) or len(value) != 1:
+                    raise RewardkitError(f"{self.url}/pooling: an item of 'data' is not one reward")
+                out.append(value[0])
+        return np.asarray(out, dtype=np.float32)
+
     def score_texts(self, texts: Texts) -> np.ndarray:
         out = []
+        if texts.raw or texts.ids is not None:
+            return self._pooling(texts)
         if texts.pairs is not None:
             step = max(1, self._chunk() // 2)
             chosen, rejected = [], []

@@ -154,6 +154,8 @@ class Server:
             raise RequestError(
                 413, f"{len(texts)} sequences exceed the limit of {s.max_request_sequences} per request"
             )
+        if len(texts) == 0:  # e.g. OpenRLHF <= 0.11.1 sends empty shards to all but one of its URLs
+            return np.empty(0), []
         lengths = await asyncio.to_thread(self.encode_lengths, texts)
         loop = asyncio.get_running_loop()
         key = (texts.pairs is not None, texts.reward_call, members, texts.metadata is not None, texts.raw,
