@@ -100,6 +100,28 @@ def base_model_option(fn):
     )(fn)
 
 
+def dtype_option(fn):
+    """``--dtype``: the precision models are loaded and scored in."""
+    return click.option(
+        "--dtype",
+        type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+        default="auto",
+        show_default=True,
+        help="precision to load models in: auto = bfloat16 on a GPU with native bf16 and on a CPU with "
+        "hardware bf16 matmuls (AMX-BF16 / AVX512-BF16), float32 elsewhere",
+    )(fn)
+
+
+def prefix_sharing_option(fn):
+    """``--no-prefix-sharing``: run every prompt token once per response (see docs/scoring.md)."""
+    return click.option(
+        "--no-prefix-sharing",
+        "no_prefix_sharing",
+        is_flag=True,
+        help="compute each shared prompt once per response instead of once per prompt (for comparison)",
+    )(fn)
+
+
 def engine_options(fn):
     """Scoring-engine settings (they reach every ensemble member)."""
     for opt in reversed(

@@ -9,8 +9,10 @@ from rewardkit.cli.options import (
     chat_template_option,
     check_file_output,
     dpo_options,
+    dtype_option,
     engine_options,
     length_penalty_options,
+    prefix_sharing_option,
 )
 from rewardkit.util import is_url
 
@@ -22,12 +24,17 @@ def load_rm(
     device=None,
     base_model: str | None = None,
     chat_template: str | None = None,
+    dtype: str | None = None,
     **engine,
 ):
-    """A reward model from ``--rm DIR`` (any saved kind), or the implicit reward of ``--dpo-policy``."""
+    """A reward model from ``--rm DIR`` (any saved kind), or the implicit reward of ``--dpo-policy``;
+    ``dtype`` (``auto``, ``float32``, ...; None: the API's default) for the models loaded here (a server
+    keeps its own)."""
     from rewardkit.models.registry import load_reward_model
 
-    kwargs = {k: v for k, v in (("device", device), ("base_model", base_model)) if v is not None}
+    kwargs = {
+        k: v for k, v in (("device", device), ("base_model", base_model), ("dtype", dtype)) if v is not None
+    }
     if dpo and dpo.get("policy"):
         from rewardkit.models.implicit import DPOImplicitRM
 
@@ -46,7 +53,10 @@ def load_rm(
     elif rm_dir:
         from rewardkit.models.remote import RemoteRewardModel
 
-        rm = RemoteRewardModel(rm_dir) if is_url(rm_dir) else load_reward_model(rm_dir, **kwargs)
+        if is_url(rm_dir):
+            rm = RemoteRewardModel(rm_dir)
+        else:
+            rm = load_reward_model(rm_dir, **kwargs)
     else:
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
     rm.configure(chat_template, **engine)
@@ -81,6 +91,8 @@ def dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction) -> dict
 @click.option("--data", required=True, help="preference file or hub dataset name")
 @click.option("--out", required=True, help="output JSONL: one line per pair, in input order")
 @engine_options
+@dtype_option
+@prefix_sharing_option
 @click.option("--no-progress", is_flag=True, help="no progress bar (it is off anyway when not on a terminal)")
 @chat_template_option
 @length_penalty_options
@@ -99,6 +111,8 @@ def score(
     out,
     batch_size,
     max_tokens,
+    dtype,
+    no_prefix_sharing,
     no_progress,
     chat_template,
     length_penalty,
@@ -116,6 +130,7 @@ def score(
     import numpy as np
 
     from rewardkit.base import pairwise_accuracy
+    from rewardkit.checkpoints import dtype_name, resolve_device, resolve_dtype
     from rewardkit.data import load_preferences
     from rewardkit.distributed import gather_rows, init_distributed
     from rewardkit.io import atomic_write_text, dumps
@@ -136,8 +151,10 @@ def score(
         device=device,
         base_model=base_model,
         chat_template=chat_template,
+        dtype=dtype,
         max_batch_size=batch_size,
         max_tokens=max_tokens,
+        prefix_sharing=False if no_prefix_sharing else None,
         progress=False if no_progress else None,
     )
     rm = length_penalized(rm, length_penalty, reference_field, reference_length, length_unit)
@@ -161,8 +178,10 @@ def score(
         return
     atomic_write_text(out, "".join(dumps(row) + "\n" for row in rows))
     margins = np.array([r["margin"] for r in rows])
+    precision = "" if is_url(rm_dir) else f", {dtype_name(resolve_dtype(dtype, resolve_device(device)))}"
     msg = (
-        f"scored {len(rows)} pairs on {size} process(es) -> {out} (accuracy {pairwise_accuracy(margins):.4f})"
+        f"scored {len(rows)} pairs on {size} process(es){precision} -> {out} "
+        f"(accuracy {pairwise_accuracy(margins):.4f})"
     )
     if pairs.skipped:
         shown = ", ".join(s.location for s in pairs.skipped[:5])

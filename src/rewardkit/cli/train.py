@@ -12,8 +12,18 @@ from rewardkit.cli.options import (
     FiniteFloat,
     chat_template_option,
     check_dir_output,
+    dtype_option,
     load_yaml,
 )
+
+
+def training_bf16(dtype: str) -> bool | None:
+    """The ``bf16`` (autocast) config field a ``--dtype`` gives: ``auto`` leaves the config's rule (bf16
+    on a GPU that supports it; on CPU fp32, since a LoRA step on the demo model measured no faster
+    in bf16, docs/scoring.md); ``float16`` training is not offered (it needs loss scaling)."""
+    if dtype == "float16":
+        raise click.UsageError("--dtype float16 is not offered for training (use bfloat16 or float32)")
+    return None if dtype == "auto" else dtype == "bfloat16"
 
 
 def common_training_options(fn):
@@ -34,6 +44,7 @@ def common_training_options(fn):
                 "--max-length", type=click.IntRange(min=8), default=None, help="tokens per sequence"
             ),
             chat_template_option,
+            dtype_option,
             click.option(
                 "--save-checkpoints",
                 is_flag=True,
@@ -81,6 +92,7 @@ def _run(kind: str, flags: dict, seeds: dict, extra: dict | None = None) -> None
     resume, force, on_error = flags.pop("resume"), flags.pop("force"), flags.pop("on_error")
     config_file = flags.pop("config_file")
     every, decay = flags.pop("elastic_reset_every"), flags.pop("ema_decay")
+    flags["bf16"] = training_bf16(flags.pop("dtype"))
     check_dir_output(out, [model, data, eval_data, config_file, *(extra or {}).values()], force or resume)
     fields = {**load_yaml(config_file), **seeds, **{k: v for k, v in flags.items() if v is not None}}
     if resume:
@@ -105,6 +117,10 @@ def _run(kind: str, flags: dict, seeds: dict, extra: dict | None = None) -> None
 
         what = "DPO implicit reward model"
     config = Config(**fields)
+    if config.bf16 is None:  # record the precision the run used, not the rule
+        from rewardkit.train.pairs import use_bf16
+
+        config = config.model_copy(update={"bf16": use_bf16(config)})
     train_pairs = load_preferences(data, on_error=on_error)
     eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
     rm = train_fn(
@@ -121,7 +137,8 @@ def _run(kind: str, flags: dict, seeds: dict, extra: dict | None = None) -> None
     info = rm.training_info
     msg = (
         f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
-        f"{info['world_size']} process(es); saved {what} to {out}"
+        f"{info['world_size']} process(es) in {'bfloat16 autocast' if config.bf16 else 'float32'}; "
+        f"saved {what} to {out}"
     )
     if eval_pairs is not None:
         msg += f" (held-out accuracy {rm.score_pairs(eval_pairs).accuracy():.4f})"
