@@ -548,3 +548,20 @@ def test_cli_refuses_options_that_do_not_apply(tmp_path, capsys):
     assert code == 2 and "give --data FILE (or --suite" in err
     code, _, err = _run(["eval", "--rm", str(tmp_path), "--data", data, "--per-example", "x.jsonl"], capsys)
     assert code == 2 and "--per-example needs --suite" in err
+
+
+def test_seeds_are_reported_one_by_one_and_length_penalty_adds_models(model_dirs, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "v1.jsonl", v1_rows(per_subset=1))
+    seeds = f"s={model_dirs['bt']},{model_dirs['dpo_same']}"
+    argv = ["eval", "--suite", "rewardbench", "--data", str(data), "--rm", seeds, "--n-boot", "50"]
+    argv += ["--length-penalty", "0.5", "--reference-length", "3", "--length-unit", "words"]
+    argv += ["--json", str(tmp_path / "r.json")]
+    main([*argv, *FLOAT32_EVAL])
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert list(report["models"]) == ["s#1", "s#2", "s#1+LP", "s#2+LP"] and "## RewardBench" in out
+    assert report["models"]["s#2"]["score"] == 0.0  # the untrained DPORM: every pair tied
+    # a length penalty on all-zero rewards prefers the shorter response: it wins exactly where it is shorter
+    rows = v1_rows(per_subset=1)
+    shorter = {r["subset"]: float(len(r["chosen"].split()) < len(r["rejected"].split())) for r in rows}
+    assert report["models"]["s#2+LP"]["subsets"] == pytest.approx(shorter)
