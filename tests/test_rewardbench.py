@@ -18,7 +18,7 @@ import pytest
 
 from rewardkit.base import RewardModel
 from rewardkit.cli import main
-from rewardkit.errors import DataError
+from rewardkit.errors import DataError, ModelError
 from rewardkit.eval import load_suite, rewardbench_v1_scores, rewardbench_v2_scores, run_suite
 from rewardkit.eval.rewardbench import (
     V1_SECTIONS,
@@ -214,6 +214,20 @@ def test_ties_score_hand_computed():
     assert ties_score(alone) == pytest.approx(0.3 + 0.3 + 0.2, abs=1e-15)
     with pytest.raises(ValueError, match="ref:N"):
         TiesTable.from_samples({"0": samples["ref:0"]})
+    # both samples, but a single correct answer in the tied one: no spread, only the accuracy terms
+    # (the official code's mean over no prompts is NaN there; rewardkit counts those terms 0)
+    single = TiesTable.from_samples({"ref:0": samples["ref:0"], "tied:0": ties_sample([4, 1, 2], 1)})
+    assert ties_score(single) == pytest.approx(0.3 + 0.3, abs=1e-15)
+
+
+def test_a_non_finite_reward_names_the_model():
+    class NaNRM(WordCountRM):
+        def score_texts(self, texts):
+            return np.full(len(texts), np.nan, dtype=np.float32)
+
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "b", "subset": "hep-go", "id": 0}]
+    with pytest.raises(ModelError, match=r"^broken: suite rewards: 2 of 2 values are NaN or infinite$"):
+        run_suite({"broken": NaNRM()}, "rewardbench", rows)
 
 
 def test_v2_overall_is_the_mean_of_the_subsets():

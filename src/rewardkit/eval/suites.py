@@ -18,6 +18,7 @@ import numpy as np
 
 from rewardkit.base import RewardModel, check_finite
 from rewardkit.data import PreferencePair, SkippedRecord
+from rewardkit.errors import ModelError
 from rewardkit.eval.rewardbench import (
     V1_SECTIONS,
     SuiteScores,
@@ -238,7 +239,10 @@ def run_suite(
     texts = suite_texts(data)
     scores, intervals, rewards, stds = {}, {}, {}, {}
     for name, rm in rms.items():
-        per_example, std = score_suite(rm, data, texts)
+        try:
+            per_example, std = score_suite(rm, data, texts)
+        except ModelError as e:
+            raise ModelError(f"{name}: {e}") from None
         rewards[name] = per_example
         if std is not None:
             stds[name] = std
