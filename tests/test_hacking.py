@@ -180,7 +180,7 @@ def test_ci_preset_end_to_end_through_the_cli(tmp_path):
     assert not (out / "models").exists()
     rep = json.loads((out / "report.json").read_text())
     names = ["EXRM-1", "EXRM-2", "EXRM-3", "WARM-2", "WARM-3", "ENS-mean", "ENS-median"]
-    names += ["ENS-mean_minus_std", "DPORM"]
+    names += ["ENS-mean_minus_std", "ENS-pretrain", "DPORM"]
     lines = [json.loads(x) for x in (out / "candidates.jsonl").read_text().splitlines()]
     assert len(lines) == 2 * 48 * 16
     for setup in ("clean", "corrupt"):
@@ -203,7 +203,7 @@ def test_ci_preset_end_to_end_through_the_cli(tmp_path):
             assert m["peak_n"] == s["n"][int(np.argmax(m["gold"]))]
             assert m["drop"] == pytest.approx(max(m["gold"]) - m["gold"][-1])
             assert 0.5 <= m["heldout_accuracy"] <= 1.0  # the task is learnable
-        assert {t["model"] for t in s["paired_tests"]} == set(names[3:8])
+        assert {t["model"] for t in s["paired_tests"]} == set(names[3:9])
         assert len(s["top1_agreement"]) == 4 and s["top1_agreement"]["mean"][0] == pytest.approx(1.0)
     md = (out / "report.md").read_text()
     assert sum(line.startswith("| EXRM-1 |") for line in md.splitlines()) == 2  # one row per setup
@@ -242,7 +242,8 @@ def test_real_data_mode_with_a_gold_rm_and_a_candidates_file(tmp_path):
     )
     over = {"data": str(_write_pairs(tmp_path / "pairs.jsonl")), "gold": str(tmp_path / "gold")}
     over |= {"candidates": str(cand_file), "k": 4, "members": 2, "n_train": 32, "n_val": 8, "dporm": False}
-    config = resolve_hacking_config("ci", None, {**over, "model": str(tmp_path / "lm"), "progress": False})
+    over |= {"model": str(tmp_path / "lm"), "pretrain_seeds": [], "progress": False}
+    config = resolve_hacking_config("ci", None, over)
     rep = run_hacking_benchmark(config, tmp_path / "out", log=lambda m: None)
     expected = gold_rm.score([p for p in prompts for _ in range(4)], [c for row in cands for c in row])
     lines = [json.loads(x) for x in (tmp_path / "out" / "candidates.jsonl").read_text().splitlines()]

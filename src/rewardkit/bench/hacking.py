@@ -49,6 +49,21 @@ def base_model(config: HackingConfig, out: Path) -> str:
     raise RewardkitError("the gpu preset needs --model (a causal LM checkpoint folder)")
 
 
+def pretrain_backbones(config: HackingConfig, out: Path) -> list[str]:
+    """The other backbones of the pretrain ensemble: tiny models of ``pretrain_seeds`` (ci) and
+    ``pretrain_models``."""
+    from rewardkit.synthetic import vocabulary
+    from rewardkit.tiny import build_tiny_model
+
+    folders = []
+    for seed in config.pretrain_seeds:
+        folder = out / "models" / f"base-seed{seed}"
+        if not folder.exists():
+            build_tiny_model(folder, vocabulary(spurious=True), hidden=64, layers=2, heads=4, seed=seed)
+        folders.append(str(folder))
+    return folders + list(config.pretrain_models)
+
+
 class _Scorer:
     """Scores a proxy on the held-out pairs (accuracy) and on every candidate ([P, K])."""
 
@@ -81,7 +96,9 @@ def _accuracy(val: np.ndarray) -> float:
     return float(correctness(val[0] - val[1], "half").mean())
 
 
-def _ensembles(config: HackingConfig, members: list[tuple[np.ndarray, np.ndarray]]):
+def _ensembles(
+    config: HackingConfig, members: list[tuple[np.ndarray, np.ndarray]], aggregations: list[str] | None = None
+):
     """name -> (candidate rewards, held-out rewards) of each aggregation over the members, each member
     z-scored with the mean and std of its rewards on all candidates (no labels involved)."""
     from rewardkit.models.ensemble import AGGREGATIONS
@@ -94,7 +111,8 @@ def _ensembles(config: HackingConfig, members: list[tuple[np.ndarray, np.ndarray
         zc.append((cand - mean) / std)
         zv.append((val - mean) / std)
     cs, vs = np.stack(zc), np.stack(zv)  # [M, P, K], [M, 2, n_val]
-    return {f"ENS-{a}": (AGGREGATIONS[a](cs), AGGREGATIONS[a](vs)) for a in config.aggregations}
+    names = aggregations or config.aggregations
+    return {f"ENS-{a}": (AGGREGATIONS[a](cs), AGGREGATIONS[a](vs)) for a in names}
 
 
 def run_hacking_benchmark(
@@ -134,8 +152,10 @@ def run_hacking_benchmark(
     timings: dict[str, float] = {}
     if main:
         base_model(config, out)  # builds the ci model / converts the demo model once
+        pretrain_backbones(config, out)
     barrier()
     base = base_model(config, out)
+    others = pretrain_backbones(config, out)
     task = builtin_task(config) if config.builtin else real_task(config, rank, size, device, log)
     p, k = task.gold.shape
     log(
@@ -149,40 +169,55 @@ def run_hacking_benchmark(
     per_setup = (
         config.members * (config.exrm.epochs * n_train + score.units) + (config.members - 1) * score.units
     )
+    per_setup += len(others) * (config.exrm.epochs * n_train + score.units)
     if config.dporm:
         per_setup += config.dpo.epochs * n_train + n_train / 3 + 2 * score.units
     progress = Progress(per_setup * len(SETUPS), log)
     common = {"lora_r": config.lora_r, "max_length": config.max_length, "chat_template": config.chat_template}
     setups: dict[str, Any] = {}
     scored: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+
+    def explicit(
+        setup: str, train, folder: Path, backbone: str, i: int, overrides: dict, name: str, what: str
+    ):
+        """Train one explicit RM of ``setup`` on ``train`` (saved under ``folder / name``); its scores."""
+        progress.start(f"{setup}: {what}")
+        t = time.perf_counter()
+        fields = {
+            **config.exrm.model_dump(),
+            **common,
+            "seed": config.seed,
+            "progress": show,
+            "logging_steps": 10**6,
+            **overrides,
+        }
+        fields["head_seed"] = 1000 * config.seed + fields.get("head_seed", i)
+        fields["data_seed"] = 1000 * config.seed + fields.get("data_seed", i)
+        rm = train_reward_model(
+            backbone, train, config=RewardTrainingConfig(**fields), out=folder / name, force=True
+        )
+        timings[f"{setup}_{name}_train_s"] = time.perf_counter() - t
+        progress.advance(config.exrm.epochs * n_train)
+        scores = score(rm)
+        progress.advance(score.units)
+        return scores
+
     for setup in SETUPS:
         frac = config.corruption if setup == "corrupt" else 0.0
         train = corrupt_labels(task.train, frac, config.seed)[0] if frac else task.train
         train = task.style(train) if task.style is not None else train
         folder = out / "models" / setup
         members, dirs = [], []
-        for i, overrides in enumerate(config.grid()):
-            progress.start(f"{setup}: explicit RM {i + 1}/{config.members}")
-            t = time.perf_counter()
-            fields = {
-                **config.exrm.model_dump(),
-                **common,
-                "seed": config.seed,
-                "progress": show,
-                "logging_steps": 10**6,
-                **overrides,
-            }
-            fields["head_seed"] = 1000 * config.seed + fields.get("head_seed", i)
-            fields["data_seed"] = 1000 * config.seed + fields.get("data_seed", i)
-            rm = train_reward_model(
-                base, train, config=RewardTrainingConfig(**fields), out=folder / f"member{i}", force=True
-            )
-            timings[f"{setup}_member{i}_train_s"] = time.perf_counter() - t
-            progress.advance(config.exrm.epochs * n_train)
-            members.append(score(rm))
+        grid = config.grid()
+        for i, overrides in enumerate(grid):
+            what = f"explicit RM {i + 1}/{config.members}"
+            members.append(explicit(setup, train, folder, base, i, overrides, f"member{i}", what))
             dirs.append(folder / f"member{i}")
-            progress.advance(score.units)
-            del rm
+        # the pretrain ensemble: member 0's recipe on every backbone
+        pretrained = [members[0]]
+        for j, other in enumerate(others):
+            what = f"explicit RM on backbone {j + 2}/{len(others) + 1}"
+            pretrained.append(explicit(setup, train, folder, other, 0, grid[0], f"pretrain{j}", what))
         barrier()  # rank 0 has saved every member
         # EXRM-1..M in order of held-out accuracy (stable: ties keep training order)
         order = sorted(range(len(members)), key=lambda i: -_accuracy(members[i][1]))
@@ -199,6 +234,8 @@ def run_hacking_benchmark(
             timings[f"{setup}_warm{m}_s"] = time.perf_counter() - t
             progress.advance(score.units)
         proxies.update(_ensembles(config, members))
+        if others:
+            proxies["ENS-pretrain"] = _ensembles(config, pretrained, ["mean"])["ENS-mean"]
         if config.dporm:
             progress.start(f"{setup}: DPO policy (DPORM)")
             t = time.perf_counter()

@@ -59,6 +59,13 @@ class HackingConfig(BaseModel):
     )
     exrm: ModelBudget = Field(default_factory=ModelBudget)
     dpo: ModelBudget = Field(default_factory=lambda: ModelBudget(epochs=2, lr=1e-6))
+    pretrain_seeds: list[int] = Field(
+        default_factory=list,
+        description="ci preset: extra tiny backbones of these initial seeds, for a pretrain ensemble",
+    )
+    pretrain_models: list[str] = Field(
+        default_factory=list, description="other pretrained backbones, for a pretrain ensemble"
+    )
     dporm: bool = Field(True, description="also train the DPO policy and report its implicit reward")
     beta: float = Field(0.1, gt=0, description="DPO beta (also the DPORM's)")
     aggregations: list[str] = Field(
@@ -80,6 +87,8 @@ class HackingConfig(BaseModel):
             raise ValueError(f"unknown aggregations {unknown}; known: {known} ('weighted' needs weights)")
         if self.warm_grid is not None and len(self.warm_grid) != self.members:
             raise ValueError(f"warm_grid has {len(self.warm_grid)} entries but members is {self.members}")
+        if self.pretrain_seeds and (self.preset != "ci" or self.model is not None):
+            raise ValueError("pretrain_seeds builds tiny backbones: the ci preset without --model only")
         if self.policy is not None and self.candidates is not None:
             raise ValueError("give --policy or --candidates, not both")
         real = self.data is not None or self.recipe not in (None, "synthetic")
@@ -120,6 +129,7 @@ HACKING_PRESETS: dict[str, dict[str, Any]] = {
         "k": 16,
         "max_length": 48,
         "members": 3,
+        "pretrain_seeds": [1, 2],
         "exrm": {"epochs": 2, "lr": 3e-3, "batch_size": 16},
         "dpo": {"epochs": 2, "lr": 3e-3, "batch_size": 16},
         "n_boot": 500,

@@ -83,11 +83,9 @@ def builtin_task(config: HackingConfig) -> Task:
 
 def check_inputs(config: HackingConfig) -> None:
     """Refuse missing input paths before anything runs (one line naming the flag and the path)."""
-    for flag, path in (
-        ("--gold", config.gold),
-        ("--policy", config.policy),
-        ("--candidates", config.candidates),
-    ):
+    paths = [("--gold", config.gold), ("--policy", config.policy), ("--candidates", config.candidates)]
+    paths += [("--pretrain-models", m) for m in config.pretrain_models]
+    for flag, path in paths:
         if path is not None and not Path(path).exists():
             raise RewardkitError(f"{flag} {path}: no such file or folder")
     if config.candidates is not None and not Path(config.candidates).is_file():

@@ -111,6 +111,9 @@ def bench_shift(preset, out, config_file, force, no_progress, **flags) -> None:
 @chat_template_option
 @click.option("--beta", type=POSITIVE, default=None, help="DPO beta")
 @click.option("--dporm/--no-dporm", default=None, help="train the DPO policy (DPORM) too")
+@click.option(
+    "--pretrain-models", default=None, help="comma-separated other backbones, for a pretrain ensemble"
+)
 @click.option("--seed", type=SEED, default=None)
 @click.option("--keep-models", is_flag=True, default=None, help="keep trained models under OUT/models")
 @click.option("--no-progress", is_flag=True, help="no progress bars")
@@ -124,10 +127,13 @@ def bench_hacking(preset, out, config_file, force, no_progress, **flags) -> None
     from rewardkit.io import check_output
 
     overrides = {k: v for k, v in flags.items() if v is not None}
+    if "pretrain_models" in overrides:
+        overrides["pretrain_models"] = csv_list(overrides["pretrain_models"])
     if no_progress:
         overrides["progress"] = False
     config = resolve_hacking_config(preset, config_file, overrides)
     inputs = [config.data, config.model, config.gold, config.policy, config.candidates, config_file]
+    inputs += config.pretrain_models
     check_output(out, run_inputs_of(inputs))  # and every folder a model among them names
     report = run_hacking_benchmark(config, out, force=force)
     if world()[0] == 0:
