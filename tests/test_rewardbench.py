@@ -579,3 +579,13 @@ def test_seeds_are_reported_one_by_one_and_length_penalty_adds_models(model_dirs
     rows = v1_rows(per_subset=1)
     shorter = {r["subset"]: float(len(r["chosen"].split()) < len(r["rejected"].split())) for r in rows}
     assert report["models"]["s#2+LP"]["subsets"] == pytest.approx(shorter)
+
+
+def test_the_one_ties_case_where_the_official_mean_is_nan(official):
+    import datasets
+
+    rows = {"id": ["ref:0", "tied:0"], "scores": [[3.0, 1.0, 2.0], [4.0, 1.0, 2.0]], "num_correct": [1, 1]}
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        theirs = official["process_single_model"](datasets.Dataset.from_dict(rows))[1]
+    ours = rewardbench_v2_scores(["Ties", "Ties"], rows["id"], rows["scores"], rows["num_correct"])
+    assert math.isnan(theirs) and ours.subsets["Ties"] == pytest.approx(0.6, abs=1e-15)
