@@ -79,7 +79,7 @@ def test_bench_hacking_example(tmp_path, capsys):
     args = ["--out", str(tmp_path), "--members", "2", "--k", "8", "--no-dporm"]
     report = _load("bench_hacking").main(args)
     s = report["setups"]["corrupt"]
-    names = ["EXRM-1", "EXRM-2", "WARM-2", "ENS-mean", "ENS-median", "ENS-mean_minus_std"]
+    names = ["EXRM-1", "EXRM-2", "WARM-2", "ENS-mean", "ENS-median", "ENS-mean_minus_std", "ENS-pretrain"]
     assert s["n"] == [1, 2, 4, 8] and list(s["models"]) == names
     for m in s["models"].values():  # N = 1 is a random candidate: the mean gold, win rate 1/2
         assert abs(m["gold"][0] - s["gold_candidates_mean"]) < 1e-9 and abs(m["win_rate"][0] - 0.5) < 1e-9
