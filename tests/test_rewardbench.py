@@ -443,6 +443,8 @@ def test_v1_equals_the_official_functions_and_rewardkit_score(official, model_di
         if name == "ens":  # the uncertainty column is the ensemble's member std
             std = [r["std"] for r in rows if r["model"] == name]
             assert [[s["chosen_std"], s["rejected_std"]] for s in scored] == std
+            mean_std = report["models"]["ens"]["uncertainty"]["score"]
+            assert mean_std == pytest.approx(np.mean(std), rel=1e-6) and mean_std > 0
     capsys.readouterr()
 
 

@@ -105,7 +105,7 @@ class SuiteReport:
         for e, s in zip(self.examples, self.std[name]):
             by_subset.setdefault(e.subset, []).append(s)
         return {
-            "subsets": {k: float(np.concatenate(v).mean()) for k, v in by_subset.items()},
+            "subsets": {k: float(np.concatenate(by_subset[k]).mean()) for k in self.data.subsets},
             "score": float(np.concatenate(self.std[name]).mean()),
         }
 
