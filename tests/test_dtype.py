@@ -143,3 +143,29 @@ def test_train_cli_dtype(tiny_lm, tmp_path, capsys):
         assert code == 0 and said in printed, printed
     code, printed = _run([*base, str(tmp_path / "fp16"), "--dtype", "float16"], capsys)
     assert code == 2 and "float16 is not offered" in printed
+
+
+def test_lora_adapters_follow_a_16_bit_base(tiny_lm, tmp_path):
+    """Loaded for scoring in bf16, a LoRA RM's adapters are bf16 too (not peft's fp32) and its rewards
+    stay within bf16 rounding of the fp32 load; in fp32 nothing changes."""
+    from rewardkit import BradleyTerryRM, load_reward_model
+
+    rm = BradleyTerryRM.from_pretrained(tiny_lm, lora_r=4)
+    with torch.no_grad():
+        for name, p in rm.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+    rm.save(tmp_path / "lora")
+    got = {}
+    for dt in (torch.float32, torch.bfloat16):
+        loaded = load_reward_model(tmp_path / "lora", dtype=dt)
+        lora = {p.dtype for n, p in loaded.model.named_parameters() if "lora_" in n}
+        assert lora == {dt}
+        loaded.progress = False
+        got[dt] = loaded.score(["the quick brown fox"] * 3, ["jumps", "over the lazy dog", "sleeps"])
+    fp32, bf16 = got[torch.float32], got[torch.bfloat16]
+    assert (
+        np.abs(fp32 - rm.score(["the quick brown fox"] * 3, ["jumps", "over the lazy dog", "sleeps"])).max()
+        < 1e-5
+    )
+    assert 0 < np.abs(bf16 - fp32).max() < 0.05 * max(1.0, np.abs(fp32).max())

@@ -257,11 +257,27 @@ def quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
+def adapters_like_base(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """For scoring: a peft model's LoRA weights cast in place to ``dtype``, its base weights' dtype, when
+    that is a 16-bit float, instead of the float32 peft keeps them in (``autocast_adapter_dtype``); a
+    16-bit base with float32 adapters converts every adapted layer's input and output (scoring a LoRA RM
+    in bf16 on CPU took ~20% longer that way, docs/scoring.md). Reward heads keep their dtype; training
+    loads in float32, where this does nothing."""
+    import torch
+
+    if dtype not in (torch.bfloat16, torch.float16) or not hasattr(model, "peft_config"):
+        return model
+    for name, param in model.named_parameters():
+        if "lora_" in name and param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+    return model
+
+
 def cast_like_loaded(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     """Cast a model in place to ``dtype`` the way loading it in ``dtype`` would: floating parameters
     only (buffers such as rotary ``inv_freq`` keep their dtype, as ``from_pretrained`` leaves them),
-    modules the model keeps in float32 stay so, and a peft model's adapter weights stay in float32, as
-    ``PeftModel.from_pretrained`` keeps them (``autocast_adapter_dtype``)."""
+    modules the model keeps in float32 stay so, and a peft model's adapters as rewardkit's loaders leave
+    them (peft's float32, then :func:`adapters_like_base`)."""
     inner = unwrap_peft(model)
     keep = set(getattr(inner, "_keep_in_fp32_modules", None) or []) | set(
         getattr(inner, "_keep_in_fp32_modules_strict", None) or []
@@ -274,7 +290,7 @@ def cast_like_loaded(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Mod
 
         for name in model.peft_config:
             cast_adapter_dtype(model, name, autocast_adapter_dtype=True)
-    return model
+    return adapters_like_base(model, dtype)
 
 
 FINGERPRINT_SAMPLE = 4096  # bytes per sample of rewardkit 0.2's sampled fingerprint (still checked)

@@ -22,6 +22,7 @@ from torch import nn
 from rewardkit import adapters
 from rewardkit.base import write_manifest
 from rewardkit.checkpoints import (
+    adapters_like_base,
     base_fingerprint,
     check_adapter_keys,
     check_base,
@@ -235,6 +236,7 @@ class BradleyTerryRM(EngineRewardModel):
             hf_load(lambda q, n=name: self.model.load_adapter(q, adapter_name=n), p, "LoRA adapter")
             check_adapter_keys(self.model, p, name)
             self.adapter_names.append(name)
+        adapters_like_base(self.model, unwrap_peft(self.model).get_input_embeddings().weight.dtype)
         self.model.set_adapter(self.adapter_names[0])
         self.module.to(self.device).eval()
 
@@ -432,6 +434,7 @@ class BradleyTerryRM(EngineRewardModel):
                 model.config.get_text_config().pad_token_id = manifest["pad_token_id"]
             model = hf_load(lambda p: PeftModel.from_pretrained(model, p), path, "LoRA adapter")
             check_adapter_keys(model, path)
+            adapters_like_base(model, load["dtype"])
         else:
             model, report = hf_load(
                 AutoModelForSequenceClassification.from_pretrained,

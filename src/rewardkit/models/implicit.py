@@ -26,6 +26,7 @@ from torch import nn
 
 from rewardkit.base import write_manifest
 from rewardkit.checkpoints import (
+    adapters_like_base,
     base_fingerprint,
     check_adapter_keys,
     check_base,
@@ -94,6 +95,7 @@ def load_causal_lm(
         check_load_report(report, base)
         model = hf_load(lambda p: PeftModel.from_pretrained(model, p), path, "LoRA adapter")
         check_adapter_keys(model, path)
+        adapters_like_base(model, dt)
     else:
         model, report = hf_load(AutoModelForCausalLM.from_pretrained, path, "model", **load)
         check_load_report(report, path)
