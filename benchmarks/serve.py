@@ -1,11 +1,12 @@
 """`rewardkit serve` against a per-request server, over real loopback HTTP, in one run.
 
-    python3 benchmarks/serve.py [--clients 32,128] [--requests-per-client 2]
+    python3 benchmarks/serve.py [--endpoint get_reward|score] [--clients 64,256] [--requests-per-client 1]
 
 The demo model (SmolLM2-135M-Instruct) as an explicit reward model, fp32 on CPU. Clients are
-closed-loop (each sends its next request when the previous one is answered), all started together; each
-request holds 1-8 AlpacaEval (prompt, response) pairs' responses, templated sequences of at most 256
-tokens, the same requests for both servers.
+closed-loop (each sends its next request when the previous one is answered), all started together, the
+same requests for both servers. ``--endpoint get_reward`` (default): OpenRLHF's workload, one
+already-templated AlpacaEval conversation (at most 256 tokens) per ``/get_reward`` request.
+``--endpoint score``: each request holds 1-8 (prompt, response) pairs' responses for ``/score``.
 
 - ``rewardkit``: ``rewardkit serve`` (dynamic batching: concurrent requests pooled into the engine's
   length-sorted token-budget batches).
@@ -41,7 +42,7 @@ BASELINE = """
 import sys, torch, uvicorn
 from fastapi import FastAPI, Request
 from transformers import AutoModelForSequenceClassification
-from rewardkit.models.common import load_tokenizer
+from rewardkit.checkpoints import load_tokenizer
 from rewardkit.templating import Formatter
 
 folder, port = sys.argv[1], int(sys.argv[2])
@@ -55,14 +56,21 @@ app = FastAPI()
 async def health():
     return {"status": "ok"}
 
-@app.post("/score")
-async def score(request: Request):  # one request at a time, alone, in one padded batch (blocks the loop)
-    body = await request.json()
-    ids = [fmt.encode(p, r).ids for p, r in zip(body["prompts"], body["responses"])]
+def forward(ids):
     width = max(map(len, ids))
     x = torch.tensor([s + [tok.pad_token_id] * (width - len(s)) for s in ids])
     mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in ids])
     return {"rewards": model(input_ids=x, attention_mask=mask).logits[:, 0].tolist()}
+
+@app.post("/score")
+async def score(request: Request):  # one request at a time, alone, in one padded batch (blocks the loop)
+    body = await request.json()
+    return forward([fmt.encode(p, r).ids for p, r in zip(body["prompts"], body["responses"])])
+
+@app.post("/get_reward")
+async def get_reward(request: Request):  # OpenRLHF's serve_rm: the query as it is, no special tokens
+    body = await request.json()
+    return forward([tok(q, add_special_tokens=False)["input_ids"] for q in body["query"]])
 
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 """
@@ -98,7 +106,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-async def _load(url: str, requests: list[list[dict]]) -> dict:
+async def _load(url: str, requests: list[list[dict]], endpoint: str) -> dict:
     """Closed-loop clients: client c sends requests[c] one after another; returns latencies and rewards."""
     import httpx
 
@@ -110,11 +118,11 @@ async def _load(url: str, requests: list[list[dict]]) -> dict:
             nonlocal sequences
             for k, body in enumerate(requests[c]):
                 t = time.perf_counter()
-                r = await client.post("/score", json=body)
+                r = await client.post(f"/{endpoint}", json=body)
                 r.raise_for_status()
                 latencies.append(time.perf_counter() - t)
                 rewards[(c, k)] = r.json()["rewards"]
-                sequences += len(body["prompts"])
+                sequences += len(body["query"] if "query" in body else body["prompts"])
 
         t0 = time.perf_counter()
         await asyncio.gather(*(run_client(c) for c in range(len(requests))))
@@ -131,6 +139,21 @@ async def _load(url: str, requests: list[list[dict]]) -> dict:
     }
 
 
+def _openrlhf_body(tok, prompt, response) -> dict:
+    """OpenRLHF's /get_reward request for one conversation: the templated text, special tokens written
+    out; ``_prompts`` / ``_responses`` (ignored by both servers) keep it for the local reference."""
+    from rewardkit.templating import to_messages
+
+    msgs = to_messages(prompt)
+    conv = msgs + [{"role": "assistant", "content": response}]
+    return {
+        "query": [tok.apply_chat_template(conv, tokenize=False)],
+        "prompts": [tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)],
+        "_prompts": [prompt],
+        "_responses": [response],
+    }
+
+
 def main(argv=None) -> None:
     import numpy as np
 
@@ -141,8 +164,9 @@ def main(argv=None) -> None:
     from rewardkit.util import versions
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--clients", default="32,128")
-    ap.add_argument("--requests-per-client", type=int, default=2)
+    ap.add_argument("--endpoint", choices=("get_reward", "score"), default="get_reward")
+    ap.add_argument("--clients", default="64,256")
+    ap.add_argument("--requests-per-client", type=int, default=1)
     ap.add_argument("--max-length", type=int, default=256)
     args = ap.parse_args(argv)
     rng = random.Random(0)
@@ -156,10 +180,13 @@ def main(argv=None) -> None:
             p = pool[i]
             if len(fmt.encode(p.prompt, p.chosen)) <= args.max_length:
                 seqs.append((p.prompt, p.chosen))
+        single = args.endpoint == "get_reward"
+        size = "one AlpacaEval conversation" if single else "1-8 AlpacaEval sequences"
         results = {
             "model": "SmolLM2-135M-Instruct as an explicit RM, fp32, CPU",
-            "workload": f"closed-loop clients, {args.requests_per_client} requests each of 1-8 AlpacaEval "
-            f"sequences (templated, <= {args.max_length} tokens)",
+            "workload": f"closed-loop clients, {args.requests_per_client} /{args.endpoint} requests each of "
+            f"{size} (templated, <= {args.max_length} tokens)",
+            "note": "2 CPU cores shared with other jobs while measured: figures are noisy",
             "versions": versions(),
             "runs": {},
         }
@@ -168,9 +195,11 @@ def main(argv=None) -> None:
             for _ in range(n_clients):
                 mine = []
                 for _ in range(args.requests_per_client):
-                    k = rng.randint(1, 8)
+                    k = 1 if single else rng.randint(1, 8)
                     picked = [seqs[rng.randrange(len(seqs))] for _ in range(k)]
                     mine.append({"prompts": [p for p, _ in picked], "responses": [r for _, r in picked]})
+                    if single:
+                        mine[-1] = _openrlhf_body(rm.tokenizer, *picked[0])
                 requests.append(mine)
             run = {}
             for name in ("per_request", "rewardkit"):
@@ -189,7 +218,7 @@ def main(argv=None) -> None:
                     cmd = [sys.executable, "-c", BASELINE, str(Path(tmp) / "rm"), str(port)]
                 proc = _start(cmd, url)
                 try:
-                    run[name] = asyncio.run(_load(url, requests))
+                    run[name] = asyncio.run(_load(url, requests, args.endpoint))
                     if name == "rewardkit":  # computed tokens, padding included, from the server's metrics
                         import httpx
 
@@ -204,7 +233,9 @@ def main(argv=None) -> None:
                 finally:
                     _stop(proc)
             lengths = [
-                [len(fmt.encode(p, r)) for p, r in zip(b["prompts"], b["responses"])]
+                [len(fmt.encode(p, r)) for p, r in zip(b["_prompts"], b["_responses"])]
+                if single
+                else [len(fmt.encode(p, r)) for p, r in zip(b["prompts"], b["responses"])]
                 for c in requests
                 for b in c
             ]
@@ -212,9 +243,8 @@ def main(argv=None) -> None:
                 len(x) * max(x) for x in lengths
             )
             flat = lambda r: np.concatenate([np.asarray(r["rewards"][k]) for k in sorted(r["rewards"])])  # noqa: E731
-            direct = np.concatenate(
-                [rm.score(body["prompts"], body["responses"]) for c in requests for body in c]
-            )
+            key = ("_prompts", "_responses") if single else ("prompts", "responses")
+            direct = np.concatenate([rm.score(body[key[0]], body[key[1]]) for c in requests for body in c])
             summary = {name: {k: v for k, v in r.items() if k != "rewards"} for name, r in run.items()}
             summary["throughput_ratio"] = (
                 run["rewardkit"]["sequences_per_s"] / run["per_request"]["sequences_per_s"]
@@ -233,7 +263,8 @@ def main(argv=None) -> None:
                 f"{summary['throughput_ratio']:.2f}x; max reward diff {summary['max_reward_diff_vs_score']:.2g}",
                 flush=True,
             )
-    save_results(RESULTS / "serve.json", results, show=False)
+    name = "serve_get_reward.json" if single else "serve.json"
+    save_results(RESULTS / name, results, show=False)
 
 
 if __name__ == "__main__":
