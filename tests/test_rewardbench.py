@@ -591,3 +591,26 @@ def test_the_one_ties_case_where_the_official_mean_is_nan(official):
         theirs = official["process_single_model"](datasets.Dataset.from_dict(rows))[1]
     ours = rewardbench_v2_scores(["Ties", "Ties"], rows["id"], rows["scores"], rows["num_correct"])
     assert math.isnan(theirs) and ours.subsets["Ties"] == pytest.approx(0.6, abs=1e-15)
+
+
+def test_online_without_data_reads_the_official_hub_splits(monkeypatch):
+    import rewardkit.readers
+
+    asked = []
+
+    def fake_hub(name, split):
+        asked.append((name, split))
+        return v1_rows(per_subset=1) if name == "allenai/reward-bench" else v2_rows()
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(rewardkit.readers, "_load_hub", fake_hub)
+    assert len(load_suite("rewardbench")) == 23 and len(load_suite("rewardbench2")) == 27
+    assert asked == [("allenai/reward-bench", "filtered"), ("allenai/reward-bench-2", "test")]
+
+    def unreachable(name, split):
+        raise DataError(f"{name}: could not load hub dataset split {split!r} (ConnectionError: no route)")
+
+    monkeypatch.setattr(rewardkit.readers, "_load_hub", unreachable)
+    with pytest.raises(DataError, match=r"no route\); pass a local copy, --data FILE$"):
+        load_suite("rewardbench")

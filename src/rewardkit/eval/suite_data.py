@@ -18,9 +18,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rewardkit.data import Message, SkippedRecord, _iter_source
+from rewardkit.data import Message, SkippedRecord
 from rewardkit.errors import DataError
 from rewardkit.eval.rewardbench import TIES, TIES_ID, V1_SUBSETS, V2_SUBSETS
+from rewardkit.readers import iter_source
 
 SUITES: tuple[str, ...] = ("rewardbench", "rewardbench2")
 #: suite -> (hub dataset, split) used when no local file is given
@@ -163,7 +164,7 @@ def _records(suite: str, data: Any) -> tuple[str, Any]:
             )
         data = name
     try:
-        return _iter_source(data, split)
+        return iter_source(data, split)
     except DataError as e:
         if data == name:
             raise DataError(f"{e}; pass a local copy, --data FILE") from None
