@@ -186,14 +186,15 @@ def plot(report: dict[str, Any], path: str | os.PathLike) -> None:
 
     plt = _figure()
     setups = report["setups"]
-    fig, axes = plt.subplots(1, len(setups), figsize=(5.5 * len(setups), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(setups), figsize=(6.5 * len(setups), 4.5), squeeze=False)
+    fig.subplots_adjust(wspace=0.45)
     for ax, (setup, s) in zip(axes[0], setups.items()):
         twin = ax.twinx()
         for i, (name, m) in enumerate(s["models"].items()):
             color = f"C{i % 10}"
             lo, hi = zip(*m["gold_ci95"])
             ax.plot(s["kl"], m["gold"], "o-", color=color, label=name)
-            ax.fill_between(s["kl"], lo, hi, color=color, alpha=0.1)
+            ax.fill_between(s["kl"], lo, hi, color=color, alpha=0.05)
             twin.plot(s["kl"], m["proxy"], "--", color=color, alpha=0.5)
         ax.set_title(f"{setup} ({s['corruption']:.0%} labels swapped)")
         ax.set_xlabel("KL bound log N - (N-1)/N (nats)")
