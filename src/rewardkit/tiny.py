@@ -20,6 +20,7 @@ def build_tiny_tokenizer(
     pad_token: bool = True,
     encoder: bool = False,
     bpe: bool = False,
+    bos: bool = False,
 ):
     """A word-level tokenizer trained on ``words``.
 
@@ -28,6 +29,8 @@ def build_tiny_tokenizer(
     ``encoder``: BERT-like ``[CLS] a [SEP] b [SEP]`` pair template, no chat template.
     ``bpe``: a GPT-2-style byte-level BPE instead (spaces are part of tokens: ``'is '`` + ``'good'``
     tokenise differently from ``'is good'``, as with real chat models).
+    ``bos``: the tokenizer adds a ``<s>`` BOS token and the chat template starts with it (Llama-3, Gemma,
+    Mistral): templated text tokenised with ``add_special_tokens=True`` has BOS twice.
     """
     import random
 
@@ -37,6 +40,8 @@ def build_tiny_tokenizer(
     specials = ["<unk>", "[CLS]", "[SEP]"] if encoder else ["<unk>", "<|im_start|>", "<|im_end|>"]
     if pad_token:
         specials.append("<pad>")
+    if bos:
+        specials.append("<s>")
     corpus = list(words) + ["user", "assistant", "system", "User", "Assistant", ":", ".", ",", "?", "!"]
     if bpe:
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -62,13 +67,18 @@ def build_tiny_tokenizer(
             special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
         )
         kwargs = {"cls_token": "[CLS]", "sep_token": "[SEP]"}
+    elif bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A $B:1", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+        )
+        kwargs = {"eos_token": "<|im_end|>", "bos_token": "<s>"}
     else:
         kwargs = {"eos_token": "<|im_end|>", "bos_token": None}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>" if pad_token else None, **kwargs
     )
     if chat_template and not encoder:
-        fast.chat_template = CHATML_TEMPLATE
+        fast.chat_template = ("{{ bos_token }}" if bos else "") + CHATML_TEMPLATE
     return fast
 
 
@@ -85,11 +95,13 @@ def build_tiny_model(
     pad_token: bool = True,
     vocab_extra: int = 0,
     bpe: bool = False,
+    bos: bool = False,
 ) -> Path:
     """Save a randomly initialised causal LM (``arch="llama"`` or ``"gpt2"``) or encoder (``"bert"``)
     plus tokenizer.
 
     ``vocab_extra`` pads the embedding table beyond the tokenizer (to test large-vocabulary memory).
+    ``bos``: a BOS-adding tokenizer whose chat template starts with BOS (see :func:`build_tiny_tokenizer`).
     """
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig
@@ -100,7 +112,7 @@ def build_tiny_model(
         words = vocabulary()
     encoder = arch == "bert"
     tok = build_tiny_tokenizer(
-        words, chat_template=chat_template, pad_token=pad_token, encoder=encoder, bpe=bpe
+        words, chat_template=chat_template, pad_token=pad_token, encoder=encoder, bpe=bpe, bos=bos
     )
     vocab = len(tok) + vocab_extra
     torch.manual_seed(seed)
@@ -114,7 +126,7 @@ def build_tiny_model(
             num_key_value_heads=heads,
             max_position_embeddings=512,
             eos_token_id=tok.eos_token_id,
-            bos_token_id=None,
+            bos_token_id=tok.bos_token_id,
             pad_token_id=tok.pad_token_id,
             tie_word_embeddings=True,
         )
