@@ -116,6 +116,8 @@ def test_rewards_equal_local_scoring_and_the_client_is_a_reward_model(models, tm
                         str(data),
                         "--out",
                         str(tmp_path / "local.jsonl"),
+                        "--dtype",
+                        "float32",  # the server loads as the API does (score's auto may pick bf16)
                     ]
                 )
                 r = [json.loads(x)["margin"] for x in (tmp_path / "remote.jsonl").read_text().splitlines()]
