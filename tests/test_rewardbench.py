@@ -1,6 +1,6 @@
 """RewardBench / RewardBench 2 (``rewardkit eval --suite``): hand-computed scoring, the official
 ``rewardbench`` 0.1.4 scoring functions run on rewardkit's per-example rewards, ``rewardkit score``
-parity, one engine call per model, and bad rows."""
+parity, every local model kind through the CLI (tests/test_suites.py: the run around the scoring)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,14 @@ import importlib.util
 import json
 import math
 import os
-import random
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rewardkit.base import RewardModel
 from rewardkit.cli import main
-from rewardkit.errors import DataError, ModelError
-from rewardkit.eval import load_suite, rewardbench_v1_scores, rewardbench_v2_scores, run_suite
+from rewardkit.eval import rewardbench_v1_scores, rewardbench_v2_scores
 from rewardkit.eval.rewardbench import (
     V1_SECTIONS,
     V1_SUBSETS,
@@ -31,7 +28,7 @@ from rewardkit.eval.rewardbench import (
     ties_score,
     v1_subset_values,
 )
-from rewardkit.synthetic import vocabulary
+from tests.suite_fixtures import v1_rows, v2_rows, write_jsonl
 
 #: where scripts/setup.sh installs rewardbench 0.1.4 (--no-deps --target: it pins transformers 4.51)
 RB_DIR = Path(
@@ -72,88 +69,6 @@ def official():
     exec(compile(ast.Module(defs, type_ignores=[]), str(pkg / "utils.py"), "exec"), namespace)
     namespace["constants"] = constants
     return namespace
-
-
-# ----------------------------------------------------------------------------- fixtures
-
-
-WORDS = vocabulary()
-
-
-def _text(rng: random.Random, k: int = 6) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(k))
-
-
-def v1_rows(seed: int = 0, per_subset: int = 2) -> list[dict]:
-    """Rows in allenai/reward-bench's layout, every official subset."""
-    rng = random.Random(seed)
-    return [
-        {
-            "prompt": _text(rng),
-            "chosen": _text(rng, rng.randint(3, 9)),
-            "chosen_model": "m1",
-            "rejected": _text(rng, rng.randint(3, 9)),
-            "rejected_model": "m2",
-            "subset": subset,
-            "id": 100 * i + j,
-        }
-        for i, subset in enumerate(V1_SUBSETS)
-        for j in range(per_subset)
-    ]
-
-
-def v2_rows(seed: int = 0) -> list[dict]:
-    """Rows in allenai/reward-bench-2's layout: five best-of-4 subsets and Ties prompts with both
-    samples, a tied sample alone, a ref sample alone and a tied sample with one correct answer."""
-    rng = random.Random(seed)
-
-    def row(id_, subset, n_correct, n_rejected):
-        chosen = [_text(rng, rng.randint(3, 9)) for _ in range(n_correct)]
-        rejected = [_text(rng, rng.randint(3, 9)) for _ in range(n_rejected)]
-        return {
-            "id": id_,
-            "prompt": _text(rng),
-            "chosen": chosen,
-            "rejected": rejected,
-            "num_correct": n_correct,
-            "num_rejected": n_rejected,
-            "total_completions": n_correct + n_rejected,
-            "models": ["m"] * (n_correct + n_rejected),
-            "subset": subset,
-        }
-
-    rows = [row(str(10 * i + j), s, 1, 3) for i, s in enumerate(V2_SUBSETS[:-1]) for j in range(3)]
-    for pid in range(4):
-        rows += [row(f"ref:{pid}", "Ties", 1, 3), row(f"tied:{pid}", "Ties", 3, 3)]
-    rows += [row("tied:7", "Ties", 2, 2), row("ref:8", "Ties", 1, 2), row("ref:9", "Ties", 1, 2)]
-    rows += [row("tied:9", "Ties", 1, 2)]
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-class WordCountRM(RewardModel):
-    """reward = number of words of the response; records every engine call."""
-
-    def __init__(self):
-        self.calls = []
-
-    def score_texts(self, texts):
-        self.calls.append(texts)
-        return np.array([len(r.split()) for r in texts.responses], dtype=np.float32)
-
-    def score(self, prompts, responses):  # pragma: no cover - score_texts is the hook used
-        raise AssertionError("not used")
-
-    def save(self, path):  # pragma: no cover
-        raise NotImplementedError
-
-    @classmethod
-    def _load(cls, path, manifest, **kwargs):  # pragma: no cover
-        raise NotImplementedError
 
 
 # ----------------------------------------------------------------------------- hand-computed maths
@@ -220,16 +135,6 @@ def test_ties_score_hand_computed():
     assert ties_score(single) == pytest.approx(0.3 + 0.3, abs=1e-15)
 
 
-def test_a_non_finite_reward_names_the_model():
-    class NaNRM(WordCountRM):
-        def score_texts(self, texts):
-            return np.full(len(texts), np.nan, dtype=np.float32)
-
-    rows = [{"prompt": "p", "chosen": "a", "rejected": "b", "subset": "hep-go", "id": 0}]
-    with pytest.raises(ModelError, match=r"^broken: suite rewards: 2 of 2 values are NaN or infinite$"):
-        run_suite({"broken": NaNRM()}, "rewardbench", rows)
-
-
 def test_v2_overall_is_the_mean_of_the_subsets():
     s = rewardbench_v2_scores(
         ["Math", "Math", "Focus", "Ties", "Ties"],
@@ -267,65 +172,6 @@ def test_intervals_bracket_the_scores():
     assert lo < point < hi and hi - lo < 0.2  # 690 pairs: a few points wide
     one = suite_intervals({"Math": np.ones(5)}, sections=False, n_boot=50)
     assert one == {"subsets": {"Math": (1.0, 1.0)}, "sections": {}, "score": (1.0, 1.0)}
-
-
-# ----------------------------------------------------------------------------- the run: one engine call
-
-
-def test_one_engine_call_with_user_turns_and_hand_computed_report(tmp_path):
-    rows = [
-        {"prompt": "p0", "chosen": "a b c", "rejected": "a", "subset": "alpacaeval-easy", "id": 0},
-        {"prompt": "p1", "chosen": "a", "rejected": "a b", "subset": "alpacaeval-easy", "id": 1},
-        {"prompt": "p2", "chosen": "a b", "rejected": "a b", "subset": "hep-go", "id": 2},  # tie: wrong
-        {"prompt": "p3", "chosen": "a b", "rejected": "a", "subset": "hep-go", "id": 3},
-    ]
-    rm = WordCountRM()
-    report = run_suite({"words": rm}, "rewardbench", write_jsonl(tmp_path / "v1.jsonl", rows), n_boot=100)
-    assert len(rm.calls) == 1 and len(rm.calls[0]) == 8  # every completion of the data in one call
-    assert rm.calls[0].prompts[0] == [{"role": "user", "content": "p0"}]
-    assert rm.calls[0].pairs is not None  # pairs: as `rewardkit score` encodes them
-    s = report.scores["words"]
-    assert s.subsets == {"alpacaeval-easy": 0.5, "hep-go": 0.5} and s.sections == {
-        "Chat": 0.5,
-        "Reasoning": 0.5,
-    }
-    assert s.score == 0.5 and len(report.data.missing) == 21
-    rows_out = report.jsonl_rows()
-    assert rows_out[2] == {"model": "words", "id": 2, "subset": "hep-go", "scores": [2.0, 2.0]}
-    md = report.to_markdown()
-    assert "| words | 50.0 | 50.0 | 50.0 |" in md and "Missing subsets (21)" in md
-
-    rows2 = [
-        {
-            "id": "1",
-            "prompt": "q",
-            "chosen": ["a b"],
-            "rejected": ["a b", "a", "a"],
-            "num_correct": 1,
-            "subset": "Math",
-        },
-        {
-            "id": "2",
-            "prompt": "q",
-            "chosen": ["a"],
-            "rejected": ["a b", "a", "a"],
-            "num_correct": 1,
-            "subset": "Focus",
-        },
-    ]
-    rm = WordCountRM()
-    report = run_suite({"words": rm}, "rewardbench2", rows2, n_boot=100)
-    assert len(rm.calls) == 1 and rm.calls[0].responses == ["a b", "a b", "a", "a", "a", "a b", "a", "a"]
-    assert (
-        report.scores["words"].subsets == {"Math": 0.5, "Focus": 0.0} and report.scores["words"].score == 0.25
-    )
-    assert report.jsonl_rows()[0] == {
-        "model": "words",
-        "id": "1",
-        "subset": "Math",
-        "scores": [2.0, 2.0, 1.0, 1.0],
-        "num_correct": 1,
-    }
 
 
 # ----------------------------------------------------------------------------- every kind, parity
@@ -488,82 +334,7 @@ def test_v2_equals_the_official_functions(official, model_dirs, tmp_path, capsys
     assert md.count("\n| ") >= 1 + len(model_dirs) + 1 + 6 and "Uncertainty (member std)" in md
 
 
-# ----------------------------------------------------------------------------- bad rows and options
-
-
-def _run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
-
-
-def test_bad_rows_are_one_line_errors_or_counted_skips(tmp_path):
-    rows = v1_rows(per_subset=1)
-    rows[1] = {**rows[1], "subset": "chat"}
-    rows[3] = {k: v for k, v in rows[3].items() if k != "chosen"}
-    rows[5] = {**rows[5], "id": rows[0]["id"]}
-    path = write_jsonl(tmp_path / "v1.jsonl", rows)
-    with pytest.raises(DataError, match=rf"^{path}:2: field 'subset': 'chat' is not a RewardBench subset"):
-        load_suite("rewardbench", path)
-    data = load_suite("rewardbench", path, on_error="skip")
-    assert len(data) == 20 and [s.location for s in data.skipped] == [f"{path}:{i}" for i in (2, 4, 6)]
-    assert (
-        "field 'chosen' missing" in data.skipped[1].reason and "repeats the id of" in data.skipped[2].reason
-    )
-    assert data.missing == [V1_SUBSETS[i] for i in (1, 3, 5)]
-    report = run_suite({"words": WordCountRM()}, "rewardbench", data, n_boot=20)
-    assert len(report.to_dict()["skipped"]) == 3 and "Skipped 3 malformed row(s)" in report.to_markdown()
-
-    good = v2_rows()
-    cases = [
-        ({**good[0], "num_correct": 2}, "field 'num_correct': 2, but 'chosen' holds 1"),
-        ({**good[0], "total_completions": 5}, "field 'total_completions': 5, but the row holds 4"),
-        ({**good[0], "chosen": "a"}, "field 'chosen': expected a list of strings"),
-        ({**good[0], "chosen": [], "num_correct": 0}, "at least one is needed"),
-        ({**good[-1], "id": "9"}, "a Ties id is 'ref:N' or 'tied:N'"),
-        ({**good[0], "subset": "ties"}, "'ties' is not a RewardBench 2 subset"),
-        ([1, 2], "expected a JSON object"),
-    ]
-    for bad, message in cases:
-        path = write_jsonl(tmp_path / "v2.jsonl", [good[1], bad])
-        with pytest.raises(DataError, match=rf"^{path}:2: .*{message}"):
-            load_suite("rewardbench2", path)
-
-
-def test_parquet_layout_and_offline_hub(tmp_path, capsys):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = v2_rows()
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test.parquet")
-    from_parquet = load_suite("rewardbench2", tmp_path / "test.parquet")
-    from_jsonl = load_suite("rewardbench2", write_jsonl(tmp_path / "test.jsonl", rows))
-    assert [(e.id, e.completions, e.num_correct) for e in from_parquet.examples] == [
-        (e.id, e.completions, e.num_correct) for e in from_jsonl.examples
-    ]
-    # HF_HUB_OFFLINE is set by conftest: no hub, and the error says what to do
-    with pytest.raises(DataError, match=r"^allenai/reward-bench-2: .*HF_HUB_OFFLINE.*--data FILE$"):
-        load_suite("rewardbench2")
-    code, out, err = _run(["eval", "--suite", "rewardbench", "--rm", str(tmp_path / "nope")], capsys)
-    assert code == 2 and err.count("\n") == 1 and "allenai/reward-bench:" in err and "--data FILE" in err
-
-
-def test_cli_refuses_options_that_do_not_apply(tmp_path, capsys):
-    data = str(write_jsonl(tmp_path / "v1.jsonl", v1_rows(per_subset=1)))
-    base = ["eval", "--suite", "rewardbench", "--data", data, "--rm", str(tmp_path)]
-    for extra, message in (
-        (["--split-by", "subset"], "--suite does not take --split-by"),
-        (["--ties", "half"], "does not take --ties (RewardBench counts a tie wrong)"),
-        (["--json", data], "refusing to overwrite an input"),
-        (["--json", str(tmp_path / "a"), "--per-example", str(tmp_path / "a")], "must be different files"),
-    ):
-        code, _, err = _run([*base, *extra], capsys)
-        assert code == 2 and message in err, err
-    code, _, err = _run(["eval", "--rm", str(tmp_path)], capsys)
-    assert code == 2 and "give --data FILE (or --suite" in err
-    code, _, err = _run(["eval", "--rm", str(tmp_path), "--data", data, "--per-example", "x.jsonl"], capsys)
-    assert code == 2 and "--per-example needs --suite" in err
+# ----------------------------------------------------------------------------- seeds, length penalty, edge case
 
 
 def test_seeds_are_reported_one_by_one_and_length_penalty_adds_models(model_dirs, tmp_path, capsys):
@@ -591,26 +362,3 @@ def test_the_one_ties_case_where_the_official_mean_is_nan(official):
         theirs = official["process_single_model"](datasets.Dataset.from_dict(rows))[1]
     ours = rewardbench_v2_scores(["Ties", "Ties"], rows["id"], rows["scores"], rows["num_correct"])
     assert math.isnan(theirs) and ours.subsets["Ties"] == pytest.approx(0.6, abs=1e-15)
-
-
-def test_online_without_data_reads_the_official_hub_splits(monkeypatch):
-    import rewardkit.readers
-
-    asked = []
-
-    def fake_hub(name, split):
-        asked.append((name, split))
-        return v1_rows(per_subset=1) if name == "allenai/reward-bench" else v2_rows()
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(rewardkit.readers, "_load_hub", fake_hub)
-    assert len(load_suite("rewardbench")) == 23 and len(load_suite("rewardbench2")) == 27
-    assert asked == [("allenai/reward-bench", "filtered"), ("allenai/reward-bench-2", "test")]
-
-    def unreachable(name, split):
-        raise DataError(f"{name}: could not load hub dataset split {split!r} (ConnectionError: no route)")
-
-    monkeypatch.setattr(rewardkit.readers, "_load_hub", unreachable)
-    with pytest.raises(DataError, match=r"no route\); pass a local copy, --data FILE$"):
-        load_suite("rewardbench")
