@@ -180,8 +180,8 @@ def test_intervals_bracket_the_scores():
 @pytest.fixture(scope="module")
 def model_dirs(tiny_lm, tmp_path_factory):
     """Saved models of every local kind: explicit, DPO implicit with a reference and reference-free,
-    an untrained DPORM (policy == reference: every reward is 0, every completion tied), an ensemble
-    and a length-penalised RM."""
+    an untrained DPORM (policy == reference: every reward is 0, every completion tied), an ensemble,
+    a WARM merge and a length-penalised RM."""
     from rewardkit import BradleyTerryRM, DPOImplicitRM, EnsembleRM, LengthPenalizedRM
     from rewardkit.tiny import build_tiny_model
 
@@ -194,6 +194,10 @@ def model_dirs(tiny_lm, tmp_path_factory):
     DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1.0).save(dirs["dpo_free"])
     DPOImplicitRM.from_pretrained(tiny_lm, tiny_lm, beta=0.5).save(dirs["dpo_same"])
     EnsembleRM.from_paths([dirs["bt"], dirs["bt2"]]).save(dirs["ens"])
+    from rewardkit.merge import weight_average
+
+    weight_average([dirs["bt"], dirs["bt2"]], out=d / "warm", progress=False)
+    dirs["warm"] = d / "warm"
     from rewardkit import load_reward_model
 
     LengthPenalizedRM(load_reward_model(dirs["bt"]), alpha=0.1, reference=5).save(dirs["lp"])
@@ -269,7 +273,7 @@ def test_v1_equals_the_official_functions_and_rewardkit_score(official, model_di
             for r in v1_rows()
         ],
     )
-    for name in ("bt", "dpo", "dpo_free", "ens", "lp"):
+    for name in ("bt", "dpo", "dpo_free", "ens", "warm", "lp"):
         out = tmp_path / f"score_{name}.jsonl"
         main(
             [
