@@ -314,3 +314,28 @@ def test_health_reports_engine_faults_and_never_internal_paths():
         Flaky.broken = False
         assert c.post("/score", json={"prompts": ["x"], "responses": ["y"]}).json()["rewards"] == [0.0]
         assert c.get("/health").json() == {"status": "ok", "queue_sequences": 0, "engine_faults": 1}
+
+
+def test_ray_replica_health_check_without_ray():
+    """The check Ray Serve calls on each replica (check_health), on the same app objects."""
+    from rewardkit.errors import ModelError
+    from rewardkit.serve import _replica_app, replica_health
+    from rewardkit.serve.limits import ServeSettings
+
+    def failing_load():
+        raise ModelError("no weights")
+
+    bad = _replica_app(failing_load, ServeSettings(), {})
+    bad.state.ready.wait(30)
+    assert replica_health(bad) == "the model failed to load: no weights"
+    Flaky.broken = True
+    flaky = _replica_app(Flaky, ServeSettings(), {})
+    flaky.state.ready.wait(30)
+    assert replica_health(flaky) is None
+    with pytest.raises(RuntimeError):
+        flaky.state.server._score(Texts(["x"], ["y"]), False)
+    flaky.state.server.batcher.fault = "RuntimeError"  # what a faulting pooled call records
+    assert replica_health(flaky) == "the last engine call failed (RuntimeError)"
+    flaky.state.server.batcher.stopping.set()
+    flaky.state.server.batcher.join(5)
+    assert replica_health(flaky) == "the scoring thread stopped"

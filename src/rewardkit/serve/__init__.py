@@ -82,6 +82,14 @@ def replica_health(app) -> str | None:
     return None
 
 
+def check_replica() -> None:
+    """Ray Serve's health check of this process's replica (raises when unhealthy). Module-level, so
+    the pickled deployment class refers to it, and to this module's ``_REPLICA``, by name."""
+    problem = replica_health(_REPLICA.get("app"))
+    if problem:
+        raise RuntimeError(problem)
+
+
 def run_ray(
     load: Callable[[], Any],
     settings,
@@ -105,9 +113,7 @@ def run_ray(
     @serve.ingress(builder)
     class Replica:
         def check_health(self) -> None:  # Ray Serve restarts a replica whose check raises
-            problem = replica_health(_REPLICA.get("app"))
-            if problem:
-                raise RuntimeError(problem)
+            check_replica()
 
     # Requests a replica takes at once: enough to fill two pools (Ray's default of 5 never pools more).
     deployment = serve.deployment(
