@@ -65,8 +65,9 @@ class ModelBudget(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
 
 
-class BenchConfig(BaseModel):
-    """Everything one ``rewardkit bench shift`` run needs; saved as ``config.yaml`` next to the report."""
+class ProxyTraining(BaseModel):
+    """What both benchmarks share: the backbone and data source, and how the proxies are trained (the
+    explicit RMs on a diversity grid, their WARM merges and ensembles, the DPO policy)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -78,20 +79,12 @@ class BenchConfig(BaseModel):
     recipe: str | None = Field(
         None, description="named data recipe (fields + default shifts), e.g. alpaca_eval"
     )
-    shift: ShiftSpec = Field(default_factory=ShiftSpec)
-    n_train: int = Field(256, ge=4, description="training pairs (sampled from the ID training pool)")
-    n_eval: int = Field(128, ge=4, description="pairs per evaluation split (at most)")
-    synthetic_pairs: int = Field(4000, ge=100, description="size of the synthetic pool when data is None")
     max_length: int = Field(512, ge=8, description="tokens per sequence (prompt + response)")
     chat_template: Literal["auto", "always", "never"] = Field(
         "auto", description="token convention of every model (see rewardkit.templating)"
     )
-    drop_long: bool = Field(
-        True, description="drop pairs longer than max_length (counted in the report) instead of truncating"
-    )
     lora_r: int | None = Field(None, ge=1, description="LoRA rank for every model; None: full fine-tuning")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    members: int = Field(3, ge=2, description="explicit RMs per seed for WARM and the ensembles")
+    members: int = Field(3, ge=2, description="explicit RMs (per seed / setup) for WARM and the ensembles")
     warm_grid: list[dict[str, Any]] | None = Field(
         None,
         description="per-member overrides (head_seed, data_seed, lr, dropout, ...); default: "
@@ -102,20 +95,14 @@ class BenchConfig(BaseModel):
     beta: float = Field(0.1, gt=0, description="DPO beta (also the DPORM's)")
     aggregations: list[str] = Field(
         default_factory=lambda: ["mean", "median", "mean_minus_std"],
-        description="ensemble aggregations, over members z-scored on calibration pairs",
+        description="ensemble aggregations, over members z-scored on calibration rewards",
     )
-    n_calibration: int = Field(
-        64, ge=2, description="training pairs whose responses fit each member's z-score statistics"
-    )
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="ID prompts held out for ID evaluation")
-    mixture: bool = Field(True, description="also evaluate on pairs with both prompt and response shift")
     n_boot: int = Field(2000, ge=100)
-    ties: Literal["half", "correct", "wrong"] = "half"
     keep_models: bool = Field(False, description="keep the trained model folders under out/models")
     progress: bool = True
 
     @model_validator(mode="after")
-    def _check(self) -> BenchConfig:
+    def _check_proxies(self) -> ProxyTraining:
         known = sorted(set(AGGREGATIONS) - {"weighted"})
         unknown = sorted(set(self.aggregations) - set(known))
         if unknown:
@@ -123,6 +110,23 @@ class BenchConfig(BaseModel):
         if self.warm_grid is not None and len(self.warm_grid) != self.members:
             raise ValueError(f"warm_grid has {len(self.warm_grid)} entries but members is {self.members}")
         return self
+
+    def dpo_training(self, seed: int, progress: bool):
+        """The DPO policy's training config (the DPORM): the dpo budget, beta, the shared sequence
+        settings, ``seed`` for the run and the data order."""
+        from rewardkit.train.config import DPOTrainingConfig
+
+        return DPOTrainingConfig(
+            **self.dpo.model_dump(),
+            beta=self.beta,
+            lora_r=self.lora_r,
+            max_length=self.max_length,
+            chat_template=self.chat_template,
+            seed=seed,
+            data_seed=seed,
+            progress=progress,
+            logging_steps=10**6,
+        )
 
     def grid(self) -> list[dict[str, Any]]:
         """Per-member overrides; member 0 uses the EXRM's own settings and is the reported EXRM."""
@@ -133,6 +137,25 @@ class BenchConfig(BaseModel):
             {"head_seed": i, "data_seed": i, "lr": self.exrm.lr * lr_scale[i % 3]}
             for i in range(self.members)
         ]
+
+
+class BenchConfig(ProxyTraining):
+    """Everything one ``rewardkit bench shift`` run needs; saved as ``config.yaml`` next to the report."""
+
+    shift: ShiftSpec = Field(default_factory=ShiftSpec)
+    n_train: int = Field(256, ge=4, description="training pairs (sampled from the ID training pool)")
+    n_eval: int = Field(128, ge=4, description="pairs per evaluation split (at most)")
+    synthetic_pairs: int = Field(4000, ge=100, description="size of the synthetic pool when data is None")
+    drop_long: bool = Field(
+        True, description="drop pairs longer than max_length (counted in the report) instead of truncating"
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    n_calibration: int = Field(
+        64, ge=2, description="training pairs whose responses fit each member's z-score statistics"
+    )
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="ID prompts held out for ID evaluation")
+    mixture: bool = Field(True, description="also evaluate on pairs with both prompt and response shift")
+    ties: Literal["half", "correct", "wrong"] = "half"
 
 
 #: Preset values; a YAML file and flags override them field by field.
@@ -188,15 +211,7 @@ def resolve_config(
     """Preset < recipe defaults (shift spec) < YAML file < ``overrides``; validated, with one-line errors."""
     from rewardkit.bench.recipes import get_recipe
 
-    if preset not in PRESETS:
-        raise RewardkitError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    fields: dict[str, Any] = merge_fields({"preset": preset}, PRESETS[preset])
-    if yaml_file is not None:
-        loaded = read_config_file(yaml_file)
-        if loaded.get("preset", preset) != preset:  # the file's preset replaces the default one
-            return resolve_config(loaded["preset"], yaml_file, overrides)
-        fields = merge_fields(fields, loaded)
-    fields = merge_fields(fields, {k: v for k, v in (overrides or {}).items() if v is not None})
+    fields = layered_fields(PRESETS, preset, yaml_file, overrides)
     recipe = fields.get("recipe")
     if recipe is not None or fields.get("data") is None:
         defaults = get_recipe(recipe or "synthetic").shift
@@ -205,6 +220,22 @@ def resolve_config(
         return BenchConfig(**fields)
     except ValidationError as e:
         raise config_error(e, "bench config", yaml_file) from None
+
+
+def layered_fields(
+    presets: dict[str, dict[str, Any]],
+    preset: str,
+    yaml_file: str | Path | None,
+    overrides: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A benchmark's config fields: the preset (a YAML file's ``preset`` replaces the one asked for),
+    then the file's fields, then the ``overrides`` that are not None, merged field by field."""
+    loaded = read_config_file(yaml_file) if yaml_file is not None else {}
+    preset = loaded.get("preset", preset)
+    if preset not in presets:
+        raise RewardkitError(f"unknown preset {preset!r}; known: {', '.join(presets)}")
+    fields = merge_fields(merge_fields({"preset": preset}, presets[preset]), loaded)
+    return merge_fields(fields, {k: v for k, v in (overrides or {}).items() if v is not None})
 
 
 def read_config_file(yaml_file: str | Path) -> dict[str, Any]:

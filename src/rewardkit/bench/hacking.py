@@ -10,8 +10,6 @@ curves are exact (``rewardkit.eval.bon.bon_expectations``).
 
 from __future__ import annotations
 
-import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,9 +20,8 @@ import numpy as np
 from rewardkit.bench.hacking_config import HackingConfig
 from rewardkit.bench.hacking_data import Task, builtin_task, check_inputs, gather_scores, real_task
 from rewardkit.bench.hacking_report import setup_report, write_candidates, write_report
-from rewardkit.bench.shift import Progress, barrier
+from rewardkit.bench.shift import Progress, barrier, finish_run, run_versions, start_run
 from rewardkit.errors import RewardkitError
-from rewardkit.util import versions
 
 SETUPS = ("clean", "corrupt")
 
@@ -124,30 +121,14 @@ def run_hacking_benchmark(
     Under ``torchrun`` every training run is data-parallel, scoring (and ``--policy`` sampling) is
     sharded across ranks, and rank 0 alone writes files."""
     import torch
-    import yaml
 
     from rewardkit.base import load_reward_model
-    from rewardkit.distributed import init_distributed
-    from rewardkit.io import atomic_write_text
     from rewardkit.merge import weight_average
     from rewardkit.merge.warm import corrupt_labels
-    from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
+    from rewardkit.train import RewardTrainingConfig, train_dpo, train_reward_model
 
     check_inputs(config)
-    rank, size, device = init_distributed()
-    main = rank == 0
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if not main:
-        log = lambda msg: None  # noqa: E731
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise RewardkitError(f"{out}: already exists and is not empty (use --force to overwrite)")
-    barrier()
-    if main:
-        if force and (out / "models").exists():
-            shutil.rmtree(out / "models")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
+    out, rank, size, device, main, log = start_run(out, config, force, log)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     if main:
@@ -239,16 +220,7 @@ def run_hacking_benchmark(
         if config.dporm:
             progress.start(f"{setup}: DPO policy (DPORM)")
             t = time.perf_counter()
-            dpo_cfg = DPOTrainingConfig(
-                **config.dpo.model_dump(),
-                **common,
-                beta=config.beta,
-                seed=config.seed,
-                data_seed=config.seed,
-                progress=show,
-                logging_steps=10**6,
-            )
-            dporm = train_dpo(base, train, config=dpo_cfg)
+            dporm = train_dpo(base, train, config=config.dpo_training(config.seed, show))
             progress.advance(config.dpo.epochs * n_train + n_train / 3)
             proxies["DPORM"] = score(dporm)
             timings[f"{setup}_dporm_s"] = time.perf_counter() - t
@@ -273,19 +245,11 @@ def run_hacking_benchmark(
         "data": {**task.summary, "train": n_train, "val": len(task.val), "prompts": p, "k": k},
         "setups": setups,
         "timings": {name: round(v, 2) for name, v in timings.items()},
-        "versions": versions(
-            platform=platform.platform(),
-            device=torch.cuda.get_device_name(0)
-            if torch.cuda.is_available()
-            else f"cpu x{torch.get_num_threads()}",
-        ),
+        "versions": run_versions(),
         "config": config.model_dump(),
     }
     if main:
         write_report(report, out)
         write_candidates(out / "candidates.jsonl", task.prompts, task.candidates, scored)
-        if not config.keep_models:
-            shutil.rmtree(out / "models", ignore_errors=True)
-    barrier()
-    log(f"done in {timings['total_s'] / 60:.1f} min; report in {out}")
+    finish_run(out, config.keep_models, main, log, timings["total_s"])
     return report

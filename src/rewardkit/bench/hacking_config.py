@@ -4,13 +4,11 @@ how a preset, a YAML file and command-line flags combine (each later source over
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rewardkit.bench.config import ModelBudget, config_error, merge_fields, read_config_file
-from rewardkit.errors import RewardkitError
-from rewardkit.models.ensemble import AGGREGATIONS
+from rewardkit.bench.config import ProxyTraining, config_error, layered_fields
 
 
 class SpuriousTask(BaseModel):
@@ -25,17 +23,9 @@ class SpuriousTask(BaseModel):
     max_count: int = Field(6, ge=1, description="most copies a padded candidate holds")
 
 
-class HackingConfig(BaseModel):
+class HackingConfig(ProxyTraining):
     """Everything one ``rewardkit bench hacking`` run needs; saved as ``config.yaml`` next to the report."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    preset: Literal["ci", "cpu", "gpu"] = "cpu"
-    model: str | None = Field(
-        None, description="backbone of every proxy; None: the preset's (ci: tiny local, cpu: the demo model)"
-    )
-    data: str | None = Field(None, description="preference source of prompts and training pairs")
-    recipe: str | None = Field(None, description="named data recipe, e.g. alpaca_eval")
     gold: str | None = Field(
         None,
         description="gold reward model folder (labels training pairs, scores candidates); "
@@ -49,16 +39,7 @@ class HackingConfig(BaseModel):
     k: int = Field(16, ge=2, description="candidates per prompt (largest N)")
     corruption: float = Field(0.25, gt=0, lt=1, description="share of swapped labels in the corrupt setup")
     task: SpuriousTask = Field(default_factory=SpuriousTask)
-    max_length: int = Field(512, ge=8, description="tokens per sequence (prompt + response)")
-    chat_template: Literal["auto", "always", "never"] = "auto"
-    lora_r: int | None = Field(None, ge=1, description="LoRA rank for every model; None: full fine-tuning")
     seed: int = 0
-    members: int = Field(3, ge=2, description="explicit RMs per setup (EXRM-1..M; WARM of the first m)")
-    warm_grid: list[dict[str, Any]] | None = Field(
-        None, description="per-member overrides; default: different head and data seeds, lr x {1, 0.5, 2}"
-    )
-    exrm: ModelBudget = Field(default_factory=ModelBudget)
-    dpo: ModelBudget = Field(default_factory=lambda: ModelBudget(epochs=2, lr=1e-6))
     pretrain_seeds: list[int] = Field(
         default_factory=list,
         description="ci preset: extra tiny backbones of these initial seeds, for a pretrain ensemble",
@@ -67,26 +48,12 @@ class HackingConfig(BaseModel):
         default_factory=list, description="other pretrained backbones, for a pretrain ensemble"
     )
     dporm: bool = Field(True, description="also train the DPO policy and report its implicit reward")
-    beta: float = Field(0.1, gt=0, description="DPO beta (also the DPORM's)")
-    aggregations: list[str] = Field(
-        default_factory=lambda: ["mean", "median", "mean_minus_std"],
-        description="ensemble aggregations over the members z-scored on all candidates",
-    )
     max_new_tokens: int = Field(64, ge=1, description="--policy sampling: new tokens per candidate")
     temperature: float = Field(1.0, gt=0, description="--policy sampling temperature")
     top_p: float = Field(1.0, gt=0, le=1, description="--policy nucleus sampling")
-    n_boot: int = Field(2000, ge=100)
-    keep_models: bool = Field(False, description="keep the trained model folders under out/models")
-    progress: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> HackingConfig:
-        known = sorted(set(AGGREGATIONS) - {"weighted"})
-        unknown = sorted(set(self.aggregations) - set(known))
-        if unknown:
-            raise ValueError(f"unknown aggregations {unknown}; known: {known} ('weighted' needs weights)")
-        if self.warm_grid is not None and len(self.warm_grid) != self.members:
-            raise ValueError(f"warm_grid has {len(self.warm_grid)} entries but members is {self.members}")
         if self.pretrain_seeds and (self.preset != "ci" or self.model is not None):
             raise ValueError("pretrain_seeds builds tiny backbones: the ci preset without --model only")
         if self.policy is not None and self.candidates is not None:
@@ -107,16 +74,6 @@ class HackingConfig(BaseModel):
     def builtin(self) -> bool:
         """Whether the prompts and training pairs are the built-in spurious synthetic task."""
         return self.data is None and self.recipe in (None, "synthetic")
-
-    def grid(self) -> list[dict[str, Any]]:
-        """Per-member overrides (the same default diversity as ``bench shift``)."""
-        if self.warm_grid is not None:
-            return [dict(g) for g in self.warm_grid]
-        lr_scale = [1.0, 0.5, 2.0]
-        return [
-            {"head_seed": i, "data_seed": i, "lr": self.exrm.lr * lr_scale[i % 3]}
-            for i in range(self.members)
-        ]
 
 
 #: Preset values; a YAML file and flags override them field by field.
@@ -169,15 +126,7 @@ def resolve_hacking_config(
     preset: str = "cpu", yaml_file: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> HackingConfig:
     """Preset < YAML file < ``overrides``; validated, with one-line errors."""
-    if preset not in HACKING_PRESETS:
-        raise RewardkitError(f"unknown preset {preset!r}; known: {', '.join(HACKING_PRESETS)}")
-    fields: dict[str, Any] = merge_fields({"preset": preset}, HACKING_PRESETS[preset])
-    if yaml_file is not None:
-        loaded = read_config_file(yaml_file)
-        if loaded.get("preset", preset) != preset:  # the file's preset replaces the default one
-            return resolve_hacking_config(loaded["preset"], yaml_file, overrides)
-        fields = merge_fields(fields, loaded)
-    fields = merge_fields(fields, {k: v for k, v in (overrides or {}).items() if v is not None})
+    fields = layered_fields(HACKING_PRESETS, preset, yaml_file, overrides)
     try:
         return HackingConfig(**fields)
     except ValidationError as e:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rewardkit.bench.config import BenchConfig
+from rewardkit.bench.config import BenchConfig, ProxyTraining
 from rewardkit.bench.splits import ShiftSplits, make_shift_splits
 from rewardkit.data import PreferenceDataset, load_preferences
 from rewardkit.distributed import all_gather_rows
@@ -180,28 +180,27 @@ def _scores(rm, evals: dict[str, PreferenceDataset], rank: int = 0, size: int = 
     return out
 
 
-def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = False, log=None) -> EvalReport:
-    """Run the benchmark; writes ``report.json``, ``report.md``, ``report.png`` and ``config.yaml``
-    to ``out`` and returns the report.
+def run_versions() -> dict[str, str]:
+    """Library versions, platform and device of a benchmark run (for its report)."""
 
-    Under ``torchrun`` / ``accelerate launch`` every training run is data-parallel (Trainer), scoring is
-    sharded across ranks, and rank 0 alone writes files."""
     import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}"
+    return versions(platform=platform.platform(), device=device)
+
+
+def start_run(out: str | Path, config: ProxyTraining, force: bool, log=None):
+    """Before a benchmark's work: join the process group (under torchrun), refuse a non-empty ``out``
+    without ``force``; rank 0 clears old models and writes ``config.yaml``; every rank waits. Returns
+    ``(out, rank, size, device, main, log)``; ``log`` prints to stderr on rank 0 only."""
     import yaml
 
-    from rewardkit.checkpoints import load_tokenizer
     from rewardkit.distributed import init_distributed
     from rewardkit.io import atomic_write_text, refuse_existing
-    from rewardkit.merge import weight_average
-    from rewardkit.models.ensemble import AGGREGATIONS
-    from rewardkit.models.registry import load_reward_model
-    from rewardkit.train import DPOTrainingConfig, RewardTrainingConfig, train_dpo, train_reward_model
 
     rank, size, device = init_distributed()
     main = rank == 0
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if not main:
-        log = lambda msg: None  # noqa: E731
+    log = (log or (lambda msg: print(msg, file=sys.stderr, flush=True))) if main else (lambda msg: None)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         refuse_existing(out, force, what=" and is not empty")
@@ -211,6 +210,33 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
             shutil.rmtree(out / "models")
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
+    return out, rank, size, device, main, log
+
+
+def finish_run(out: Path, keep_models: bool, main: bool, log, total_s: float) -> None:
+    """After the report is written: the trained models go unless kept; every rank waits; one line."""
+    if main and not keep_models:
+        shutil.rmtree(out / "models", ignore_errors=True)
+    barrier()
+    log(f"done in {total_s / 60:.1f} min; report in {out}")
+
+
+def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = False, log=None) -> EvalReport:
+    """Run the benchmark; writes ``report.json``, ``report.md``, ``report.png`` and ``config.yaml``
+    to ``out`` and returns the report.
+
+    Under ``torchrun`` / ``accelerate launch`` every training run is data-parallel (Trainer), scoring is
+    sharded across ranks, and rank 0 alone writes files."""
+    import torch
+
+    from rewardkit.checkpoints import load_tokenizer
+    from rewardkit.io import atomic_write_text
+    from rewardkit.merge import weight_average
+    from rewardkit.models.ensemble import AGGREGATIONS
+    from rewardkit.models.registry import load_reward_model
+    from rewardkit.train import RewardTrainingConfig, train_dpo, train_reward_model
+
+    out, rank, size, device, main, log = start_run(out, config, force, log)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -280,18 +306,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
 
         progress.start(f"seed {seed}: DPO policy (DPORM)")
         t = time.perf_counter()
-        dpo_cfg = DPOTrainingConfig(
-            **config.dpo.model_dump(),
-            beta=config.beta,
-            lora_r=config.lora_r,
-            max_length=config.max_length,
-            chat_template=config.chat_template,
-            seed=seed,
-            data_seed=seed,
-            progress=show,
-            logging_steps=10**6,
-        )
-        dporm = train_dpo(base, train, config=dpo_cfg)
+        dporm = train_dpo(base, train, config=config.dpo_training(seed, show))
         timings[f"seed{seed}_dpo_train_s"] = time.perf_counter() - t
         progress.advance(config.dpo.epochs * len(train) + len(train) / 3)
         dpo_scores.append(_scores(dporm, evals, rank, size))
@@ -327,22 +342,14 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
         "base_model": base,
         "data": data_summary,
         "timings": {k: round(v, 2) for k, v in timings.items()},
-        "versions": versions(
-            platform=platform.platform(),
-            device=torch.cuda.get_device_name(0)
-            if torch.cuda.is_available()
-            else f"cpu x{torch.get_num_threads()}",
-        ),
+        "versions": run_versions(),
         "config": config.model_dump(),
     }
     if main:
         report.to_json(out / "report.json")
         atomic_write_text(out / "report.md", _markdown(report, config))
         report.plot(out / "report.png")
-        if not config.keep_models:
-            shutil.rmtree(out / "models", ignore_errors=True)
-    barrier()
-    log(f"done in {timings['total_s'] / 60:.1f} min; report in {out}")
+    finish_run(out, config.keep_models, main, log, timings["total_s"])
     return report
 
 
