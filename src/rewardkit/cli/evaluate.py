@@ -219,7 +219,7 @@ def eval_cmd(
     inputs = [data, dpo_policy, dpo_reference, base_model]
     inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
     outs = [o for o in (json_out, md_out, plot_out) if o]
-    if len(set(outs)) < len(outs):
+    if len({Path(o).resolve() for o in outs}) < len(outs):
         raise RewardkitError("--json, --markdown and --plot must be different files")
     for out in outs:
         check_file_output(out, inputs, force)
@@ -236,7 +236,7 @@ def eval_cmd(
     _add_length_penalised(rms, length_penalty, reference_field, reference_length, length_unit)
     unit = length_unit or "words"
     first = next(iter(rms.values()))
-    tokenizer = getattr(first[0] if isinstance(first, list) else first, "tokenizer", None)
+    tokenizer = (first[0] if isinstance(first, list) else first).tokenizer
     id_split = None
     if not split_by:
         splits = {"all": pairs}
