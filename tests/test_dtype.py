@@ -161,6 +161,9 @@ def test_lora_adapters_follow_a_16_bit_base(tiny_lm, tmp_path):
         loaded = load_reward_model(tmp_path / "lora", dtype=dt)
         lora = {p.dtype for n, p in loaded.model.named_parameters() if "lora_" in n}
         assert lora == {dt}
+        # the reward head stays float32 (rewards are not rounded to bf16) and HF's own forward still runs
+        assert {p.dtype for n, p in loaded.model.named_parameters() if ".score." in n} == {torch.float32}
+        assert loaded.model(input_ids=torch.tensor([[5, 6, 7]])).logits.dtype == torch.float32
         loaded.progress = False
         got[dt] = loaded.score(["the quick brown fox"] * 3, ["jumps", "over the lazy dog", "sleeps"])
     fp32, bf16 = got[torch.float32], got[torch.bfloat16]
@@ -169,3 +172,4 @@ def test_lora_adapters_follow_a_16_bit_base(tiny_lm, tmp_path):
         < 1e-5
     )
     assert 0 < np.abs(bf16 - fp32).max() < 0.05 * max(1.0, np.abs(fp32).max())
+    assert (torch.tensor(bf16).bfloat16().float().numpy() != bf16).any()  # float32 head output

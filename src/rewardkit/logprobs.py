@@ -91,6 +91,18 @@ def shared_hidden(model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
     return first.last_hidden_state, second.last_hidden_state
 
 
+def shared_states_at(
+    prefix: torch.Tensor, suffix: torch.Tensor, group: torch.Tensor, at: torch.Tensor
+) -> torch.Tensor:
+    """[N, H] hidden states of a prefix-shared batch at positions ``at`` [N] of its concatenated rows
+    (:attr:`~rewardkit.scoring.SharedBatch.input_ids`): from ``prefix`` [G, P, H] (row ``group`` [N])
+    where ``at < P``, else from ``suffix`` [N, S, H] at ``at - P``."""
+    width, rows = prefix.shape[1], torch.arange(suffix.shape[0], device=suffix.device)
+    return torch.where(
+        (at < width)[:, None], prefix[group, at.clamp(max=width - 1)], suffix[rows, (at - width).clamp(min=0)]
+    )
+
+
 def response_mask(attention_mask: torch.Tensor, response_start: torch.Tensor) -> torch.Tensor:
     """[B, T] bool: positions t holding response tokens (t >= start, t real, t >= 1 so it has a context)."""
     pos = torch.arange(attention_mask.shape[1], device=attention_mask.device)
