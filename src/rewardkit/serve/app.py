@@ -161,7 +161,11 @@ class Server:
         key = (texts.pairs is not None, texts.reward_call, members, texts.metadata is not None, texts.raw,
                texts.special_tokens, texts.ids is not None)  # fmt: skip
         cost = sum(text_chars(p) for p in texts.prompts) + sum(len(r) for r in texts.responses)
-        job = Job(key, texts, loop, loop.create_future(), cost=cost)
+        tokens = lengths
+        if lengths is not None and texts.pairs is not None:  # a unit is a pair: chosen + rejected
+            half = len(lengths) // 2
+            tokens = [a + b for a, b in zip(lengths[:half], lengths[half:])]
+        job = Job(key, texts, loop, loop.create_future(), cost=cost, tokens=tokens)
         try:
             self.batcher.submit(job)
         except Unavailable:
@@ -371,7 +375,7 @@ def build_app(
         if state["error"] is not None:
             raise RequestError(500, f"the model failed to load: {state['error']}")
         keys = ("max_request_sequences", "max_request_bytes", "max_queue_sequences", "max_queue_bytes",
-                "max_wait_ms", "max_pool_sequences", "receive_timeout_s", "max_connections", "max_json_values")  # fmt: skip
+                "max_wait_ms", "max_pool_sequences", "max_pool_tokens", "receive_timeout_s", "max_connections", "max_json_values")  # fmt: skip
         limits = {k: getattr(settings, k) for k in keys}
         return {**state["info"], "limits": {**limits, "max_sequence_chars": srv.char_cap}}
 

@@ -2,8 +2,8 @@
 the event loop), and the server's Prometheus metrics.
 
 Jobs wait in one FIFO bounded in sequences and in bytes. A pool takes jobs in turn up to
-``max_pool_sequences``; a job larger than what is left is **split**: its first part joins this pool and
-the rest goes to the back of the queue, so a single-sequence request is never stuck behind a large one.
+``max_pool_sequences`` and ``max_pool_tokens`` (counted when each job was encoded); a job larger than
+what is left is **split**: its first part joins this pool and the rest goes to the back of the queue, so a single-sequence request is never stuck behind a large one.
 A job whose client has gone is dropped before it is scored. A pooled call that fails is **bisected**
 until the failing job is alone, so one bad request fails alone and costs the others O(log n) calls.
 """
@@ -40,6 +40,7 @@ class Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     cost: int = 0  # bytes of text held while queued
+    tokens: list[int] | None = None  # tokens per unit (encoded at admission), None when unknown
     taken: int = 0  # units handed to pools so far
     scored: int = 0  # units scored so far
     parts: list = field(default_factory=list)
@@ -216,8 +217,9 @@ class Batcher(threading.Thread):
                 for job, _, _ in pieces:
                     self._fail(job, e)
 
-    def _take(self, capacity: int) -> tuple[Job, int, int] | None:
-        """The next live job's next part, at most ``capacity`` sequences (at least one unit)."""
+    def _take(self, capacity: int, budget: int) -> tuple[Job, int, int, int] | None:
+        """The next live job's next part, at most ``capacity`` sequences and ``budget`` tokens (at least
+        one unit), and its tokens."""
         with self.cond:
             while self.jobs:
                 job = self.jobs.popleft()
@@ -226,24 +228,38 @@ class Batcher(threading.Thread):
                     if job.abandoned:
                         self.metrics.dropped.inc()
                     continue
-                k = min(job.units - job.taken, max(1, capacity // job.per_unit))
                 lo = job.taken
+                k = min(job.units - lo, max(1, capacity // job.per_unit))
+                used = 0
+                if job.tokens is not None:
+                    used = job.tokens[lo]
+                    for j in range(lo + 1, lo + k):
+                        if used + job.tokens[j] > budget:
+                            k = j - lo
+                            break
+                        used += job.tokens[j]
                 job.taken += k
                 if job.taken < job.units:
                     self.jobs.append(job)  # the rest waits its turn behind the jobs queued meanwhile
-                return job, lo, lo + k
+                return job, lo, lo + k, used
         return None
 
     def _gather(self) -> list[tuple[Job, int, int]]:
-        cap = self.settings.max_pool_sequences
-        first = self._take(cap)
+        cap, budget = self.settings.max_pool_sequences, self.settings.max_pool_tokens
+        first = self._take(cap, budget)
         if first is None:
             return []
-        pieces = [first]
-        n = (first[2] - first[1]) * first[0].per_unit
+        pieces = [first[:3]]
+        n, t = (first[2] - first[1]) * first[0].per_unit, first[3]
         deadline = time.perf_counter() + self.settings.max_wait_ms / 1000
-        while n < cap:
-            piece = self._take(cap - n)
+        while n < cap and t < budget:
+            piece = self._take(cap - n, budget - t)
+            if piece is not None and piece[3] > budget - t:  # its first unit alone is over: next pool
+                with self.cond:
+                    piece[0].taken = piece[1]
+                    if piece[0] not in self.jobs:
+                        self.jobs.appendleft(piece[0])
+                break
             if piece is None:
                 left = deadline - time.perf_counter()
                 if left <= 0:
@@ -252,8 +268,8 @@ class Batcher(threading.Thread):
                     if not self.jobs:
                         self.cond.wait(left)
                 continue
-            pieces.append(piece)
-            n += (piece[2] - piece[1]) * piece[0].per_unit
+            pieces.append(piece[:3])
+            n, t = n + (piece[2] - piece[1]) * piece[0].per_unit, t + piece[3]
         return pieces
 
     def _release(self, job: Job, units: int) -> None:

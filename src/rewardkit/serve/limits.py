@@ -31,6 +31,7 @@ class ServeSettings:
 
     max_wait_ms: float = 5.0
     max_pool_sequences: int = 64
+    max_pool_tokens: int = 32768
     max_queue_sequences: int = 8192
     max_queue_bytes: int = 256 * 2**20
     max_request_sequences: int = 1024
