@@ -12,10 +12,11 @@ from rewardkit.cli.options import (
     chat_template_option,
     check_file_output,
     dpo_options,
+    dtype_option,
     engine_options,
     length_penalty_options,
 )
-from rewardkit.cli.score import dpo_spec, length_penalized, load_rm
+from rewardkit.cli.score import length_penalized, load_rm
 from rewardkit.errors import RewardkitError
 from rewardkit.util import is_url
 
@@ -68,6 +69,13 @@ def _add_length_penalised(rms: dict, length_penalty, reference_field, reference_
         rms[f"{name}+LP"] = wrapped if len(wrapped) > 1 else wrapped[0]
 
 
+def _dtype_used(dtype: str | None) -> str:
+    """The precision ``--dtype`` resolved to on this machine (recorded in the reports)."""
+    from rewardkit.checkpoints import dtype_name, resolve_device, resolve_dtype
+
+    return dtype_name(resolve_dtype(dtype, resolve_device(None)))
+
+
 def _suite_eval(
     suite: str,
     *,
@@ -106,6 +114,7 @@ def _suite_eval(
         rms.update({name: rm} if len(seeds) == 1 else {f"{name}#{i}": m for i, m in enumerate(seeds, 1)})
     _add_length_penalised(rms, *length_penalty)
     report = run_suite(rms, suite, suite_data, n_boot=n_boot)
+    report.extra["dtype"] = _dtype_used(load.get("dtype"))
     if outs["json"]:
         report.to_json(outs["json"])
     if outs["markdown"]:
@@ -147,17 +156,14 @@ def _suite_eval(
 )
 @click.option("--n-boot", type=COUNT, default=2000, help="bootstrap resamples for CIs and paired tests")
 @engine_options
+@dtype_option
 @chat_template_option
 @length_penalty_options
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 def eval_cmd(
     rm_specs,
-    dpo_policy,
-    dpo_reference,
-    reference_free,
-    beta,
-    reduction,
+    dpo,
     base_model,
     suite,
     data,
@@ -171,6 +177,7 @@ def eval_cmd(
     n_boot,
     batch_size,
     max_tokens,
+    dtype,
     chat_template,
     length_penalty,
     reference_field,
@@ -187,7 +194,7 @@ def eval_cmd(
         return _suite_eval(
             suite,
             rm_specs=rm_specs,
-            dpo=dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction),
+            dpo=dpo,
             data=data,
             outs={"json": json_out, "markdown": md_out, "per_example": per_example},
             unused={
@@ -202,6 +209,7 @@ def eval_cmd(
             length_penalty=(length_penalty, reference_field, reference_length, length_unit),
             load=dict(
                 base_model=base_model,
+                dtype=dtype,
                 chat_template=chat_template,
                 max_batch_size=batch_size,
                 max_tokens=max_tokens,
@@ -216,7 +224,7 @@ def eval_cmd(
 
     if ood and not split_by:
         raise click.UsageError("--ood needs --split-by")
-    inputs = [data, dpo_policy, dpo_reference, base_model]
+    inputs = [data, dpo["policy"], dpo["reference"], base_model]
     inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
     outs = [o for o in (json_out, md_out, plot_out) if o]
     if len({Path(o).resolve() for o in outs}) < len(outs):
@@ -224,11 +232,11 @@ def eval_cmd(
     for out in outs:
         check_file_output(out, inputs, force)
     pairs = load_preferences(data, on_error=on_error)
-    dpo = dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction)
     rms = _named_rms(
         rm_specs,
         dpo,
         base_model=base_model,
+        dtype=dtype,
         chat_template=chat_template,
         max_batch_size=batch_size,
         max_tokens=max_tokens,
@@ -259,7 +267,7 @@ def eval_cmd(
     report = evaluate(
         rms, splits, id_split=id_split, ties=ties, n_boot=n_boot, length_unit=unit, tokenizer=tokenizer
     )
-    report.extra.update(data=str(data), split_by=split_by)
+    report.extra.update(data=str(data), split_by=split_by, dtype=_dtype_used(dtype))
     if json_out:
         report.to_json(json_out)
     if md_out:

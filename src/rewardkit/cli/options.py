@@ -140,7 +140,22 @@ def engine_options(fn):
 
 
 def dpo_options(fn):
-    """Score with the implicit reward of any two causal LMs, no training needed."""
+    """Score with the implicit reward of any two causal LMs, no training needed. The command receives
+    the five options as one ``dpo`` dict (policy, reference, reference_free, beta, reduction)."""
+    import functools
+
+    names = {
+        "dpo_policy": "policy",
+        "dpo_reference": "reference",
+        "reference_free": "reference_free",
+        "beta": "beta",
+        "reduction": "reduction",
+    }
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        return fn(*args, dpo={key: kwargs.pop(flag) for flag, key in names.items()}, **kwargs)
+
     for opt in reversed(
         [
             click.option("--dpo-policy", default=None, help="policy checkpoint (or LoRA adapter folder)"),
@@ -154,8 +169,8 @@ def dpo_options(fn):
             click.option("--reduction", type=click.Choice(["sum", "mean"]), default="sum"),
         ]
     ):
-        fn = opt(fn)
-    return fn
+        command = opt(command)
+    return command
 
 
 def load_yaml(path: str | None) -> dict:

@@ -101,11 +101,7 @@ def dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction) -> dict
 def score(
     rm_dir,
     server,
-    dpo_policy,
-    dpo_reference,
-    reference_free,
-    beta,
-    reduction,
+    dpo,
     base_model,
     data,
     out,
@@ -141,10 +137,9 @@ def score(
             raise click.UsageError("give either --rm or --server, not both")
         rm_dir = server
     local = None if is_url(rm_dir) else rm_dir
-    check_file_output(out, [data, local, dpo_policy, dpo_reference, base_model], force)
+    check_file_output(out, [data, local, dpo["policy"], dpo["reference"], base_model], force)
     pairs = load_preferences(data, on_error=on_error)
     rank, size, device = init_distributed()  # under torchrun: each rank scores pairs rank, rank+size, ...
-    dpo = dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction)
     rm = load_rm(
         rm_dir,
         dpo=dpo,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -88,6 +88,8 @@ class SuiteReport:
     rewards: dict[str, list[np.ndarray]]
     std: dict[str, list[np.ndarray]]
     n_boot: int
+    #: what the caller records beside the scores (the CLI: the dtype models were scored in)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def examples(self) -> list[SuiteExample]:
@@ -127,6 +129,7 @@ class SuiteReport:
             "missing_subsets": self.data.missing,
             "n_boot": self.n_boot,
             "models": models,
+            **self.extra,
         }
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
