@@ -73,16 +73,6 @@ def length_penalized(rm, alpha, reference_field, reference_length, unit):
     return LengthPenalizedRM(rm, alpha, reference, unit or "tokens")
 
 
-def dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction) -> dict:
-    return {
-        "policy": dpo_policy,
-        "reference": dpo_reference,
-        "reference_free": reference_free,
-        "beta": beta,
-        "reduction": reduction,
-    }
-
-
 @click.command()
 @click.option("--rm", "rm_dir", default=None, help="reward model folder (or the URL of a rewardkit server)")
 @click.option("--server", default=None, help="URL of a `rewardkit serve` server to score with")
