@@ -43,6 +43,13 @@ from rewardkit.cli.options import (
     show_default=True,
     help="sequences pooled per engine call (bounds latency: pools complete in turn)",
 )
+@click.option(
+    "--max-pool-tokens",
+    type=COUNT,
+    default=32768,
+    show_default=True,
+    help="tokens pooled per engine call (a long request is split across pools)",
+)
 @click.option("--max-queue", type=COUNT, default=8192, show_default=True, help="sequences waiting before 503")
 @click.option(
     "--max-queue-bytes", type=Size(), default="256MB", show_default=True, help="text waiting before 503"
@@ -65,7 +72,7 @@ from rewardkit.cli.options import (
 )
 @click.option(
     "--receive-timeout",
-    type=NON_NEGATIVE,
+    type=click.FloatRange(min=0.1),
     default=30.0,
     show_default=True,
     help="seconds a client has to send its request body (408 beyond)",
@@ -97,17 +104,14 @@ from rewardkit.cli.options import (
 @click.option("--gpus-per-replica", type=NON_NEGATIVE, default=0.0, help="Ray Serve: GPUs per replica")
 def serve(
     rm_dir,
-    dpo_policy,
-    dpo_reference,
-    reference_free,
-    beta,
-    reduction,
+    dpo,
     base_model,
     host,
     port,
     max_wait_ms,
     max_tokens,
     max_pool_sequences,
+    max_pool_tokens,
     max_queue,
     max_queue_bytes,
     max_request_sequences,
@@ -146,19 +150,19 @@ def serve(
         ) from None
     from rewardkit.base import reward_model_manifest
     from rewardkit.checkpoints import check_model_folder
-    from rewardkit.cli.score import dpo_spec, length_penalized, load_rm
+    from rewardkit.cli.score import length_penalized, load_rm
     from rewardkit.serve import run_ray, run_server
     from rewardkit.serve.app import ServeSettings, build_app
     from rewardkit.serve.limits import parse_networks
 
-    if not rm_dir and not dpo_policy:
+    if not rm_dir and not dpo["policy"]:
         raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
-    if dpo_policy and beta is None:
+    if dpo["policy"] and dpo["beta"] is None:
         raise click.UsageError("--dpo-policy needs --beta")
     # fail fast, before the server starts; the same checks as loading makes
     if rm_dir:
         reward_model_manifest(rm_dir)
-    for folder, what in ((dpo_policy, "policy"), (dpo_reference, "reference model")):
+    for folder, what in ((dpo["policy"], "policy"), (dpo["reference"], "reference model")):
         if folder:
             check_model_folder(folder, what, weights=False)
     networks = tuple(x for x in (allow_from or "").split(",") if x.strip())
@@ -178,7 +182,6 @@ def serve(
                 probe.bind((host, port))
             except OSError as e:
                 raise RewardkitError(f"cannot listen on {host}:{port}: {e.strerror}") from None
-    dpo = dpo_spec(dpo_policy, dpo_reference, reference_free, beta, reduction)
 
     def load():
         rm = load_rm(
@@ -194,6 +197,7 @@ def serve(
     settings = ServeSettings(
         max_wait_ms=max_wait_ms,
         max_pool_sequences=max_pool_sequences,
+        max_pool_tokens=max_pool_tokens,
         max_queue_sequences=max_queue,
         max_queue_bytes=max_queue_bytes,
         max_request_sequences=max_request_sequences,
@@ -203,7 +207,7 @@ def serve(
         max_connections=max_connections,
         api_key=api_key,
         allow_from=networks,
-        model_name=served_model_name or str(rm_dir or dpo_policy),
+        model_name=served_model_name or str(rm_dir or dpo["policy"]),
     )
     if num_replicas:
         run_ray(load, settings, {}, host, port, num_replicas, gpus_per_replica)
