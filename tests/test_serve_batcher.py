@@ -78,3 +78,21 @@ def test_a_failing_job_is_bisected_out_and_fails_alone():
     assert "bad response" in out["j5"]
     assert {k: v for k, v in out.items() if k != "j5"} == {f"j{i}": [float(i)] for i in range(8) if i != 5}
     assert len(pools) <= 1 + 2 * 3  # the pool, then halves down to the bad job: O(log n) calls
+
+
+def test_the_prompt_cache_is_bounded_in_bytes(monkeypatch):
+    """A server sees many distinct prompts: the formatter's prompt cache keeps within its byte budget
+    (and its running total equals the sum over what it holds)."""
+    from rewardkit import templating
+    from rewardkit.tiny import build_tiny_tokenizer
+
+    monkeypatch.setattr(templating, "PROMPT_CACHE_BYTES", 80_000)
+    fmt = templating.Formatter(build_tiny_tokenizer(["tell", "me", "about", "good"]))
+    for i in range(60):
+        fmt.encode(f"{i} " + "tell me about " * 20, " good")
+    held = sum(templating._cache_bytes(k, v) for k, v in fmt._prompt_cache.items())
+    assert fmt._prompt_cache_bytes == held <= 80_000
+    assert 0 < len(fmt._prompt_cache) < 60
+    big = "tell me " * 1000  # over a sixteenth of the budget: not cached at all
+    fmt.encode(big, " good")
+    assert all(k[0] != big for k in fmt._prompt_cache)
