@@ -145,6 +145,9 @@ def test_train_cli_dtype(tiny_lm, tmp_path, capsys):
     assert code == 2 and "float16 is not offered" in printed
 
 
+PROMPTS3, RESPONSES3 = ["the quick brown fox"] * 3, ["jumps", "over the lazy dog", "sleeps"]
+
+
 def test_lora_adapters_follow_a_16_bit_base(tiny_lm, tmp_path):
     """Loaded for scoring in bf16, a LoRA RM's adapters are bf16 too (not peft's fp32) and its rewards
     stay within bf16 rounding of the fp32 load; in fp32 nothing changes."""
@@ -165,11 +168,11 @@ def test_lora_adapters_follow_a_16_bit_base(tiny_lm, tmp_path):
         assert {p.dtype for n, p in loaded.model.named_parameters() if ".score." in n} == {torch.float32}
         assert loaded.model(input_ids=torch.tensor([[5, 6, 7]])).logits.dtype == torch.float32
         loaded.progress = False
-        got[dt] = loaded.score(["the quick brown fox"] * 3, ["jumps", "over the lazy dog", "sleeps"])
+        got[dt] = loaded.score(PROMPTS3, RESPONSES3)
     fp32, bf16 = got[torch.float32], got[torch.bfloat16]
-    assert (
-        np.abs(fp32 - rm.score(["the quick brown fox"] * 3, ["jumps", "over the lazy dog", "sleeps"])).max()
-        < 1e-5
-    )
+    rm.progress = False
+    assert np.abs(fp32 - rm.score(PROMPTS3, RESPONSES3)).max() < 1e-5
     assert 0 < np.abs(bf16 - fp32).max() < 0.05 * max(1.0, np.abs(fp32).max())
     assert (torch.tensor(bf16).bfloat16().float().numpy() != bf16).any()  # float32 head output
+    # the model in memory (e.g. just trained) cast for scoring scores as the bf16 load does
+    assert np.array_equal(rm.to_dtype("bfloat16").score(PROMPTS3, RESPONSES3), bf16)

@@ -24,6 +24,7 @@ from rewardkit.base import write_manifest
 from rewardkit.checkpoints import (
     adapters_like_base,
     base_fingerprint,
+    cast_like_loaded,
     check_adapter_keys,
     check_base,
     check_finite_weights,
@@ -226,6 +227,13 @@ class BradleyTerryRM(EngineRewardModel):
             base_model=str(Path(path).resolve()),
             chat_template=chat_template,
         )
+
+    def to_dtype(self, dtype) -> BradleyTerryRM:
+        """Cast in place for scoring (``auto``, ``bfloat16``, ...) to the weights
+        ``load_reward_model(saved, dtype=dtype)`` gives: e.g. a model just trained in float32."""
+        cast_like_loaded(self.model, resolve_dtype(dtype, self.device))
+        self.module.head_to_float32()
+        return self
 
     def _rewards(self, batch: Batch) -> torch.Tensor:
         return self.module(batch.input_ids, batch.attention_mask)
