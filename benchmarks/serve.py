@@ -213,6 +213,8 @@ def main(argv=None) -> None:
                         str(Path(tmp) / "rm"),
                         "--port",
                         str(port),
+                        "--dtype",
+                        "float32",  # the per-request baseline scores in float32 too
                     ]
                 else:
                     cmd = [sys.executable, "-c", BASELINE, str(Path(tmp) / "rm"), str(port)]

@@ -46,7 +46,7 @@ def _serve_and_query(folder: str) -> dict:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "rewardkit"), "serve", "--rm", folder, "--port", str(port)]
+        [str(Path(sys.executable).parent / "rewardkit"), "serve", "--rm", folder, "--port", str(port), "--dtype", "float32"]
     )
     try:
         for _ in range(300):

@@ -37,7 +37,7 @@ def server(*args: str, env: dict | None = None, verify=None):
     against ``verify``, when ``--ssl-certfile`` is given)."""
     port = _free_port()
     proc = subprocess.Popen(
-        [SCRIPT, "serve", "--port", str(port), *args],
+        [SCRIPT, "serve", "--port", str(port), "--dtype", "float32", *args],  # as the local models load
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -117,14 +117,26 @@ def test_rewards_equal_local_scoring_and_the_client_is_a_reward_model(models, tm
                         "--out",
                         str(tmp_path / "local.jsonl"),
                         "--dtype",
-                        "float32",  # the server loads as the API does (score's auto may pick bf16)
+                        "float32",  # as the server was started (score's auto may pick bf16 on this CPU)
                     ]
                 )
                 r = [json.loads(x)["margin"] for x in (tmp_path / "remote.jsonl").read_text().splitlines()]
                 lo = [json.loads(x)["margin"] for x in (tmp_path / "local.jsonl").read_text().splitlines()]
                 assert np.abs(np.array(r) - np.array(lo)).max() <= 1e-5
                 capsys.readouterr()
-                main(["eval", "--rm", f"served={url}", "--rm", f"local={models / kind}", "--data", str(data)])
+                main(
+                    [
+                        "eval",
+                        "--rm",
+                        f"served={url}",
+                        "--rm",
+                        f"local={models / kind}",
+                        "--data",
+                        str(data),
+                        "--dtype",
+                        "float32",
+                    ]
+                )
                 table = capsys.readouterr().out
                 first = table.split("\n\n")[0]  # the accuracy table (the paired tests follow)
                 rows = {
@@ -364,7 +376,18 @@ def test_ray_serve_replicas(models):
     """The same app as Ray Serve replicas (runs when ray[serve] is installed)."""
     port = _free_port()
     proc = subprocess.Popen(
-        [SCRIPT, "serve", "--rm", str(models / "rm"), "--port", str(port), "--num-replicas", "2"]
+        [
+            SCRIPT,
+            "serve",
+            "--rm",
+            str(models / "rm"),
+            "--port",
+            str(port),
+            "--num-replicas",
+            "2",
+            "--dtype",
+            "float32",
+        ]
     )
     try:
         url = f"http://127.0.0.1:{port}"

@@ -11,6 +11,7 @@ from rewardkit.cli.options import (
     base_model_option,
     chat_template_option,
     dpo_options,
+    dtype_option,
     length_penalty_options,
 )
 
@@ -18,6 +19,7 @@ from rewardkit.cli.options import (
 @click.command()
 @click.option("--rm", "rm_dir", default=None, help="reward model folder (any kind rewardkit saves)")
 @dpo_options
+@dtype_option
 @base_model_option
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="interface to bind (localhost by default)"
@@ -105,6 +107,7 @@ from rewardkit.cli.options import (
 def serve(
     rm_dir,
     dpo,
+    dtype,
     base_model,
     host,
     port,
@@ -188,6 +191,7 @@ def serve(
             rm_dir,
             dpo=dpo,
             base_model=base_model,
+            dtype=dtype,
             chat_template=chat_template,
             max_tokens=max_tokens,
             progress=False,
