@@ -53,7 +53,19 @@ def test_train_score_eval(tiny_lm, data_files, tmp_path, capsys):
     assert acc >= 0.9
 
     scores = tmp_path / "scores.jsonl"
-    main(["score", "--rm", str(out), "--data", str(data_files / "test.jsonl"), "--out", str(scores)])
+    main(  # float32, as the in-process accuracy was measured (auto may pick bf16 on the CPU)
+        [
+            "score",
+            "--rm",
+            str(out),
+            "--data",
+            str(data_files / "test.jsonl"),
+            "--out",
+            str(scores),
+            "--dtype",
+            "float32",
+        ]
+    )
     lines = [json.loads(x) for x in scores.read_text().splitlines()]
     assert [x["index"] for x in lines] == list(range(200))
     assert abs(sum(x["chosen"] > x["rejected"] for x in lines) / 200 - acc) < 1e-9

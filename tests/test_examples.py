@@ -94,6 +94,21 @@ def test_scoring_example():
     assert r["max_abs_diff"] <= 1e-4  # rewards do not depend on the batch composition
 
 
+def test_prefix_and_dtype_example():
+    r = _load("prefix_and_dtype").main(["--responses", "6"])
+    assert r["sequences"] == 6 and r["shared_groups"] == 1  # one prompt, six responses: one group
+    prompt = r["prompt_tokens_not_recomputed"] // 5  # the prompt runs once instead of six times
+    assert prompt >= 100 and r["prompt_tokens_not_recomputed"] == 5 * prompt
+    assert r["max_abs_diff_shared_vs_unshared"] <= 1e-4
+    assert r["auto_dtype"] in ("float32", "bfloat16")
+    # float32 is exact; bf16 moves rewards by about its precision (8 bits of mantissa), no more
+    assert (
+        r["max_abs_diff_auto_vs_float32"] == 0.0
+        if r["auto_dtype"] == "float32"
+        else r["max_abs_diff_auto_vs_float32"] < 0.1
+    )
+
+
 def test_length_penalty_example():
     result = _load("length_penalty").main([])
     assert result["RM"] >= 0.9  # the RM learned to prefer length
@@ -128,4 +143,8 @@ def test_rewardbench_example(tmp_path):
     untrained = r["v2_subsets"]["untrained-dporm"]  # best-of-4, four-way tie: 1/4 per prompt
     assert [untrained[s] for s in ("Factuality", "Precise IF", "Math", "Safety", "Focus")] == [0.25] * 5
     assert untrained["Ties"] == 0.0 and r["v2"]["exrm"] >= 0.8
-    assert {p.name for p in tmp_path.iterdir()} >= {"rewardbench.json", "rewardbench2.jsonl", "rewardbench.md"}
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "rewardbench.json",
+        "rewardbench2.jsonl",
+        "rewardbench.md",
+    }

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from rewardkit.util import lazy_exports
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {

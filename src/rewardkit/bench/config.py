@@ -98,6 +98,11 @@ class ProxyTraining(BaseModel):
         description="ensemble aggregations, over members z-scored on calibration rewards",
     )
     n_boot: int = Field(2000, ge=100)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="precision the proxies are scored in (training stays float32): auto = bfloat16 on "
+        "a GPU or a CPU with hardware bf16 matmuls (see docs/scoring.md)",
+    )
     keep_models: bool = Field(False, description="keep the trained model folders under out/models")
     progress: bool = True
 
@@ -111,6 +116,12 @@ class ProxyTraining(BaseModel):
             raise ValueError(f"warm_grid has {len(self.warm_grid)} entries but members is {self.members}")
         return self
 
+    def scoring_dtype(self) -> str:
+        """``dtype`` as this machine resolves it (float32, bfloat16 or float16)."""
+        from rewardkit.checkpoints import dtype_name, resolve_device, resolve_dtype
+
+        return dtype_name(resolve_dtype(self.dtype, resolve_device(None)))
+
     def dpo_training(self, seed: int, progress: bool):
         """The DPO policy's training config (the DPORM): the dpo budget, beta, the shared sequence
         settings, ``seed`` for the run and the data order."""
@@ -118,6 +129,7 @@ class ProxyTraining(BaseModel):
 
         return DPOTrainingConfig(
             **self.dpo.model_dump(),
+            dtype=self.scoring_dtype(),
             beta=self.beta,
             lora_r=self.lora_r,
             max_length=self.max_length,
@@ -175,7 +187,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the demo model with LoRA, short sequences, a few hundred pairs: <= 15 minutes on 2 cores
     "cpu": {
         "n_train": 144,
-        "n_eval": 32,
+        "n_eval": 128,
+        "dtype": "auto",
         "max_length": 112,
         "lora_r": 8,
         "members": 3,

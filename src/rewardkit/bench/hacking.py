@@ -176,7 +176,7 @@ def run_hacking_benchmark(
         fields["data_seed"] = 1000 * config.seed + fields.get("data_seed", i)
         rm = train_reward_model(
             backbone, train, config=RewardTrainingConfig(**fields), out=folder / name, force=True
-        )
+        ).to_dtype(config.dtype)
         timings[f"{setup}_{name}_train_s"] = time.perf_counter() - t
         progress.advance(config.exrm.epochs * n_train)
         scores = score(rm)
@@ -211,7 +211,7 @@ def run_hacking_benchmark(
             if main:
                 weight_average(dirs[:m], out=folder / f"warm{m}", force=True, progress=False)
             barrier()
-            proxies[f"WARM-{m}"] = score(load_reward_model(folder / f"warm{m}", device=device))
+            proxies[f"WARM-{m}"] = score(load_reward_model(folder / f"warm{m}", device=device, dtype=config.dtype))
             timings[f"{setup}_warm{m}_s"] = time.perf_counter() - t
             progress.advance(score.units)
         proxies.update(_ensembles(config, members))

@@ -285,7 +285,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
             fields["data_seed"] = 1000 * seed + fields.get("data_seed", i)
             rm = train_reward_model(
                 base, train, config=RewardTrainingConfig(**fields), out=seed_dir / f"member{i}", force=True
-            )
+            ).to_dtype(config.dtype)
             timings[f"seed{seed}_member{i}_train_s"] = time.perf_counter() - t
             progress.advance(config.exrm.epochs * len(train))
             members.append(_scores(rm, {**evals, CALIBRATION: calibration}, rank, size))
@@ -300,7 +300,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
         if main:
             weight_average(dirs, out=seed_dir / "warm", force=True, progress=False)
         barrier()
-        warm_scores.append(_scores(load_reward_model(seed_dir / "warm", device=device), evals, rank, size))
+        warm_scores.append(_scores(load_reward_model(seed_dir / "warm", device=device, dtype=config.dtype), evals, rank, size))
         timings[f"seed{seed}_warm_s"] = time.perf_counter() - t
         progress.advance(n_eval / 3)
 

@@ -11,6 +11,7 @@ from rewardkit.cli.options import (
     FiniteFloat,
     chat_template_option,
     csv_list,
+    dtype_choice,
     run_inputs_of,
 )
 
@@ -33,6 +34,7 @@ def bench() -> None:
 @click.option("--n-eval", type=COUNT, default=None, help="pairs per evaluation split (at most)")
 @click.option("--max-length", type=click.IntRange(min=8), default=None)
 @chat_template_option
+@dtype_choice(None)
 @click.option("--drop-long/--no-drop-long", default=None, help="drop pairs longer than --max-length")
 @click.option("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
 @click.option(
@@ -109,6 +111,7 @@ def bench_shift(preset, out, config_file, force, no_progress, **flags) -> None:
 @click.option("--lora-r", type=COUNT, default=None)
 @click.option("--max-length", type=click.IntRange(min=8), default=None)
 @chat_template_option
+@dtype_choice(None)
 @click.option("--beta", type=POSITIVE, default=None, help="DPO beta")
 @click.option("--dporm/--no-dporm", default=None, help="train the DPO policy (DPORM) too")
 @click.option(

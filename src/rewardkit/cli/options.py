@@ -100,16 +100,20 @@ def base_model_option(fn):
     )(fn)
 
 
-def dtype_option(fn):
-    """``--dtype``: the precision models are loaded and scored in."""
+def dtype_choice(default: str | None = "auto"):
+    """``--dtype``: the precision models are loaded and scored in (None: the command's config decides)."""
+    hint = " (default: the preset's)" if default is None else ""
     return click.option(
         "--dtype",
         type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-        default="auto",
-        show_default=True,
+        default=default,
+        show_default=default is not None,
         help="precision to load models in: auto = bfloat16 on a GPU with native bf16 and on a CPU with "
-        "hardware bf16 matmuls (AMX-BF16 / AVX512-BF16), float32 elsewhere",
-    )(fn)
+        "hardware bf16 matmuls (AMX-BF16 / AVX512-BF16), float32 elsewhere" + hint,
+    )
+
+
+dtype_option = dtype_choice()
 
 
 def prefix_sharing_option(fn):
