@@ -89,6 +89,8 @@ def test_hostile_table(rm_dir):
         ("not UTF-8", "/score", b"\xff\xfe", 422, "invalid JSON"),
         ("wrong type", "/get_reward", {"query": [3]}, 422, "field 'query.0'"),
         ("unknown field", "/score", {**ok, "extra": 1}, 422, "field 'extra'"),
+        ("deeply nested", "/score", b'{"prompts": ' + b"[" * 100_000, 422, "nested too deeply"),
+        ("lone surrogate", "/score", b'{"prompts": ["q \\ud800 x"], "responses": ["a"]}', 422, "lone surrogate"),
     ]
     with server("--rm", str(rm_dir)) as (url, proc):
         base = rss_mib(proc.pid)

@@ -170,6 +170,13 @@ class BenchConfig(ProxyTraining):
     ties: Literal["half", "correct", "wrong"] = "half"
 
 
+#: How both benchmarks' ``gpu`` presets train (Lin et al.'s settings): the EXRM and DPO budgets, beta.
+GPU_TRAINING: dict[str, Any] = {
+    "exrm": {"epochs": 1, "lr": 5e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
+    "dpo": {"epochs": 2, "lr": 1e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
+    "beta": 0.03,
+}
+
 #: Preset values; a YAML file and flags override them field by field.
 PRESETS: dict[str, dict[str, Any]] = {
     # tiny local model, synthetic task: < 2 minutes on 2 cores (the test suite runs it)
@@ -204,9 +211,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "drop_long": False,
         "seeds": [0, 1, 2],
         "members": 3,
-        "exrm": {"epochs": 1, "lr": 5e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
-        "dpo": {"epochs": 2, "lr": 1e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
-        "beta": 0.03,
+        **GPU_TRAINING,
     },
 }
 

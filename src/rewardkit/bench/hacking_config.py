@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rewardkit.bench.config import ProxyTraining, config_error, layered_fields
+from rewardkit.bench.config import GPU_TRAINING, ProxyTraining, config_error, layered_fields
 
 
 class SpuriousTask(BaseModel):
@@ -113,9 +113,7 @@ HACKING_PRESETS: dict[str, dict[str, Any]] = {
         "k": 256,
         "max_length": 1024,
         "members": 6,
-        "exrm": {"epochs": 1, "lr": 5e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
-        "dpo": {"epochs": 2, "lr": 1e-6, "batch_size": 8, "grad_accum": 4, "warmup_ratio": 0.1},
-        "beta": 0.03,
+        **GPU_TRAINING,
         "max_new_tokens": 256,
         "temperature": 0.7,
     },

@@ -8,13 +8,9 @@ import click
 
 from rewardkit.cli.options import (
     COUNT,
-    base_model_option,
-    chat_template_option,
     check_file_output,
-    dpo_options,
-    dtype_option,
-    engine_options,
-    length_penalty_options,
+    model_options,
+    on_error_option,
 )
 from rewardkit.cli.score import length_penalized, load_rm
 from rewardkit.errors import RewardkitError
@@ -56,16 +52,13 @@ def _named_rms(specs: tuple[str, ...], dpo: dict, **load) -> dict:
     return {k: v[0] if len(v) == 1 else v for k, v in rms.items()}
 
 
-def _add_length_penalised(rms: dict, length_penalty, reference_field, reference_length, length_unit) -> None:
+def _add_length_penalised(rms: dict, length_penalty: dict) -> None:
     """With --length-penalty, every model is also evaluated length-penalised, as NAME+LP."""
-    if length_penalty is None:
+    if length_penalty["alpha"] is None:
         return
     for name in list(rms):
         models = rms[name] if isinstance(rms[name], list) else [rms[name]]
-        wrapped = [
-            length_penalized(m, length_penalty, reference_field, reference_length, length_unit)
-            for m in models
-        ]
+        wrapped = [length_penalized(m, length_penalty) for m in models]
         rms[f"{name}+LP"] = wrapped if len(wrapped) > 1 else wrapped[0]
 
 
@@ -87,7 +80,7 @@ def _suite_eval(
     n_boot: int,
     on_error: str,
     force: bool,
-    length_penalty: tuple,
+    length_penalty: dict,
     load: dict,
 ) -> None:
     """``eval --suite``: RewardBench / RewardBench 2 for every --rm (``rewardkit.eval.suites``); the seeds
@@ -112,7 +105,7 @@ def _suite_eval(
     for name, rm in _named_rms(rm_specs, dpo, **load).items():
         seeds = rm if isinstance(rm, list) else [rm]
         rms.update({name: rm} if len(seeds) == 1 else {f"{name}#{i}": m for i, m in enumerate(seeds, 1)})
-    _add_length_penalised(rms, *length_penalty)
+    _add_length_penalised(rms, length_penalty)
     report = run_suite(rms, suite, suite_data, n_boot=n_boot)
     report.extra["dtype"] = _dtype_used(load.get("dtype"))
     if outs["json"]:
@@ -128,8 +121,6 @@ def _suite_eval(
 @click.option(
     "--rm", "rm_specs", multiple=True, help="reward model folder, or NAME=DIR[,DIR2..] (seeds); repeatable"
 )
-@dpo_options
-@base_model_option
 @click.option(
     "--suite",
     type=click.Choice(["rewardbench", "rewardbench2"]),
@@ -154,12 +145,9 @@ def _suite_eval(
     default=None,
     help="with --suite: write every example's rewards as JSONL here",
 )
+@model_options
 @click.option("--n-boot", type=COUNT, default=2000, help="bootstrap resamples for CIs and paired tests")
-@engine_options
-@dtype_option
-@chat_template_option
-@length_penalty_options
-@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
+@on_error_option
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 def eval_cmd(
     rm_specs,
@@ -180,9 +168,6 @@ def eval_cmd(
     dtype,
     chat_template,
     length_penalty,
-    reference_field,
-    reference_length,
-    length_unit,
     on_error,
     force,
 ) -> None:
@@ -206,7 +191,7 @@ def eval_cmd(
             n_boot=n_boot,
             on_error=on_error,
             force=force,
-            length_penalty=(length_penalty, reference_field, reference_length, length_unit),
+            length_penalty=length_penalty,
             load=dict(
                 base_model=base_model,
                 dtype=dtype,
@@ -241,8 +226,8 @@ def eval_cmd(
         max_batch_size=batch_size,
         max_tokens=max_tokens,
     )
-    _add_length_penalised(rms, length_penalty, reference_field, reference_length, length_unit)
-    unit = length_unit or "words"
+    _add_length_penalised(rms, length_penalty)
+    unit = length_penalty["unit"] or "words"
     first = next(iter(rms.values()))
     tokenizer = (first[0] if isinstance(first, list) else first).tokenizer
     id_split = None

@@ -82,6 +82,15 @@ COUNT = click.IntRange(min=1)
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy and torch seeding accept
 
 
+#: ``--on-error``: what a malformed data record does (one home for every command that reads data)
+on_error_option = click.option(
+    "--on-error",
+    type=click.Choice(["raise", "skip"]),
+    default="raise",
+    help="a malformed record stops the run with its file:line (raise), or is skipped and listed (skip)",
+)
+
+
 def chat_template_option(fn):
     return click.option(
         "--chat-template",
@@ -249,7 +258,22 @@ def csv_list(value: str | None, cast=str) -> list | None:
 
 
 def length_penalty_options(fn):
-    """CourseGPT-zh's length penalty on top of any reward model (see docs/length-penalty.md)."""
+    """CourseGPT-zh's length penalty on top of any reward model (see docs/length-penalty.md). The
+    command receives the four options as one ``length_penalty`` dict (alpha, reference_field,
+    reference_length, unit); alpha None: no penalty."""
+    import functools
+
+    names = {
+        "length_penalty": "alpha",
+        "reference_field": "reference_field",
+        "reference_length": "reference_length",
+        "length_unit": "unit",
+    }
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        return fn(*args, length_penalty={key: kwargs.pop(flag) for flag, key in names.items()}, **kwargs)
+
     for opt in reversed(
         [
             click.option(
@@ -273,6 +297,24 @@ def length_penalty_options(fn):
                 default=None,
                 help="unit of lengths (default: tokens for the penalty, words for eval's length-bias column)",
             ),
+        ]
+    ):
+        command = opt(command)
+    return command
+
+
+def model_options(fn):
+    """What every command that loads reward models to score with takes: the implicit reward of a DPO
+    policy (``dpo``), a LoRA model's base, engine settings, the dtype, the token convention and a length
+    penalty (``length_penalty``)."""
+    for opt in reversed(
+        [
+            dpo_options,
+            base_model_option,
+            engine_options,
+            dtype_option,
+            chat_template_option,
+            length_penalty_options,
         ]
     ):
         fn = opt(fn)

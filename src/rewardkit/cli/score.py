@@ -5,13 +5,9 @@ from __future__ import annotations
 import click
 
 from rewardkit.cli.options import (
-    base_model_option,
-    chat_template_option,
     check_file_output,
-    dpo_options,
-    dtype_option,
-    engine_options,
-    length_penalty_options,
+    model_options,
+    on_error_option,
     prefix_sharing_option,
 )
 from rewardkit.util import is_url
@@ -63,30 +59,26 @@ def load_rm(
     return rm
 
 
-def length_penalized(rm, alpha, reference_field, reference_length, unit):
-    """``rm`` wrapped in CourseGPT-zh's length penalty (``alpha``), or ``rm`` itself when alpha is None."""
-    if alpha is None:
+def length_penalized(rm, spec: dict):
+    """``rm`` wrapped in CourseGPT-zh's length penalty (``spec`` from ``length_penalty_options``), or
+    ``rm`` itself when its alpha is None."""
+    if spec["alpha"] is None:
         return rm
     from rewardkit.models.length import LengthPenalizedRM
 
-    reference = reference_length if reference_length is not None else reference_field
-    return LengthPenalizedRM(rm, alpha, reference, unit or "tokens")
+    reference = spec["reference_length"] if spec["reference_length"] is not None else spec["reference_field"]
+    return LengthPenalizedRM(rm, spec["alpha"], reference, spec["unit"] or "tokens")
 
 
 @click.command()
 @click.option("--rm", "rm_dir", default=None, help="reward model folder (or the URL of a rewardkit server)")
 @click.option("--server", default=None, help="URL of a `rewardkit serve` server to score with")
-@dpo_options
-@base_model_option
 @click.option("--data", required=True, help="preference file or hub dataset name")
 @click.option("--out", required=True, help="output JSONL: one line per pair, in input order")
-@engine_options
-@dtype_option
+@model_options
 @prefix_sharing_option
 @click.option("--no-progress", is_flag=True, help="no progress bar (it is off anyway when not on a terminal)")
-@chat_template_option
-@length_penalty_options
-@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise")
+@on_error_option
 @click.option("--force", is_flag=True, help="overwrite an existing --out")
 def score(
     rm_dir,
@@ -102,9 +94,6 @@ def score(
     no_progress,
     chat_template,
     length_penalty,
-    reference_field,
-    reference_length,
-    length_unit,
     on_error,
     force,
 ) -> None:
@@ -142,7 +131,7 @@ def score(
         prefix_sharing=False if no_prefix_sharing else None,
         progress=False if no_progress else None,
     )
-    rm = length_penalized(rm, length_penalty, reference_field, reference_length, length_unit)
+    rm = length_penalized(rm, length_penalty)
     positions = list(range(rank, len(pairs), size))
     shard = [pairs[i] for i in positions]
     n = len(shard)

@@ -129,9 +129,6 @@ def serve(
     served_model_name,
     chat_template,
     length_penalty,
-    reference_field,
-    reference_length,
-    length_unit,
     num_replicas,
     gpus_per_replica,
 ) -> None:
@@ -196,7 +193,7 @@ def serve(
             max_tokens=max_tokens,
             progress=False,
         )
-        return length_penalized(rm, length_penalty, reference_field, reference_length, length_unit)
+        return length_penalized(rm, length_penalty)
 
     settings = ServeSettings(
         max_wait_ms=max_wait_ms,

@@ -14,6 +14,7 @@ from rewardkit.cli.options import (
     check_dir_output,
     dtype_option,
     load_yaml,
+    on_error_option,
 )
 
 
@@ -68,9 +69,7 @@ def common_training_options(fn):
                 help="Elastic Reset EMA decay",
             ),
             click.option("--config", "config_file", default=None, help="YAML file of training config fields"),
-            click.option(
-                "--on-error", type=click.Choice(["raise", "skip"]), default="raise", help="malformed records"
-            ),
+            on_error_option,
             click.option("--force", is_flag=True, help="overwrite an existing --out"),
         ]
     ):

@@ -170,7 +170,8 @@ async def read_body(request, settings: ServeSettings) -> bytes:
 
 
 def count_values(data: Any, limit: int) -> int:
-    """JSON values in ``data`` (objects, lists and scalars), counting stops past ``limit``."""
+    """JSON values in ``data`` (objects, lists and scalars), counting stops past ``limit``. A string
+    no tokenizer can hold (a lone surrogate, JSON's ``"\\ud800"``) is a 422, found on the same walk."""
     n, stack = 0, [data]
     while stack and n <= limit:
         x = stack.pop()
@@ -179,6 +180,13 @@ def count_values(data: Any, limit: int) -> int:
             stack.extend(x.values())
         elif isinstance(x, list):
             stack.extend(x)
+        elif isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise RequestError(
+                    422, f"a string holds a lone surrogate at character {e.start}: not valid Unicode text"
+                ) from None
     return n
 
 
@@ -190,6 +198,8 @@ def decode(body: bytes, model: type[BaseModel], max_values: int = 2**17) -> Base
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RequestError(422, f"invalid JSON ({e})") from None
+    except RecursionError:
+        raise RequestError(422, "invalid JSON (nested too deeply)") from None
     if count_values(data, max_values) > max_values:
         raise RequestError(413, f"the request body holds more than {max_values} JSON values")
     try:
