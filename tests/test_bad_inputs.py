@@ -1339,3 +1339,54 @@ def test_a_new_head_on_a_base_may_drop_its_pretraining_heads_but_not_backbone_te
     save_file(sd, base / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelError, match=r"not in the architecture: model.layers.7.mlp.up_proj.weight"):
         BradleyTerryRM.from_pretrained(base)
+
+
+def test_an_hf_adapters_relative_base_is_read_from_the_working_directory(
+    named, tmp_path, monkeypatch, capsys
+):
+    """peft records base_model_name_or_path as given (often relative to where training ran): it is the
+    base the loader reads, so it is the input protected, and a --base-model override is too."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(named.base, tmp_path / "base")
+    peft = get_peft_model(
+        AutoModelForCausalLM.from_pretrained("base"), LoraConfig(r=2, target_modules="all-linear")
+    )
+    peft.save_pretrained(tmp_path / "adapter")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained("base").save_pretrained(tmp_path / "adapter")
+    assert (
+        json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+        == "base"
+    )
+    before = _digest([tmp_path / "base"])
+    argv = ["score", "--dpo-policy", "adapter", "--beta", "0.1", "--data", named.data, "--out"]
+    code, _, err = _run([*argv, "base/s.jsonl"], capsys)
+    assert code == 2 and re.search(r"base/s.jsonl is inside the input .*base", err), err
+    code, _, err = _run([*argv, "s.jsonl"], capsys)  # the same run, its output elsewhere: fine
+    assert code == 0 and (tmp_path / "s.jsonl").is_file(), err
+    code, _, err = _run([*argv, "base/t.jsonl", "--base-model", "base"], capsys)
+    assert code == 2 and "inside the input" in err, err
+    assert _digest([tmp_path / "base"]) == before
+
+
+def test_legacy_mask_buffers_are_not_mistaken_for_weights(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from rewardkit import ModelError
+    from rewardkit.checkpoints import check_weight_file
+
+    f = tmp_path / "model.safetensors"
+    save_file(
+        {"h.0.attn.bias": np.ones((1, 1, 4, 4), dtype=bool), "h.0.mlp.weight": np.ones(2, np.float32)}, f
+    )
+    assert set(check_weight_file(f)) >= {"h.0.attn.bias", "h.0.mlp.weight"}
+    save_file({"h.0.mlp.bias": np.ones(2, np.int32)}, f)
+    with pytest.raises(ModelError, match="tensor 'h.0.mlp.bias' is I32"):
+        check_weight_file(f)

@@ -90,3 +90,38 @@ def test_registry_loads_registered_kinds_and_names_unknown_ones(tmp_path):
     (tmp_path / "u" / "rewardkit.json").write_text(json.dumps({"kind": "nope", "format": 1}))
     with pytest.raises(ModelError, match=r"unknown kind 'nope'; known: \[.*'explicit'"):
         load_reward_model(tmp_path / "u")
+
+
+def test_a_02_kind_found_by_its_class_definition_still_loads(tmp_path):
+    """rewardkit 0.2 registered a kind when its class was defined; that still works, with a warning."""
+    from rewardkit.models.registry import KINDS
+
+    class Declared(LengthRM):
+        kind = "test_declared_only"
+
+    Declared.__module__, Declared.__qualname__ = __name__, "DeclaredOnly"
+    globals()["DeclaredOnly"] = Declared
+    from rewardkit.base import DECLARED_KINDS
+
+    DECLARED_KINDS["test_declared_only"] = f"{__name__}:DeclaredOnly"
+    KINDS.pop("test_declared_only", None)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "rewardkit.json").write_text(json.dumps({"kind": "test_declared_only", "format": 1}))
+    with pytest.warns(DeprecationWarning, match="register it: rewardkit.register_kind"):
+        assert isinstance(load_reward_model(tmp_path / "d"), Declared)
+    KINDS["test_broken"] = "no.such.module:Cls"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "rewardkit.json").write_text(json.dumps({"kind": "test_broken", "format": 1}))
+    with pytest.raises(ModelError, match=r"kind 'test_broken': cannot import 'no.such.module:Cls'"):
+        load_reward_model(tmp_path / "b")
+
+
+def test_run_input_scopes_nest_by_identity(tmp_path):
+    from rewardkit.io import protect, protected, run_inputs
+
+    with run_inputs([tmp_path / "a"]) as outer:
+        with run_inputs([tmp_path / "a"]) as inner:  # equal sets: the inner one must leave, not the outer
+            assert inner == outer and inner is not outer
+        protect([tmp_path / "b"])
+        assert (tmp_path / "b").resolve() in outer and (tmp_path / "b").resolve() in protected()
+    assert protected() == set()

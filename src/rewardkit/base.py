@@ -32,6 +32,10 @@ from rewardkit.util import lazy_exports
 
 TiePolicy = Literal["half", "correct", "wrong"]
 
+#: kind -> "module:Class" of every RewardModel subclass defined so far (rewardkit 0.2 registered kinds
+#: this way; :mod:`rewardkit.models.registry` lists its own and falls back to these with a warning)
+DECLARED_KINDS: dict[str, str] = {}
+
 # 0.2's rewardkit.base.load_reward_model, resolved on use (the loader lives above the kinds)
 __getattr__, _ = lazy_exports(__name__, {"load_reward_model": "rewardkit.models.registry"})
 
@@ -103,6 +107,9 @@ class RewardModel(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if isinstance(kind, str):  # 0.2 found kinds this way; the registry reads it as a fallback
+            DECLARED_KINDS.setdefault(kind, f"{cls.__module__}:{cls.__qualname__}")
         if cls.score_texts is RewardModel.score_texts and cls.score is not RewardModel.score:
             warnings.warn(
                 f"{cls.__name__} implements score(prompts, responses), rewardkit 0.2's hook: implement "

@@ -66,6 +66,9 @@ def check_model_folder(path: str | os.PathLike, what: str = "model", weights: bo
 
 #: Parameter names (their last part) whose tensors a model's float weights are stored in.
 PARAMETER_SUFFIXES = ("weight", "bias")
+#: Causal-mask buffers older transformers saved (GPT-2 ``attn.bias``, GPT-NeoX ``attention.bias``,
+#: GPT-J / Neo ``masked_bias``), boolean or uint8; transformers ignores them when loading.
+MASK_BUFFERS = ("attn.bias", "attention.bias", "masked_bias")
 
 
 def check_weight_file(file: Path) -> dict:
@@ -76,7 +79,11 @@ def check_weight_file(file: Path) -> dict:
 
     _, header = read_header(file)
     for k, v in header.items():
-        if k != "__metadata__" and k.rsplit(".", 1)[-1] in PARAMETER_SUFFIXES and v["dtype"] not in FLOATS:
+        if k == "__metadata__" or v["dtype"] in (*FLOATS, "F8_E4M3", "F8_E5M2"):
+            continue
+        if k.endswith(MASK_BUFFERS) and v["dtype"] in ("BOOL", "U8"):
+            continue  # older transformers saved attention masks under *.bias names (dropped on load)
+        if k.rsplit(".", 1)[-1] in PARAMETER_SUFFIXES:
             raise ModelError(
                 f"{file}: tensor {k!r} is {v['dtype']}: a model's weights are floating point "
                 f"({', '.join(FLOATS)})"

@@ -37,18 +37,18 @@ _RUN_INPUTS: list[set[Path]] = []  # open scopes (run_inputs), innermost last
 def run_inputs(paths: Iterable[str | os.PathLike | None] = ()):
     """A scope (a CLI command) whose inputs no write may touch: ``paths`` and whatever loaders
     :func:`protect` while it is open. Yields the set of resolved paths."""
-    scope = {Path(p).resolve() for p in paths if p is not None}
+    scope = {Path(p).resolve() for p in paths if p}
     _RUN_INPUTS.append(scope)
     try:
         yield scope
-    finally:
-        _RUN_INPUTS.remove(scope)
+    finally:  # by identity: scopes that protect() filled alike compare equal
+        del _RUN_INPUTS[next(i for i, x in enumerate(_RUN_INPUTS) if x is scope)]
 
 
 def protect(paths: Iterable[str | os.PathLike | None]) -> None:
     """Add ``paths`` (resolved) to the inputs of every open :func:`run_inputs` scope (none: no-op)."""
     if _RUN_INPUTS:
-        resolved = {Path(p).resolve() for p in paths if p is not None}
+        resolved = {Path(p).resolve() for p in paths if p}
         for scope in _RUN_INPUTS:
             scope.update(resolved)
 

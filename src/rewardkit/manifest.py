@@ -185,7 +185,7 @@ def model_dependencies(path: str | os.PathLike, base_model: str | os.PathLike | 
             continue
         out.append(resolved)
         manifest = read_manifest(folder) or {}
-        if override is not None:
+        if override:
             out.append(Path(override).resolve())
         elif manifest.get("base_model"):
             out.append(named_folder(folder, "base_model", manifest["base_model"]))
@@ -195,8 +195,9 @@ def model_dependencies(path: str | os.PathLike, base_model: str | os.PathLike | 
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ModelError(f"{folder / 'adapter_config.json'}: invalid JSON ({e})") from None
             base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
-            if isinstance(base, str) and base:
-                out.append(named_folder(folder, "base_model_name_or_path", base))
+            if isinstance(base, str) and base and "\0" not in base:
+                # HF's field, not rewardkit's: relative to the working directory, as peft reads it
+                out.append(Path(base).resolve())
         if manifest.get("reference"):
             out.append(named_folder(folder, "reference", manifest["reference"]))
         for name in manifest.get("members") or ():

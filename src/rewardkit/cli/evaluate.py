@@ -99,7 +99,7 @@ def _suite_eval(
     if len({Path(o).resolve() for o in paths}) < len(paths):
         raise RewardkitError("--json, --markdown and --per-example must be different files")
     for out in paths:
-        check_file_output(out, inputs, force)
+        check_file_output(out, inputs, force, load["base_model"])
     suite_data = load_suite(suite, data, on_error=on_error)  # before loading any model
     rms = {}
     for name, rm in _named_rms(rm_specs, dpo, **load).items():
@@ -215,7 +215,7 @@ def eval_cmd(
     if len({Path(o).resolve() for o in outs}) < len(outs):
         raise RewardkitError("--json, --markdown and --plot must be different files")
     for out in outs:
-        check_file_output(out, inputs, force)
+        check_file_output(out, inputs, force, base_model)
     pairs = load_preferences(data, on_error=on_error)
     rms = _named_rms(
         rm_specs,

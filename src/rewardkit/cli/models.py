@@ -37,7 +37,7 @@ def ensemble(sources, out, aggregation, lam, weights, normalize, calibration, ba
     from rewardkit.io import check_distinct
 
     check_distinct(sources, "ensemble member")
-    check_dir_output(out, [*sources, calibration, base_model], force)
+    check_dir_output(out, [*sources, calibration, base_model], force, base_model)
     if normalize == "zscore" and not calibration:
         raise click.UsageError("--normalize zscore needs --calibration FILE")
     if aggregation == "weighted" and weights is None:
@@ -85,7 +85,7 @@ def merge(sources, out, weights, dtype, shard_size, config_file, base_model, for
     fields.update({k: v for k, v in flags.items() if v is not None})
     config = MergeConfig(**fields)
     check_distinct(config.sources, "merge source")
-    check_dir_output(config.out, [*config.sources, config_file, base_model], force)
+    check_dir_output(config.out, [*config.sources, config_file, base_model], force, base_model)
     import yaml
 
     path = weight_average(

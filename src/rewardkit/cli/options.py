@@ -208,29 +208,30 @@ def refuse_existing(path: str | None, force: bool) -> None:
     refuse(path, force)
 
 
-def run_inputs_of(inputs: list) -> list:
+def run_inputs_of(inputs: list, base_model: str | None = None) -> list:
     """The inputs of a run: the paths given, and for each model folder among them every folder it
     depends on (LoRA base, DPO reference, ensemble members: :func:`rewardkit.manifest.model_dependencies`).
-    They are protected for the rest of the command, whatever later loads."""
+    They are protected for the rest of the command, whatever later loads. ``base_model``: the
+    ``--base-model`` that replaces the base a LoRA model records."""
     from rewardkit.io import protect
     from rewardkit.manifest import model_dependencies
 
     out = []
     for raw in inputs:
-        if raw is None:
+        if not raw:
             continue
         p = Path(raw)
-        out += model_dependencies(p) if p.is_dir() else [p]
+        out += model_dependencies(p, base_model) if p.is_dir() else [p]
     protect(out)
     return out
 
 
-def check_file_output(path: str, inputs: list, force: bool) -> None:
+def check_file_output(path: str, inputs: list, force: bool, base_model: str | None = None) -> None:
     """An output file: not an input (nor a folder an input model depends on), not inside or holding
     one, not a folder, not under a file, and not existing unless ``force``."""
     from rewardkit.io import check_output, check_parent
 
-    check_output(path, run_inputs_of(inputs))
+    check_output(path, run_inputs_of(inputs, base_model))
     p = Path(path)
     if p.is_dir():
         raise RewardkitError(f"{path}: is a folder, expected a file path for the output")
@@ -238,12 +239,12 @@ def check_file_output(path: str, inputs: list, force: bool) -> None:
     refuse_existing(path, force)
 
 
-def check_dir_output(path: str, inputs: list, force: bool) -> None:
+def check_dir_output(path: str, inputs: list, force: bool, base_model: str | None = None) -> None:
     """An output folder: not an input (nor a folder an input model depends on), not inside or holding
     one, not under a file, and not existing unless ``force``."""
     from rewardkit.io import check_output, check_parent
 
-    check_output(path, run_inputs_of(inputs))
+    check_output(path, run_inputs_of(inputs, base_model))
     p = Path(path)
     if p.exists() and not p.is_dir() and not force:
         raise RewardkitError(

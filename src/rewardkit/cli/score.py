@@ -116,7 +116,7 @@ def score(
             raise click.UsageError("give either --rm or --server, not both")
         rm_dir = server
     local = None if is_url(rm_dir) else rm_dir
-    check_file_output(out, [data, local, dpo["policy"], dpo["reference"], base_model], force)
+    check_file_output(out, [data, local, dpo["policy"], dpo["reference"], base_model], force, base_model)
     pairs = load_preferences(data, on_error=on_error)
     rank, size, device = init_distributed()  # under torchrun: each rank scores pairs rank, rank+size, ...
     rm = load_rm(

@@ -97,7 +97,7 @@ def weight_average(
     if len(srcs) < 2:
         raise ModelError("weight averaging needs at least 2 models")
     check_distinct(srcs, "merge source")
-    inputs = [d for s in srcs for d in model_dependencies(s)] + [base_model]
+    inputs = [d for s in srcs for d in model_dependencies(s, base_model)] + [base_model]
     protect(inputs)
     check_output(out, inputs, "merge output")
     refuse_existing(out, force)

@@ -90,6 +90,7 @@ def load_causal_lm(
                 f"{path}: LoRA adapter needs its base model, not found at {base!r} (pass --base-model PATH)"
             )
         check_model_folder(base, "base model")
+        protect([base])  # the base actually loaded (an override or the adapter's own record)
         check_base(path, fingerprint, base, required=fingerprint_required)
         model, report = hf_load(AutoModelForCausalLM.from_pretrained, base, "base model", **load)
         check_load_report(report, base)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-from rewardkit.base import RewardModel
+from rewardkit.base import DECLARED_KINDS, RewardModel
 from rewardkit.errors import ModelError
 from rewardkit.io import protect
 from rewardkit.manifest import MANIFEST, model_dependencies, reward_model_manifest
@@ -51,12 +52,26 @@ def kind_class(kind: str, where: str | os.PathLike = "") -> type[RewardModel]:
     """The class of ``kind`` (its module imported now); unknown kinds are a one-line error."""
     if kind not in KINDS:
         _read_entry_points()
+    if kind not in KINDS and kind in DECLARED_KINDS:
+        warnings.warn(
+            f"reward model kind {kind!r} was found by its class definition, as rewardkit 0.2 did; "
+            f"register it: rewardkit.register_kind({kind!r}, {DECLARED_KINDS[kind]!r})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        KINDS[kind] = DECLARED_KINDS[kind]
     if kind not in KINDS:
         raise ModelError(f"{where}: unknown kind {kind!r}; known: {sorted(KINDS)}")
-    module, _, name = KINDS[kind].partition(":")
-    cls = getattr(importlib.import_module(module), name)
+    target = KINDS[kind]
+    module, _, name = target.partition(":")
+    try:
+        cls = importlib.import_module(module)
+        for part in name.split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ModelError(f"kind {kind!r}: cannot import {target!r} ({type(e).__name__}: {e})") from None
     if not (isinstance(cls, type) and issubclass(cls, RewardModel)):
-        raise ModelError(f"kind {kind!r}: {KINDS[kind]} is not a RewardModel class")
+        raise ModelError(f"kind {kind!r}: {target} is not a RewardModel class")
     return cls
 
 
