@@ -369,3 +369,20 @@ def test_bench_shift_ci_preset_end_to_end(tmp_path):
     with pytest.raises(SystemExit):  # never overwrites without --force
         main(["bench", "shift", "--preset", "ci", "--out", str(out)])
     assert os.path.exists(out / "report.json")
+
+
+def test_the_proxies_scoring_dtype_comes_from_the_preset_or_the_flag(monkeypatch):
+    """The cpu preset scores in auto (bf16 on a CPU with hardware bf16), the ci preset in float32, and
+    --dtype overrides either; the resolved precision follows the machine's rule."""
+    import rewardkit.checkpoints as ck
+    from rewardkit.bench.hacking_config import resolve_hacking_config
+
+    assert resolve_config("cpu").dtype == "auto" and resolve_config("ci").dtype == "float32"
+    assert resolve_config("cpu", None, {"dtype": "float32"}).dtype == "float32"
+    assert resolve_hacking_config("ci", None, {"dtype": "bfloat16"}).scoring_dtype() == "bfloat16"
+    monkeypatch.setattr(ck, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert resolve_config("cpu").scoring_dtype() == "bfloat16"
+    assert resolve_config("cpu").dpo_training(0, False).dtype == "bfloat16"
+    monkeypatch.setattr(ck, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_config("cpu").scoring_dtype() == "float32"
