@@ -372,8 +372,8 @@ def test_bench_shift_ci_preset_end_to_end(tmp_path):
 
 
 def test_the_proxies_scoring_dtype_comes_from_the_preset_or_the_flag(monkeypatch):
-    """The cpu preset scores in auto (bf16 on a CPU with hardware bf16), the ci preset in float32, and
-    --dtype overrides either; the resolved precision follows the machine's rule."""
+    """The cpu preset trains and scores in auto (bf16 on a CPU with hardware bf16), the ci preset in
+    float32, and --dtype overrides either; the resolved precision follows the machine's rule."""
     import rewardkit.checkpoints as ck
     from rewardkit.bench.hacking_config import resolve_hacking_config
 
@@ -382,7 +382,10 @@ def test_the_proxies_scoring_dtype_comes_from_the_preset_or_the_flag(monkeypatch
     assert resolve_hacking_config("ci", None, {"dtype": "bfloat16"}).scoring_dtype() == "bfloat16"
     monkeypatch.setattr(ck, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert resolve_config("cpu").scoring_dtype() == "bfloat16"
+    assert resolve_config("cpu").scoring_dtype() == "bfloat16" and resolve_config("cpu").training_bf16()
     assert resolve_config("cpu").dpo_training(0, False).dtype == "bfloat16"
+    assert resolve_config("cpu").dpo_training(0, False).bf16 is True
+    assert not resolve_config("ci").training_bf16() and resolve_config("ci").dpo_training(0, False).bf16 is False
+    assert not resolve_config("cpu", None, {"dtype": "float16"}).training_bf16()  # fp16 scoring, fp32 training
     monkeypatch.setattr(ck, "cpu_has_fast_bf16", lambda: False)
-    assert resolve_config("cpu").scoring_dtype() == "float32"
+    assert resolve_config("cpu").scoring_dtype() == "float32" and not resolve_config("cpu").training_bf16()

@@ -100,8 +100,8 @@ class ProxyTraining(BaseModel):
     n_boot: int = Field(2000, ge=100)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "float32",
-        description="precision the proxies are scored in (training stays float32): auto = bfloat16 on "
-        "a GPU or a CPU with hardware bf16 matmuls (see docs/scoring.md)",
+        description="precision the proxies are trained (bfloat16: bf16 autocast) and scored in: auto = "
+        "bfloat16 on a GPU or a CPU with hardware bf16 matmuls (docs/scoring.md, docs/training.md)",
     )
     keep_models: bool = Field(False, description="keep the trained model folders under out/models")
     progress: bool = True
@@ -122,6 +122,11 @@ class ProxyTraining(BaseModel):
 
         return dtype_name(resolve_dtype(self.dtype, resolve_device(None)))
 
+    def training_bf16(self) -> bool:
+        """Whether the proxies train with bf16 autocast: where they score in bfloat16 (float16
+        training, which needs loss scaling, is not offered: float16 scoring trains in float32)."""
+        return self.scoring_dtype() == "bfloat16"
+
     def dpo_training(self, seed: int, progress: bool):
         """The DPO policy's training config (the DPORM): the dpo budget, beta, the shared sequence
         settings, ``seed`` for the run and the data order."""
@@ -130,6 +135,7 @@ class ProxyTraining(BaseModel):
         return DPOTrainingConfig(
             **self.dpo.model_dump(),
             dtype=self.scoring_dtype(),
+            bf16=self.training_bf16(),
             beta=self.beta,
             lora_r=self.lora_r,
             max_length=self.max_length,
@@ -211,6 +217,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "drop_long": False,
         "seeds": [0, 1, 2],
         "members": 3,
+        "dtype": "auto",
         **GPU_TRAINING,
     },
 }

@@ -154,7 +154,12 @@ def run_hacking_benchmark(
     if config.dporm:
         per_setup += config.dpo.epochs * n_train + n_train / 3 + 2 * score.units
     progress = Progress(per_setup * len(SETUPS), log)
-    common = {"lora_r": config.lora_r, "max_length": config.max_length, "chat_template": config.chat_template}
+    common = {
+        "lora_r": config.lora_r,
+        "max_length": config.max_length,
+        "chat_template": config.chat_template,
+        "bf16": config.training_bf16(),
+    }
     setups: dict[str, Any] = {}
     scored: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
 

@@ -113,6 +113,7 @@ HACKING_PRESETS: dict[str, dict[str, Any]] = {
         "k": 256,
         "max_length": 1024,
         "members": 6,
+        "dtype": "auto",
         **GPU_TRAINING,
         "max_new_tokens": 256,
         "temperature": 0.7,

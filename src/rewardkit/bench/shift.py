@@ -274,6 +274,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
             fields = {
                 **config.exrm.model_dump(),
                 "lora_r": config.lora_r,
+                "bf16": config.training_bf16(),
                 "max_length": config.max_length,
                 "chat_template": config.chat_template,
                 "seed": seed,

@@ -19,9 +19,10 @@ from rewardkit.cli.options import (
 
 
 def training_bf16(dtype: str) -> bool | None:
-    """The ``bf16`` (autocast) config field a ``--dtype`` gives: ``auto`` leaves the config's rule (bf16
-    on a GPU that supports it; on CPU fp32, since a LoRA step on the demo model measured no faster
-    in bf16, docs/scoring.md); ``float16`` training is not offered (it needs loss scaling)."""
+    """The ``bf16`` (autocast) config field a ``--dtype`` gives: ``auto`` leaves it to a YAML config's
+    ``bf16``, else to :func:`~rewardkit.train.pairs.auto_bf16` (bf16 where ``auto`` scores in bf16:
+    a GPU with native bf16, a CPU with hardware bf16 matmuls); ``float16`` training is not offered
+    (it needs loss scaling)."""
     if dtype == "float16":
         raise click.UsageError("--dtype float16 is not offered for training (use bfloat16 or float32)")
     return None if dtype == "auto" else dtype == "bfloat16"
@@ -116,10 +117,10 @@ def _run(kind: str, flags: dict, seeds: dict, extra: dict | None = None) -> None
 
         what = "DPO implicit reward model"
     config = Config(**fields)
-    if config.bf16 is None:  # record the precision the run used, not the rule
-        from rewardkit.train.pairs import use_bf16
+    if config.bf16 is None:  # --dtype auto: the machine's rule, recorded as the precision the run used
+        from rewardkit.train.pairs import auto_bf16
 
-        config = config.model_copy(update={"bf16": use_bf16(config)})
+        config = config.model_copy(update={"bf16": auto_bf16()})
     train_pairs = load_preferences(data, on_error=on_error)
     eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
     rm = train_fn(

@@ -40,10 +40,12 @@ from rewardkit.train.pairs import (
     PairDataset,
     PairTrainer,
     fresh_checkpoints,
+    longest,
     prepare_run_dir,
     train_phase,
     use_bf16,
 )
+from rewardkit.train.precision import attention_for, cpu_bf16, frozen_weights_in
 
 logger = logging.getLogger(__name__)
 
@@ -146,28 +148,33 @@ def train_dpo(
         [PairDataset(eval_pairs, formatter, boundary=True)] if eval_pairs else []
     )
     bf16 = use_bf16(config)
-    ref_model = load_causal_lm(reference, device, torch.float32) if reference is not None else policy
-    for ds in datasets:
-        _add_reference_logprobs(ds, ref_model, tok.pad_token_id, device, bf16)
-    del ref_model
-    module = PolicyModule(policy).train()
-    root = fresh_checkpoints(out, config, force, resume)
-    trainer = train_phase(
-        DPOTrainer,
-        module,
-        config,
-        output_dir=root,
-        epochs=config.epochs,
-        lr=config.lr,
-        train_dataset=datasets[0],
-        eval_dataset=datasets[1] if eval_pairs else None,
-        tokenizer=tok,
-        callbacks=callbacks,
-        resume=resume,
-        beta=config.beta,
-        loss_type=config.loss,
-        label_smoothing=config.label_smoothing,
-    )
+    # one precision for the reference pass and training: on CPU in bf16 the frozen weights are stored
+    # in bf16 and short runs attend eagerly, from the reference pass to the end of training
+    # (train/precision.py)
+    on_cpu, n = cpu_bf16(bf16, device), max(longest(ds) for ds in datasets)
+    with frozen_weights_in(policy, torch.bfloat16, on_cpu), attention_for(policy, n, on_cpu):
+        ref_model = load_causal_lm(reference, device, torch.float32) if reference is not None else policy
+        separate = on_cpu and ref_model is not policy
+        with frozen_weights_in(ref_model, torch.bfloat16, separate), attention_for(ref_model, n, separate):
+            for ds in datasets:
+                _add_reference_logprobs(ds, ref_model, tok.pad_token_id, device, bf16)
+        del ref_model
+        trainer = train_phase(
+            DPOTrainer,
+            PolicyModule(policy).train(),
+            config,
+            output_dir=fresh_checkpoints(out, config, force, resume),
+            epochs=config.epochs,
+            lr=config.lr,
+            train_dataset=datasets[0],
+            eval_dataset=datasets[1] if eval_pairs else None,
+            tokenizer=tok,
+            callbacks=callbacks,
+            resume=resume,
+            beta=config.beta,
+            loss_type=config.loss,
+            label_smoothing=config.label_smoothing,
+        )
     policy.eval()
     ref_path = (
         str(Path(reference).resolve())

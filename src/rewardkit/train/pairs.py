@@ -24,6 +24,7 @@ from rewardkit.errors import DataError, ModelError, RewardkitError
 from rewardkit.io import refuse_existing
 from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding
 from rewardkit.templating import Encoded, Formatter
+from rewardkit.train.precision import attention_for, cpu_bf16, frozen_weights_in
 from rewardkit.util import show_progress
 
 logger = logging.getLogger(__name__)
@@ -323,8 +324,18 @@ def train_phase(
             callbacks=list(callbacks or []),
             **loss_settings,
         )
-        run_phase(trainer, output_dir, resume)
+        # a bf16 run on CPU: frozen weights in bf16, eager attention for short sequences (train/precision.py)
+        on_cpu = cpu_bf16(args.bf16, args.device)
+        with frozen_weights_in(module, torch.bfloat16, on_cpu), attention_for(module, longest(train_dataset), on_cpu):
+            run_phase(trainer, output_dir, resume)
     return trainer
+
+
+def longest(ds: Dataset) -> int:
+    """The longest sequence (tokens) of a :class:`PairDataset` (another dataset: unknown, a large number)."""
+    if not isinstance(ds, PairDataset) or not ds.items:
+        return 2**31
+    return max(len(it[k].ids) for it in ds.items for k in ("chosen", "rejected"))
 
 
 def margin_metrics(eval_pred) -> dict[str, float]:
@@ -333,10 +344,18 @@ def margin_metrics(eval_pred) -> dict[str, float]:
 
 
 def use_bf16(config: Any) -> bool:
-    """bf16 autocast: as the config says, else on CUDA when the GPU supports it."""
+    """bf16 autocast: as the config says, else on CUDA when the GPU supports it (the Python default)."""
     if config.bf16 is not None:
         return config.bf16
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def auto_bf16() -> bool:
+    """``--dtype auto`` for training: bf16 autocast wherever ``dtype="auto"`` scores in bfloat16 (a GPU
+    that computes it natively, a CPU with hardware bf16 matmuls); docs/training.md has the measurements."""
+    from rewardkit.checkpoints import resolve_device, resolve_dtype
+
+    return resolve_dtype("auto", resolve_device(None)) == torch.bfloat16
 
 
 def training_arguments(
