@@ -148,3 +148,11 @@ def test_rewardbench_example(tmp_path):
         "rewardbench2.jsonl",
         "rewardbench.md",
     }
+
+
+def test_train_bf16_example():
+    r = _load("train_bf16").main([])
+    assert isinstance(r["auto_trains_in_bf16_here"], bool)
+    # both precisions learn the synthetic task, to the same held-out accuracy within a few pairs
+    assert r["float32_held_out_accuracy"] > 0.8 and r["bf16_held_out_accuracy"] > 0.8
+    assert abs(r["bf16_held_out_accuracy"] - r["float32_held_out_accuracy"]) <= 0.05
