@@ -85,6 +85,39 @@ def compare(load, variants, texts, warm, n_pairs: int, repeats: int) -> dict:
     return out
 
 
+def cli_seconds(model: Path, data: Path, out: Path, dtype: str) -> float:
+    """Wall time of one ``rewardkit score --rm MODEL --data DATA --dtype DTYPE`` process."""
+    import subprocess
+
+    cmd = ["rewardkit", "score", "--rm", str(model), "--data", str(data), "--out", str(out), "--dtype", dtype, "--force"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def cli_compare(model: Path, pairs, folder: Path, dtypes: list[str], repeats: int) -> dict:
+    """``rewardkit score`` per dtype on ``pairs``, start-up subtracted (the time of a 1-pair run of
+    the same command, same dtype, is taken off), decisions compared with float32's output."""
+    import json
+
+    from rewardkit.data import PreferenceDataset
+
+    data, one = folder / "pairs.jsonl", folder / "one.jsonl"
+    PreferenceDataset(list(pairs)).save_jsonl(data)
+    PreferenceDataset(list(pairs[:1])).save_jsonl(one)
+    out, ref = {}, None
+    for dtype in dtypes:
+        full = min(cli_seconds(model, data, folder / f"{dtype}.jsonl", dtype) for _ in range(repeats))
+        start = min(cli_seconds(model, one, folder / f"{dtype}-1.jsonl", dtype) for _ in range(repeats))
+        rows = [json.loads(line) for line in (folder / f"{dtype}.jsonl").read_text().splitlines()]
+        r = np.array([x["chosen"] for x in rows] + [x["rejected"] for x in rows], dtype=np.float64)
+        ref = r if ref is None else ref
+        out[dtype] = {"seconds_total": full, "seconds_one_pair": start, "seconds": full - start, **agreement(ref, r, len(rows))}
+        out[dtype]["speedup_vs_first"] = out[dtypes[0]]["seconds"] / out[dtype]["seconds"]
+        print("cli", model.name, dtype, {k: round(v, 4) if isinstance(v, float) else v for k, v in out[dtype].items()}, flush=True)
+    return out
+
+
 def build_models(folder: Path, path: Path, lora_std: float) -> tuple[Path, Path]:
     """A LoRA explicit RM and a LoRA DPO policy on the demo model, saved in fp32 under ``folder``."""
     from rewardkit import BradleyTerryRM
@@ -113,6 +146,7 @@ def main() -> None:
     ap.add_argument("--dpo", default=None, help="a trained DPO policy folder (default: random LoRA policy)")
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--lora-std", type=float, default=0.002, help="std of the random policy's LoRA B")
+    ap.add_argument("--cli", action="store_true", help="also time `rewardkit score --dtype float32 / auto`")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "dtype.json"))
     args = ap.parse_args()
     if not DATA.is_file():
@@ -153,6 +187,11 @@ def main() -> None:
 
         res["explicit"] = compare(load_explicit, variants, texts, warm, args.pairs, args.repeats)
         res["implicit"] = compare(load_implicit, variants, texts, warm, args.pairs, args.repeats)
+        if args.cli:
+            res["cli"] = {}
+            for kind, model in (("explicit", explicit), ("implicit", policy)):
+                if (model / "rewardkit.json").is_file():  # a folder `rewardkit score --rm` loads
+                    res["cli"][kind] = cli_compare(model, pairs, Path(tmp), ["float32", "auto"], args.repeats)
     res["targets"] = {"bfloat16 speedup_vs_float32": ">= 2.0", "bfloat16 decision_agreement": "1.0"}
     save_results(args.out, res)
 
