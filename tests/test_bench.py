@@ -385,7 +385,8 @@ def test_the_proxies_scoring_dtype_comes_from_the_preset_or_the_flag(monkeypatch
     assert resolve_config("cpu").scoring_dtype() == "bfloat16" and resolve_config("cpu").training_bf16()
     assert resolve_config("cpu").dpo_training(0, False).dtype == "bfloat16"
     assert resolve_config("cpu").dpo_training(0, False).bf16 is True
-    assert not resolve_config("ci").training_bf16() and resolve_config("ci").dpo_training(0, False).bf16 is False
-    assert not resolve_config("cpu", None, {"dtype": "float16"}).training_bf16()  # fp16 scoring, fp32 training
+    # otherwise the trainers' default (bf16 on a CUDA GPU, float32 on CPU); never fp16 training
+    assert resolve_config("ci").training_bf16() is None and resolve_config("ci").dpo_training(0, False).bf16 is None
+    assert resolve_config("cpu", None, {"dtype": "float16"}).training_bf16() is None
     monkeypatch.setattr(ck, "cpu_has_fast_bf16", lambda: False)
-    assert resolve_config("cpu").scoring_dtype() == "float32" and not resolve_config("cpu").training_bf16()
+    assert resolve_config("cpu").scoring_dtype() == "float32" and resolve_config("cpu").training_bf16() is None

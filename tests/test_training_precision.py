@@ -15,14 +15,16 @@ from rewardkit.train.precision import EAGER_MAX_TOKENS, attention_for, cpu_bf16,
 
 
 class _Dtypes(TrainerCallback):
-    """The dtypes of the model's frozen and trainable floating-point parameters at each step."""
+    """The dtypes of the model's frozen linear weights and of its trainable parameters at each step."""
 
     def __init__(self):
         self.seen: list[tuple[set, set]] = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        ps = [p for p in model.parameters() if p.is_floating_point()]
-        self.seen.append(({p.dtype for p in ps if not p.requires_grad}, {p.dtype for p in ps if p.requires_grad}))
+        from rewardkit.train.precision import _castable
+
+        trainable = {p.dtype for p in model.parameters() if p.requires_grad}
+        self.seen.append(({p.dtype for p in _castable(model)}, trainable))  # frozen linear weights
         self.attention = _impls(model)
 
 
@@ -33,17 +35,24 @@ def _lora_lm(tiny_lm):
     return add_lora(load_causal_lm(tiny_lm, "cpu", torch.float32), 4, None, 0.0, task="CAUSAL_LM", seed=0)
 
 
-def test_frozen_weights_in_casts_frozen_only_and_gives_the_originals_back(tiny_lm):
+def test_frozen_weights_in_casts_frozen_linear_weights_only_and_gives_the_originals_back(tiny_lm):
     model = _lora_lm(tiny_lm)
     frozen = {n: p.data for n, p in model.named_parameters() if not p.requires_grad}
     trainable = {n: p.data for n, p in model.named_parameters() if p.requires_grad}
-    assert frozen and trainable
+    linear = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    castable = {n for n in frozen if n.rsplit(".", 1)[0] in linear} - {"base_model.model.lm_head.weight"}
+    assert frozen and trainable and castable and len(castable) < len(frozen)
     with frozen_weights_in(model, torch.bfloat16) as n_cast:
-        assert n_cast == len(frozen)
+        assert n_cast == len(castable)
         for n, p in model.named_parameters():
-            assert p.dtype == (torch.float32 if p.requires_grad else torch.bfloat16), n
-            if not p.requires_grad:  # the same values, rounded
+            # embeddings (the LM head is tied to them here) and norms keep float32: the residual stream too
+            assert p.dtype == (torch.bfloat16 if n in castable else torch.float32), n
+            if n in castable:  # the same values, rounded
                 torch.testing.assert_close(p.data.float(), frozen[n], atol=0, rtol=2**-8)
+        ids = torch.randint(5, model.config.vocab_size, (1, 6))
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+            hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
+        assert {h.dtype for h in hidden} == {torch.float32}  # the residual stream keeps float32
     for n, p in model.named_parameters():
         original = (frozen | trainable)[n]  # the very storage, not a copy back from bf16
         assert p.dtype == torch.float32 and p.data_ptr() == original.data_ptr()
@@ -52,6 +61,45 @@ def test_frozen_weights_in_casts_frozen_only_and_gives_the_originals_back(tiny_l
     assert all(p.dtype == torch.float32 for p in model.parameters())
     with frozen_weights_in(model, torch.bfloat16, enabled=False) as n_cast:
         assert n_cast == 0 and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_checkpoints_of_a_bf16_cpu_run_hold_the_original_weights(tiny_lm, synthetic_split, tmp_path):
+    """A linear-probe phase freezes the backbone, which a bf16 CPU run holds in bf16: its checkpoints
+    still hold the float32 weights (and config), as a float32 run's would."""
+    import json
+
+    from safetensors import safe_open
+
+    train, _ = synthetic_split
+    out = tmp_path / "rm"
+    train_reward_model(
+        tiny_lm, train[:64], out=out, epochs=1, lp_epochs=1, lr=1e-3, batch_size=16, bf16=True,
+        save_checkpoints=True, logging_steps=10**6, progress=False,
+    )
+    files = sorted((out / "checkpoints" / "linear-probe").glob("checkpoint-*/model.safetensors"))
+    assert files
+    with safe_open(str(files[-1]), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dtypes == {"F32"}
+    assert json.loads((files[-1].parent / "config.json").read_text()).get("dtype") in (None, "float32")
+
+
+def test_dpo_eval_longer_than_the_eager_limit_keeps_one_attention(tiny_lm, synthetic_split, monkeypatch):
+    """Train sequences under the eager-attention limit, eval sequences over it: the reference pass and
+    training decide by the same (longest of both) length, so step 0's log-ratios are still exactly 0."""
+    import rewardkit.train.precision as precision
+    from rewardkit.data import PreferenceDataset, PreferencePair
+
+    train, test = synthetic_split
+    long_eval = PreferenceDataset(
+        [PreferencePair(p.prompt, p.chosen * 6, p.rejected * 6) for p in test[:8]]
+    )
+    monkeypatch.setattr(precision, "EAGER_MAX_TOKENS", 40)  # above the train pairs, below the eval ones
+    rm = train_dpo(
+        tiny_lm, train[:16], eval_data=long_eval, epochs=1, lr=1e-3, beta=0.1, batch_size=8, lora_r=4,
+        bf16=True, dtype="float32", logging_steps=1, progress=False, max_length=256,
+    )
+    assert rm.training_info["first_loss"] == pytest.approx(math.log(2), abs=1e-6)
 
 
 def _impls(model) -> set[str]:

@@ -100,8 +100,9 @@ class ProxyTraining(BaseModel):
     n_boot: int = Field(2000, ge=100)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "float32",
-        description="precision the proxies are trained (bfloat16: bf16 autocast) and scored in: auto = "
-        "bfloat16 on a GPU or a CPU with hardware bf16 matmuls (docs/scoring.md, docs/training.md)",
+        description="precision the proxies are scored in; where it is bfloat16 they also train in bf16 "
+        "autocast (else the trainers' default: bf16 on CUDA, float32 on CPU): auto = bfloat16 on a GPU "
+        "or a CPU with hardware bf16 matmuls (docs/scoring.md, docs/training.md)",
     )
     keep_models: bool = Field(False, description="keep the trained model folders under out/models")
     progress: bool = True
@@ -122,10 +123,11 @@ class ProxyTraining(BaseModel):
 
         return dtype_name(resolve_dtype(self.dtype, resolve_device(None)))
 
-    def training_bf16(self) -> bool:
-        """Whether the proxies train with bf16 autocast: where they score in bfloat16 (float16
-        training, which needs loss scaling, is not offered: float16 scoring trains in float32)."""
-        return self.scoring_dtype() == "bfloat16"
+    def training_bf16(self) -> bool | None:
+        """The proxies' ``bf16`` training field: True (bf16 autocast) where they score in bfloat16;
+        otherwise None, the trainers' default (bf16 autocast on a CUDA GPU that supports it, float32
+        on CPU). float16 training, which needs loss scaling, is not offered."""
+        return True if self.scoring_dtype() == "bfloat16" else None
 
     def dpo_training(self, seed: int, progress: bool):
         """The DPO policy's training config (the DPORM): the dpo budget, beta, the shared sequence

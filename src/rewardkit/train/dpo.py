@@ -151,9 +151,13 @@ def train_dpo(
     # one precision for the reference pass and training: on CPU in bf16 the frozen weights are stored
     # in bf16 and short runs attend eagerly, from the reference pass to the end of training
     # (train/precision.py)
-    on_cpu, n = cpu_bf16(bf16, device), max(longest(ds) for ds in datasets)
+    on_cpu, n = cpu_bf16(bf16, device), longest(*datasets)  # train_phase's rule: train and eval
     with frozen_weights_in(policy, torch.bfloat16, on_cpu), attention_for(policy, n, on_cpu):
-        ref_model = load_causal_lm(reference, device, torch.float32) if reference is not None else policy
+        ref_model = (
+            load_causal_lm(reference, device, torch.float32).requires_grad_(False)  # inference only
+            if reference is not None
+            else policy
+        )
         separate = on_cpu and ref_model is not policy
         with frozen_weights_in(ref_model, torch.bfloat16, separate), attention_for(ref_model, n, separate):
             for ds in datasets:

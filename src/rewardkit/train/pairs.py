@@ -24,7 +24,7 @@ from rewardkit.errors import DataError, ModelError, RewardkitError
 from rewardkit.io import refuse_existing
 from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding
 from rewardkit.templating import Encoded, Formatter
-from rewardkit.train.precision import attention_for, cpu_bf16, frozen_weights_in
+from rewardkit.train.precision import attention_for, cpu_bf16, frozen_weights_in, original_weights
 from rewardkit.util import show_progress
 
 logger = logging.getLogger(__name__)
@@ -199,7 +199,9 @@ class PairTrainer(Trainer):
         """Checkpoints hold the wrapped HF model (full weights or the LoRA adapter) and the tokenizer."""
         output_dir = output_dir or self.args.output_dir
         os.makedirs(output_dir, exist_ok=True)
-        self.accelerator.unwrap_model(self.model).model.save_pretrained(output_dir, safe_serialization=True)
+        inner = self.accelerator.unwrap_model(self.model).model
+        with original_weights(inner):  # not the bf16 copies of a bf16 CPU run (train/precision.py)
+            inner.save_pretrained(output_dir, safe_serialization=True)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
 
@@ -326,16 +328,23 @@ def train_phase(
         )
         # a bf16 run on CPU: frozen weights in bf16, eager attention for short sequences (train/precision.py)
         on_cpu = cpu_bf16(args.bf16, args.device)
-        with frozen_weights_in(module, torch.bfloat16, on_cpu), attention_for(module, longest(train_dataset), on_cpu):
+        n = longest(train_dataset, eval_dataset)
+        with frozen_weights_in(module, torch.bfloat16, on_cpu), attention_for(module, n, on_cpu):
             run_phase(trainer, output_dir, resume)
     return trainer
 
 
-def longest(ds: Dataset) -> int:
-    """The longest sequence (tokens) of a :class:`PairDataset` (another dataset: unknown, a large number)."""
-    if not isinstance(ds, PairDataset) or not ds.items:
-        return 2**31
-    return max(len(it[k].ids) for it in ds.items for k in ("chosen", "rejected"))
+def longest(*datasets: Dataset | None) -> int:
+    """The longest sequence (tokens) of the :class:`PairDataset` s given (None: skipped; another kind
+    of dataset: unknown, a large number)."""
+    n = 0
+    for ds in datasets:
+        if ds is None:
+            continue
+        if not isinstance(ds, PairDataset):
+            return 2**31
+        n = max([n, *(len(it[k].ids) for it in ds.items for k in ("chosen", "rejected"))])
+    return n
 
 
 def margin_metrics(eval_pred) -> dict[str, float]:

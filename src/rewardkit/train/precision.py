@@ -37,38 +37,80 @@ def cpu_bf16(bf16: bool, device: torch.device | str) -> bool:
 def attention_for(module: torch.nn.Module, longest: int, enabled: bool = True) -> Iterator[int]:
     """Inside the block, every Hugging Face model in ``module`` computes attention eagerly, when
     ``enabled`` and ``longest`` (tokens) is at most ``EAGER_MAX_TOKENS``; each model's own
-    implementation comes back on leaving (it is not part of a saved config). Yields how many models
-    were switched."""
+    implementation comes back on leaving, also after an error (it is not part of a saved config).
+    Yields how many models were switched."""
     from transformers import PreTrainedModel
 
     switched: list[tuple[PreTrainedModel, str]] = []
-    if enabled and longest <= EAGER_MAX_TOKENS:
-        for m in module.modules():
-            impl = getattr(m.config, "_attn_implementation", None) if isinstance(m, PreTrainedModel) else None
-            if impl is not None and impl != "eager":
-                switched.append((m, impl))
-        for m, _ in switched:
-            m.set_attn_implementation("eager")
     try:
+        if enabled and longest <= EAGER_MAX_TOKENS:
+            found = [
+                (m, m.config._attn_implementation)
+                for m in module.modules()
+                if isinstance(m, PreTrainedModel) and getattr(m.config, "_attn_implementation", None)
+            ]
+            for m, impl in found:
+                if impl != "eager":
+                    m.set_attn_implementation("eager")
+                    switched.append((m, impl))
         yield len(switched)
     finally:
         for m, impl in reversed(switched):
             m.set_attn_implementation(impl)
 
 
+#: id(parameter) -> (parameter, its original tensor), for every parameter a ``frozen_weights_in``
+#: block holds in lower precision (read by :func:`original_weights` when a checkpoint is saved)
+_STORED: dict[int, tuple[torch.nn.Parameter, torch.Tensor]] = {}
+
+
+def _castable(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The frozen floating-point weights and biases of ``module``'s linear layers that belong to no
+    other kind of layer: the weights autocast would cast at every forward. Embeddings (also an LM head
+    tied to them) and norm weights stay as they are, so the residual stream keeps its precision."""
+    linear, other = {}, set()
+    for m in module.modules():
+        for p in m.parameters(recurse=False):
+            if isinstance(m, torch.nn.Linear):
+                linear[id(p)] = p
+            else:
+                other.add(id(p))
+    return [p for i, p in linear.items() if i not in other and not p.requires_grad and p.is_floating_point()]
+
+
 @contextlib.contextmanager
 def frozen_weights_in(module: torch.nn.Module, dtype: torch.dtype, enabled: bool = True) -> Iterator[int]:
-    """Store every frozen floating-point parameter of ``module`` in ``dtype`` inside the block, and put
-    the original tensors (same values, same dtype) back on leaving it, also on an error. Trainable
-    parameters are untouched. Yields how many parameters were cast."""
+    """Store the frozen weights of ``module``'s linear layers (:func:`_castable`) in ``dtype`` inside
+    the block, and put the original tensors (same values, same dtype) back on leaving it, also on an
+    error. Trainable parameters, embeddings and norms are untouched. Yields how many were cast."""
     saved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
-    if enabled:
-        for p in module.parameters():  # a tied weight is one parameter, visited once
-            if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
-                saved.append((p, p.data))
-                p.data = p.data.to(dtype)
     try:
+        if enabled:
+            for p in _castable(module):
+                if p.dtype != dtype and id(p) not in _STORED:
+                    saved.append((p, p.data))
+                    _STORED[id(p)] = (p, p.data)
+                    p.data = p.data.to(dtype)
         yield len(saved)
     finally:
         for p, original in saved:
             p.data = original
+            _STORED.pop(id(p), None)
+
+
+@contextlib.contextmanager
+def original_weights(module: torch.nn.Module) -> Iterator[None]:
+    """Inside the block, the parameters of ``module`` that a :func:`frozen_weights_in` block holds in
+    lower precision are their originals again (a checkpoint saved during a bf16 CPU run holds the
+    weights the run started from, not bf16 copies)."""
+    swapped = []
+    for p in module.parameters():
+        entry = _STORED.get(id(p))
+        if entry is not None and entry[0] is p:
+            swapped.append((p, p.data))
+            p.data = entry[1]
+    try:
+        yield
+    finally:
+        for p, low in swapped:
+            p.data = low
