@@ -68,18 +68,18 @@ VARIANTS = {
 
 
 def _attention(module: torch.nn.Module, backend: str | None):
-    """The attention backend of a variant: a context (math SDPA), or the models switched (eager)."""
-    if backend == "eager":
-        from transformers import PreTrainedModel
+    """A variant's attention, as one context around its whole run: eager (the library's switch, for
+    any length), SDPA's math backend (it holds for the backward pass too: the graph records the ops), or
+    SDPA as loaded."""
+    from rewardkit.train.precision import attention_for
 
-        for m in module.modules():
-            if isinstance(m, PreTrainedModel):
-                m.set_attn_implementation("eager")
+    if backend == "eager":
+        return attention_for(module, 0)
     if backend == "math":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        return lambda: sdpa_kernel(SDPBackend.MATH)
-    return nullcontext
+        return sdpa_kernel(SDPBackend.MATH)
+    return nullcontext()
 
 
 def stage_loop(kind: str, base: str, train, args, variant: str) -> dict:
@@ -118,24 +118,12 @@ def stage_loop(kind: str, base: str, train, args, variant: str) -> dict:
     t = time.perf_counter()
     ds = PairDataset(train, formatter, boundary=kind == "dpo")
     tokenise_s, reference_s = time.perf_counter() - t, 0.0
-    attention = _attention(module, backend)
-    with frozen_weights_in(module, torch.bfloat16, base_bf16):
+    with frozen_weights_in(module, torch.bfloat16, base_bf16), _attention(module, backend):
         if kind == "dpo":
-            from rewardkit.logprobs import sequence_logprobs
-            from rewardkit.models.implicit import adapter_disabled
-            from rewardkit.scoring import run_batches
+            from rewardkit.train.dpo import _add_reference_logprobs
 
             t = time.perf_counter()
-            seqs = [it["chosen"] for it in ds.items] + [it["rejected"] for it in ds.items]
-            with adapter_disabled(policy), autocast(), attention():
-                lp = run_batches(
-                    seqs,
-                    lambda b: sequence_logprobs(policy, b.input_ids, b.attention_mask, b.response_start)[0],
-                    pad_id=tok.pad_token_id,
-                    device="cpu",
-                )
-            for i, it in enumerate(ds.items):
-                it["ref_chosen"], it["ref_rejected"] = float(lp[i]), float(lp[len(ds.items) + i])
+            _add_reference_logprobs(ds, policy, tok.pad_token_id, "cpu", bf16)  # autocast as bf16 says
             reference_s = time.perf_counter() - t
         with tempfile.TemporaryDirectory() as scratch:
             targs = training_arguments(cfg, scratch, epochs=1, lr=cfg.lr, has_eval=False)
@@ -157,7 +145,7 @@ def stage_loop(kind: str, base: str, train, args, variant: str) -> dict:
             times["collate"].append(time.perf_counter() - t)
             tokens.append(int(batch["input_ids"].numel()))
             t = time.perf_counter()
-            with autocast(), attention():
+            with autocast():
                 loss = trainer.compute_loss(module, batch)
             times["forward"].append(time.perf_counter() - t)
             t = time.perf_counter()

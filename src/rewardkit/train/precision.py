@@ -12,9 +12,11 @@ model, ``benchmarks/training_profile.py`` (docs/training.md has the tables):
   weights for the backward pass, so longer runs keep the flash kernel: :func:`attention_for`.
 - Under autocast every frozen fp32 weight is cast to bf16 again at every forward (autocast caches
   casts of trainable leaves only); with LoRA that is the whole base model, every step, about 10% of a
-  short-sequence step. On CPU, a bf16 run stores the frozen floating-point weights in bf16 for its
-  duration and puts the original tensors back afterwards: :func:`frozen_weights_in`. (On a GPU this
-  would hold the fp32 originals beside the copies in GPU memory, so it is not done there.)
+  short-sequence step. On CPU, a bf16 run stores the frozen weights of linear layers in bf16 for its
+  duration (embeddings, a tied LM head and norms keep theirs, so the residual stream keeps float32)
+  and puts the original tensors back afterwards: :func:`frozen_weights_in`; checkpoints saved
+  meanwhile hold the originals (:func:`original_weights`). (On a GPU this would hold the fp32
+  originals beside the copies in GPU memory, so it is not done there.)
 """
 
 from __future__ import annotations
@@ -83,19 +85,19 @@ def frozen_weights_in(module: torch.nn.Module, dtype: torch.dtype, enabled: bool
     """Store the frozen weights of ``module``'s linear layers (:func:`_castable`) in ``dtype`` inside
     the block, and put the original tensors (same values, same dtype) back on leaving it, also on an
     error. Trainable parameters, embeddings and norms are untouched. Yields how many were cast."""
-    saved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    cast: list[int] = []  # ids of this block's entries in _STORED
     try:
         if enabled:
             for p in _castable(module):
                 if p.dtype != dtype and id(p) not in _STORED:
-                    saved.append((p, p.data))
                     _STORED[id(p)] = (p, p.data)
+                    cast.append(id(p))
                     p.data = p.data.to(dtype)
-        yield len(saved)
+        yield len(cast)
     finally:
-        for p, original in saved:
+        for i in cast:
+            p, original = _STORED.pop(i)
             p.data = original
-            _STORED.pop(id(p), None)
 
 
 @contextlib.contextmanager
