@@ -14,6 +14,7 @@ from rewardkit.cli.options import (
 )
 from rewardkit.cli.score import length_penalized, load_rm
 from rewardkit.errors import RewardkitError
+from rewardkit.eval.suite_registry import SUITE_NAMES
 from rewardkit.util import is_url
 
 
@@ -85,8 +86,7 @@ def _suite_eval(
 ) -> None:
     """``eval --suite``: RewardBench / RewardBench 2 for every --rm (``rewardkit.eval.suites``); the seeds
     of ``NAME=DIR1,DIR2`` are reported one by one (NAME#1, NAME#2)."""
-    from rewardkit.eval.suite_data import load_suite
-    from rewardkit.eval.suites import run_suite
+    from rewardkit.eval.suite_registry import get_runner
     from rewardkit.io import atomic_write_text
 
     given = [opt for opt, used in unused.items() if used]
@@ -100,13 +100,14 @@ def _suite_eval(
         raise RewardkitError("--json, --markdown and --per-example must be different files")
     for out in paths:
         check_file_output(out, inputs, force, load["base_model"])
-    suite_data = load_suite(suite, data, on_error=on_error)  # before loading any model
+    runner = get_runner(suite)
+    suite_data = runner.load(data, on_error)  # before loading any model
     rms = {}
     for name, rm in _named_rms(rm_specs, dpo, **load).items():
         seeds = rm if isinstance(rm, list) else [rm]
         rms.update({name: rm} if len(seeds) == 1 else {f"{name}#{i}": m for i, m in enumerate(seeds, 1)})
     _add_length_penalised(rms, length_penalty)
-    report = run_suite(rms, suite, suite_data, n_boot=n_boot)
+    report = runner.run(rms, suite_data, n_boot=n_boot)
     report.extra["dtype"] = _dtype_used(load.get("dtype"))
     if outs["json"]:
         report.to_json(outs["json"])
@@ -123,9 +124,9 @@ def _suite_eval(
 )
 @click.option(
     "--suite",
-    type=click.Choice(["rewardbench", "rewardbench2"]),
+    type=click.Choice(SUITE_NAMES),
     default=None,
-    help="score RewardBench (v1) or RewardBench 2 as the official code does",
+    help="score a benchmark suite as its official code does (docs/evaluation.md)",
 )
 @click.option(
     "--data",

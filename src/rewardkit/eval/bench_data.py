@@ -1,0 +1,221 @@
+"""Rows of the report-card suites (RM-Bench, JudgeBench, PPE): one :class:`BenchSpec` per suite says how a
+row is read and scored; this module reads a local file in the official layout or the official hub
+dataset(s), checks every row (a one-line ``DataError`` naming file:line and field, or with
+``on_error="skip"`` a counted :class:`~rewardkit.data.SkippedRecord`), refuses repeated ids, and scores
+every (prompt, completion) of the suite in one engine call per model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from rewardkit.base import RewardModel, check_finite
+from rewardkit.data import SkippedRecord
+from rewardkit.errors import DataError, ModelError
+from rewardkit.readers import iter_source
+from rewardkit.records import Message
+from rewardkit.templating import Texts
+
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+@dataclass(frozen=True)
+class BenchExample:
+    """One prompt of a suite: its official ``id``, the ``groups`` it counts in (a domain, a category),
+    the prompt as a user turn, the ``completions`` scored, in the suite's order, and the ``labels`` the
+    scoring reads beside the rewards (a verdict, correctness flags). ``key``: what must be unique."""
+
+    id: str | int
+    groups: tuple[str, ...]
+    prompt: list[Message]
+    completions: list[str]
+    labels: dict[str, Any] = field(default_factory=dict)
+    key: Any = None
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """How one suite reads and scores its rows.
+
+    ``parse(record, where)`` -> :class:`BenchExample` (raises ``DataError``); ``features(examples,
+    rewards)`` -> [n, F] per-example credit (NaN: the example does not count in that column);
+    ``combine({group: [..., F] means}, {group: n})`` -> {metric: [...]} with ``"score"`` (the headline),
+    evaluated on the full data and on every bootstrap resample; ``row(example, rewards)`` -> the
+    per-example JSONL fields; ``check(examples)``: checks across rows (equal shapes)."""
+
+    name: str
+    title: str
+    hub: tuple[tuple[str, str], ...]
+    reference: str
+    parse: Callable[[Any, str], BenchExample]
+    features: Callable[[list[BenchExample], list[np.ndarray]], np.ndarray]
+    combine: Callable[[dict[str, np.ndarray], dict[str, int]], dict[str, Any]]
+    row: Callable[[BenchExample, np.ndarray], dict[str, Any]]
+    groups: tuple[str, ...] = ()
+    check: Callable[[list[BenchExample]], None] | None = None
+
+
+@dataclass
+class BenchData:
+    """The checked examples of one suite, what was skipped and the source."""
+
+    spec: BenchSpec
+    examples: list[BenchExample]
+    skipped: list[SkippedRecord]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    @property
+    def groups(self) -> list[str]:
+        """The groups present, the suite's official ones first in the official order."""
+        present = {g for e in self.examples for g in e.groups}
+        rest = sorted(present - set(self.spec.groups))
+        return [g for g in self.spec.groups if g in present] + rest
+
+    @property
+    def missing(self) -> list[str]:
+        present = set(self.groups)
+        return [g for g in self.spec.groups if g not in present]
+
+
+# ----------------------------------------------------------------------------- field readers
+
+
+def field_of(rec: dict, name: str, where: str) -> Any:
+    if name not in rec:
+        raise DataError(f"{where}: field {name!r} missing")
+    return rec[name]
+
+
+def text_of(rec: dict, name: str, where: str) -> str:
+    value = field_of(rec, name, where)
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {name!r}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def texts_of(rec: dict, name: str, where: str, length: int | None = None) -> list[str]:
+    value = field_of(rec, name, where)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise DataError(f"{where}: field {name!r}: expected a list of strings")
+    if length is not None and len(value) != length:
+        raise DataError(f"{where}: field {name!r}: expected {length} strings, got {len(value)}")
+    return list(value)
+
+
+def id_of(rec: dict, name: str, where: str) -> str | int:
+    value = field_of(rec, name, where)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataError(f"{where}: field {name!r}: expected a string or an integer, got {value!r}")
+    return value
+
+
+def object_of(rec: Any, where: str) -> dict:
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    return rec
+
+
+def user_turn(text: str) -> list[Message]:
+    return [{"role": "user", "content": text}]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _hub_records(name: str, split: str):
+    offline = [v for v in _OFFLINE_VARS if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")]
+    if offline:
+        raise DataError(
+            f"{name}: not loaded from the hub ({offline[0]} is set): pass a local copy, --data FILE"
+        )
+    try:
+        return iter_source(name, split)
+    except DataError as e:
+        raise DataError(f"{str(e).splitlines()[0]}; pass a local copy, --data FILE") from None
+
+
+def load_bench(
+    spec: BenchSpec, data: Any = None, *, on_error: Literal["raise", "skip"] = "raise"
+) -> BenchData:
+    """The examples of ``spec`` from ``data`` (a file in the official layout: ``.jsonl``, ``.json``,
+    ``.parquet``, ``.csv``; a list of dicts; None: the official hub dataset(s))."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if data is None:
+        sources = [_hub_records(name, split) for name, split in spec.hub]
+    else:
+        sources = [iter_source(data, spec.hub[0][1])]
+    examples: list[BenchExample] = []
+    skipped: list[SkippedRecord] = []
+    seen: dict[Any, str] = {}
+    for _, records in sources:
+        for where, rec in records:
+            try:
+                if isinstance(rec, DataError):
+                    raise rec
+                example = spec.parse(rec, where)
+                key = example.id if example.key is None else example.key
+                if key in seen:
+                    raise DataError(f"{where}: field 'id': {example.id!r} repeats the id of {seen[key]}")
+            except DataError as e:
+                if on_error == "raise":
+                    raise
+                skipped.append(SkippedRecord(where, str(e)))
+                continue
+            seen[key] = where
+            examples.append(example)
+    source = ", ".join(s for s, _ in sources)
+    if not examples:
+        raise DataError(
+            f"{source}: no valid {spec.name} rows" + (f" ({len(skipped)} skipped)" if skipped else "")
+        )
+    if spec.check is not None:
+        spec.check(examples)
+    return BenchData(spec, examples, skipped, source)
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def bench_texts(data: BenchData) -> Texts:
+    """Every (prompt, completion) of the suite, each prompt's completions in the suite's order."""
+    rows = [(e, c) for e in data.examples for c in e.completions]
+    return Texts([e.prompt for e, _ in rows], [c for _, c in rows])
+
+
+def score_bench(rm: RewardModel, data: BenchData, texts: Texts | None = None) -> list[np.ndarray]:
+    """One engine call: per-example reward arrays ([k_i] each, float64) in the dataset's order."""
+    texts = bench_texts(data) if texts is None else texts
+    rewards, _ = rm.score_columns(texts)
+    flat = check_finite(rewards, f"{data.spec.name} rewards").astype(np.float64)
+    ends = np.cumsum([len(e.completions) for e in data.examples])
+    return np.split(flat, ends[:-1])
+
+
+def score_models(rms: dict[str, RewardModel], data: BenchData) -> dict[str, list[np.ndarray]]:
+    texts = bench_texts(data)
+    out = {}
+    for name, rm in rms.items():
+        try:
+            out[name] = score_bench(rm, data, texts)
+        except ModelError as e:
+            raise ModelError(f"{name}: {e}") from None
+    return out
+
+
+def membership(examples: Sequence[BenchExample], groups: Sequence[str]) -> np.ndarray:
+    """[n, G] True where example i counts in group g."""
+    index = {g: j for j, g in enumerate(groups)}
+    m = np.zeros((len(examples), len(groups)), dtype=bool)
+    for i, e in enumerate(examples):
+        for g in e.groups:
+            m[i, index[g]] = True
+    return m

@@ -1,0 +1,49 @@
+"""Tiny rows in the official layouts of RM-Bench, JudgeBench and PPE, for the report-card suites' tests.
+Responses are runs of a word ("w w w"), so :class:`tests.suite_fixtures.WordCountRM` gives each the
+reward its length and every number in the tests can be worked out by hand."""
+
+from __future__ import annotations
+
+
+def words(n: int) -> str:
+    return " ".join(["w"] * n)
+
+
+def rmbench_row(id_, domain: str, chosen: list[int], rejected: list[int]) -> dict:
+    """A row of THU-KEG/RM-Bench (total_dataset.json): 3 chosen, 3 rejected, in the style order."""
+    return {
+        "id": id_,
+        "prompt": f"question {id_}",
+        "chosen": [words(n) for n in chosen],
+        "rejected": [words(n) for n in rejected],
+        "domain": domain,
+    }
+
+
+#: (hard, normal, easy) of each row under word-count rewards, worked out by hand in the comments
+RMBENCH_ROWS = [
+    # chosen 1,3,5 vs rejected 2,2,6: rows [0,0,0], [1,1,0], [1,1,0] -> upper 0,0,0; diag 0,1,0; lower 1,1,1
+    (rmbench_row(0, "chat", [1, 3, 5], [2, 2, 6]), (0.0, 1 / 3, 1.0)),
+    (rmbench_row(1, "chat", [4, 4, 4], [1, 1, 1]), (1.0, 1.0, 1.0)),
+    (rmbench_row(0, "math", [2, 2, 2], [2, 2, 2]), (0.0, 0.0, 0.0)),  # ties count wrong; id 0 again
+    # chosen 3,3,3 vs rejected 1,2,4: every row [1,1,0] -> upper 1,0,0; diag 1,1,0; lower 1,1,1
+    (rmbench_row(0, "code", [3, 3, 3], [1, 2, 4]), (1 / 3, 2 / 3, 1.0)),
+    (rmbench_row(7, "safety-refuse", [2, 2, 2], [1, 1, 1]), (1.0, 1.0, 1.0)),
+    (rmbench_row(8, "safety-response", [1, 1, 1], [2, 2, 2]), (0.0, 0.0, 0.0)),
+]
+# per domain (hard, normal, easy): chat (.5, 2/3, 1), math (0, 0, 0), code (1/3, 2/3, 1), safety (.5, .5, .5)
+RMBENCH_EXPECTED = {
+    "chat": (0.5 + 2 / 3 + 1.0) / 3,
+    "math": 0.0,
+    "code": (1 / 3 + 2 / 3 + 1.0) / 3,
+    "safety": 0.5,
+    "hard": (0.5 + 0 + 1 / 3 + 0.5) / 4,
+    "normal": (2 / 3 + 0 + 2 / 3 + 0.5) / 4,
+    "easy": (1.0 + 0 + 1.0 + 0.5) / 4,
+}
+RMBENCH_EXPECTED["score"] = (
+    RMBENCH_EXPECTED["chat"]
+    + RMBENCH_EXPECTED["math"]
+    + RMBENCH_EXPECTED["code"]
+    + RMBENCH_EXPECTED["safety"]
+) / 4
