@@ -47,3 +47,29 @@ RMBENCH_EXPECTED["score"] = (
     + RMBENCH_EXPECTED["code"]
     + RMBENCH_EXPECTED["safety"]
 ) / 4
+
+
+def judgebench_row(pair_id: str, source: str, a: int, b: int, label: str) -> dict:
+    """A pair of ScalerLab/JudgeBench (data/dataset=judgebench,response_model=....jsonl)."""
+    return {
+        "pair_id": pair_id,
+        "original_id": 1,
+        "source": source,
+        "question": f"question {pair_id}",
+        "response_model": "gpt-4o-2024-05-13",
+        "response_A": words(a),
+        "response_B": words(b),
+        "label": label,
+    }
+
+
+#: (row, single-game right, two-game right) under word-count rewards
+JUDGEBENCH_ROWS = [
+    (judgebench_row("p1", "mmlu-pro-law", 3, 1, "A>B"), 1, 1),
+    (judgebench_row("p2", "mmlu-pro-math", 1, 3, "A>B"), 0, 0),
+    (judgebench_row("p3", "livebench-math", 2, 2, "B>A"), 1, 0),  # a tie decides B>A: right in one game
+    (judgebench_row("p4", "livebench-math", 2, 2, "A>B"), 0, 0),
+    (judgebench_row("p5", "livebench-reasoning", 1, 4, "B>A"), 1, 1),
+    (judgebench_row("p6", "livecodebench", 5, 4, "B>A"), 0, 0),
+    (judgebench_row("p7", "other-source", 5, 4, "A>B"), 1, 1),  # in overall only
+]

@@ -17,6 +17,7 @@ from typing import Any
 #: report-card suite -> (module, BenchSpec attribute)
 BENCH_SPECS: dict[str, tuple[str, str]] = {
     "rm-bench": ("rewardkit.eval.rmbench", "RM_BENCH"),
+    "judgebench": ("rewardkit.eval.judgebench", "JUDGEBENCH"),
 }
 #: every suite name, in the card's order
 SUITE_NAMES: tuple[str, ...] = ("rewardbench", "rewardbench2", *BENCH_SPECS)
