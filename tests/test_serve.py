@@ -101,7 +101,7 @@ def test_rewards_equal_local_scoring_and_the_client_is_a_reward_model(models, tm
             )
             if kind == "rm":
                 remote.save(tmp_path / "remote")
-                assert isinstance(load_reward_model(tmp_path / "remote"), RemoteRewardModel)
+                assert isinstance(load_reward_model(tmp_path / "remote", allow_remote=url), RemoteRewardModel)
                 data = tmp_path / "d.jsonl"
                 pairs.save_jsonl(data)
                 from rewardkit.cli import main

@@ -5,26 +5,72 @@
 best-of-N, the shift benchmark and TRL trainers can use a served model. Requests are split to the
 server's per-request limit; a 503 (queue full, model loading) is retried after its Retry-After, as are
 timeouts and refused connections, up to ``retries`` times.
+
+A folder is data: ``load_reward_model`` restores a remote model only for an endpoint the user named
+(``allow_remote=[url]``, ``--allow-remote URL``; ``$REWARDKIT_API_KEY`` is sent to it) or with
+``allow_remote=True`` (any endpoint the folder records, never with the key), also when the folder is an
+ensemble member or a wrapped model.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rewardkit.base import RewardModel, write_manifest
+from rewardkit.base import RewardModel
 from rewardkit.data import Prompt
 from rewardkit.errors import ModelError, RewardkitError
 from rewardkit.io import atomic_dir
+from rewardkit.manifest import write_manifest
 from rewardkit.templating import Texts
 from rewardkit.util import is_url
 
 API_KEY_ENV = "REWARDKIT_API_KEY"
+
+#: what the folders loaded now may reach: True (any endpoint, no key) or the endpoints the user named
+_ALLOWED: ContextVar[bool | frozenset[str]] = ContextVar("rewardkit_remote_allowed", default=frozenset())
+
+
+def endpoint(url: str) -> str:
+    """``url`` as endpoints are compared: scheme and host lower-cased, no trailing slash."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url.strip())
+    return f"{u.scheme.lower()}://{u.netloc.lower()}{u.path.rstrip('/')}"
+
+
+@contextmanager
+def remote_allowed(allow: bool | str | Iterable[str] | None) -> Iterator[None]:
+    """Within, remote folders may reach ``allow``: True (any endpoint, without the key), an endpoint or
+    endpoints the user named (with the key), False (none); None keeps what an outer scope allowed."""
+    if allow is None:
+        yield
+        return
+    value = (
+        bool(allow)
+        if isinstance(allow, bool)
+        else frozenset(endpoint(u) for u in ([allow] if isinstance(allow, str) else allow))
+    )
+    token = _ALLOWED.set(value)
+    try:
+        yield
+    finally:
+        _ALLOWED.reset(token)
+
+
+def remote_endpoints(rm: RewardModel) -> list[str]:
+    """Every endpoint ``rm`` (its members and wrapped models included) sends requests to, in order."""
+    own = [rm.url] if isinstance(rm, RemoteRewardModel) else []
+    for m in rm.members:
+        own += [u for u in remote_endpoints(m) if u not in own]
+    return own
 
 
 class RemoteRewardModel(RewardModel):
@@ -175,6 +221,15 @@ class RemoteRewardModel(RewardModel):
 
     @classmethod
     def _load(cls, path: Path, manifest: dict[str, Any], **kwargs: Any) -> RemoteRewardModel:
-        if not is_url(manifest.get("url")):
+        url = manifest.get("url")
+        if not is_url(url):
             raise ModelError(f"{path}: manifest field 'url' must be an http(s) URL")
-        return cls(manifest["url"])
+        allowed = _ALLOWED.get()
+        if isinstance(allowed, frozenset) and endpoint(url) in allowed:
+            return cls(url)  # an endpoint the user named: the key goes to it
+        if allowed is True:
+            return cls(url, api_key="")  # allowed, but the key was never given for this endpoint
+        raise ModelError(
+            f"{path}: a remote reward model sends every input to {url!r}; a folder does not reach the network "
+            f"unless asked: name the endpoint (--allow-remote {url!r}, or allow_remote=[{url!r}])"
+        )
