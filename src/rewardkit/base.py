@@ -149,6 +149,25 @@ class RewardModel(ABC):
         )
         return [float(x) for x in self.score_texts(texts)]
 
+    #: a name given to this model (None: its folder's name, else its kind)
+    given_name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """What this model is called in logs and reports: a given name, else the name of the folder it
+        was loaded from, else its kind."""
+        if self.given_name:
+            return self.given_name
+        return Path(self.source).name if self.source else getattr(self, "kind", type(self).__name__)
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self.given_name = value
+
+    @property
+    def __name__(self) -> str:  # TRL names a reward_funcs callable by its __name__ (else its class)
+        return self.name
+
     #: the reward models this one is made of (an ensemble's members, a wrapper's model); none here
     members: Sequence[RewardModel] = ()
     #: reward rows this model produces (heads x LoRA adapters, or members' rows); 1 here

@@ -123,7 +123,7 @@ def check_parent(target: Path) -> None:
 
 def refuse_existing(path: str | os.PathLike | None, force: bool, *, what: str = "", hint: str = "") -> None:
     """The one refusal of an existing output: ``path`` exists and ``force`` was not given."""
-    if path is not None and not force and (Path(path).exists() or Path(path).is_symlink()):
+    if path is not None and not force and Path(path).exists():
         raise RewardkitError(f"{path}: already exists{what} (use --force / force=True to overwrite{hint})")
 
 

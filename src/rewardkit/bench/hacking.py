@@ -128,6 +128,10 @@ def run_hacking_benchmark(
     from rewardkit.train import RewardTrainingConfig, train_dpo, train_reward_model
 
     check_inputs(config)
+    if config.optimizer != "bon":
+        from rewardkit.bench.hacking_rl import check_rl_run
+
+        check_rl_run()
     out, rank, size, device, main, log = start_run(out, config, force, log)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -143,6 +147,13 @@ def run_hacking_benchmark(
         f"data: {len(task.train)} training pairs, {len(task.val)} held-out pairs, {p} prompts x {k} candidates"
     )
     timings["data_s"] = time.perf_counter() - t_start
+    rl_plan = rl_run = None
+    if config.optimizer != "bon":
+        from rewardkit.bench import hacking_rl as rl_run
+
+        rl_plan = rl_run.RLPlan(config, task, out, device, log)
+        timings["rl_initial_policies_s"] = time.perf_counter() - t_start - timings["data_s"]
+    rl_curves, rl_wins, rl_lines = {}, {}, []
 
     show = config.progress and sys.stderr.isatty() and main
     score = _Scorer(task, rank, size)
@@ -216,12 +227,15 @@ def run_hacking_benchmark(
             if main:
                 weight_average(dirs[:m], out=folder / f"warm{m}", force=True, progress=False)
             barrier()
-            proxies[f"WARM-{m}"] = score(load_reward_model(folder / f"warm{m}", device=device, dtype=config.dtype))
+            proxies[f"WARM-{m}"] = score(
+                load_reward_model(folder / f"warm{m}", device=device, dtype=config.dtype)
+            )
             timings[f"{setup}_warm{m}_s"] = time.perf_counter() - t
             progress.advance(score.units)
         proxies.update(_ensembles(config, members))
         if others:
             proxies["ENS-pretrain"] = _ensembles(config, pretrained, ["mean"])["ENS-mean"]
+        dporm = None
         if config.dporm:
             progress.start(f"{setup}: DPO policy (DPORM)")
             t = time.perf_counter()
@@ -230,6 +244,18 @@ def run_hacking_benchmark(
             proxies["DPORM"] = score(dporm)
             timings[f"{setup}_dporm_s"] = time.perf_counter() - t
             progress.advance(2 * score.units)
+        if rl_plan is not None:
+            t = time.perf_counter()
+            rms = [load_reward_model(d, device=device, dtype=config.dtype) for d in dirs]
+            warm = load_reward_model(folder / f"warm{config.members}", device=device, dtype=config.dtype)
+            proxies_rl = rl_run.rl_proxies(config, rms, [c for c, _ in members], warm, dporm, rl_plan.sep)
+            rl_curves[setup], rl_wins[setup], lines = rl_run.run_rl_setup(
+                config, setup, proxies_rl, rl_plan, out
+            )
+            rl_lines += lines
+            timings[f"{setup}_rl_s"] = time.perf_counter() - t
+            del rms, warm, proxies_rl
+        if dporm is not None:
             del dporm
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -253,7 +279,20 @@ def run_hacking_benchmark(
         "versions": run_versions(),
         "config": config.model_dump(),
     }
-    if main:
+    if rl_plan is not None:
+        from rewardkit.bench.hacking_rl_report import add_bon_fits, write_rl_report
+
+        report["rl"], report["rl_win_rates"] = rl_curves, rl_wins
+        report["rl_prompts"] = {"train": len(rl_plan.train_prompts), "held_out": rl_plan.held_prompts}
+        if config.optimizer == "rl":
+            del report["setups"]
+        else:
+            add_bon_fits(report["setups"])
+        if main:
+            write_rl_report(report, out, rl_lines)
+            if config.optimizer == "both":
+                write_candidates(out / "candidates.jsonl", task.prompts, task.candidates, scored)
+    elif main:
         write_report(report, out)
         write_candidates(out / "candidates.jsonl", task.prompts, task.candidates, scored)
     finish_run(out, config.keep_models, main, log, timings["total_s"])

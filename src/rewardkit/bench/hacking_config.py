@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rewardkit.bench.config import GPU_TRAINING, ProxyTraining, config_error, layered_fields
+from rewardkit.bench.hacking_rl_config import RL_PRESETS, Optimizer, RLSettings
 
 
 class SpuriousTask(BaseModel):
@@ -51,6 +52,8 @@ class HackingConfig(ProxyTraining):
     max_new_tokens: int = Field(64, ge=1, description="--policy sampling: new tokens per candidate")
     temperature: float = Field(1.0, gt=0, description="--policy sampling temperature")
     top_p: float = Field(1.0, gt=0, le=1, description="--policy nucleus sampling")
+    optimizer: Optimizer = Field("bon", description="best-of-N (bon), RL through TRL's GRPOTrainer, or both")
+    rl: RLSettings = Field(default_factory=RLSettings, description="the RL half (--optimizer rl|both)")
 
     @model_validator(mode="after")
     def _check(self) -> HackingConfig:
@@ -68,6 +71,10 @@ class HackingConfig(ProxyTraining):
             raise ValueError("real data needs --gold (a reward model that labels pairs and candidates)")
         if real and self.policy is None and self.candidates is None:
             raise ValueError("real data needs --policy or --candidates for the best-of-N candidates")
+        if self.optimizer != "bon" and real and self.policy is None:
+            raise ValueError("--optimizer rl on real data needs --policy (the initial policy RL starts from)")
+        if self.optimizer != "bon" and "DPORM" in self.rl.proxies and not self.dporm:
+            raise ValueError("rl.proxies lists DPORM but --no-dporm trains none")
         return self
 
     @property
@@ -90,6 +97,7 @@ HACKING_PRESETS: dict[str, dict[str, Any]] = {
         "exrm": {"epochs": 2, "lr": 3e-3, "batch_size": 16},
         "dpo": {"epochs": 2, "lr": 3e-3, "batch_size": 16},
         "n_boot": 500,
+        "rl": RL_PRESETS["ci"],
     },
     # the demo model with LoRA on the built-in task: <= 6 minutes on 2 cores
     "cpu": {
@@ -103,6 +111,7 @@ HACKING_PRESETS: dict[str, dict[str, Any]] = {
         "exrm": {"epochs": 1, "lr": 1.5e-3, "batch_size": 4},
         "dpo": {"epochs": 1, "lr": 5e-4, "batch_size": 4},
         "n_boot": 1000,
+        "rl": RL_PRESETS["cpu"],
     },
     # a real recipe with policy-generated candidates (needs --model, --gold and --policy): hours on a GPU
     "gpu": {
@@ -117,6 +126,7 @@ HACKING_PRESETS: dict[str, dict[str, Any]] = {
         **GPU_TRAINING,
         "max_new_tokens": 256,
         "temperature": 0.7,
+        "rl": RL_PRESETS["gpu"],
     },
 }
 

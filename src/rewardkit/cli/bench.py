@@ -6,6 +6,7 @@ import click
 
 from rewardkit.cli.options import (
     COUNT,
+    NON_NEGATIVE,
     POSITIVE,
     SEED,
     FiniteFloat,
@@ -84,6 +85,16 @@ def bench_shift(preset, out, config_file, force, no_progress, **flags) -> None:
         click.echo(report.to_markdown())
 
 
+#: RL settings (``rl.<field>``) -> their bench hacking flags
+_RL_FLAGS = {
+    "steps": "rl_steps",
+    "seeds": "rl_seeds",
+    "beta": "kl_coef",
+    "elastic_reset_every": "elastic_reset_every",
+    "ema_decay": "ema_decay",
+}
+
+
 @bench.command("hacking")
 @click.option("--preset", type=click.Choice(["ci", "cpu", "gpu"]), default="cpu", show_default=True)
 @click.option(
@@ -118,6 +129,22 @@ def bench_shift(preset, out, config_file, force, no_progress, **flags) -> None:
     "--pretrain-models", default=None, help="comma-separated other backbones, for a pretrain ensemble"
 )
 @click.option("--seed", type=SEED, default=None)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["bon", "rl", "both"]),
+    default=None,
+    help="best-of-N (default), RL through TRL's GRPOTrainer (needs rewardkit[rl]), or both",
+)
+@click.option("--rl-steps", type=COUNT, default=None, help="GRPO steps per RL run")
+@click.option("--rl-seeds", default=None, help="comma-separated RL seeds, e.g. 0,1")
+@click.option("--kl-coef", type=NON_NEGATIVE, default=None, help="GRPO's KL-penalty coefficient (TRL's beta)")
+@click.option("--elastic-reset-every", type=COUNT, default=None, help="EXRM-1+ER: steps between resets")
+@click.option(
+    "--ema-decay",
+    type=FiniteFloat(0.0, open_min=True, max=1.0, open_max=True),
+    default=None,
+    help="EXRM-1+ER: EMA decay",
+)
 @click.option("--keep-models", is_flag=True, default=None, help="keep trained models under OUT/models")
 @click.option("--no-progress", is_flag=True, help="no progress bars")
 @click.option("--force", is_flag=True, help="overwrite a non-empty --out")
@@ -126,10 +153,21 @@ def bench_hacking(preset, out, config_file, force, no_progress, **flags) -> None
     from rewardkit.bench.hacking import run_hacking_benchmark
     from rewardkit.bench.hacking_config import resolve_hacking_config
     from rewardkit.bench.hacking_report import to_markdown
+    from rewardkit.bench.hacking_rl_report import full_markdown
     from rewardkit.distributed import world
     from rewardkit.io import check_output
 
-    overrides = {k: v for k, v in flags.items() if v is not None}
+    rl = {k: flags.pop(f) for k, f in _RL_FLAGS.items() if flags.get(f) is not None}
+    if "seeds" in rl:
+        try:
+            rl["seeds"] = csv_list(rl["seeds"], int)
+        except ValueError:
+            raise click.BadParameter(
+                f"{rl['seeds']!r} is not a list of integers", param_hint="--rl-seeds"
+            ) from None
+    overrides = {k: v for k, v in flags.items() if v is not None and k not in _RL_FLAGS.values()}
+    if rl:
+        overrides["rl"] = rl
     if "pretrain_models" in overrides:
         overrides["pretrain_models"] = csv_list(overrides["pretrain_models"])
     if no_progress:
@@ -140,4 +178,4 @@ def bench_hacking(preset, out, config_file, force, no_progress, **flags) -> None
     check_output(out, run_inputs_of(inputs))  # and every folder a model among them names
     report = run_hacking_benchmark(config, out, force=force)
     if world()[0] == 0:
-        click.echo(to_markdown(report))
+        click.echo(to_markdown(report) if config.optimizer == "bon" else full_markdown(report))
