@@ -101,7 +101,7 @@ def test_rewards_equal_local_scoring_and_the_client_is_a_reward_model(models, tm
             )
             if kind == "rm":
                 remote.save(tmp_path / "remote")
-                assert isinstance(load_reward_model(tmp_path / "remote"), RemoteRewardModel)
+                assert isinstance(load_reward_model(tmp_path / "remote", allow_remote=url), RemoteRewardModel)
                 data = tmp_path / "d.jsonl"
                 pairs.save_jsonl(data)
                 from rewardkit.cli import main
@@ -216,12 +216,12 @@ def test_errors_answer_with_their_status_and_the_server_keeps_serving(models):
         env={"REWARDKIT_API_KEY": "s3cret"},
     ) as (url, _):
         cases = [
-            (dict(content=b"{not json"), 422, "invalid JSON"),
-            (dict(json={"prompts": ["x"]}), 422, "field 'responses': Field required"),
-            (dict(json={"prompts": ["x", "y"], "responses": [" a"]}), 422, "have 2 and 1 items"),
-            (dict(json={"prompts": ["x"], "responses": [3]}), 422, "field 'responses.0"),
-            (dict(json={"prompts": [[{"role": "user"}]], "responses": [" a"]}), 422, "field 'prompts.0"),
-            (dict(json={"prompts": ["x"], "responses": [{"content": "a"}]}), 422, "field 'responses.0"),
+            (dict(content=b"{not json"), 400, "invalid JSON"),
+            (dict(json={"prompts": ["x"]}), 400, "field 'responses': Field required"),
+            (dict(json={"prompts": ["x", "y"], "responses": [" a"]}), 400, "have 2 and 1 items"),
+            (dict(json={"prompts": ["x"], "responses": [3]}), 400, "field 'responses.0"),
+            (dict(json={"prompts": [[{"role": "user"}]], "responses": [" a"]}), 400, "field 'prompts.0"),
+            (dict(json={"prompts": ["x"], "responses": [{"content": "a"}]}), 400, "field 'responses.0"),
             (
                 dict(json={"prompts": ["x"] * 9, "responses": [" a"] * 9}),
                 413,
@@ -231,11 +231,11 @@ def test_errors_answer_with_their_status_and_the_server_keeps_serving(models):
         ]
         for kwargs, status, message in cases:
             r = httpx.post(f"{url}/score", headers=key, **kwargs)
-            assert r.status_code == status and message in r.json()["error"], (r.status_code, r.text)
-            assert "\n" not in r.json()["error"]
+            assert r.status_code == status and message in r.json()["error"]["message"], (r.status_code, r.text)
+            assert "\n" not in r.json()["error"]["message"]
             assert httpx.post(f"{url}/score", headers=key, json=ok).status_code == 200
         r = httpx.post(f"{url}/score", json=ok)
-        assert r.status_code == 401 and "bearer token" in r.json()["error"]
+        assert r.status_code == 401 and "bearer token" in r.json()["error"]["message"]
         assert httpx.get(f"{url}/health").status_code == 200  # health needs no token
         statuses, retry = [], []
 
@@ -285,7 +285,7 @@ def test_a_failing_request_does_not_affect_the_others(models, tmp_path):
             t.start()
         for t in threads:
             t.join()
-    assert out[3].status_code == 422 and "no reference field 'reference'" in out[3].json()["error"]
+    assert out[3].status_code == 400 and "no reference field 'reference'" in out[3].json()["error"]["message"]
     for i in (0, 1, 2, 4, 5):
         expected = local.score(["tell me"], [" good " * (i + 1)], references=["a b"])
         np.testing.assert_allclose(out[i].json()["rewards"], expected, atol=1e-5)

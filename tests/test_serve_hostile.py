@@ -84,13 +84,13 @@ def test_hostile_table(rm_dir):
             413,
             "exceeds the limit",
         ),
-        ("invalid JSON", "/score", b"{not json", 422, "invalid JSON"),
-        ("a JSON list", "/score", b"[1, 2]", 422, "field 'body'"),
-        ("not UTF-8", "/score", b"\xff\xfe", 422, "invalid JSON"),
-        ("wrong type", "/get_reward", {"query": [3]}, 422, "field 'query.0'"),
-        ("unknown field", "/score", {**ok, "extra": 1}, 422, "field 'extra'"),
-        ("deeply nested", "/score", b'{"prompts": ' + b"[" * 100_000, 422, "nested too deeply"),
-        ("lone surrogate", "/score", b'{"prompts": ["q \\ud800 x"], "responses": ["a"]}', 422, "lone surrogate"),
+        ("invalid JSON", "/score", b"{not json", 400, "invalid JSON"),
+        ("a JSON list", "/score", b"[1, 2]", 400, "field 'body'"),
+        ("not UTF-8", "/score", b"\xff\xfe", 400, "invalid JSON"),
+        ("wrong type", "/get_reward", {"query": [3]}, 400, "field 'query.0'"),
+        ("unknown field", "/score", {**ok, "extra": 1}, 400, "field 'extra'"),
+        ("deeply nested", "/score", b'{"prompts": ' + b"[" * 100_000, 400, "nested too deeply"),
+        ("lone surrogate", "/score", b'{"prompts": ["q \\ud800 x"], "responses": ["a"]}', 400, "lone surrogate"),
     ]
     with server("--rm", str(rm_dir)) as (url, proc):
         base = rss_mib(proc.pid)
@@ -103,12 +103,12 @@ def test_hostile_table(rm_dir):
             t.start()
             r = client.post(f"{url}{path}", content=content, headers={"content-type": "application/json"})
             t.join()
-            assert r.status_code == status and message in r.json()["error"], (
+            assert r.status_code == status and message in r.json()["error"]["message"], (
                 what,
                 r.status_code,
                 r.text[:300],
             )
-            assert "\n" not in r.json()["error"] and len(r.json()["error"]) < 300, what
+            assert "\n" not in r.json()["error"]["message"] and len(r.json()["error"]["message"]) < 300, what
             assert health_ms[0] < 1000, (what, health_ms)  # the event loop was never blocked for long
             np.testing.assert_allclose(
                 client.post(f"{url}/score", json=ok).json()["rewards"], expected, atol=1e-5
@@ -243,7 +243,7 @@ def test_client_networks_and_keys(rm_dir):
         assert httpx.post(f"{url}/get_reward", json=body).status_code == 200  # no key needed
     with server("--rm", str(rm_dir), "--allow-from", "127.0.0.1", env={"REWARDKIT_API_KEY": "k"}) as (url, _):
         r = httpx.post(f"{url}/get_reward", json=body)
-        assert r.status_code == 401 and "bearer token" in r.json()["error"]
+        assert r.status_code == 401 and "bearer token" in r.json()["error"]["message"]
         assert (
             httpx.post(f"{url}/get_reward", json=body, headers={"Authorization": "Bearer k"}).status_code
             == 200
@@ -260,7 +260,7 @@ def test_refused_networks_answer_403(rm_dir):
 
     with TestClient(app(), client=("192.168.1.5", 5000)) as c:
         r = c.get("/health")
-        assert r.status_code == 403 and "--allow-from" in r.json()["error"]
+        assert r.status_code == 403 and "--allow-from" in r.json()["error"]["message"]
     with TestClient(app(), client=("10.1.2.3", 5000)) as c:
         for _ in range(200):
             if c.get("/health").status_code == 200:
@@ -280,7 +280,7 @@ class Flaky(RewardModel):
             raise RuntimeError("CUDA error: an illegal memory access at /secret/path")
         return np.zeros(len(texts), dtype=np.float32)
 
-    def save(self, path):
+    def save(self, path, *, force=False):
         raise NotImplementedError
 
     @classmethod
@@ -312,7 +312,7 @@ def test_health_reports_engine_faults_and_never_internal_paths():
         r = c.post("/score", json={"prompts": ["x"], "responses": ["y"]})
         assert r.status_code == 500
         h = c.get("/health")
-        assert h.status_code == 503 and "RuntimeError" in h.json()["error"] and "/secret" not in h.text
+        assert h.status_code == 503 and "RuntimeError" in h.json()["error"]["message"] and "/secret" not in h.text
         Flaky.broken = False
         assert c.post("/score", json={"prompts": ["x"], "responses": ["y"]}).json()["rewards"] == [0.0]
         assert c.get("/health").json() == {"status": "ok", "queue_sequences": 0, "engine_faults": 1}

@@ -123,7 +123,7 @@ def check_parent(target: Path) -> None:
 
 def refuse_existing(path: str | os.PathLike | None, force: bool, *, what: str = "", hint: str = "") -> None:
     """The one refusal of an existing output: ``path`` exists and ``force`` was not given."""
-    if path is not None and not force and Path(path).exists():
+    if path is not None and not force and (Path(path).exists() or Path(path).is_symlink()):
         raise RewardkitError(f"{path}: already exists{what} (use --force / force=True to overwrite{hint})")
 
 
@@ -255,3 +255,62 @@ def check_distinct(paths: Iterable[str | os.PathLike], what: str = "input") -> N
         if r in seen:
             raise RewardkitError(f"{what} {p} is given twice (also as {seen[r]})")
         seen[r] = str(p)
+
+
+def own_file(root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path`` (inside the model folder ``root``) as the regular file to copy: itself, or the file a link
+    points to when that file lies inside ``root``. A link out of ``root``, a loop, a dangling link and
+    anything but a regular file are one-line errors (a copy never takes what the folder only points at)."""
+    import stat
+
+    root, path = Path(root), Path(path)
+    target = path
+    if path.is_symlink():
+        try:
+            target = path.resolve(strict=True)
+        except (RuntimeError, OSError) as e:  # a loop (RuntimeError before Python 3.13), a dangling link
+            why = (
+                "a symlink loop"
+                if "loop" in str(e).lower() or getattr(e, "errno", 0) == 40
+                else "a dangling link"
+            )
+            raise RewardkitError(f"{path}: {why}: refusing to copy the model") from None
+        if root.resolve() not in target.parents:
+            raise RewardkitError(
+                f"{path}: links to {target}, outside the model folder {root}: refusing to copy it "
+                "(put the file itself in the folder)"
+            )
+    mode = target.lstat().st_mode
+    if stat.S_ISDIR(mode) and path.is_symlink():
+        raise RewardkitError(
+            f"{path}: a link to a folder: refusing to copy the model (links are not followed)"
+        )
+    if not stat.S_ISREG(mode):
+        raise RewardkitError(f"{path}: not a regular file: refusing to copy the model")
+    return target
+
+
+def copy_model_tree(src: str | os.PathLike, dst: str | os.PathLike, skip: Iterable[str] = ()) -> list[str]:
+    """Copy the model folder ``src`` to ``dst`` (created): its own regular files only, every link checked
+    by :func:`own_file` (a link to a folder is refused, so a loop is never walked); names matching a
+    ``skip`` pattern (fnmatch, at any depth) are left out. Returns the relative paths copied."""
+    import fnmatch
+
+    src, dst = Path(src), Path(dst)
+    patterns = list(skip)
+    copied = []
+    for here, dirs, files in os.walk(src, followlinks=False):
+        rel = Path(here).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        dirs[:] = sorted(d for d in dirs if not any(fnmatch.fnmatch(d, p) for p in patterns))
+        for d in dirs:
+            if (Path(here) / d).is_symlink():
+                raise RewardkitError(
+                    f"{Path(here) / d}: a link to a folder: refusing to copy the model (links are not followed)"
+                )
+        for name in sorted(files):
+            if any(fnmatch.fnmatch(name, p) for p in patterns):
+                continue
+            shutil.copyfile(own_file(src, Path(here) / name), dst / rel / name)
+            copied.append(str(rel / name))
+    return copied

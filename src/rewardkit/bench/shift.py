@@ -189,26 +189,62 @@ def run_versions() -> dict[str, str]:
     return versions(platform=platform.platform(), device=device)
 
 
-def start_run(out: str | Path, config: ProxyTraining, force: bool, log=None):
-    """Before a benchmark's work: join the process group (under torchrun), refuse a non-empty ``out``
-    without ``force``; rank 0 clears old models and writes ``config.yaml``; every rank waits. Returns
+#: written first into a benchmark's --out, holding the benchmark's name: ``--force`` replaces a non-empty
+#: --out only when an earlier run of the same benchmark wrote it
+RUN_MARKER = ".rewardkit-bench"
+_BENCHMARKS = {"BenchConfig": "shift", "HackingConfig": "hacking"}
+
+
+def check_run_output(out: str | Path, force: bool, bench: str) -> None:
+    """Read-only, before any work: ``out`` is absent, empty, or (with ``force``) the output of an earlier
+    run of ``bench`` (its :data:`RUN_MARKER`); anything else is refused, so --force never deletes what
+    the benchmark did not write."""
+    from rewardkit.io import check_parent, refuse_existing
+
+    out = Path(out)
+    check_parent(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise RewardkitError(f"{out}: is not a folder (--out is the benchmark's output folder)")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    refuse_existing(out, force, what=" and is not empty")
+    marker = out / RUN_MARKER
+    wrote = None
+    if marker.is_file() and not marker.is_symlink():
+        with open(marker, "rb") as f:
+            wrote = f.read(64).decode("utf-8", "replace").strip()
+    if wrote != bench:
+        raise RewardkitError(
+            f"{out}: not the output of an earlier `rewardkit bench {bench}` run (no {RUN_MARKER} naming it): "
+            "--force replaces only that; choose a new or empty --out"
+        )
+
+
+def start_run(out: str | Path, config: ProxyTraining, force: bool, log=None, bench: str | None = None):
+    """Before a benchmark's work (and after its configuration and data are checked): join the process
+    group (under torchrun), refuse ``out`` unless :func:`check_run_output` allows it; rank 0 writes the
+    run marker, clears the earlier run's models and writes ``config.yaml``; every rank waits. Returns
     ``(out, rank, size, device, main, log)``; ``log`` prints to stderr on rank 0 only."""
     import yaml
 
     from rewardkit.distributed import init_distributed
-    from rewardkit.io import atomic_write_text, refuse_existing
+    from rewardkit.io import atomic_write_text
 
+    bench = bench or _BENCHMARKS.get(type(config).__name__, type(config).__name__)
     rank, size, device = init_distributed()
     main = rank == 0
     log = (log or (lambda msg: print(msg, file=sys.stderr, flush=True))) if main else (lambda msg: None)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        refuse_existing(out, force, what=" and is not empty")
+    check_run_output(out, force, bench)
     barrier()
     if main:
-        if force and (out / "models").exists():
-            shutil.rmtree(out / "models")
         out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / RUN_MARKER, bench + "\n")
+        models = out / "models"
+        if models.is_symlink():  # a link is removed, never followed
+            models.unlink()
+        elif models.is_dir():
+            shutil.rmtree(models)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
     return out, rank, size, device, main, log
 
@@ -236,11 +272,12 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
     from rewardkit.models.registry import load_reward_model
     from rewardkit.train import RewardTrainingConfig, train_dpo, train_reward_model
 
-    out, rank, size, device, main, log = start_run(out, config, force, log)
+    check_run_output(out, force, "shift")  # before the data: nothing is touched until all is valid
     t_start = time.perf_counter()
+    pool = load_bench_data(config)
+    out, rank, size, device, main, log = start_run(out, config, force, log, "shift")
     timings: dict[str, float] = {}
 
-    pool = load_bench_data(config)
     if main:
         base_model(config, out)  # builds the ci model / converts the demo model once
     barrier()

@@ -8,11 +8,12 @@ import click
 
 from rewardkit.cli.options import (
     COUNT,
+    allow_remote_option,
     check_file_output,
     model_options,
     on_error_option,
 )
-from rewardkit.cli.score import length_penalized, load_rm
+from rewardkit.cli.score import endpoints_of, length_penalized, load_rm
 from rewardkit.errors import RewardkitError
 from rewardkit.eval.suite_registry import SUITE_NAMES
 from rewardkit.util import is_url
@@ -63,6 +64,16 @@ def _add_length_penalised(rms: dict, length_penalty: dict) -> None:
         rms[f"{name}+LP"] = wrapped if len(wrapped) > 1 else wrapped[0]
 
 
+def _note_remote(report, rms: dict) -> str:
+    """The remote endpoints the models sent inputs to, recorded in the report; the summary line naming
+    them ("" when none)."""
+    urls = endpoints_of(m for v in rms.values() for m in (v if isinstance(v, list) else [v]))
+    if not urls:
+        return ""
+    report.extra["remote_endpoints"] = urls
+    return f"\nremote endpoints used: {', '.join(urls)}"
+
+
 def _dtype_used(dtype: str | None) -> str:
     """The precision ``--dtype`` resolved to on this machine (recorded in the reports)."""
     from rewardkit.checkpoints import dtype_name, resolve_device, resolve_dtype
@@ -109,13 +120,14 @@ def _suite_eval(
     _add_length_penalised(rms, length_penalty)
     report = runner.run(rms, suite_data, n_boot=n_boot)
     report.extra["dtype"] = _dtype_used(load.get("dtype"))
+    note = _note_remote(report, rms)
     if outs["json"]:
         report.to_json(outs["json"])
     if outs["markdown"]:
         atomic_write_text(outs["markdown"], report.to_markdown())
     if outs["per_example"]:
         report.to_jsonl(outs["per_example"])
-    click.echo(report.to_markdown())
+    click.echo(report.to_markdown() + note)
 
 
 @click.command("eval")
@@ -147,6 +159,7 @@ def _suite_eval(
     help="with --suite: write every example's rewards as JSONL here",
 )
 @model_options
+@allow_remote_option
 @click.option("--n-boot", type=COUNT, default=2000, help="bootstrap resamples for CIs and paired tests")
 @on_error_option
 @click.option("--force", is_flag=True, help="overwrite existing output files")
@@ -254,6 +267,7 @@ def eval_cmd(
         rms, splits, id_split=id_split, ties=ties, n_boot=n_boot, length_unit=unit, tokenizer=tokenizer
     )
     report.extra.update(data=str(data), split_by=split_by, dtype=_dtype_used(dtype))
+    note = _note_remote(report, rms)
     if json_out:
         report.to_json(json_out)
     if md_out:
@@ -262,4 +276,4 @@ def eval_cmd(
         atomic_write_text(md_out, report.to_markdown())
     if plot_out:
         report.plot(plot_out)
-    click.echo(report.to_markdown())
+    click.echo(report.to_markdown() + note)

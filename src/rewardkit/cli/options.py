@@ -304,6 +304,26 @@ def length_penalty_options(fn):
     return command
 
 
+def _allow_remote(ctx: click.Context, param, value) -> None:
+    if value:
+        from rewardkit.models.remote import remote_allowed
+
+        ctx.with_resource(remote_allowed(list(value)))
+
+
+def allow_remote_option(fn):
+    """``--allow-remote URL``: the endpoints a remote model folder (also inside an ensemble or a wrapper)
+    may reach; none by default (``--rm URL`` / ``--server URL`` name theirs already)."""
+    return click.option(
+        "--allow-remote",
+        multiple=True,
+        metavar="URL",
+        expose_value=False,
+        callback=_allow_remote,
+        help="let a remote model folder send inputs (and $REWARDKIT_API_KEY) to this endpoint; repeatable",
+    )(fn)
+
+
 def model_options(fn):
     """What every command that loads reward models to score with takes: the implicit reward of a DPO
     policy (``dpo``), a LoRA model's base, engine settings, the dtype, the token convention and a length

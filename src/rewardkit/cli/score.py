@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rewardkit.cli.options import (
+    allow_remote_option,
     check_file_output,
     model_options,
     on_error_option,
@@ -59,6 +60,22 @@ def load_rm(
     return rm
 
 
+def endpoints_of(models) -> list[str]:
+    """Every remote endpoint the models (members and wrapped models included) send inputs to."""
+    from rewardkit.models.remote import remote_endpoints
+
+    urls: list[str] = []
+    for m in models:
+        urls += [u for u in remote_endpoints(m) if u not in urls]
+    return urls
+
+
+def remote_note(models) -> str:
+    """``"; remote endpoints used: URL, ..."`` for a summary line, or "" when no model is remote."""
+    urls = endpoints_of(models)
+    return f"; remote endpoints used: {', '.join(urls)}" if urls else ""
+
+
 def length_penalized(rm, spec: dict):
     """``rm`` wrapped in CourseGPT-zh's length penalty (``spec`` from ``length_penalty_options``), or
     ``rm`` itself when its alpha is None."""
@@ -76,6 +93,7 @@ def length_penalized(rm, spec: dict):
 @click.option("--data", required=True, help="preference file or hub dataset name")
 @click.option("--out", required=True, help="output JSONL: one line per pair, in input order")
 @model_options
+@allow_remote_option
 @prefix_sharing_option
 @click.option("--no-progress", is_flag=True, help="no progress bar (it is off anyway when not on a terminal)")
 @on_error_option
@@ -155,7 +173,7 @@ def score(
     precision = "" if is_url(rm_dir) else f", {dtype_name(resolve_dtype(dtype, resolve_device(device)))}"
     msg = (
         f"scored {len(rows)} pairs on {size} process(es){precision} -> {out} "
-        f"(accuracy {pairwise_accuracy(margins):.4f})"
+        f"(accuracy {pairwise_accuracy(margins):.4f}){remote_note([rm])}"
     )
     if pairs.skipped:
         shown = ", ".join(s.location for s in pairs.skipped[:5])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardkit.errors import ModelError, RewardkitError
-from rewardkit.io import write_json
+from rewardkit.io import own_file, write_json
 from rewardkit.manifest import MANIFEST
 from rewardkit.util import TOKENIZER_FILES, scaled_weights, versions
 from rewardkit.util import parse_size as _parse_size
@@ -52,9 +52,9 @@ def mismatch(what: str, names: Sequence[str]) -> ModelError:
 def copy_model_files(src: Path, dst: Path) -> list[str]:
     """Copy the files a model needs besides its weights (:data:`MODEL_FILES`); returns their names."""
     copied = []
-    for name in MODEL_FILES:
-        if (src / name).is_file():
-            shutil.copy2(src / name, dst / name)
+    for name in MODEL_FILES:  # a link is copied only as a regular file inside src (never followed out)
+        if (src / name).is_file() or (src / name).is_symlink():
+            shutil.copyfile(own_file(src, src / name), dst / name)
             copied.append(name)
     return copied
 

@@ -23,7 +23,7 @@ import numpy as np
 from rewardkit.base import RewardModel
 from rewardkit.data import Prompt
 from rewardkit.errors import ModelError, RewardkitError
-from rewardkit.io import atomic_dir, check_output
+from rewardkit.io import atomic_dir, check_output, copy_model_tree
 from rewardkit.manifest import member_folder, read_manifest, write_manifest
 from rewardkit.templating import Texts
 from rewardkit.util import TOKENIZER_FILES, scaled_weights
@@ -264,17 +264,15 @@ class EnsembleRM(RewardModel):
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
         """Members are embedded as ``member_0``, ``member_1``... beside the manifest (copied from their
         source folders when the ensemble was built from saved models)."""
-        import shutil
-
         if self.row_order is not None and self.sources is None:
             raise ModelError("an ensemble with reordered members saves from its source folders")
         check_output(path, self.named_inputs(), "ensemble output")
         with atomic_dir(path, force=force) as tmp:
             names = []
             if self.sources is not None:
-                skip = shutil.ignore_patterns("checkpoints", ".*.tmp-*", ".*.old-*")  # model files only
+                skip = ("checkpoints", ".*.tmp-*", ".*.old-*")  # the model's own files; no link followed out
                 for i, src in enumerate(self.sources):
-                    shutil.copytree(src, Path(tmp) / f"member_{i}", ignore=skip)
+                    copy_model_tree(src, Path(tmp) / f"member_{i}", skip)
                     names.append(f"member_{i}")
             else:
                 for i, m in enumerate(self.members):

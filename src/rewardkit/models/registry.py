@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,25 @@ def kind_class(kind: str, where: str | os.PathLike = "") -> type[RewardModel]:
     return cls
 
 
-def load_reward_model(path: str | os.PathLike, **kwargs: Any) -> RewardModel:
+def load_reward_model(
+    path: str | os.PathLike, *, allow_remote: bool | str | Iterable[str] | None = None, **kwargs: Any
+) -> RewardModel:
     """Restore any reward model saved by rewardkit (or an HF sequence-classification checkpoint).
 
     ``kwargs`` (e.g. ``device``, ``dtype``, ``base_model``) are passed to the kind's loader. Every folder
     the model depends on (its base, reference, members) joins the inputs of the current run
     (:func:`rewardkit.io.protect`), so no output of the run can be written over it.
+
+    A folder never reaches the network on its own: a remote model (also as a member or wrapped model)
+    loads only for an endpoint named in ``allow_remote`` (a URL or URLs; ``$REWARDKIT_API_KEY`` is sent
+    to them) or with ``allow_remote=True`` (any endpoint, never with the key); None: what an enclosing
+    load allowed (nothing at the top).
     """
+    from rewardkit.models.remote import remote_allowed
+
     path = Path(path)
     manifest = reward_model_manifest(path)
     cls = kind_class(manifest["kind"], path / MANIFEST)
     protect(model_dependencies(path, kwargs.get("base_model")))
-    return cls._load(path, manifest, **kwargs)
+    with remote_allowed(allow_remote):
+        return cls._load(path, manifest, **kwargs)

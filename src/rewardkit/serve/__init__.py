@@ -23,18 +23,32 @@ def run_server(
 ) -> None:
     """Run ``app`` (from :func:`rewardkit.serve.app.build_app`) with uvicorn until SIGTERM / Ctrl-C
     (in-flight requests are drained first), over TLS when given a key and certificate, with at most
-    ``settings.max_connections`` connections (503 beyond). If the model fails to load, the server stops
-    and the error is raised as a :class:`~rewardkit.errors.ModelError`."""
+    ``settings.max_connections`` connections (503 beyond), the request-head, keep-alive and TLS-handshake
+    deadlines of ``settings`` (:mod:`rewardkit.serve.protocol`), and ``X-Forwarded-*`` headers trusted
+    only from ``settings.forwarded_allow_ips``. If the model fails to load, the server stops and the
+    error is raised as a :class:`~rewardkit.errors.ModelError`."""
     import uvicorn
 
+    from rewardkit.serve.protocol import guarded_protocol
+
+    s = app.state.settings
+    if ssl_certfile:  # asyncio's default (60 s) is read when each handshake starts; no argument reaches it
+        import asyncio.constants
+
+        asyncio.constants.SSL_HANDSHAKE_TIMEOUT = s.tls_handshake_timeout_s
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        http=guarded_protocol(s.header_timeout_s, s.max_connections),
+        loop="asyncio",
         timeout_graceful_shutdown=60,
-        limit_concurrency=app.state.settings.max_connections,
-        timeout_keep_alive=5,
+        limit_concurrency=s.max_connections,
+        timeout_keep_alive=s.keep_alive_s,
+        proxy_headers=bool(s.forwarded_allow_ips),
+        forwarded_allow_ips=list(s.forwarded_allow_ips) or None,
+        server_header=False,
         ssl_keyfile=ssl_keyfile,
         ssl_certfile=ssl_certfile,
     )

@@ -4,12 +4,11 @@ A request is read within a deadline, parsed and validated in a worker thread, ch
 per-sequence character cap, encoded in a worker thread (a bad request fails alone, before it is
 pooled), then queued for the batcher thread (:mod:`rewardkit.serve.batcher`), which pools the
 sequences of every waiting request into one engine call. A request whose client disconnects is dropped
-before it is scored.
+before it is scored. Every error, FastAPI's own included, is vLLM's ``{"error": {"message", "type",
+"param", "code"}}``.
 
-Endpoints: ``POST /score``, ``POST /score_pairs``, ``POST /get_reward`` (OpenRLHF's protocol),
-vLLM's ``GET /v1/models``, ``POST /pooling``, ``/classify``, ``/tokenize``, ``/detokenize``
-(:mod:`rewardkit.serve.vllm`), ``GET /health``, ``GET /info``, ``GET /metrics`` (Prometheus).
-See docs/serving.md.
+Routes: rewardkit's and OpenRLHF's (:mod:`rewardkit.serve.routes`), vLLM's and SGLang's
+(:mod:`rewardkit.serve.vllm`, :mod:`rewardkit.serve.vllm_score`). See docs/serving.md.
 """
 
 from __future__ import annotations
@@ -20,11 +19,14 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from rewardkit.errors import ModelError
 from rewardkit.serve.batcher import Batcher, Job, Metrics, Unavailable, request_fault
@@ -33,56 +35,16 @@ from rewardkit.serve.limits import (
     RequestError,
     ServeSettings,
     check_chars,
-    parse,
+    error_content,
     sequence_char_cap,
 )
-from rewardkit.serve.schemas import OpenRLHFRequest, PairsRequest, ScoreRequest, plain, text_chars
-from rewardkit.templating import Texts, completion_text
+from rewardkit.serve.routes import prompt_boundary
+from rewardkit.serve.schemas import text_chars
+from rewardkit.templating import Texts
 
 logger = logging.getLogger(__name__)
 
-ROUTES = (
-    "/score",
-    "/score_pairs",
-    "/get_reward",
-    "/v1/models",
-    "/pooling",
-    "/classify",
-    "/tokenize",
-    "/detokenize",
-    "/health",
-    "/info",
-    "/metrics",
-)
 __all__ = ["ServeSettings", "build_app", "model_info", "prompt_boundary"]
-
-
-def prompt_boundary(query: str, prompt: str) -> int:
-    """Where the response starts in an OpenRLHF ``query`` (characters): after ``prompt`` when the query
-    starts with it; else after the longest end of ``prompt`` the query starts with (a left-truncated
-    prompt); else after their common prefix (a decode that does not invert encode)."""
-    if query.startswith(prompt):
-        return len(prompt)
-    fail = [0] * len(query)  # KMP failure function of query, then prompt run through it
-    k = 0
-    for i in range(1, len(query)):
-        while k and query[i] != query[k]:
-            k = fail[k - 1]
-        if query[i] == query[k]:
-            k += 1
-        fail[i] = k
-    k = 0
-    for ch in prompt:
-        while k and (k == len(query) or ch != query[k]):
-            k = fail[k - 1]
-        if k < len(query) and ch == query[k]:
-            k += 1
-    common = 0
-    for a, b in zip(query, prompt):
-        if a != b:
-            break
-        common += 1
-    return max(k, common)
 
 
 async def _disconnected(receive) -> None:
@@ -98,13 +60,25 @@ class Server:
         self.settings, self.metrics = settings, metrics
         self.state: dict[str, Any] = {"model": None, "error": None, "info": {}}
         self.ready = threading.Event()
-        self.formatter = None
+        self.formatter = None  # the model's one token convention (None for an ensemble)
+        self.counter = None  # what counts tokens: the formatter, else an ensemble member's
+        self.token_limit: int | None = None
         self.char_cap = sequence_char_cap(settings, None)
         self.batcher = Batcher(self._score, settings, metrics)
+        self.routes: set[str] = set()  # metric labels stay bounded: other paths count as "other"
+
+    def count(self, path: str, status: int) -> None:
+        self.metrics.requests.labels(path if path in self.routes else "other", str(status)).inc()
 
     def loaded(self, rm: Any, describe: dict | None) -> None:
+        if self.settings.deterministic:  # one sequence per forward, its prompt not shared: batch-invariant
+            rm.configure(max_batch_size=1, prefix_sharing=False)
         self.formatter = rm.formatter
-        self.char_cap = sequence_char_cap(self.settings, None if rm.formatter is None else rm.formatter.limit)
+        self.counter = rm.formatter or next(
+            (m.formatter for m in rm.members if m.formatter is not None), None
+        )
+        self.token_limit = None if self.counter is None else self.counter.limit
+        self.char_cap = sequence_char_cap(self.settings, self.token_limit)
         self.state["info"] = model_info(rm, describe)
         self.state["model"] = rm
 
@@ -133,15 +107,15 @@ class Server:
         check_chars({k: [text_chars(x) for x in v] for k, v in fields.items()}, self.char_cap)
 
     def encode_lengths(self, texts: Texts) -> list[int] | None:
-        """Tokens per sequence (encoded now, in a worker thread, so a bad request fails here alone);
-        None for models without one formatter."""
-        if self.formatter is None:
+        """Tokens per sequence (encoded now, in a worker thread, so a bad request fails here alone; an
+        ensemble's counted by its first member with a tokenizer); None when no member has one."""
+        if self.counter is None:
             return None
         try:
-            return [len(x) for x in texts.encode(self.formatter)]
+            return [len(x) for x in texts.encode(self.counter)]
         except Exception as e:  # noqa: BLE001 - the request's data, named in one line
             if request_fault(e):
-                raise RequestError(422, str(e)) from None
+                raise RequestError(400, str(e)) from None
             raise
 
     async def run(
@@ -187,15 +161,101 @@ class Server:
             raise RequestError(500, str(e)) from None
         except Exception as e:  # noqa: BLE001 - this request fails, the server keeps serving
             if request_fault(e):
-                raise RequestError(422, str(e)) from None
+                raise RequestError(400, str(e)) from None
             logger.exception("scoring failed")
             raise RequestError(500, f"scoring failed: {type(e).__name__}: {e}") from None
 
 
-def rewards_body(out: np.ndarray) -> dict[str, Any]:
-    if out.ndim == 2:  # rewards, members..., std
-        return {"rewards": out[0].tolist(), "members": out[1:-1].tolist(), "std": out[-1].tolist()}
-    return {"rewards": out.tolist()}
+def _lifecycle(srv: Server, load: Callable[[], Any], describe: dict | None):
+    """``start()`` (load the model on a background thread and start the batcher, once) and the app's
+    lifespan (on exit: finish what is queued, stop the batcher)."""
+    started = threading.Event()
+
+    def loader() -> None:
+        try:
+            srv.loaded(load(), describe)
+        except BaseException as e:  # noqa: BLE001 - reported by /health, /info and the CLI
+            srv.state["error"] = e
+            logger.error("could not load the reward model: %s", e)
+        finally:
+            srv.ready.set()
+
+    def start() -> None:
+        if started.is_set():
+            return
+        started.set()
+        from rewardkit.scoring import BATCH_OBSERVERS
+
+        BATCH_OBSERVERS.append(srv.metrics.observe_batch)
+        threading.Thread(target=loader, name="rewardkit-loader", daemon=True).start()
+        srv.batcher.start()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI, start_here: bool):
+        if start_here:
+            start()
+        try:
+            yield
+        finally:  # uvicorn has drained in-flight requests; finish whatever is still queued
+            from rewardkit.scoring import BATCH_OBSERVERS
+
+            srv.batcher.stopping.set()
+            if srv.batcher.is_alive():
+                await asyncio.get_running_loop().run_in_executor(None, srv.batcher.join, 60)
+            if srv.metrics.observe_batch in BATCH_OBSERVERS:
+                BATCH_OBSERVERS.remove(srv.metrics.observe_batch)
+
+    return start, lifespan
+
+
+def _registrar(app: FastAPI, srv: Server):
+    """``route(path, method)``: registers ``fn(request) -> body`` at ``path``; a :class:`RequestError`
+    answers its status in vLLM's error shape; requests and latency are counted by path."""
+
+    def route(path: str, method: str = "POST"):
+        srv.routes.add(path)
+
+        def deco(fn: Callable[[Request], Awaitable[Any]]):
+            async def handler(request: Request):
+                t0 = time.perf_counter()
+                try:
+                    body = await fn(request)
+                except RequestError as e:
+                    srv.count(path, e.status)
+                    return error_response(e.status, e.message, e.param, e.headers)
+                srv.count(path, 200)
+                srv.metrics.latency.labels(path).observe(time.perf_counter() - t0)
+                return JSONResponse(body)
+
+            app.add_api_route(path, handler, methods=[method], name=f"{method} {path}")
+            return fn
+
+        return deco
+
+    return route
+
+
+def error_response(status: int, message: str, param: str | None = None, headers=None) -> JSONResponse:
+    return JSONResponse(error_content(status, message, param), status_code=status, headers=headers)
+
+
+def _error_handlers(app: FastAPI, srv: Server) -> None:
+    """FastAPI's own answers (unknown path, wrong method, validation) in vLLM's error shape."""
+
+    async def http_error(request: Request, exc: HTTPException):
+        srv.count(request.url.path, exc.status_code)
+        message = {404: f"no route {request.url.path} (see /docs or docs/serving.md)",
+                   405: f"method {request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))  # fmt: skip
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    async def invalid(request: Request, exc: RequestValidationError):
+        srv.count(request.url.path, 400)
+        errors = exc.errors()
+        loc = ".".join(str(x) for x in errors[0]["loc"]) if errors else None
+        return error_response(400, f"field {loc!r}: {errors[0]['msg'] if errors else 'invalid'}", loc)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
 
 
 def build_app(
@@ -207,186 +267,34 @@ def build_app(
     """A FastAPI app serving the reward model that ``load()`` returns (called once, on a background
     thread at start-up: ``/health`` answers 503 until it is loaded). ``describe``: extra ``/info`` fields.
     ``start_in_lifespan=False``: the host starts it with ``app.state.start()`` (Ray Serve replicas)."""
-    from contextlib import asynccontextmanager
-
-    from prometheus_client import generate_latest
-
+    from rewardkit.serve.routes import add_routes
     from rewardkit.serve.vllm import add_vllm_routes
+    from rewardkit.serve.vllm_score import add_score_routes
 
     settings = settings or ServeSettings()
-    metrics = Metrics()
-    srv = Server(settings, metrics)
-    state, ready, batcher = srv.state, srv.ready, srv.batcher
-    started = threading.Event()
-
-    def loader() -> None:
-        try:
-            srv.loaded(load(), describe)
-        except BaseException as e:  # noqa: BLE001 - reported by /health, /info and the CLI
-            state["error"] = e
-            logger.error("could not load the reward model: %s", e)
-        finally:
-            ready.set()
-
-    def start() -> None:
-        """Load the model on a background thread and start the batcher (once)."""
-        if started.is_set():
-            return
-        started.set()
-        from rewardkit.scoring import BATCH_OBSERVERS
-
-        BATCH_OBSERVERS.append(metrics.observe_batch)
-        threading.Thread(target=loader, name="rewardkit-loader", daemon=True).start()
-        batcher.start()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        if start_in_lifespan:
-            start()
-        try:
-            yield
-        finally:  # uvicorn has drained in-flight requests; finish whatever is still queued
-            from rewardkit.scoring import BATCH_OBSERVERS
-
-            batcher.stopping.set()
-            if batcher.is_alive():
-                await asyncio.get_running_loop().run_in_executor(None, batcher.join, 60)
-            if metrics.observe_batch in BATCH_OBSERVERS:
-                BATCH_OBSERVERS.remove(metrics.observe_batch)
-
-    app = FastAPI(title="rewardkit", lifespan=lifespan)
-    app.state.rewardkit = state
-    app.state.ready = ready
-    app.state.metrics = metrics
-    app.state.settings = settings
-    app.state.start = start
-    app.state.server = srv
-
-    def count(path: str, status: int) -> None:
-        metrics.requests.labels(path if path in ROUTES else "other", str(status)).inc()  # bounded labels
-
-    app.add_middleware(Guard, settings=settings, count=count)
-
-    def route(path: str, method: str = "POST"):
-        """Register ``fn(request) -> dict`` at ``path``: a :class:`RequestError` answers its status."""
-
-        def deco(fn: Callable[[Request], Awaitable[dict]]):
-            async def handler(request: Request):
-                t0 = time.perf_counter()
-                try:
-                    body = await fn(request)
-                except RequestError as e:
-                    count(path, e.status)
-                    return JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
-                count(path, 200)
-                metrics.latency.labels(path).observe(time.perf_counter() - t0)
-                return JSONResponse(body)
-
-            app.add_api_route(path, handler, methods=[method], name=path)
-            return fn
-
-        return deco
-
-    @route("/score")
-    async def score(request: Request) -> dict:
-        req = await parse(request, ScoreRequest, settings)
-        if len(req.prompts) != len(req.responses):
-            raise RequestError(
-                422,
-                f"fields 'prompts' and 'responses' have {len(req.prompts)} and {len(req.responses)} items",
-            )
-        if req.metadata is not None and len(req.metadata) != len(req.responses):
-            raise RequestError(
-                422, f"field 'metadata' has {len(req.metadata)} items for {len(req.responses)} responses"
-            )
-        srv.check_chars({"prompts": req.prompts, "responses": req.responses})
-        texts = Texts(
-            [plain(p) for p in req.prompts],
-            [completion_text(plain(r)) for r in req.responses],
-            reward_call=req.reward_call,
-            metadata=req.metadata,
-        )
-        out, _ = await srv.run(request, texts, req.members)
-        return rewards_body(out)
-
-    @route("/score_pairs")
-    async def score_pairs(request: Request) -> dict:
-        from rewardkit.data import PreferencePair
-
-        req = await parse(request, PairsRequest, settings)
-        srv.check_chars(
-            {
-                "pairs.prompt": [p.prompt for p in req.pairs],
-                "pairs.chosen": [p.chosen for p in req.pairs],
-                "pairs.rejected": [p.rejected for p in req.pairs],
-            }
-        )
-        pairs = [PreferencePair(plain(p.prompt), p.chosen, p.rejected, p.metadata) for p in req.pairs]
-        out, _ = await srv.run(request, Texts.from_pairs(pairs), req.members)
-        n = len(pairs)
-        if out.ndim == 2:
-            return {
-                "chosen": out[0, :n].tolist(),
-                "rejected": out[0, n:].tolist(),
-                "chosen_members": out[1:-1, :n].tolist(),
-                "rejected_members": out[1:-1, n:].tolist(),
-            }
-        return {"chosen": out[:n].tolist(), "rejected": out[n:].tolist()}
-
-    @route("/get_reward")
-    async def get_reward(request: Request) -> dict:
-        """OpenRLHF: ``query`` is already-templated text, tokenised as it is (nothing added)."""
-        req = await parse(request, OpenRLHFRequest, settings)
-        if req.prompts is not None and len(req.prompts) != len(req.query):
-            raise RequestError(
-                422, f"fields 'query' and 'prompts' have {len(req.query)} and {len(req.prompts)} items"
-            )
-        srv.check_chars({"query": req.query})
-        cuts = (
-            [prompt_boundary(q, p) for q, p in zip(req.query, req.prompts)]
-            if req.prompts
-            else [0] * len(req.query)
-        )
-        texts = Texts(
-            [q[:k] for q, k in zip(req.query, cuts)], [q[k:] for q, k in zip(req.query, cuts)], raw=True
-        )
-        out, _ = await srv.run(request, texts)
-        return {"rewards": out.tolist(), "scores": out.tolist()}
-
-    @route("/health", "GET")
-    async def health(request: Request) -> dict:
-        """No internal detail (paths, messages) for unauthenticated callers: status and counts only."""
-        if not ready.is_set():
-            raise RequestError(503, "loading")
-        if state["error"] is not None:
-            raise RequestError(500, "the model failed to load")
-        if not batcher.is_alive():
-            raise RequestError(500, "the scoring thread stopped")
-        if batcher.fault is not None:
-            raise RequestError(
-                503, f"the last engine call failed ({batcher.fault}); {batcher.fault_count} so far"
-            )
-        return {"status": "ok", "queue_sequences": batcher.pending, "engine_faults": batcher.fault_count}
-
-    @route("/info", "GET")
-    async def info(request: Request) -> dict:
-        if not ready.is_set():
-            raise RequestError(503, "the model is not loaded")
-        if state["error"] is not None:
-            raise RequestError(500, f"the model failed to load: {state['error']}")
-        keys = ("max_request_sequences", "max_request_bytes", "max_queue_sequences", "max_queue_bytes",
-                "max_wait_ms", "max_pool_sequences", "max_pool_tokens", "receive_timeout_s", "max_connections", "max_json_values")  # fmt: skip
-        limits = {k: getattr(settings, k) for k in keys}
-        return {**state["info"], "limits": {**limits, "max_sequence_chars": srv.char_cap}}
-
-    @app.get("/metrics")
-    async def prometheus():
-        return PlainTextResponse(
-            generate_latest(metrics.registry).decode(), media_type="text/plain; version=0.0.4"
-        )
-
+    srv = Server(settings, Metrics())
+    start, lifespan = _lifecycle(srv, load, describe)
+    app = FastAPI(title="rewardkit", lifespan=lambda a: lifespan(a, start_in_lifespan))
+    app.state.rewardkit, app.state.ready, app.state.metrics = srv.state, srv.ready, srv.metrics
+    app.state.settings, app.state.start, app.state.server = settings, start, srv
+    app.add_middleware(Guard, settings=settings, count=srv.count)
+    _error_handlers(app, srv)
+    route = _registrar(app, srv)
+    add_routes(route, app, srv)
     add_vllm_routes(route, srv)
+    add_score_routes(route, srv)
+    srv.routes.update({"/metrics", "/docs", "/openapi.json"})
     return app
+
+
+def record_fields(rm: Any) -> list[str]:
+    """The per-example record fields ``rm`` reads (a length penalty's reference field), its members'
+    included: what a client sends beside the texts (``RemoteRewardModel`` sends only these)."""
+    ref = rm.describe().get("reference") if rm.kind == "length_penalized" else None
+    own = [ref] if isinstance(ref, str) and ref != "callable" else []
+    for m in rm.members:
+        own += [f for f in record_fields(m) if f not in own]
+    return own
 
 
 def model_info(rm: Any, extra: dict | None = None) -> dict[str, Any]:
@@ -395,7 +303,7 @@ def model_info(rm: Any, extra: dict | None = None) -> dict[str, Any]:
 
     from rewardkit.util import versions
 
-    info = {**rm.describe(), "versions": versions()}
+    info = {**rm.describe(), "versions": versions(), "record_fields": record_fields(rm)}
     if rm.source and (Path(rm.source) / "merge.json").is_file():
         info["merge_provenance"] = json.loads((Path(rm.source) / "merge.json").read_text())
     return {**info, **(extra or {})}

@@ -1,7 +1,8 @@
 """What bounds one server: its settings, the request guard (client networks, bearer key, body size),
 the body reader with a receive deadline, and parsing + validation off the event loop.
 
-Every refusal is a one-line JSON ``{"error": ...}`` naming the field or limit.
+Every refusal is vLLM's error shape, ``{"error": {"message", "type", "param", "code"}}``, with a one-line
+message naming the field or limit (``param``: the field, when one is at fault).
 """
 
 from __future__ import annotations
@@ -39,27 +40,51 @@ class ServeSettings:
     max_json_values: int = 2**17  # JSON values per body, counted before validation (which holds the GIL)
     max_sequence_chars: int | None = None  # None: CHARS_PER_TOKEN x the model's token limit
     receive_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0  # request line and headers, from connect or the last response
+    keep_alive_s: float = 5.0  # an idle connection after a response
+    tls_handshake_timeout_s: float = 10.0
     max_connections: int = 1024
     api_key: str | None = None
     allow_from: tuple[str, ...] = ()
+    forwarded_allow_ips: tuple[str, ...] = ()  # proxies whose X-Forwarded-For is trusted; none by default
     model_name: str = "rewardkit"
     retry_after_s: int = 1
+    deterministic: bool = False  # one sequence per forward: a reward never depends on its batch mates
 
 
 class RequestError(Exception):
-    """A request refused with ``status`` and a one-line ``message``."""
+    """A request refused with ``status`` and a one-line ``message``; ``param``: the field at fault (by
+    default the one a message starting ``field 'x'`` names)."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, param: str | None = None
+    ):
         super().__init__(message)
         self.status, self.message, self.headers = status, one_line(message), headers
+        if param is None and self.message.startswith("field '"):
+            param = self.message[7:].split("'", 1)[0]
+        self.param = param
+
+
+#: vLLM's error ``type`` by HTTP status (``vllm/entrypoints/openai/engine/protocol.py``: ErrorInfo)
+ERROR_TYPES = {400: "BadRequestError", 401: "UnauthorizedError", 403: "ForbiddenError",
+               404: "NotFoundError", 405: "MethodNotAllowedError", 408: "RequestTimeoutError",
+               413: "RequestEntityTooLargeError", 499: "ClientClosedRequestError",
+               500: "InternalServerError", 501: "NotImplementedError", 503: "ServiceUnavailableError"}  # fmt: skip
 
 
 def one_line(text: Any) -> str:
     return " ".join(str(text).split())
 
 
-def error_body(message: str) -> bytes:
-    return json.dumps({"error": one_line(message)}).encode()
+def error_content(status: int, message: str, param: str | None = None) -> dict[str, Any]:
+    """vLLM's ``ErrorResponse``: ``{"error": {"message", "type", "param", "code": status}}``."""
+    kind = ERROR_TYPES.get(status, "BadRequestError" if status < 500 else "InternalServerError")
+    return {"error": {"message": one_line(message), "type": kind, "param": param, "code": status}}
+
+
+def error_body(status: int, message: str, param: str | None = None) -> bytes:
+    return json.dumps(error_content(status, message, param)).encode()
 
 
 def sequence_char_cap(settings: ServeSettings, token_limit: int | None) -> int:
@@ -109,7 +134,7 @@ class Guard:
     def __init__(self, app, settings: ServeSettings, count):
         self.app, self.settings, self.count = app, settings, count
         self.networks = parse_networks(settings.allow_from)
-        self.key = f"Bearer {settings.api_key}".encode() if settings.api_key else None
+        self.key = settings.api_key.encode() if settings.api_key else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -127,7 +152,7 @@ class Guard:
                 "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
             }
         )
-        await send({"type": "http.response.body", "body": error_body(message)})
+        await send({"type": "http.response.body", "body": error_body(status, message)})
 
     def _refusal(self, scope, path: str) -> tuple[int, str] | None:
         client = scope.get("client")
@@ -135,7 +160,7 @@ class Guard:
             return 403, "this client's address is not in the server's --allow-from networks"
         headers = dict(scope.get("headers") or [])
         if self.key is not None and path != "/health":
-            if not hmac.compare_digest(headers.get(b"authorization", b""), self.key):
+            if not hmac.compare_digest(bearer_token(headers.get(b"authorization", b"")), self.key):
                 return 401, "missing or wrong bearer token (Authorization: Bearer KEY)"
         size = headers.get(b"content-length", b"")
         if size.isdigit() and int(size) > self.settings.max_request_bytes:
@@ -143,6 +168,12 @@ class Guard:
                 f"request body of {int(size)} bytes exceeds the limit of {self.settings.max_request_bytes}"
             )
         return None
+
+
+def bearer_token(header: bytes) -> bytes:
+    """The token of an ``Authorization: Bearer TOKEN`` header (the scheme in any case, RFC 7235), else b""."""
+    scheme, _, token = header.strip().partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""
 
 
 async def read_body(request, settings: ServeSettings) -> bytes:
@@ -171,7 +202,7 @@ async def read_body(request, settings: ServeSettings) -> bytes:
 
 def count_values(data: Any, limit: int) -> int:
     """JSON values in ``data`` (objects, lists and scalars), counting stops past ``limit``. A string
-    no tokenizer can hold (a lone surrogate, JSON's ``"\\ud800"``) is a 422, found on the same walk."""
+    no tokenizer can hold (a lone surrogate, JSON's ``"\\ud800"``) is a 400, found on the same walk."""
     n, stack = 0, [data]
     while stack and n <= limit:
         x = stack.pop()
@@ -185,31 +216,51 @@ def count_values(data: Any, limit: int) -> int:
                 x.encode("utf-8")
             except UnicodeEncodeError as e:
                 raise RequestError(
-                    422, f"a string holds a lone surrogate at character {e.start}: not valid Unicode text"
+                    400, f"a string holds a lone surrogate at character {e.start}: not valid Unicode text"
                 ) from None
     return n
 
 
-def decode(body: bytes, model: type[BaseModel], max_values: int = 2**17) -> BaseModel:
-    """JSON + validation, run in a worker thread. Validation holds the GIL for its whole run, so the
-    values are counted first (in Python, which yields the GIL): a body of too many is refused (413)
-    before it can stall the event loop."""
+def load_json(body: bytes, max_values: int = 2**17) -> Any:
+    """JSON of a body, its values counted (in Python, which yields the GIL) so that a body of too many
+    is refused (413) before validation, which holds the GIL for its whole run, can stall the event loop."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RequestError(422, f"invalid JSON ({e})") from None
+        raise RequestError(400, f"invalid JSON ({e})") from None
     except RecursionError:
-        raise RequestError(422, "invalid JSON (nested too deeply)") from None
+        raise RequestError(400, "invalid JSON (nested too deeply)") from None
     if count_values(data, max_values) > max_values:
         raise RequestError(413, f"the request body holds more than {max_values} JSON values")
+    return data
+
+
+def validate(data: Any, model: type[BaseModel]) -> BaseModel:
+    """``data`` as ``model``, or a 400 naming the first field at fault."""
     try:
         return model.model_validate(data)
     except ValidationError as e:
         loc, msg = first_error(e)
-        raise RequestError(422, f"field {loc or 'body'!r}: {msg}") from None
+        raise RequestError(400, f"field {loc or 'body'!r}: {msg}", param=loc or None) from None
+
+
+def decode(body: bytes, model: type[BaseModel], max_values: int = 2**17) -> BaseModel:
+    """JSON + validation, run in a worker thread."""
+    return validate(load_json(body, max_values), model)
 
 
 async def parse(request, model: type[BaseModel], settings: ServeSettings) -> BaseModel:
     """The request body as ``model`` (any content type); :class:`RequestError` otherwise."""
     body = await read_body(request, settings)
     return await asyncio.to_thread(decode, body, model, settings.max_json_values)
+
+
+async def parse_either(request, choose, settings: ServeSettings) -> BaseModel:
+    """The body as the model ``choose(data)`` picks from its JSON (e.g. by its fields)."""
+    body = await read_body(request, settings)
+
+    def run() -> BaseModel:
+        data = load_json(body, settings.max_json_values)
+        return validate(data, choose(data))
+
+    return await asyncio.to_thread(run)
