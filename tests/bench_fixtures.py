@@ -73,3 +73,43 @@ JUDGEBENCH_ROWS = [
     (judgebench_row("p6", "livecodebench", 5, 4, "B>A"), 0, 0),
     (judgebench_row("p7", "other-source", 5, 4, "A>B"), 1, 1),  # in overall only
 ]
+
+
+def ppe_preference_row(qid: str, r1: int, r2: int, winner: str, **tags: bool) -> dict:
+    """A row of lmarena-ai/PPE-Human-Preference-V1 (the fields the suite reads, plus tags)."""
+    return {
+        "question_id": qid,
+        "model_a": "m1",
+        "model_b": "m2",
+        "prompt": f"question {qid}",
+        "response_1": words(r1),
+        "response_2": words(r2),
+        "winner": winner,
+        "language": "English",
+        **tags,
+    }
+
+
+PPE_PREFERENCE_ROWS = [
+    ppe_preference_row("q1", 3, 1, "model_a", hard_prompt=True),  # right
+    ppe_preference_row("q2", 1, 3, "model_a", hard_prompt=True, is_code=True),  # wrong
+    ppe_preference_row("q3", 2, 2, "model_b", is_code=True),  # a reward tie: wrong
+    ppe_preference_row("q4", 1, 2, "tie (bothbad)", is_code=True),  # a human tie: not counted
+    ppe_preference_row("q5", 1, 4, "model_b", english_prompt=True),  # right
+]
+
+
+def ppe_correctness_row(qid: str, benchmark: str, lengths: list[int], correct: list[int]) -> dict:
+    """A row of lmarena-ai/PPE-*-Best-of-K in the numbered-column layout."""
+    row = {"question_id": qid, "benchmark": benchmark, "prompt": f"question {qid}"}
+    for i, (n, c) in enumerate(zip(lengths, correct), 1):
+        row[f"response_{i}"] = words(n)
+        row[f"score_{i}"] = bool(c)
+    return row
+
+
+PPE_CORRECTNESS_ROWS = [
+    ppe_correctness_row("a", "MATH", [4, 3, 2, 1], [0, 1, 1, 0]),
+    ppe_correctness_row("b", "MATH", [2, 2, 1, 1], [1, 0, 0, 0]),
+    ppe_correctness_row("c", "GPQA", [1, 2, 3, 4], [1, 1, 1, 1]),  # no incorrect response: no pairs
+]

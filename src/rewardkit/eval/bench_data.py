@@ -58,6 +58,8 @@ class BenchSpec:
     row: Callable[[BenchExample, np.ndarray], dict[str, Any]]
     groups: tuple[str, ...] = ()
     check: Callable[[list[BenchExample]], None] | None = None
+    #: a field each hub row gets (when absent) naming the hub dataset it came from (several hub datasets)
+    hub_tag: str | None = None
 
 
 @dataclass
@@ -142,6 +144,11 @@ def _hub_records(name: str, split: str):
         raise DataError(f"{str(e).splitlines()[0]}; pass a local copy, --data FILE") from None
 
 
+def _tagged(records, tag: str, value: str):
+    for where, rec in records:
+        yield where, {tag: value, **rec} if isinstance(rec, dict) else rec
+
+
 def load_bench(
     spec: BenchSpec, data: Any = None, *, on_error: Literal["raise", "skip"] = "raise"
 ) -> BenchData:
@@ -151,6 +158,10 @@ def load_bench(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if data is None:
         sources = [_hub_records(name, split) for name, split in spec.hub]
+        if spec.hub_tag:
+            sources = [
+                (s, _tagged(rows, spec.hub_tag, name)) for (s, rows), (name, _) in zip(sources, spec.hub)
+            ]
     else:
         sources = [iter_source(data, spec.hub[0][1])]
     examples: list[BenchExample] = []

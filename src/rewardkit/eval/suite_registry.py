@@ -18,6 +18,8 @@ from typing import Any
 BENCH_SPECS: dict[str, tuple[str, str]] = {
     "rm-bench": ("rewardkit.eval.rmbench", "RM_BENCH"),
     "judgebench": ("rewardkit.eval.judgebench", "JUDGEBENCH"),
+    "ppe-preference": ("rewardkit.eval.ppe", "PPE_PREFERENCE"),
+    "ppe-correctness": ("rewardkit.eval.ppe", "PPE_CORRECTNESS"),
 }
 #: every suite name, in the card's order
 SUITE_NAMES: tuple[str, ...] = ("rewardbench", "rewardbench2", *BENCH_SPECS)

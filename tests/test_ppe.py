@@ -1,0 +1,155 @@
+"""PPE preference and correctness. lmarena/PPE could not be read here (no snapshot) and is not a package,
+so the rules follow the paper (docs/evaluation.md says which choices are rewardkit's) and the summaries
+are checked against values worked out by hand (tests/bench_fixtures.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rewardkit.errors import DataError
+from rewardkit.eval.bench_data import load_bench
+from rewardkit.eval.bench_report import run_bench
+from rewardkit.eval.ppe import PPE_CORRECTNESS, PPE_PREFERENCE, pair_stats
+from tests.bench_fixtures import (
+    PPE_CORRECTNESS_ROWS,
+    PPE_PREFERENCE_ROWS,
+    ppe_correctness_row,
+    ppe_preference_row,
+)
+from tests.suite_fixtures import WordCountRM, write_jsonl
+
+
+def _sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_preference_accuracy_categories_and_lower_bound(tmp_path):
+    report = run_bench(
+        {"words": WordCountRM()},
+        PPE_PREFERENCE,
+        write_jsonl(tmp_path / "p.jsonl", PPE_PREFERENCE_ROWS),
+        n_boot=200,
+    )
+    p = report.points["words"]
+    # counted: q1 right, q2 wrong, q3 wrong (reward tie), q5 right; q4 is a human tie
+    assert p == pytest.approx(
+        {"hard_prompt": 0.5, "is_code": 0.0, "english_prompt": 1.0, "lower_bound": 0.0, "score": 0.5}
+    )
+    assert report.to_dict()["counts"] == {"overall": 5, "hard_prompt": 2, "is_code": 3, "english_prompt": 1}
+    assert report.jsonl_rows()[3] == {
+        "model": "words",
+        "id": "q4",
+        "winner": "tie (bothbad)",
+        "categories": ["is_code"],
+        "score_1": 1.0,
+        "score_2": 2.0,
+    }
+
+
+def test_correctness_pairs_brier_and_exact_best_of_n(tmp_path):
+    rm = WordCountRM()
+    report = run_bench(
+        {"words": rm}, PPE_CORRECTNESS, write_jsonl(tmp_path / "c.jsonl", PPE_CORRECTNESS_ROWS), n_boot=200
+    )
+    assert len(rm.calls) == 1 and len(rm.calls[0]) == 12
+    p = report.points["words"]
+    # a: correct {3, 2} vs incorrect {4, 1}: 2 of 4 pairs; margins -1, 2, -2, 1
+    brier_a = np.mean([(1 - _sig(m)) ** 2 for m in (-1, 2, -2, 1)])
+    # b: correct {2} vs incorrect {2, 1, 1}: a tie is wrong, 2 of 3; margins 0, 1, 1
+    brier_b = np.mean([(1 - _sig(m)) ** 2 for m in (0, 1, 1)])
+    assert p["MATH/accuracy"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert p["MATH/brier"] == pytest.approx((brier_a + brier_b) / 2)
+    # top pick: a's is the incorrect 4; b's is split between a correct and an incorrect 2
+    assert p["MATH/best_of_k"] == pytest.approx(0.25) and p["GPQA/best_of_k"] == 1.0
+    assert np.isnan(p["GPQA/accuracy"]) and p["score"] == pytest.approx((0.5 + 2 / 3) / 2)
+    # every n-subset by hand. a (rewards 4 3 2 1, correct 0 1 1 0): pairs with the 4 pick it (3 of 6), the
+    # other 3 pick a correct one; triples: only {3, 2, 1} (1 of 4). b (2 2 1 1, correct 1 0 0 0): pairs
+    # {0,1} 1/2, {0,2} 1, {0,3} 1, the other 3 pairs 0 -> 2.5 / 6; triples 1/2, 1/2, 1, 0 -> 2 / 4
+    bon_a = [0.5, 3 / 6, 1 / 4, 0.0]
+    bon_b = [0.25, 2.5 / 6, 2 / 4, 0.5]
+    for n in range(1, 5):
+        math_mean = (bon_a[n - 1] + bon_b[n - 1]) / 2
+        assert p[f"bon@{n}"] == pytest.approx((math_mean + 1.0) / 2), n
+    assert p["best_of_k"] == p["bon@4"]
+    row = report.jsonl_rows()[0]
+    assert row == {
+        "model": "words",
+        "id": "a",
+        "benchmark": "MATH",
+        "scores": [4.0, 3.0, 2.0, 1.0],
+        "correct": [0, 1, 1, 0],
+    }
+
+
+def test_pair_stats_without_pairs_is_nan():
+    assert all(np.isnan(pair_stats(np.array([1.0, 2.0]), np.array([1, 1]))))
+
+
+def test_list_layout_equals_numbered_columns(tmp_path):
+    listed = [
+        {
+            "question_id": r["question_id"],
+            "benchmark": r["benchmark"],
+            "prompt": r["prompt"],
+            "responses": [r[f"response_{i}"] for i in range(1, 5)],
+            "scores": [int(r[f"score_{i}"]) for i in range(1, 5)],
+        }
+        for r in PPE_CORRECTNESS_ROWS
+    ]
+    a = load_bench(PPE_CORRECTNESS, listed)
+    b = load_bench(PPE_CORRECTNESS, PPE_CORRECTNESS_ROWS)
+    assert [(e.completions, e.labels) for e in a.examples] == [(e.completions, e.labels) for e in b.examples]
+
+
+def test_bad_rows_name_file_line_and_field(tmp_path):
+    good = ppe_correctness_row("x", "MATH", [1, 2], [0, 1])
+    cases = [
+        ({**good, "score_2": 0.5}, "field 'score_N': correctness must be 0 / 1"),
+        (
+            {k: v for k, v in good.items() if k != "score_2"},
+            "field 'score_N': 1 correctness labels for 2 responses",
+        ),
+        ({k: v for k, v in good.items() if not k.startswith("response")}, "field 'response_1' missing"),
+        (good, "field 'id': 'x' repeats the id of"),
+    ]
+    for bad, message in cases:
+        path = write_jsonl(tmp_path / "bad.jsonl", [good, bad])
+        with pytest.raises(DataError) as info:
+            load_bench(PPE_CORRECTNESS, path)
+        assert str(info.value).startswith(f"{path}:2: ") and message in str(info.value), str(info.value)
+    with pytest.raises(DataError, match="question 'y' has 3 responses, question 'x' has 2"):
+        load_bench(PPE_CORRECTNESS, [good, ppe_correctness_row("y", "MATH", [1, 2, 3], [0, 1, 1])])
+    pref = ppe_preference_row("q", 1, 2, "model_a")
+    for bad, message in (
+        ({**pref, "winner": "modelA"}, "field 'winner': expected 'model_a', 'model_b' or a tie"),
+        ({**pref, "is_code": "yes"}, "field 'is_code': expected true or false"),
+    ):
+        path = write_jsonl(tmp_path / "badp.jsonl", [bad])
+        with pytest.raises(DataError, match=rf"^{path}:1: {message}"):
+            load_bench(PPE_PREFERENCE, path)
+
+
+def test_online_reads_every_correctness_set_and_tags_its_benchmark(monkeypatch):
+    import rewardkit.readers
+
+    asked = []
+
+    def fake_hub(name, split):
+        asked.append((name, split))
+        return [
+            {
+                k: v
+                for k, v in ppe_correctness_row(f"{name}-1", "", [1, 2], [0, 1]).items()
+                if k != "benchmark"
+            }
+        ]
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(rewardkit.readers, "_load_hub", fake_hub)
+    data = load_bench(PPE_CORRECTNESS)
+    assert data.groups == ["MMLU-Pro", "MATH", "GPQA", "IFEval", "MBPP-Plus"] and len(asked) == 5
+    assert asked[0] == ("lmarena-ai/PPE-MMLU-Pro-Best-of-K", "train")
