@@ -45,7 +45,7 @@ def make_members(folder: Path) -> list[Path]:
 def child(mode: str, folder: Path, n_pairs: int) -> None:
     import torch  # noqa: F401  (imports before the baseline)
 
-    from rewardkit import BradleyTerryRM, EnsembleRM, demo_model_path, load_reward_model
+    from rewardkit import BradleyTerryRM, EnsembleRM, demo_model_path, load_ensemble, load_reward_model
 
     pairs = sample_pairs(n_pairs)
     prompts, responses = (
@@ -55,7 +55,7 @@ def child(mode: str, folder: Path, n_pairs: int) -> None:
     base = proc_status("VmRSS:")
     t0 = time.perf_counter()
     if mode == "shared":
-        rm = EnsembleRM.from_paths(sorted(folder.glob("m*")))
+        rm = load_ensemble(sorted(folder.glob("m*")))
     elif mode == "separate":
         rm = EnsembleRM([load_reward_model(p) for p in sorted(folder.glob("m*"))], aggregation="mean")
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from rewardkit import EnsembleRM, train_reward_model
+from rewardkit import load_ensemble, train_reward_model
 from rewardkit.eval import selective_accuracy
 from rewardkit.synthetic import make_synthetic_preferences
 from rewardkit.tiny import build_tiny_model
@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
                 progress=False,
             )
             paths.append(work / f"rm{s}")
-        ens = EnsembleRM.from_paths(paths, aggregation="mean_minus_std", lam=1.0, normalize="zscore")
+        ens = load_ensemble(paths, aggregation="mean_minus_std", lam=1.0, normalize="zscore")
         ens.fit_normalization(
             calibration.prompts * 2, [p.chosen for p in calibration] + [p.rejected for p in calibration]
         )

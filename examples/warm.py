@@ -9,10 +9,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from rewardkit import EnsembleRM, load_reward_model
-from rewardkit.merge import lmc_curve, train_warm
+from rewardkit import load_ensemble, load_reward_model
+from rewardkit.merge import lmc_curve
 from rewardkit.synthetic import make_synthetic_preferences
 from rewardkit.tiny import build_tiny_model
+from rewardkit.train import train_warm
 
 
 def main(argv=None) -> dict:
@@ -31,7 +32,7 @@ def main(argv=None) -> dict:
         result = {
             "members_ood": members,
             "warm_ood": load_reward_model(res["warm"]).score_pairs(ood).accuracy(),
-            "ensemble_ood": EnsembleRM.from_paths(res["members"]).score_pairs(ood).accuracy(),
+            "ensemble_ood": load_ensemble(res["members"]).score_pairs(ood).accuracy(),
             "lmc": lmc_curve(res["members"][0], res["members"][1], ood, lambdas=[0.0, 0.5, 1.0]),
         }
         print(result)

@@ -20,11 +20,11 @@ class LengthRM(RewardModel):
     def score_texts(self, texts: Texts) -> np.ndarray:
         return np.array([len(r.split()) for r in texts.responses], dtype=np.float32)
 
-    def save(self, path):
+    def save(self, path, *, force=False):
         from rewardkit.io import atomic_dir
         from rewardkit.manifest import write_manifest
 
-        with atomic_dir(path, force=True) as tmp:
+        with atomic_dir(path, force=force) as tmp:
             write_manifest(tmp, self._manifest())
 
     @classmethod
@@ -53,21 +53,20 @@ def test_one_hook_gives_every_entry_point():
     rm.configure(chat_template="never", max_tokens=10)  # nothing to configure: no error, no effect
 
 
-def test_a_02_subclass_implementing_score_still_works_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="implement score_texts"):
+def test_score_texts_is_the_abstract_hook():
+    class Old(RewardModel):  # rewardkit 0.2's hook alone: not a whole reward model
+        kind = "test_old"
 
-        class Old(RewardModel):
-            kind = "test_old"
+        def score(self, prompts, responses):
+            return np.ones(len(responses), dtype=np.float32)
 
-            def score(self, prompts, responses):
-                return np.ones(len(responses), dtype=np.float32)
+        def save(self, path, *, force=False): ...
 
-            def save(self, path): ...
+        @classmethod
+        def _load(cls, path, manifest, **kwargs): ...
 
-            @classmethod
-            def _load(cls, path, manifest, **kwargs): ...
-
-    assert Old().score_pairs([PreferencePair("q", "a", "b")]).margins.tolist() == [0.0]
+    with pytest.raises(TypeError, match="score_texts"):
+        Old()
 
 
 def test_tie_credit_is_defined_once():
@@ -92,23 +91,18 @@ def test_registry_loads_registered_kinds_and_names_unknown_ones(tmp_path):
         load_reward_model(tmp_path / "u")
 
 
-def test_a_02_kind_found_by_its_class_definition_still_loads(tmp_path):
-    """rewardkit 0.2 registered a kind when its class was defined; that still works, with a warning."""
+def test_a_kind_is_found_by_the_registry_only(tmp_path):
+    """Defining a class registers nothing (rewardkit 0.2 did): an unregistered kind is unknown."""
     from rewardkit.models.registry import KINDS
 
     class Declared(LengthRM):
         kind = "test_declared_only"
 
-    Declared.__module__, Declared.__qualname__ = __name__, "DeclaredOnly"
-    globals()["DeclaredOnly"] = Declared
-    from rewardkit.base import DECLARED_KINDS
-
-    DECLARED_KINDS["test_declared_only"] = f"{__name__}:DeclaredOnly"
-    KINDS.pop("test_declared_only", None)
+    assert "test_declared_only" not in KINDS
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "rewardkit.json").write_text(json.dumps({"kind": "test_declared_only", "format": 1}))
-    with pytest.warns(DeprecationWarning, match="register it: rewardkit.register_kind"):
-        assert isinstance(load_reward_model(tmp_path / "d"), Declared)
+    with pytest.raises(ModelError, match="unknown kind 'test_declared_only'"):
+        load_reward_model(tmp_path / "d")
     KINDS["test_broken"] = "no.such.module:Cls"
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "rewardkit.json").write_text(json.dumps({"kind": "test_broken", "format": 1}))

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from rewardkit import BradleyTerryRM, EnsembleRM, load_reward_model
+from rewardkit import BradleyTerryRM, EnsembleRM, load_ensemble, load_reward_model
 from rewardkit.cli import main
 from rewardkit.models.ensemble import AGGREGATIONS
 from rewardkit.synthetic import make_synthetic_preferences
@@ -126,7 +126,7 @@ def test_lora_members_share_one_base_and_score_exactly_as_alone(tiny_lm, tmp_pat
         rm.save(tmp_path / f"lora{s}")
         paths.append(tmp_path / f"lora{s}")
         alone.append(load_reward_model(paths[-1]).score(ds.prompts, [p.chosen for p in ds]))
-    ens = EnsembleRM.from_paths(paths, aggregation="mean")
+    ens = load_ensemble(paths, aggregation="mean")
     assert len(ens.members) == 1 and ens.num_members == 3  # one base in memory, three adapters + heads
     u = ens.score_with_uncertainty(ds.prompts, [p.chosen for p in ds])
     np.testing.assert_array_equal(u.members, np.stack(alone))
@@ -201,12 +201,12 @@ def test_weighted_and_zscore_follow_the_given_member_order_across_shared_bases(t
     for i in range(3):
         w = [0.0, 0.0, 0.0]
         w[i] = 1.0
-        ens = EnsembleRM.from_paths(order, aggregation="weighted", weights=w)
+        ens = load_ensemble(order, aggregation="weighted", weights=w)
         assert len(ens.members) == 2 and ens.num_members == 3  # a and c share one base
         np.testing.assert_array_equal(ens.score(prompts, responses), alone[i])
     with pytest.raises(ValueError, match="3 finite non-negative"):
-        EnsembleRM.from_paths(order, aggregation="weighted", weights=[1.0, 1.0])
-    ens = EnsembleRM.from_paths(order, aggregation="weighted", weights=[0.0, 0.0, 1.0], normalize="zscore")
+        load_ensemble(order, aggregation="weighted", weights=[1.0, 1.0])
+    ens = load_ensemble(order, aggregation="weighted", weights=[0.0, 0.0, 1.0], normalize="zscore")
     stats = ens.fit_normalization(prompts, responses)
     np.testing.assert_allclose(stats["mean"], alone.mean(1), rtol=1e-6)
     ens.save(tmp_path / "ens")
@@ -234,7 +234,7 @@ def test_lora_members_with_another_max_length_are_not_grouped(tiny_lm, tmp_path)
     b = _lora_member(tiny_lm, tmp_path / "b", 2, max_length=6)  # truncates: another encoding
     ds = make_synthetic_preferences(6, seed=3)
     prompts, responses = ds.prompts, [p.chosen for p in ds]
-    ens = EnsembleRM.from_paths([a, b])
+    ens = load_ensemble([a, b])
     assert len(ens.members) == 2 and [m.formatter.max_length for m in ens.members] == [512, 6]
     expected = np.stack([load_reward_model(p).score(prompts, responses) for p in (a, b)])
     np.testing.assert_array_equal(ens.score_with_uncertainty(prompts, responses).members, expected)
@@ -261,7 +261,7 @@ def test_saved_ensembles_copy_model_files_not_checkpoints(members, tmp_path):
         m.save(tmp_path / f"m{i}")
     (tmp_path / "m0" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
     (tmp_path / "m0" / "checkpoints" / "checkpoint-1" / "optimizer.pt").write_bytes(b"x" * 100)
-    ens = EnsembleRM.from_paths([tmp_path / "m0", tmp_path / "m1"])
+    ens = load_ensemble([tmp_path / "m0", tmp_path / "m1"])
     ens.save(tmp_path / "ens")
     assert (tmp_path / "ens" / "member_0" / "model.safetensors").is_file()
     assert not (tmp_path / "ens" / "member_0" / "checkpoints").exists()
@@ -274,11 +274,11 @@ def test_nested_ensembles_and_unrecorded_head_counts_give_their_rows(members, tm
     prompts, responses = ds.prompts, [p.chosen for p in ds]
     for i, m in enumerate(members):
         m.save(tmp_path / f"m{i}")
-    EnsembleRM.from_paths([tmp_path / "m0", tmp_path / "m1"]).save(tmp_path / "inner")
+    load_ensemble([tmp_path / "m0", tmp_path / "m1"]).save(tmp_path / "inner")
     man = json.loads((tmp_path / "m2" / "rewardkit.json").read_text())
     man["num_heads"] = None
     (tmp_path / "m2" / "rewardkit.json").write_text(json.dumps(man))
-    outer = EnsembleRM.from_paths([tmp_path / "m2", tmp_path / "inner"], aggregation="weighted", weights=[2, 1, 1])
+    outer = load_ensemble([tmp_path / "m2", tmp_path / "inner"], aggregation="weighted", weights=[2, 1, 1])
     alone = np.stack([m.score(prompts, responses) for m in (members[2], members[0], members[1])])
     u = outer.score_with_uncertainty(prompts, responses)
     assert outer.num_members == 3 and u.members.shape == (3, len(ds))

@@ -37,13 +37,13 @@ class GoldRM(RewardModel):
     def __init__(self, noise=0.0, seed=0):
         self.noise, self.seed = noise, seed
 
-    def score(self, prompts, responses):
-        rng = np.random.default_rng([self.seed, len(responses)])
+    def score_texts(self, texts):
+        rng = np.random.default_rng([self.seed, len(texts)])
         return np.array(
-            [gold_reward(r) for r in responses], dtype=np.float32
-        ) + self.noise * rng.standard_normal(len(responses)).astype(np.float32)
+            [gold_reward(r) for r in texts.responses], dtype=np.float32
+        ) + self.noise * rng.standard_normal(len(texts)).astype(np.float32)
 
-    def save(self, path):  # pragma: no cover
+    def save(self, path, *, force=False):  # pragma: no cover
         raise NotImplementedError
 
     @classmethod

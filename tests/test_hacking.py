@@ -307,7 +307,7 @@ def test_torchrun_two_processes_shard_scoring_in_order(tmp_path):
     import subprocess
     import sys
 
-    from rewardkit.base import load_reward_model
+    from rewardkit.models.registry import load_reward_model
 
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}

@@ -9,8 +9,9 @@ from safetensors.torch import load_file
 
 from rewardkit import BradleyTerryRM, ModelError, load_reward_model
 from rewardkit.cli import main
-from rewardkit.merge import corrupt_labels, interpolate, lmc_curve, train_warm, weight_average
+from rewardkit.merge import corrupt_labels, interpolate, lmc_curve, weight_average
 from rewardkit.synthetic import make_synthetic_preferences
+from rewardkit.train import train_warm
 
 
 def _perturbed(path, seed, lora=False, scale=0.05):

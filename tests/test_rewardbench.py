@@ -182,7 +182,7 @@ def model_dirs(tiny_lm, tmp_path_factory):
     """Saved models of every local kind: explicit, DPO implicit with a reference and reference-free,
     an untrained DPORM (policy == reference: every reward is 0, every completion tied), an ensemble,
     a WARM merge and a length-penalised RM."""
-    from rewardkit import BradleyTerryRM, DPOImplicitRM, EnsembleRM, LengthPenalizedRM
+    from rewardkit import BradleyTerryRM, DPOImplicitRM, LengthPenalizedRM, load_ensemble
     from rewardkit.tiny import build_tiny_model
 
     d = tmp_path_factory.mktemp("suite_models")
@@ -193,7 +193,7 @@ def model_dirs(tiny_lm, tmp_path_factory):
     DPOImplicitRM.from_pretrained(tiny_lm, ref, beta=0.5).save(dirs["dpo"])
     DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1.0).save(dirs["dpo_free"])
     DPOImplicitRM.from_pretrained(tiny_lm, tiny_lm, beta=0.5).save(dirs["dpo_same"])
-    EnsembleRM.from_paths([dirs["bt"], dirs["bt2"]]).save(dirs["ens"])
+    load_ensemble([dirs["bt"], dirs["bt2"]]).save(dirs["ens"])
     from rewardkit.merge import weight_average
 
     weight_average([dirs["bt"], dirs["bt2"]], out=d / "warm", progress=False)

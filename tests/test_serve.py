@@ -345,9 +345,9 @@ def test_health_is_503_until_the_model_is_loaded(models):
 def test_saved_wrappers_without_a_config_are_served(models, tmp_path):
     """An ensemble folder holds members and a manifest but no config.json of its own; the start-up
     check must pass it (as loading does) and the server score as the local ensemble."""
-    from rewardkit.models.ensemble import EnsembleRM
+    from rewardkit import load_ensemble
 
-    EnsembleRM.from_paths([models / "rm", models / "dporm"], aggregation="mean").save(tmp_path / "ens")
+    load_ensemble([models / "rm", models / "dporm"], aggregation="mean").save(tmp_path / "ens")
     local = load_reward_model(tmp_path / "ens")
     prompts, responses = ["tell me about pasta", "explain the star"], [" good clear", " bad"]
     with server("--rm", str(tmp_path / "ens")) as (url, _):

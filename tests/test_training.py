@@ -84,7 +84,7 @@ def test_existing_output_is_refused(tiny_lm, synthetic_split, tmp_path):
 
 
 def test_length_bucket_sampler_is_a_seeded_permutation_with_little_padding():
-    from rewardkit.train.trainer import LengthBucketSampler
+    from rewardkit.train.pairs import LengthBucketSampler
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(10, 200, size=203)
@@ -129,7 +129,7 @@ def test_margin_label_smoothing_and_centring_reach_the_training_loss(tiny_lm, mo
     """Config -> trainer -> loss: d loss / d r equals the hand-derived gradient of
     mean[-(1-e) log s(d) - e log s(-d)] + c mean (r_c + r_r)^2 with d = r_c - r_r - m."""
     from rewardkit.data import PreferenceDataset, PreferencePair
-    from rewardkit.train.trainer import RewardTrainer
+    from rewardkit.train.bradley_terry import RewardTrainer
 
     pairs = PreferenceDataset(
         [PreferencePair("tell me", " good", " bad", {"m": m}) for m in (0.5, -1.0, 2.0)]

@@ -9,21 +9,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rewardkit.util import lazy_exports
-
-__version__ = "0.3.0"
+from rewardkit.version import __version__ as __version__
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "PairScores": "rewardkit.base",
     "RewardModel": "rewardkit.base",
     "load_reward_model": "rewardkit.models.registry",
+    "load_ensemble": "rewardkit.models.registry",
     "pairwise_accuracy": "rewardkit.base",
     "Texts": "rewardkit.templating",
     "EnsembleScores": "rewardkit.models.ensemble",
     "PenalizedScores": "rewardkit.models.length",
     "register_kind": "rewardkit.models.registry",
     "PreferenceDataset": "rewardkit.data",
-    "PreferencePair": "rewardkit.data",
+    "PreferencePair": "rewardkit.records",
     "load_preferences": "rewardkit.data",
     "demo_model_path": "rewardkit.demo",
     "DataError": "rewardkit.errors",
@@ -61,6 +61,7 @@ __all__ = [
     "RewardkitError",
     "Texts",
     "demo_model_path",
+    "load_ensemble",
     "load_preferences",
     "load_reward_model",
     "pairwise_accuracy",
@@ -75,15 +76,16 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as ordinary imports
     from rewardkit.base import PairScores, RewardModel, pairwise_accuracy
-    from rewardkit.data import PreferenceDataset, PreferencePair, load_preferences
+    from rewardkit.data import PreferenceDataset, load_preferences
     from rewardkit.demo import demo_model_path
     from rewardkit.errors import DataError, ModelError, RewardkitError
     from rewardkit.models.ensemble import EnsembleRM, EnsembleScores
     from rewardkit.models.explicit import BradleyTerryRM
     from rewardkit.models.implicit import DPOImplicitRM
     from rewardkit.models.length import LengthPenalizedRM, PenalizedScores
-    from rewardkit.models.registry import load_reward_model, register_kind
+    from rewardkit.models.registry import load_ensemble, load_reward_model, register_kind
     from rewardkit.models.remote import RemoteRewardModel
+    from rewardkit.records import PreferencePair
     from rewardkit.templating import Texts
     from rewardkit.train.bradley_terry import train_reward_model
     from rewardkit.train.config import DPOTrainingConfig, RewardTrainingConfig

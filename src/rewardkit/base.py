@@ -8,9 +8,8 @@ imports no kind.
 from __future__ import annotations
 
 import os
-import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -19,26 +18,13 @@ import numpy as np
 
 from rewardkit.data import Prompt, as_pairs
 from rewardkit.errors import ModelError
-from rewardkit.manifest import (  # noqa: F401  (0.2 imported these from here)
-    FORMAT_VERSION,
-    MANIFEST,
-    MANIFEST_FIELDS,
-    read_manifest,
-    reward_model_manifest,
-    write_manifest,
-)
+from rewardkit.manifest import FORMAT_VERSION
 from rewardkit.templating import Texts, completion_text
-from rewardkit.util import lazy_exports
+from rewardkit.version import __version__
 
 TiePolicy = Literal["half", "correct", "wrong"]
-
-#: kind -> "module:Class" of every RewardModel subclass defined so far (rewardkit 0.2 registered kinds
-#: this way; :mod:`rewardkit.models.registry` lists its own and falls back to these with a warning)
-DECLARED_KINDS: dict[str, str] = {}
-
-# 0.2's rewardkit.base.load_reward_model, resolved on use (the loader lives above the kinds)
-__getattr__, _ = lazy_exports(__name__, {"load_reward_model": "rewardkit.models.registry"})
-
+#: folder -> reward model (:func:`rewardkit.models.registry.load_reward_model`, bound to a load's kwargs)
+Loader = Callable[[Path], "RewardModel"]
 
 #: credit of a tied pair (margin == 0) under each tie policy
 TIE_CREDIT: dict[str, float] = {"half": 0.5, "correct": 1.0, "wrong": 0.0}
@@ -105,26 +91,10 @@ class RewardModel(ABC):
 
     kind: ClassVar[str]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        kind = cls.__dict__.get("kind")
-        if isinstance(kind, str):  # 0.2 found kinds this way; the registry reads it as a fallback
-            DECLARED_KINDS.setdefault(kind, f"{cls.__module__}:{cls.__qualname__}")
-        if cls.score_texts is RewardModel.score_texts and cls.score is not RewardModel.score:
-            warnings.warn(
-                f"{cls.__name__} implements score(prompts, responses), rewardkit 0.2's hook: implement "
-                "score_texts(texts) instead (score is built on it)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-
+    @abstractmethod
     def score_texts(self, texts: Texts) -> np.ndarray:
         """The hook a kind implements: rewards of ``texts`` ([n] float32). Models with a tokenizer honour
-        its pair boundaries and the TRL reward-call convention (``rewardkit.templating``). (A 0.2 subclass
-        that implements ``score`` instead still works, with a DeprecationWarning.)"""
-        if type(self).score is RewardModel.score:
-            raise NotImplementedError(f"{type(self).__name__} must implement score_texts(texts)")
-        return np.asarray(self.score(texts.prompts, texts.responses), dtype=np.float32)
+        its pair boundaries and the TRL reward-call convention (``rewardkit.templating``)."""
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         """One reward per (prompt, response): float32 array of shape [n]."""
@@ -226,10 +196,12 @@ class RewardModel(ABC):
 
     @classmethod
     @abstractmethod
-    def _load(cls, path: Path, manifest: dict[str, Any], **kwargs) -> RewardModel:
-        """Restore from a folder whose manifest has this class's ``kind``."""
+    def _load(
+        cls, path: Path, manifest: dict[str, Any], *, load_member: Loader | None = None, **kwargs: Any
+    ) -> RewardModel:
+        """Restore from a folder whose manifest has this class's ``kind``. ``load_member``: the registry's
+        loader (folder -> model, with the same ``kwargs``) for the models a folder holds (an ensemble's
+        members, a wrapper's model); the registry passes it, so no kind imports the registry."""
 
     def _manifest(self, **fields: Any) -> dict[str, Any]:
-        from rewardkit import __version__
-
         return {"kind": self.kind, "format": FORMAT_VERSION, "rewardkit_version": __version__, **fields}

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from rewardkit.errors import ModelError
 from rewardkit.safetensors_io import read_header
-from rewardkit.templating import prepare_tokenizer
 from rewardkit.util import TOKENIZER_FILES, unwrap_peft
 
 if TYPE_CHECKING:
@@ -237,6 +236,21 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.bfloat16`` -> ``"bfloat16"`` (as recorded in outputs)."""
     return str(dtype).removeprefix("torch.")
+
+
+def prepare_tokenizer(tokenizer):
+    """Right padding, and a pad token when the tokenizer has none (EOS, else UNK), as TRL does.
+
+    Padding positions are always known from the attention mask; an explicit reward is read at the last
+    real token that is not the model's pad id (Hugging Face's rule, see ``models.explicit``).
+    """
+    if tokenizer.pad_token_id is None:
+        fallback = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+        if fallback is None:
+            raise ModelError("tokenizer has no pad, eos or unk token to pad with")
+        tokenizer.pad_token = fallback
+    tokenizer.padding_side = "right"
+    return tokenizer
 
 
 def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):

@@ -18,18 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from rewardkit.errors import DataError
-from rewardkit.readers import FILE_SUFFIXES, iter_source
-from rewardkit.records import (  # noqa: F401  (public here in 0.2)
-    KNOWN_ROLES,
-    Message,
-    PreferencePair,
-    Prompt,
-    degenerate,
-    normalize_record,
-)
-
-_iter_source = iter_source  # 0.2's private name (bench recipes used it)
-_FILE_SUFFIXES = FILE_SUFFIXES
+from rewardkit.readers import iter_source
+from rewardkit.records import PreferencePair, Prompt, degenerate, normalize_record
 
 logger = logging.getLogger(__name__)
 

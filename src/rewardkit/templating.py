@@ -183,21 +183,6 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def prepare_tokenizer(tokenizer):
-    """Right padding, and a pad token when the tokenizer has none (EOS, else UNK), as TRL does.
-
-    Padding positions are always known from the attention mask; an explicit reward is read at the last
-    real token that is not the model's pad id (Hugging Face's rule, see ``models.explicit``).
-    """
-    if tokenizer.pad_token_id is None:
-        fallback = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
-        if fallback is None:
-            raise ModelError("tokenizer has no pad, eos or unk token to pad with")
-        tokenizer.pad_token = fallback
-    tokenizer.padding_side = "right"
-    return tokenizer
-
-
 class Formatter:
     """Encodes (prompt, response) pairs for one tokenizer under one convention; caches prompt ids."""
 
@@ -217,6 +202,10 @@ class Formatter:
         self.has_template = bool(getattr(tokenizer, "chat_template", None))
         if chat_template == "always" and not self.has_template and not pair_encoding:
             raise ModelError("chat_template='always' but the tokenizer has no chat template")
+        if self.has_template and not pair_encoding and self.chat_template != "never":
+            from rewardkit.template_guard import probe
+
+            probe(tokenizer)  # a template that cannot render, or passes a bound, fails on load
         self._prompt_cache: OrderedDict[Any, list[int]] = OrderedDict()  # bounded LRU (servers, RL loops)
         self._prompt_cache_bytes = 0
         self._warned_fallback = False
@@ -273,6 +262,9 @@ class Formatter:
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 
     def _template_ids(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+        from rewardkit.template_guard import check_render
+
+        check_render(self.tokenizer, messages, generation_prompt)  # bounded first, then for real
         out = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=generation_prompt, tokenize=True, return_dict=True
         )

@@ -96,7 +96,7 @@ def versions(**extra: str) -> dict[str, str]:
     from package metadata: nothing is imported, so e.g. ``merge`` never loads transformers)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from rewardkit import __version__
+    from rewardkit.version import __version__
 
     out = {"rewardkit": __version__}
     for name in ("torch", "transformers", "peft", "safetensors"):

@@ -122,9 +122,9 @@ def run_hacking_benchmark(
     sharded across ranks, and rank 0 alone writes files."""
     import torch
 
-    from rewardkit.base import load_reward_model
     from rewardkit.merge import weight_average
     from rewardkit.merge.warm import corrupt_labels
+    from rewardkit.models.registry import load_reward_model
     from rewardkit.train import RewardTrainingConfig, train_dpo, train_reward_model
 
     check_inputs(config)

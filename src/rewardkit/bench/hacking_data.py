@@ -183,8 +183,8 @@ def sample_candidates(
 def real_task(config: HackingConfig, rank: int, size: int, device, log) -> Task:
     """Pairs from the recipe / data file relabelled by the gold RM (ties counted and left out), the
     best-of-N prompts (the candidates file's, else held-out prompts of the data) and their candidates."""
-    from rewardkit.base import load_reward_model
     from rewardkit.data import load_preferences
+    from rewardkit.models.registry import load_reward_model
 
     if config.recipe is not None:
         from rewardkit.bench.recipes import load_recipe

@@ -24,8 +24,8 @@ from rewardkit.bench.splits import ShiftSplits, make_shift_splits
 from rewardkit.data import PreferenceDataset, load_preferences
 from rewardkit.distributed import all_gather_rows
 from rewardkit.errors import RewardkitError
+from rewardkit.eval.evaluator import EvalReport, report_from_correctness
 from rewardkit.eval.metrics import correctness
-from rewardkit.eval.shift import EvalReport, report_from_correctness
 from rewardkit.util import versions
 
 logger = logging.getLogger(__name__)

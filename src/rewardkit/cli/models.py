@@ -45,11 +45,11 @@ def ensemble(sources, out, aggregation, lam, weights, normalize, calibration, ba
     if weights is not None and aggregation != "weighted":
         raise click.UsageError("--weights is used by --aggregation weighted only")
     from rewardkit.data import load_preferences
-    from rewardkit.models.ensemble import EnsembleRM
+    from rewardkit.models.registry import load_ensemble
 
     cal = load_preferences(calibration) if calibration else None  # bad data fails before models load
     kw = {"base_model": base_model} if base_model else {}
-    ens = EnsembleRM.from_paths(
+    ens = load_ensemble(
         sources, aggregation=aggregation, lam=lam, weights=weights, normalize=normalize, load_kwargs=kw
     )
     if cal is not None:

@@ -124,8 +124,8 @@ def settings_options(fn):
 def _check(cmd: ServeCommand) -> None:
     """Fail fast, before the server starts: the same checks as loading makes, the networks, TLS files
     (each named when unreadable) and the port."""
-    from rewardkit.manifest import reward_model_manifest
     from rewardkit.checkpoints import check_model_folder
+    from rewardkit.manifest import reward_model_manifest
     from rewardkit.serve.limits import parse_networks
 
     dpo = cmd.load["dpo"]

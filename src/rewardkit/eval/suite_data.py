@@ -18,10 +18,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rewardkit.data import Message, SkippedRecord
+from rewardkit.data import SkippedRecord
 from rewardkit.errors import DataError
 from rewardkit.eval.rewardbench import TIES, TIES_ID, V1_SUBSETS, V2_SUBSETS
 from rewardkit.readers import iter_source
+from rewardkit.records import Message
 
 SUITES: tuple[str, ...] = ("rewardbench", "rewardbench2")
 #: suite -> (hub dataset, split) used when no local file is given

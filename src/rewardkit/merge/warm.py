@@ -1,4 +1,5 @@
-"""WARM / Baklava recipes, linear mode connectivity (LMC) curves and label corruption (Ramé et al.)."""
+"""WARM tools: linear mode connectivity (LMC) curves, interpolation and label corruption (Ramé et al.);
+training a WARM grid is :func:`rewardkit.train.warm.train_warm`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import numpy as np
 
 from rewardkit.base import pairwise_accuracy
 from rewardkit.data import PreferenceDataset, PreferencePair, as_pairs
-from rewardkit.io import refuse_existing
 from rewardkit.merge.average import weight_average
 from rewardkit.models.registry import load_reward_model
 
@@ -70,36 +70,3 @@ def corrupt_labels(pairs: Any, fraction: float, seed: int = 0) -> tuple[Preferen
         for i, p in enumerate(pairs)
     ]
     return PreferenceDataset(out, source=f"{pairs.source} (corrupted {fraction:.0%}, seed {seed})"), mask
-
-
-def train_warm(
-    bases: str | os.PathLike | Sequence[str | os.PathLike],
-    train_data: Any,
-    out: str | os.PathLike,
-    grid: Sequence[dict[str, Any]],
-    *,
-    merge: bool = True,
-    force: bool = False,
-    **common: Any,
-) -> dict[str, Any]:
-    """Train one explicit RM per ``grid`` entry (e.g. ``{"head_seed": 1, "data_seed": 1, "lr": 2e-5,
-    "dropout": 0.1}``) and average their weights (WARM).
-
-    ``bases``: one pre-trained checkpoint shared by all members, or one per member (Baklava: different
-    checkpoints of one SFT run). Members must share pre-training: the merge refuses members whose
-    architecture or tensor shapes differ. Returns ``{"members": [dirs], "warm": dir or None}``.
-    """
-    from rewardkit.train import train_reward_model
-
-    out = Path(out)
-    refuse_existing(out, force)
-    base_list = [bases] * len(grid) if isinstance(bases, (str, os.PathLike)) else list(bases)
-    if len(base_list) != len(grid):
-        raise ValueError(f"got {len(base_list)} base checkpoints for {len(grid)} grid entries")
-    members = []
-    for i, (base, overrides) in enumerate(zip(base_list, grid)):
-        folder = out / f"member_{i}"
-        train_reward_model(base, train_data, out=folder, force=force, **{**common, **overrides})
-        members.append(folder)
-    warm = weight_average(members, out=out / "warm", force=force) if merge else None
-    return {"members": members, "warm": warm}

@@ -3,7 +3,6 @@ the names here are resolved on first use, so importing this package imports no t
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from rewardkit.util import lazy_exports
@@ -17,12 +16,6 @@ _EXPORTS = {
 }
 
 __all__ = ["BradleyTerryRM", "DPOImplicitRM", "EnsembleRM", "LengthPenalizedRM", "RemoteRewardModel"]
-
-
-def register_kinds() -> None:
-    """Deprecated (0.2): kinds are listed in :data:`rewardkit.models.registry.KINDS`; imports them all."""
-    for module in dict.fromkeys(_EXPORTS.values()):
-        importlib.import_module(module)
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

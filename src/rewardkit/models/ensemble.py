@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardkit.base import RewardModel
+from rewardkit.base import Loader, RewardModel
 from rewardkit.data import Prompt
 from rewardkit.errors import ModelError, RewardkitError
 from rewardkit.io import atomic_dir, check_output, copy_model_tree
@@ -288,20 +288,19 @@ class EnsembleRM(RewardModel):
             )
 
     @classmethod
-    def from_paths(
+    def from_folders(
         cls,
         paths: Sequence[str | os.PathLike],
+        load: Loader,
         *,
         share_base: bool = True,
-        load_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> EnsembleRM:
-        """Load saved reward models as an ensemble, members in the order given. With ``share_base``,
-        explicit LoRA members trained on the same base that tokenise identically (tokenizer, convention,
-        max_length) are loaded as adapters of one model (one copy of the base weights).
-        ``load_kwargs`` go to every ``load_reward_model`` (e.g. ``base_model``, ``device``)."""
+        """Saved reward models as an ensemble, members in the order given, each restored by ``load``
+        (``rewardkit.load_ensemble`` passes the registry's loader). With ``share_base``, explicit LoRA
+        members trained on the same base that tokenise identically (tokenizer, convention, max_length)
+        are loaded as adapters of one model (one copy of the base weights)."""
         from rewardkit.io import check_distinct
-        from rewardkit.models.registry import load_reward_model
 
         check_distinct(paths, "ensemble member")
         paths = [Path(p) for p in paths]
@@ -328,7 +327,7 @@ class EnsembleRM(RewardModel):
         members, grouped = [], []  # grouped: path indices in the order their rows come out
         rows: dict[int, int] = {}  # reward rows each path gives, as loaded (heads, nested members...)
         for idx in groups.values():
-            rm = load_reward_model(paths[idx[0]], **(load_kwargs or {}))
+            rm = load(paths[idx[0]])
             if len(idx) > 1:
                 rm.add_lora_members([paths[i] for i in idx[1:]])
             members.append(rm)
@@ -345,11 +344,15 @@ class EnsembleRM(RewardModel):
         return ens
 
     @classmethod
-    def _load(cls, path: Path, manifest: dict[str, Any], **kwargs: Any) -> EnsembleRM:
+    def _load(
+        cls, path: Path, manifest: dict[str, Any], *, load_member: Loader | None = None, **kwargs: Any
+    ) -> EnsembleRM:
+        if load_member is None:
+            raise ModelError(f"{path}: an ensemble loads through rewardkit.load_reward_model")
         dirs = [member_folder(path, rel) for rel in manifest.get("members") or ()]
-        return cls.from_paths(
+        return cls.from_folders(
             dirs,
-            load_kwargs=kwargs,
+            load_member,
             aggregation=manifest["aggregation"],
             lam=manifest.get("lam", 1.0),
             weights=manifest.get("weights"),

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from rewardkit import adapters
-from rewardkit.base import write_manifest
 from rewardkit.checkpoints import (
     adapters_like_base,
     base_fingerprint,
@@ -39,7 +38,7 @@ from rewardkit.checkpoints import (
 )
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
-from rewardkit.manifest import named_folder
+from rewardkit.manifest import named_folder, write_manifest
 from rewardkit.models.engine import EngineRewardModel
 from rewardkit.models.sequence import HEAD_NAMES, SequenceRewardModule, reward_head, reward_index  # noqa: F401 (re-exported)
 from rewardkit.scoring import Batch, SharedBatch, score_encoded
@@ -317,6 +316,7 @@ class BradleyTerryRM(EngineRewardModel):
         dtype=None,
         base_model: str | None = None,
         trust_remote_code: bool = False,
+        load_member: Any = None,  # holds no other model
         **kwargs: Any,
     ) -> BradleyTerryRM:
         from transformers import AutoModelForSequenceClassification

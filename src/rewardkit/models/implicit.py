@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from rewardkit.base import write_manifest
 from rewardkit.checkpoints import (
     adapters_like_base,
     base_fingerprint,
@@ -48,7 +47,7 @@ from rewardkit.logprobs import (
     shared_sequence_logprobs,
     verify_logits,
 )
-from rewardkit.manifest import model_dependencies, named_folder
+from rewardkit.manifest import model_dependencies, named_folder, write_manifest
 from rewardkit.models.engine import EngineRewardModel
 from rewardkit.scoring import Batch, SharedBatch, score_encoded
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
@@ -304,6 +303,7 @@ class DPOImplicitRM(EngineRewardModel):
         dtype=None,
         trust_remote_code: bool = False,
         base_model: str | os.PathLike | None = None,
+        load_member: Any = None,  # holds no other model
         **kwargs: Any,
     ) -> DPOImplicitRM:
         ref = manifest.get("reference")

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from rewardkit.base import RewardModel
+from rewardkit.base import Loader, RewardModel
 from rewardkit.data import Prompt
 from rewardkit.errors import DataError, ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.manifest import member_folder, write_manifest
-from rewardkit.templating import UNITS, Texts, Unit, text_length  # noqa: F401  (0.2 names)
+from rewardkit.templating import UNITS, Texts, Unit, text_length
 
 Reference = str | float | int | Callable[[Prompt, str], float]
 
@@ -190,13 +190,15 @@ class LengthPenalizedRM(RewardModel):
             )
 
     @classmethod
-    def _load(cls, path: Path, manifest: dict[str, Any], **kwargs: Any) -> LengthPenalizedRM:
+    def _load(
+        cls, path: Path, manifest: dict[str, Any], *, load_member: Loader | None = None, **kwargs: Any
+    ) -> LengthPenalizedRM:
         ref = manifest.get("length_reference") or {}
         if not isinstance(ref, dict) or not ({"field", "length"} & set(ref)):
             raise ModelError(f"{path}: manifest field 'length_reference' must hold 'field' or 'length'")
-        from rewardkit.models.registry import load_reward_model
-
-        inner = load_reward_model(member_folder(path, str(manifest.get("model") or "model"), "wrapper"), **kwargs)
+        if load_member is None:
+            raise ModelError(f"{path}: a wrapper loads through rewardkit.load_reward_model")
+        inner = load_member(member_folder(path, str(manifest.get("model") or "model"), "wrapper"))
         rm = cls(
             inner,
             manifest.get("alpha", 0.5),

@@ -8,17 +8,20 @@ that kind is loaded. Third-party kinds register through the ``rewardkit.kinds`` 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
-import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rewardkit.base import DECLARED_KINDS, RewardModel
+from rewardkit.base import RewardModel
 from rewardkit.errors import ModelError
 from rewardkit.io import protect
 from rewardkit.manifest import MANIFEST, model_dependencies, reward_model_manifest
+
+if TYPE_CHECKING:
+    from rewardkit.models.ensemble import EnsembleRM
 
 #: kind (the manifest's "kind") -> "module:Class"
 KINDS: dict[str, str] = {
@@ -53,14 +56,6 @@ def kind_class(kind: str, where: str | os.PathLike = "") -> type[RewardModel]:
     """The class of ``kind`` (its module imported now); unknown kinds are a one-line error."""
     if kind not in KINDS:
         _read_entry_points()
-    if kind not in KINDS and kind in DECLARED_KINDS:
-        warnings.warn(
-            f"reward model kind {kind!r} was found by its class definition, as rewardkit 0.2 did; "
-            f"register it: rewardkit.register_kind({kind!r}, {DECLARED_KINDS[kind]!r})",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        KINDS[kind] = DECLARED_KINDS[kind]
     if kind not in KINDS:
         raise ModelError(f"{where}: unknown kind {kind!r}; known: {sorted(KINDS)}")
     target = KINDS[kind]
@@ -97,4 +92,22 @@ def load_reward_model(
     cls = kind_class(manifest["kind"], path / MANIFEST)
     protect(model_dependencies(path, kwargs.get("base_model")))
     with remote_allowed(allow_remote):
-        return cls._load(path, manifest, **kwargs)
+        return cls._load(path, manifest, load_member=functools.partial(load_reward_model, **kwargs), **kwargs)
+
+
+def load_ensemble(
+    paths: Sequence[str | os.PathLike],
+    *,
+    share_base: bool = True,
+    load_kwargs: dict[str, Any] | None = None,
+    **settings: Any,
+) -> EnsembleRM:
+    """Saved reward models as one :class:`~rewardkit.models.ensemble.EnsembleRM`, members in the order
+    given, each restored by :func:`load_reward_model` with ``load_kwargs`` (e.g. ``base_model``,
+    ``device``). ``settings``: the ensemble's (``aggregation``, ``lam``, ``weights``, ``normalize``...).
+    With ``share_base``, explicit LoRA members trained on the same base that tokenise identically are
+    loaded as adapters of one model (one copy of the base weights)."""
+    from rewardkit.models.ensemble import EnsembleRM
+
+    load = functools.partial(load_reward_model, **(load_kwargs or {}))
+    return EnsembleRM.from_folders(paths, load, share_base=share_base, **settings)

@@ -19,6 +19,7 @@ _EXPORTS = {
     "reward_model_loss": "rewardkit.train.losses",
     "train_dpo": "rewardkit.train.dpo",
     "train_reward_model": "rewardkit.train.bradley_terry",
+    "train_warm": "rewardkit.train.warm",
 }
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "reward_model_loss",
     "train_dpo",
     "train_reward_model",
+    "train_warm",
 ]
 
 
@@ -41,3 +43,4 @@ if TYPE_CHECKING:
     from rewardkit.train.config import DPOTrainingConfig, RewardTrainingConfig
     from rewardkit.train.dpo import train_dpo
     from rewardkit.train.losses import bradley_terry_loss, centering_penalty, dpo_loss, reward_model_loss
+    from rewardkit.train.warm import train_warm

@@ -6,8 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rewardkit.util import lazy_exports
-
 ChatTemplate = Literal["auto", "always", "never"]
 CHAT_TEMPLATE_HELP = (
     "when to apply the tokenizer's chat template: auto (conversational prompts only, TRL's rule), "
@@ -98,8 +96,3 @@ class DPOTrainingConfig(BaseModel):
         if self.label_smoothing and self.loss != "sigmoid":
             raise ValueError(f"label_smoothing is defined for the sigmoid loss only, not {self.loss!r}")
         return self
-
-
-
-# 0.2's home of the merge settings (they live with the merge now), resolved on use
-__getattr__, _ = lazy_exports(__name__, {"MergeConfig": "rewardkit.merge.config"})
