@@ -86,6 +86,20 @@ def test_bench_hacking_example(tmp_path, capsys):
     assert "corrupt: best gold at N=8:" in capsys.readouterr().out
 
 
+def test_bench_hacking_rl_example(tmp_path, capsys):
+    """Two GRPO runs per setup from one initial policy: the same step-0 measurement (KL 0), the policy
+    moves (KL > 0 at the end), and the proxy it is trained on rises on held-out prompts."""
+    report = _load("bench_hacking_rl").main(["--out", str(tmp_path), "--steps", "12"])
+    assert "setups" not in report and set(report["rl"]) == {"clean", "corrupt"}
+    for models in report["rl"].values():
+        assert list(models) == ["EXRM-1", "EXRM-1+ER"]
+        a, b = models.values()
+        assert a["step"] == b["step"] == [0, 6, 12]
+        assert a["kl"][0] == b["kl"][0] == 0.0 and a["gold"][0] == b["gold"][0]
+        assert a["kl"][-1] > 0.1 and a["proxy"][-1] > a["proxy"][0]
+    assert "corrupt EXRM-1+ER: gold" in capsys.readouterr().out
+
+
 def test_scoring_example():
     r = _load("scoring").main(["--max-tokens", "512"])
     assert r["sequences"] == 400 and 1 < r["batches"] < 400  # the budget groups sequences

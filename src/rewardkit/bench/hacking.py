@@ -28,10 +28,10 @@ SETUPS = ("clean", "corrupt")
 
 def base_model(config: HackingConfig, out: Path) -> str:
     """``config.model``, else the preset's: a tiny local model (vocabulary with the spurious word) for
-    ``ci``, the demo model for ``cpu``."""
+    ``ci`` and ``tiny_backbone``, the demo model for ``cpu``."""
     if config.model is not None:
         return config.model
-    if config.preset == "ci":
+    if config.preset == "ci" or config.tiny_backbone:
         from rewardkit.synthetic import vocabulary
         from rewardkit.tiny import build_tiny_model
 
@@ -147,13 +147,11 @@ def run_hacking_benchmark(
         f"data: {len(task.train)} training pairs, {len(task.val)} held-out pairs, {p} prompts x {k} candidates"
     )
     timings["data_s"] = time.perf_counter() - t_start
-    rl_plan = rl_run = None
+    rl = None
     if config.optimizer != "bon":
-        from rewardkit.bench import hacking_rl as rl_run
+        from rewardkit.bench.hacking_rl import RLPlan
 
-        rl_plan = rl_run.RLPlan(config, task, out, device, log)
-        timings["rl_initial_policies_s"] = time.perf_counter() - t_start - timings["data_s"]
-    rl_curves, rl_wins, rl_lines = {}, {}, []
+        rl = RLPlan(config, task, out, device, log, timings)
 
     show = config.progress and sys.stderr.isatty() and main
     score = _Scorer(task, rank, size)
@@ -244,17 +242,8 @@ def run_hacking_benchmark(
             proxies["DPORM"] = score(dporm)
             timings[f"{setup}_dporm_s"] = time.perf_counter() - t
             progress.advance(2 * score.units)
-        if rl_plan is not None:
-            t = time.perf_counter()
-            rms = [load_reward_model(d, device=device, dtype=config.dtype) for d in dirs]
-            warm = load_reward_model(folder / f"warm{config.members}", device=device, dtype=config.dtype)
-            proxies_rl = rl_run.rl_proxies(config, rms, [c for c, _ in members], warm, dporm, rl_plan.sep)
-            rl_curves[setup], rl_wins[setup], lines = rl_run.run_rl_setup(
-                config, setup, proxies_rl, rl_plan, out
-            )
-            rl_lines += lines
-            timings[f"{setup}_rl_s"] = time.perf_counter() - t
-            del rms, warm, proxies_rl
+        if rl is not None:
+            rl.run_setup(setup, dirs, folder / f"warm{config.members}", [c for c, _ in members], dporm)
         if dporm is not None:
             del dporm
             if torch.cuda.is_available():
@@ -279,19 +268,8 @@ def run_hacking_benchmark(
         "versions": run_versions(),
         "config": config.model_dump(),
     }
-    if rl_plan is not None:
-        from rewardkit.bench.hacking_rl_report import add_bon_fits, write_rl_report
-
-        report["rl"], report["rl_win_rates"] = rl_curves, rl_wins
-        report["rl_prompts"] = {"train": len(rl_plan.train_prompts), "held_out": rl_plan.held_prompts}
-        if config.optimizer == "rl":
-            del report["setups"]
-        else:
-            add_bon_fits(report["setups"])
-        if main:
-            write_rl_report(report, out, rl_lines)
-            if config.optimizer == "both":
-                write_candidates(out / "candidates.jsonl", task.prompts, task.candidates, scored)
+    if rl is not None:
+        rl.finish(report, main, task, scored)
     elif main:
         write_report(report, out)
         write_candidates(out / "candidates.jsonl", task.prompts, task.candidates, scored)

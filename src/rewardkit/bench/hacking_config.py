@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rewardkit.bench.config import GPU_TRAINING, ProxyTraining, config_error, layered_fields
-from rewardkit.bench.hacking_rl_config import RL_PRESETS, Optimizer, RLSettings
+from rewardkit.bench.config import GPU_TRAINING, ProxyTraining, config_error, layered_fields, merge_fields
+from rewardkit.bench.hacking_rl_config import RL_MODE_FIELDS, RL_PRESETS, Optimizer, RLSettings
 
 
 class SpuriousTask(BaseModel):
@@ -54,6 +54,9 @@ class HackingConfig(ProxyTraining):
     top_p: float = Field(1.0, gt=0, le=1, description="--policy nucleus sampling")
     optimizer: Optimizer = Field("bon", description="best-of-N (bon), RL through TRL's GRPOTrainer, or both")
     rl: RLSettings = Field(default_factory=RLSettings, description="the RL half (--optimizer rl|both)")
+    tiny_backbone: bool = Field(
+        False, description="proxies on the ci preset's tiny word-level backbone instead of the preset's model"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> HackingConfig:
@@ -73,6 +76,8 @@ class HackingConfig(ProxyTraining):
             raise ValueError("real data needs --policy or --candidates for the best-of-N candidates")
         if self.optimizer != "bon" and real and self.policy is None:
             raise ValueError("--optimizer rl on real data needs --policy (the initial policy RL starts from)")
+        if self.tiny_backbone and real:
+            raise ValueError("tiny_backbone covers the built-in task's vocabulary only, not real data")
         if self.optimizer != "bon" and "DPORM" in self.rl.proxies and not self.dporm:
             raise ValueError("rl.proxies lists DPORM but --no-dporm trains none")
         return self
@@ -134,8 +139,13 @@ HACKING_PRESETS: dict[str, dict[str, Any]] = {
 def resolve_hacking_config(
     preset: str = "cpu", yaml_file: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> HackingConfig:
-    """Preset < YAML file < ``overrides``; validated, with one-line errors."""
+    """Preset < YAML file < ``overrides``; validated, with one-line errors. With ``--optimizer rl|both``
+    a preset's RL-mode fields (``RL_MODE_FIELDS``) come right after the preset."""
     fields = layered_fields(HACKING_PRESETS, preset, yaml_file, overrides)
+    chosen = fields["preset"]
+    if fields.get("optimizer", "bon") != "bon" and chosen in RL_MODE_FIELDS:
+        presets = {**HACKING_PRESETS, chosen: merge_fields(HACKING_PRESETS[chosen], RL_MODE_FIELDS[chosen])}
+        fields = layered_fields(presets, preset, yaml_file, overrides)
     try:
         return HackingConfig(**fields)
     except ValidationError as e:

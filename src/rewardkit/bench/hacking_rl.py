@@ -76,75 +76,14 @@ def policy_backbone(config: HackingConfig, out: Path) -> str:
     return str(folder)
 
 
-def _sft_examples(config: HackingConfig, tok, seed: int) -> list[dict[str, list[int]]]:
-    """Base-policy samples of the built-in task as SFT examples: prompt ids (label -100), response ids
-    and EOS."""
-    from rewardkit.synthetic import make_hacking_candidates
-
-    t = config.task
-    prompts, cands = make_hacking_candidates(
-        config.rl.sft_examples, 1, 1000 + seed, t.p_candidate, t.max_count
-    )
-    rows = []
-    for p, (c,) in zip(prompts, cands):
-        ids = tok(text=p)["input_ids"]
-        comp = tok(c.strip(), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        rows.append({"input_ids": ids + comp, "labels": [-100] * len(ids) + comp})
-    return rows
-
-
-def _pad_collate(pad_id: int) -> Callable[[list[dict]], dict]:
-    import torch
-
-    def collate(rows: list[dict]) -> dict:
-        width = max(len(r["input_ids"]) for r in rows)
-        fill = [width - len(r["input_ids"]) for r in rows]
-        return {
-            "input_ids": torch.tensor([r["input_ids"] + [pad_id] * f for r, f in zip(rows, fill)]),
-            "labels": torch.tensor([r["labels"] + [-100] * f for r, f in zip(rows, fill)]),
-            "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * f for r, f in zip(rows, fill)]),
-        }
-
-    return collate
-
-
-def _placeholder_initial_policy(config: HackingConfig, base: str, out: Path, seed: int) -> Path:
-    """The backbone SFT'd briefly (HF Trainer) on the built-in task's base-policy samples."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
-
-    folder = rl_folder(out, config, seed, "initial")
-    if folder.exists():
-        return folder
-    if config.policy is not None:  # real data: --policy is the initial policy as it is
-        return Path(config.policy)
-    tok = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    with tempfile.TemporaryDirectory(prefix="rewardkit-sft-") as tmp:
-        args = TrainingArguments(
-            output_dir=tmp,
-            num_train_epochs=config.rl.sft_epochs,
-            learning_rate=config.rl.sft_lr,
-            per_device_train_batch_size=16,
-            use_cpu=not torch.cuda.is_available(),
-            report_to="none",
-            save_strategy="no",
-            logging_steps=10**6,
-            disable_tqdm=True,
-            seed=seed,
-        )
-        rows = _sft_examples(config, tok, seed)
-        Trainer(
-            model=model, args=args, train_dataset=rows, data_collator=_pad_collate(tok.pad_token_id)
-        ).train()
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
 def initial_policy(config: HackingConfig, base: str, out: Path, seed: int) -> Path:
-    """The initial policy of RL seed ``seed``: an HF causal LM folder (built once, shared by setups)."""
-    return _placeholder_initial_policy(config, base, out, seed)
+    """The initial policy of RL seed ``seed``: an HF causal LM folder (built once, shared by setups);
+    on real data ``--policy`` as it is."""
+    from rewardkit.bench.rl_sft import placeholder_initial_policy
+
+    if config.policy is not None:
+        return Path(config.policy)
+    return placeholder_initial_policy(config, base, rl_folder(out, config, seed, "initial"), seed)
 
 
 def rl_prompts(task: Task, config: HackingConfig) -> tuple[list[str], list[str]]:
@@ -296,13 +235,17 @@ def grpo_arguments(config: HackingConfig, output_dir: str, seed: int, cuda: bool
 
 
 class RLPlan:
-    """What every setup's RL runs share: the initial policy of each seed, the prompts and the gold."""
+    """The RL half of one benchmark run: the initial policy of each seed, the prompts and the gold
+    (built on creation), then :meth:`run_setup` per setup and :meth:`finish` into the report."""
 
-    def __init__(self, config: HackingConfig, task: Task, out: Path, device, log):
+    def __init__(self, config: HackingConfig, task: Task, out: Path, device, log, timings: dict[str, float]):
+        import time
+
         from transformers import AutoTokenizer
 
         check_rl_run()
-        self.device, self.log = device, log
+        t = time.perf_counter()
+        self.config, self.out, self.device, self.log, self.timings = config, Path(out), device, log, timings
         base = policy_backbone(config, out)
         self.policies = {}
         for seed in config.rl.seeds:
@@ -312,6 +255,42 @@ class RLPlan:
         self.sep = completion_separator(tok)
         self.train_prompts, self.held_prompts = rl_prompts(task, config)
         self.gold = gold_function(config, device)
+        self.curves: dict[str, Any] = {}
+        self.wins: dict[str, Any] = {}
+        self.lines: list[dict[str, Any]] = []
+        timings["rl_initial_policies_s"] = time.perf_counter() - t
+
+    def run_setup(self, setup: str, members: list[Path], warm: Path, member_scores: list, dporm) -> None:
+        """Every proxy's RL runs of ``setup``: the explicit RMs (EXRM-1..M order) and WARM-M loaded from
+        their folders, the DPO implicit RM as trained."""
+        import time
+
+        from rewardkit.models.registry import load_reward_model
+
+        t, c = time.perf_counter(), self.config
+        rms = [load_reward_model(d, device=self.device, dtype=c.dtype) for d in members]
+        warm_rm = load_reward_model(warm, device=self.device, dtype=c.dtype)
+        proxies = rl_proxies(c, rms, member_scores, warm_rm, dporm, self.sep)
+        self.curves[setup], self.wins[setup], lines = run_rl_setup(c, setup, proxies, self, self.out)
+        self.lines += lines
+        self.timings[f"{setup}_rl_s"] = time.perf_counter() - t
+
+    def finish(self, report: dict[str, Any], main: bool, task: Task, scored: dict) -> None:
+        """The RL blocks into ``report`` (best-of-N's only with ``both``, with Gao's fits); rank 0
+        writes the files."""
+        from rewardkit.bench.hacking_report import write_candidates
+        from rewardkit.bench.hacking_rl_report import add_bon_fits, write_rl_report
+
+        report["rl"], report["rl_win_rates"] = self.curves, self.wins
+        report["rl_prompts"] = {"train": len(self.train_prompts), "held_out": self.held_prompts}
+        if self.config.optimizer == "rl":
+            del report["setups"]
+        else:
+            add_bon_fits(report["setups"])
+        if main:
+            write_rl_report(report, self.out, self.lines)
+            if self.config.optimizer == "both":
+                write_candidates(self.out / "candidates.jsonl", task.prompts, task.candidates, scored)
 
 
 def run_rl_setup(
