@@ -74,6 +74,19 @@ def _note_remote(report, rms: dict) -> str:
     return f"\nremote endpoints used: {', '.join(urls)}"
 
 
+def _suite_files(specs: tuple[str, ...]) -> dict[str, str]:
+    """``--suite-data SUITE=FILE`` (repeatable) -> {suite: file}."""
+    files: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or name not in SUITE_NAMES or not path:
+            raise click.UsageError(f"--suite-data {spec!r}: expected SUITE=FILE, SUITE one of {', '.join(SUITE_NAMES)}")
+        if name in files:
+            raise click.UsageError(f"--suite-data: {name} given twice")
+        files[name] = path
+    return files
+
+
 def _dtype_used(dtype: str | None) -> str:
     """The precision ``--dtype`` resolved to on this machine (recorded in the reports)."""
     from rewardkit.checkpoints import dtype_name, resolve_device, resolve_dtype
@@ -87,6 +100,7 @@ def _suite_eval(
     rm_specs: tuple[str, ...],
     dpo: dict,
     data: str | None,
+    suite_files: dict[str, str],
     outs: dict[str, str | None],
     unused: dict[str, bool],
     n_boot: int,
@@ -97,22 +111,23 @@ def _suite_eval(
 ) -> None:
     """``eval --suite``: RewardBench / RewardBench 2 for every --rm (``rewardkit.eval.suites``); the seeds
     of ``NAME=DIR1,DIR2`` are reported one by one (NAME#1, NAME#2)."""
-    from rewardkit.eval.suite_registry import get_runner
+    from rewardkit.eval.card import runner_for
     from rewardkit.io import atomic_write_text
 
     given = [opt for opt, used in unused.items() if used]
     if given:
         why = " (RewardBench counts a tie wrong)" if "--ties" in given else ""
         raise click.UsageError(f"--suite does not take {', '.join(given)}{why}")
-    inputs = [data, dpo["policy"], dpo["reference"], load["base_model"]]
+    inputs = [data, dpo["policy"], dpo["reference"], load["base_model"], *suite_files.values()]
     inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
     paths = [o for o in outs.values() if o]
     if len({Path(o).resolve() for o in paths}) < len(paths):
         raise RewardkitError("--json, --markdown and --per-example must be different files")
     for out in paths:
         check_file_output(out, inputs, force, load["base_model"])
-    runner = get_runner(suite)
-    suite_data = runner.load(data, on_error)  # before loading any model
+    runner = runner_for(suite)
+    given_data = suite_files if suite == "card" else suite_files.get(suite, data)
+    suite_data = runner.load(given_data, on_error)  # before loading any model
     rms = {}
     for name, rm in _named_rms(rm_specs, dpo, **load).items():
         seeds = rm if isinstance(rm, list) else [rm]
@@ -136,15 +151,22 @@ def _suite_eval(
 )
 @click.option(
     "--suite",
-    type=click.Choice(SUITE_NAMES),
+    type=click.Choice([*SUITE_NAMES, "card"]),
     default=None,
-    help="score a benchmark suite as its official code does (docs/evaluation.md)",
+    help="score a benchmark suite as its official code does, or every available one (card; docs/evaluation.md)",
 )
 @click.option(
     "--data",
     default=None,
     help="preference file or hub dataset name (with --suite: a local copy in the suite's layout; "
     "default: the suite's hub dataset)",
+)
+@click.option(
+    "--suite-data",
+    "suite_data",
+    multiple=True,
+    help="with --suite: SUITE=FILE, a local copy of a suite's data in its official layout (repeatable; "
+    "--suite card reads each, and the official source for the others)",
 )
 @click.option("--split-by", default=None, help="metadata field that defines the splits (e.g. subset)")
 @click.option("--ood", default=None, help="comma-separated values of --split-by that are out of distribution")
@@ -169,6 +191,7 @@ def eval_cmd(
     base_model,
     suite,
     data,
+    suite_data,
     split_by,
     ood,
     ties,
@@ -195,8 +218,10 @@ def eval_cmd(
             rm_specs=rm_specs,
             dpo=dpo,
             data=data,
+            suite_files=_suite_files(suite_data),
             outs={"json": json_out, "markdown": md_out, "per_example": per_example},
             unused={
+                "--data (give --suite-data SUITE=FILE)": suite == "card" and data is not None,
                 "--split-by": split_by is not None,
                 "--ood": ood is not None,
                 "--plot": plot_out is not None,
@@ -216,8 +241,8 @@ def eval_cmd(
         )
     if data is None:
         raise click.UsageError("give --data FILE (or --suite rewardbench|rewardbench2)")
-    if per_example:
-        raise click.UsageError("--per-example needs --suite")
+    if per_example or suite_data:
+        raise click.UsageError(f"{'--per-example' if per_example else '--suite-data'} needs --suite")
     from rewardkit.data import load_preferences
     from rewardkit.eval import evaluate
 

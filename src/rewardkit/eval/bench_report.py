@@ -112,7 +112,10 @@ class BenchReport:
             "missing_groups": self.data.missing,
             "n_boot": self.n_boot,
             "models": {
-                name: {"metrics": p, "ci": {k: list(v) for k, v in self.intervals[name].items()}}
+                name: {
+                    "metrics": {k: _json_number(v) for k, v in p.items()},
+                    "ci": {k: [_json_number(x) for x in v] for k, v in self.intervals[name].items()},
+                }
                 for name, p in self.points.items()
             },
             "paired_tests": self.tests,
@@ -165,6 +168,11 @@ class BenchReport:
                 f"Skipped {len(self.data.skipped)} malformed row(s); first: {self.data.skipped[0].reason}"
             )
         return "\n".join(lines) + "\n"
+
+
+def _json_number(x: float) -> float | None:
+    """NaN (a metric over no examples, e.g. pairs where none exist) is written as null."""
+    return None if np.isnan(x) else x
 
 
 def _row(cells: list[str]) -> str:
