@@ -90,7 +90,13 @@ def test_hostile_table(rm_dir):
         ("wrong type", "/get_reward", {"query": [3]}, 400, "field 'query.0'"),
         ("unknown field", "/score", {**ok, "extra": 1}, 400, "field 'extra'"),
         ("deeply nested", "/score", b'{"prompts": ' + b"[" * 100_000, 400, "nested too deeply"),
-        ("lone surrogate", "/score", b'{"prompts": ["q \\ud800 x"], "responses": ["a"]}', 400, "lone surrogate"),
+        (
+            "lone surrogate",
+            "/score",
+            b'{"prompts": ["q \\ud800 x"], "responses": ["a"]}',
+            400,
+            "lone surrogate",
+        ),
     ]
     with server("--rm", str(rm_dir)) as (url, proc):
         base = rss_mib(proc.pid)
@@ -182,9 +188,11 @@ def test_a_large_request_does_not_hold_up_a_single_sequence(rm_dir):
     assert done["single"] < done["big"]
 
 
-def test_tls(rm_dir, tmp_path):
-    crypto = pytest.importorskip("cryptography")  # noqa: F841
+def self_signed(folder) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files in ``folder``: (cert, key)."""
+    pytest.importorskip("cryptography")
     import datetime
+    import ipaddress
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -194,8 +202,6 @@ def test_tls(rm_dir, tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    import ipaddress
-
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -210,12 +216,17 @@ def test_tls(rm_dir, tmp_path):
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
-    (tmp_path / "key.pem").write_bytes(
+    (folder / "key.pem").write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(folder / "cert.pem"), str(folder / "key.pem")
+
+
+def test_tls(rm_dir, tmp_path):
+    self_signed(tmp_path)
     import ssl
 
     ca = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
@@ -312,7 +323,11 @@ def test_health_reports_engine_faults_and_never_internal_paths():
         r = c.post("/score", json={"prompts": ["x"], "responses": ["y"]})
         assert r.status_code == 500
         h = c.get("/health")
-        assert h.status_code == 503 and "RuntimeError" in h.json()["error"]["message"] and "/secret" not in h.text
+        assert (
+            h.status_code == 503
+            and "RuntimeError" in h.json()["error"]["message"]
+            and "/secret" not in h.text
+        )
         Flaky.broken = False
         assert c.post("/score", json={"prompts": ["x"], "responses": ["y"]}).json()["rewards"] == [0.0]
         assert c.get("/health").json() == {"status": "ok", "queue_sequences": 0, "engine_faults": 1}

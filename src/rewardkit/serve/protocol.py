@@ -33,7 +33,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.born = time.monotonic()
         self.deadline: asyncio.TimerHandle | None = None
-        self._reap(self.max_connections - 1)
+        self._reap(self.max_connections - 2)  # uvicorn answers 503 at len(connections) >= the limit
         super().connection_made(transport)
         self._arm()
 
