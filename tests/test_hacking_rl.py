@@ -16,7 +16,9 @@ RL_KEYS = {"step", "kl", "kl_ci95", "gold", "gold_ci95", "proxy", "length", "ead
 RL_KEYS |= {"over_optimised", "fit", "kl_at_peak"}
 
 
-def _recomputed_kl(out: Path, setup: str, model: str, rows: list[dict]) -> np.ndarray:
+def _recomputed_kl(
+    out: Path, setup: str, model: str, rows: list[dict], initial: str = "initial"
+) -> np.ndarray:
     """Sequence KL of each sample, from the kept final and initial policies."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -25,7 +27,7 @@ def _recomputed_kl(out: Path, setup: str, model: str, rows: list[dict]) -> np.nd
     from rewardkit.eval.overoptimisation import path_kl
 
     final = AutoModelForCausalLM.from_pretrained(out / "models" / "rl" / setup / model).eval()
-    init = AutoModelForCausalLM.from_pretrained(out / "models" / "rl" / "initial").eval()
+    init = AutoModelForCausalLM.from_pretrained(out / "models" / "rl" / initial).eval()
     kls = []
     for r in rows:
         ids, comp = torch.tensor([r["prompt_ids"]]), torch.tensor([r["completion_ids"]])
@@ -169,3 +171,47 @@ def test_bad_rl_flags_are_one_line_errors(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["bench", "hacking", "--preset", "ci", "--optimizer", "rl", "--out", str(tmp_path / "o3")])
     assert "tested with trl>=1.16,<2; found trl 0.9.0" in capsys.readouterr().err
+
+
+def test_lora_policy_two_seeds_adapters_kept_and_kl_recomputed(tmp_path):
+    """rl.lora_r: GRPO trains a LoRA adapter; with two seeds every final policy is kept under
+    MODEL/seed-S as a PEFT adapter that from_pretrained loads, and its samples' KL is recomputed."""
+    from rewardkit.bench import resolve_hacking_config, run_hacking_benchmark
+
+    rl = {"steps": 4, "eval_every": 2, "proxies": ["EXRM-1"], "lora_r": 4, "lr": 2e-2, "seeds": [0, 1]}
+    fields = {"optimizer": "rl", "members": 2, "dporm": False, "pretrain_seeds": [], "keep_models": True}
+    config = resolve_hacking_config("ci", None, {**fields, "progress": False, "rl": rl})
+    out = tmp_path / "o"
+    report = run_hacking_benchmark(config, out)
+    m = report["rl"]["corrupt"]["EXRM-1"]
+    assert m["step"] == [0, 2, 4] and m["kl"][0] == 0.0 and m["kl"][-1] > 0.05
+    lines = [json.loads(x) for x in (out / "rl_samples.jsonl").read_text().splitlines()]
+    assert {x["seed"] for x in lines} == {0, 1}
+    for seed in (0, 1):
+        folder = out / "models" / "rl" / "corrupt" / "EXRM-1" / f"seed-{seed}"
+        assert (folder / "adapter_config.json").is_file() and (
+            out / "models/rl/initial" / f"seed-{seed}"
+        ).is_dir()
+    last = [x for x in lines if (x["setup"], x["seed"], x["step"]) == ("corrupt", 1, 4)]
+    kl = _recomputed_kl(out, "corrupt", "EXRM-1/seed-1", last, "initial/seed-1")
+    np.testing.assert_allclose(kl, [x["kl"] for x in last], rtol=1e-3, atol=1e-4)
+
+
+def test_presets_rl_mode_fields_and_gpu_trainer_arguments():
+    """The cpu preset trains tiny proxies only with --optimizer rl|both (bon unchanged); the gpu preset's
+    GRPO arguments turn on bf16 and vLLM on CUDA only, never on CPU."""
+    from rewardkit.bench import resolve_hacking_config
+    from rewardkit.bench.hacking_rl import grpo_arguments
+
+    bon = resolve_hacking_config("cpu", None, {})
+    assert (bon.tiny_backbone, bon.lora_r, bon.n_train) == (False, 8, 96)
+    rl = resolve_hacking_config("cpu", None, {"optimizer": "both", "lora_r": 4})
+    assert (rl.tiny_backbone, rl.lora_r, rl.n_train, rl.exrm.epochs) == (True, 4, 256, 2)  # flags still win
+    gpu = resolve_hacking_config("gpu", None, {"optimizer": "rl", "policy": ".", "gold": ".", "data": "x"})
+    assert gpu.rl.seeds == [0, 1, 2] and gpu.rl.lora_r and gpu.rl.use_vllm
+    on_gpu = grpo_arguments(gpu, "o", 1, cuda=True)
+    assert on_gpu["bf16"] and on_gpu["use_vllm"] and not on_gpu["use_cpu"] and on_gpu["seed"] == 1
+    assert on_gpu["per_device_train_batch_size"] == gpu.rl.prompts_per_step * gpu.rl.num_generations
+    on_cpu = grpo_arguments(gpu, "o", 1, cuda=False)
+    assert not on_cpu["bf16"] and not on_cpu["use_vllm"] and on_cpu["use_cpu"]
+    assert (on_cpu["temperature"], on_cpu["top_k"], on_cpu["top_p"]) == (1.0, 0, 1.0)
