@@ -119,3 +119,16 @@ def test_run_input_scopes_nest_by_identity(tmp_path):
         protect([tmp_path / "b"])
         assert (tmp_path / "b").resolve() in outer and (tmp_path / "b").resolve() in protected()
     assert protected() == set()
+
+
+def test_every_kind_saves_with_one_signature():
+    import inspect
+
+    def shape(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    want = shape(RewardModel.save)
+    assert want[1:] == [("path", inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.empty),
+                        ("force", inspect.Parameter.KEYWORD_ONLY, False)]  # fmt: skip
+    for kind in ("explicit", "implicit", "ensemble", "length_penalized", "remote"):
+        assert shape(kind_class(kind).save) == want, kind

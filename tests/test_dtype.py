@@ -176,3 +176,32 @@ def test_lora_adapters_follow_a_16_bit_base(tiny_lm, tmp_path):
     assert (torch.tensor(bf16).bfloat16().float().numpy() != bf16).any()  # float32 head output
     # the model in memory (e.g. just trained) cast for scoring scores as the bf16 load does
     assert np.array_equal(rm.to_dtype("bfloat16").score(PROMPTS3, RESPONSES3), bf16)
+
+
+def test_dtype_is_part_of_the_contract(tiny_lm, tmp_path):
+    """Every kind reports the dtype it scores in (describe() too); to_dtype casts in place as loading in
+    that dtype does, through wrappers and ensembles; a served model has none."""
+    from rewardkit import (
+        BradleyTerryRM,
+        DPOImplicitRM,
+        EnsembleRM,
+        LengthPenalizedRM,
+        RemoteRewardModel,
+        load_reward_model,
+    )
+
+    bt = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=1)
+    dpo = DPOImplicitRM.from_pretrained(tiny_lm, tiny_lm, beta=0.1)
+    ens = EnsembleRM([bt, dpo], aggregation="mean")
+    wrapped = LengthPenalizedRM(ens, alpha=0.5, reference=4.0, unit="words")
+    assert [m.dtype for m in (bt, dpo, ens, wrapped)] == ["float32"] * 4
+    assert wrapped.describe()["dtype"] == "float32" and wrapped.describe()["wrapped"]["dtype"] == "float32"
+    bt.save(tmp_path / "bt")
+    want = load_reward_model(tmp_path / "bt", dtype="bfloat16").score(PROMPTS3, RESPONSES3)
+    assert wrapped.to_dtype("bfloat16") is wrapped
+    assert [m.dtype for m in (bt, dpo, ens, wrapped)] == ["bfloat16"] * 4
+    assert {p.dtype for p in dpo.reference.parameters() if p.is_floating_point()} == {torch.bfloat16}
+    assert np.array_equal(bt.score(PROMPTS3, RESPONSES3), want)  # as the bf16 load scores
+    bt.to_dtype("float32")  # the members disagree: the ensemble has no one dtype
+    assert (ens.dtype, dpo.dtype) == (None, "bfloat16")
+    assert RemoteRewardModel("http://127.0.0.1:9").describe()["dtype"] is None

@@ -106,7 +106,7 @@ def test_save_load_round_trip(tiny_lm, tmp_path, lora):
     np.testing.assert_array_equal(before.chosen, after.chosen)
     np.testing.assert_array_equal(before.rejected, after.rejected)
     if lora:
-        rm.save(tmp_path / "merged", merge_lora=True)
+        rm.merged().save(tmp_path / "merged")
         merged = load_reward_model(tmp_path / "merged")
         assert not merged.is_lora
         assert np.abs(merged.score_pairs(ds).chosen - before.chosen).max() <= 1e-5

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -167,6 +167,28 @@ class RewardModel(ABC):
         for m in self.members:
             m.configure(chat_template, **engine)
 
+    @property
+    def dtype(self) -> str | None:
+        """The floating dtype the model's weights score in (``"float32"``, ``"bfloat16"``, ...): a kind
+        with weights gives its own; a model made of others gives their dtype when they share one; None
+        when there is none (a served model) or the members differ."""
+        found = {m.dtype for m in self.members} - {None}
+        return found.pop() if len(found) == 1 else None
+
+    def to_dtype(self, dtype: Any) -> RewardModel:
+        """Cast in place for scoring (``"auto"``, ``"bfloat16"``, a ``torch.dtype``) to the weights
+        ``load_reward_model(saved, dtype=dtype)`` gives (e.g. a model just trained in float32); on every
+        member of a model made of others. Returns the model."""
+        for m in self.members:
+            m.to_dtype(dtype)
+        return self
+
+    def score_texts_reusing(self, texts: Texts, known: Mapping[int, np.ndarray]) -> np.ndarray:
+        """Rewards of ``texts`` ([n] float64) when other models' rewards of the same texts are ``known``
+        (``id(model)`` -> [n]): a model built on another (a length penalty over a model) reuses its
+        rewards instead of scoring twice. Here: :meth:`score_texts`."""
+        return np.asarray(self.score_texts(texts), dtype=np.float64)
+
     def score_columns(self, texts: Texts) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(rewards [n], extra per-sequence outputs by column name, each [n] or [n, k]) in one pass.
 
@@ -182,6 +204,7 @@ class RewardModel(ABC):
             "kind": self.kind,
             "members": self.num_members,
             "source": self.source,
+            "dtype": self.dtype,
             "chat_template": None if f is None else f.chat_template,
             "max_length": None if f is None else f.max_length,
         }
@@ -191,8 +214,9 @@ class RewardModel(ABC):
         return []
 
     @abstractmethod
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the model to a folder that ``rewardkit.load_reward_model`` restores."""
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
+        """Write the model to a folder that ``rewardkit.load_reward_model`` restores; an existing ``path``
+        is replaced only with ``force`` (atomically), and never a folder the model was loaded from."""
 
     @classmethod
     @abstractmethod

@@ -123,7 +123,6 @@ def score(
     import numpy as np
 
     from rewardkit.base import pairwise_accuracy
-    from rewardkit.checkpoints import dtype_name, resolve_device, resolve_dtype
     from rewardkit.data import load_preferences
     from rewardkit.distributed import gather_rows, init_distributed
     from rewardkit.io import atomic_write_text, dumps
@@ -170,7 +169,7 @@ def score(
         return
     atomic_write_text(out, "".join(dumps(row) + "\n" for row in rows))
     margins = np.array([r["margin"] for r in rows])
-    precision = "" if is_url(rm_dir) else f", {dtype_name(resolve_dtype(dtype, resolve_device(device)))}"
+    precision = f", {rm.dtype}" if rm.dtype else ""  # as loaded (a served model's is not known here)
     msg = (
         f"scored {len(rows)} pairs on {size} process(es){precision} -> {out} "
         f"(accuracy {pairwise_accuracy(margins):.4f}){remote_note([rm])}"

@@ -139,23 +139,16 @@ def evaluate(
     }
     margins = {
         name: {split: [] for split in split_pairs} for name in rms
-    }  # each distinct model scored once per split; a length penalty over one of them reuses its rewards
-    rewards: dict[tuple[int, str], np.ndarray] = {}
-    from rewardkit.models.length import LengthPenalizedRM
-
-    order = sorted(
-        rms.items(), key=lambda kv: any(isinstance(m, LengthPenalizedRM) for m in _as_members(kv[1]))
-    )
+    }  # each distinct model scored once per split; one built on another (a length penalty) reuses its rewards
+    # models made of others after the plain ones, so what they build on is known first
+    order = sorted(rms.items(), key=lambda kv: any(m.members for m in _as_members(kv[1])))
     for split, pairs in split_pairs.items():
         texts = Texts.from_pairs(pairs)
+        known: dict[int, np.ndarray] = {}
         for name, rm in order:
             for m in _as_members(rm):
-                inner = rewards.get((id(m.rm), split)) if isinstance(m, LengthPenalizedRM) else None
-                if inner is not None:
-                    r = m.detailed(texts, raw=inner).reward
-                else:
-                    r = np.asarray(m.score_texts(texts), dtype=np.float64)
-                rewards[(id(m), split)] = r
+                r = m.score_texts_reusing(texts, known)
+                known[id(m)] = r
                 margins[name][split].append(r[: len(pairs)] - r[len(pairs) :])
     per_seed = {
         name: {split: np.stack([correctness(m, ties) for m in ms]) for split, ms in by_split.items()}

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +24,15 @@ class EngineRewardModel(RewardModel):
     @property
     def encoding_key(self) -> str:  # type: ignore[override]
         return self.formatter.encoding_key
+
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
+        """Write the model to a folder that ``rewardkit.load_reward_model`` restores."""
+        self._write(path, force=force)
+
+    @abstractmethod
+    def _write(self, path: str | os.PathLike, *, force: bool, keep: Sequence[str] = ()) -> None:
+        """:meth:`save`; ``keep``: entries of an existing folder at ``path`` carried over (a trainer's
+        ``checkpoints``, when it writes the trained model into its run folder)."""
 
     def configure(self, chat_template: str | None = None, **engine: Any) -> None:
         configure_engine(self, chat_template, **engine)

@@ -29,6 +29,7 @@ from rewardkit.checkpoints import (
     check_finite_weights,
     check_load_report,
     check_model_folder,
+    dtype_name,
     hf_load,
     load_tokenizer,
     model_context,
@@ -227,9 +228,12 @@ class BradleyTerryRM(EngineRewardModel):
             chat_template=chat_template,
         )
 
+    @property
+    def dtype(self) -> str:
+        """The backbone's dtype (the head stays float32)."""
+        return dtype_name(unwrap_peft(self.model).get_input_embeddings().weight.dtype)
+
     def to_dtype(self, dtype) -> BradleyTerryRM:
-        """Cast in place for scoring (``auto``, ``bfloat16``, ...) to the weights
-        ``load_reward_model(saved, dtype=dtype)`` gives: e.g. a model just trained in float32."""
         cast_like_loaded(self.model, resolve_dtype(dtype, self.device))
         self.module.head_to_float32()
         return self
@@ -269,25 +273,31 @@ class BradleyTerryRM(EngineRewardModel):
             "max_tokens": self.max_tokens,
         }
 
-    def save(
-        self,
-        path: str | os.PathLike,
-        *,
-        merge_lora: bool = False,
-        force: bool = False,
-        keep: Sequence[str] = (),
-    ) -> None:
-        """Save as an HF checkpoint (safetensors) + tokenizer + manifest (the active adapter only).
+    def merged(self) -> BradleyTerryRM:
+        """A copy of a LoRA model with the (active) adapter folded into dense weights: it saves as a full
+        checkpoint that needs no base model. A model without LoRA is returned as it is."""
+        if not self.is_lora:
+            return self
+        import copy
 
-        A LoRA model saves its adapter and the full head (needs its base model to load) unless
-        ``merge_lora`` folds the adapter into dense weights.
-        """
+        rm = BradleyTerryRM(
+            copy.deepcopy(self.model).merge_and_unload(),
+            self.tokenizer,
+            max_length=self.formatter.max_length,
+            device=self.device,
+            max_tokens=self.max_tokens,
+            max_batch_size=self.max_batch_size,
+            progress=self.progress,
+            chat_template=self.formatter.chat_template,
+        )
+        rm.source = self.source
+        return rm
+
+    def _write(self, path: str | os.PathLike, *, force: bool, keep: Sequence[str] = ()) -> None:
+        """An HF checkpoint (safetensors) + tokenizer + manifest (the active adapter only): a LoRA model
+        saves its adapter and the full head (it needs its base model to load; :meth:`merged` does not)."""
         model = self.model
-        lora = self.is_lora and not merge_lora
-        if self.is_lora and merge_lora:
-            import copy
-
-            model = copy.deepcopy(model).merge_and_unload()
+        lora = self.is_lora
         check_finite_weights(model, self.source or "reward model")
         check_output(path, self.named_inputs(), "reward model output")
         with atomic_dir(path, force=force, keep=keep) as tmp:

@@ -27,11 +27,13 @@ from torch import nn
 from rewardkit.checkpoints import (
     adapters_like_base,
     base_fingerprint,
+    cast_like_loaded,
     check_adapter_keys,
     check_base,
     check_finite_weights,
     check_load_report,
     check_model_folder,
+    dtype_name,
     hf_load,
     load_tokenizer,
     model_context,
@@ -253,6 +255,18 @@ class DPOImplicitRM(EngineRewardModel):
     def named_inputs(self) -> list[Path]:
         return [Path(p) for p in (self.source, self.reference_path, self._base_path()) if p]
 
+    @property
+    def dtype(self) -> str:
+        """The policy's dtype (the reference is always in the same one)."""
+        return dtype_name(next(self.policy.parameters()).dtype)
+
+    def to_dtype(self, dtype) -> DPOImplicitRM:
+        scoring = resolve_dtype(dtype, self.device)
+        for model in (self.policy, self.reference):
+            if model is not None:
+                cast_like_loaded(model, scoring)
+        return self
+
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
@@ -264,7 +278,7 @@ class DPOImplicitRM(EngineRewardModel):
             "max_tokens": self.max_tokens,
         }
 
-    def save(self, path: str | os.PathLike, *, force: bool = False, keep: Sequence[str] = ()) -> None:
+    def _write(self, path: str | os.PathLike, *, force: bool, keep: Sequence[str] = ()) -> None:
         """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,
         reduction and the reference (a path, or ``null`` = the LoRA policy's base)."""
         if self.reference is not None and not self.reference_path:

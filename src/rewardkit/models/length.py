@@ -13,7 +13,7 @@ number, or a callable; lengths are counted in ``tokens`` (the wrapped model's to
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,11 @@ class LengthPenalizedRM(RewardModel):
 
     def score_texts(self, texts: Texts) -> np.ndarray:
         return self.detailed(texts).reward.astype(np.float32)
+
+    def score_texts_reusing(self, texts: Texts, known: Mapping[int, np.ndarray]) -> np.ndarray:
+        """The penalised reward over the wrapped model's rewards when they are known."""
+        raw = known.get(id(self.rm))
+        return super().score_texts_reusing(texts, known) if raw is None else self.detailed(texts, raw=raw).reward
 
     def score(
         self, prompts: Sequence[Prompt], responses: Sequence[str], references: Sequence[Any] | None = None

@@ -138,5 +138,5 @@ def train_reward_model(
     }
     if out is not None and trainer.is_world_process_zero():
         # out exists now only if it was ours to replace (force, resume) or holds this run's checkpoints
-        rm.save(out, force=True, keep=("checkpoints",))
+        rm._write(out, force=True, keep=("checkpoints",))
     return rm

@@ -23,7 +23,6 @@ from torch import nn
 
 from rewardkit.adapters import add_lora
 from rewardkit.checkpoints import (
-    cast_like_loaded,
     load_tokenizer,
     model_context,
     resolve_device,
@@ -197,12 +196,9 @@ def train_dpo(
         chat_template=config.chat_template,
     )
     if out is not None and trainer.is_world_process_zero():
-        rm.save(out, force=True, keep=("checkpoints",))  # in the trained (fp32) precision
-    scoring_dtype = resolve_dtype(config.dtype, device)
-    if scoring_dtype != torch.float32:  # as load_reward_model would give it back
-        cast_like_loaded(rm.policy, scoring_dtype)
-        if rm.reference is not None:
-            cast_like_loaded(rm.reference, scoring_dtype)
+        rm._write(out, force=True, keep=("checkpoints",))  # in the trained (fp32) precision
+    if resolve_dtype(config.dtype, device) != torch.float32:  # as load_reward_model would give it back
+        rm.to_dtype(config.dtype)
     rm.training_info = {
         "world_size": trainer.args.world_size,
         "optimizer_steps": trainer.state.global_step,

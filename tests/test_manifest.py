@@ -1,0 +1,106 @@
+"""manifest.py: the rewardkit.json of a saved model, checked field by field, and the folders it names."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rewardkit.errors import ModelError
+from rewardkit.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    member_folder,
+    model_dependencies,
+    named_folder,
+    read_manifest,
+    reward_model_manifest,
+    write_manifest,
+)
+
+
+def _folder(root: Path, name: str, manifest: dict | None = None) -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    if manifest is not None:
+        (d / MANIFEST).write_text(json.dumps(manifest))
+    return d
+
+
+def test_round_trip_and_absent(tmp_path):
+    write_manifest(tmp_path, {"kind": "explicit", "format": FORMAT_VERSION, "num_heads": 2, "lora": True})
+    assert read_manifest(tmp_path) == {"kind": "explicit", "format": 1, "num_heads": 2, "lora": True}
+    assert read_manifest(tmp_path / "nothing") is None
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"kind": 3}, "field 'kind' missing or not a string"),
+        ({"kind": "x", "format": FORMAT_VERSION + 1}, "newer than this rewardkit understands"),
+        ({"kind": "x", "format": True}, "'format' must be an integer"),
+        ({"kind": "x", "num_heads": True}, "'num_heads' has the wrong type"),
+        ({"kind": "x", "max_length": 0}, "'max_length' must be a positive integer"),
+        ({"kind": "x", "beta": 0}, "'beta' must be a positive finite number"),
+        ({"kind": "x", "lam": -1}, "'lam' must be a non-negative finite number"),
+        ({"kind": "x", "reduction": "max"}, "'reduction' must be one of sum, mean"),
+        ({"kind": "x", "members": ["a", ""]}, "'members' must be a list of folder names"),
+        ({"kind": "x", "weights": [1, -2]}, "'weights' must be a list of finite non-negative numbers"),
+    ],
+)
+def test_each_bad_field_is_one_line_naming_it(tmp_path, fields, message):
+    (tmp_path / MANIFEST).write_text(json.dumps(fields))
+    with pytest.raises(ModelError, match=message) as e:
+        read_manifest(tmp_path)
+    assert str(e.value).startswith(str(tmp_path / MANIFEST)) and "\n" not in str(e.value)
+
+
+def test_invalid_json_names_the_line(tmp_path):
+    (tmp_path / MANIFEST).write_text('{"kind": "x",\n "beta": }')
+    with pytest.raises(ModelError, match=r"rewardkit.json:2: invalid JSON"):
+        read_manifest(tmp_path)
+
+
+def test_an_hf_classifier_without_manifest_counts_as_explicit(tmp_path):
+    d = _folder(tmp_path, "hf")
+    (d / "config.json").write_text(json.dumps({"architectures": ["LlamaForSequenceClassification"]}))
+    assert reward_model_manifest(d) == {"kind": "explicit", "format": FORMAT_VERSION}
+    (d / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    with pytest.raises(ModelError, match="not an HF sequence-classification checkpoint"):
+        reward_model_manifest(d)
+    with pytest.raises(ModelError, match="reward model folder not found"):
+        reward_model_manifest(tmp_path / "missing")
+
+
+def test_named_folders_stay_inside(tmp_path):
+    ens = _folder(tmp_path, "ens", {"kind": "ensemble"})
+    _folder(ens, "m0")
+    assert member_folder(ens, "m0") == (ens / "m0").resolve()
+    with pytest.raises(ModelError, match="resolves outside the ensemble folder"):
+        member_folder(ens, "../ens")
+    with pytest.raises(ModelError, match="is an absolute path"):
+        member_folder(ens, str(tmp_path))
+    with pytest.raises(ModelError, match="member 'm9' not found"):
+        member_folder(ens, "m9")
+    assert named_folder(ens, "base_model", str(tmp_path / "b")) == (tmp_path / "b").resolve()
+    with pytest.raises(ModelError, match="relative path that leaves the folder"):
+        named_folder(ens, "reference", "../victim")
+
+
+def test_model_dependencies_follow_every_named_folder(tmp_path):
+    base, ref = _folder(tmp_path, "base"), _folder(tmp_path, "ref")
+    outer = _folder(tmp_path, "outer", {"kind": "length_penalized", "model": "model"})
+    ens = _folder(outer, "model", {"kind": "ensemble", "members": ["lora", "dpo"]})
+    _folder(ens, "lora", {"kind": "explicit", "lora": True, "base_model": str(base)})
+    _folder(ens, "dpo", {"kind": "implicit", "reference": str(ref)})
+    got = model_dependencies(outer)
+    assert set(got) == {p.resolve() for p in (outer, ens, ens / "lora", ens / "dpo", base, ref)}
+    assert len(got) == len(set(got)) and got[0] == outer.resolve()
+    # --base-model overrides the recorded base (of every member)
+    other = _folder(tmp_path, "other")
+    assert base.resolve() not in model_dependencies(outer, other) and other.resolve() in model_dependencies(
+        outer, other
+    )
+    # an HF adapter folder names its base in adapter_config.json (read as peft reads it)
+    adapter = _folder(tmp_path, "adapter")
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+    assert model_dependencies(adapter) == [adapter.resolve(), base.resolve()]
