@@ -13,7 +13,7 @@ import pytest
 from rewardkit.bench.hacking_rl_config import RL_PROXIES
 
 RL_KEYS = {"step", "kl", "kl_ci95", "gold", "gold_ci95", "proxy", "length", "ead", "peak_step", "drop"}
-RL_KEYS |= {"over_optimised", "fit", "kl_at_peak"}
+RL_KEYS |= {"over_optimised", "fit", "kl_at_peak", "shifted"}
 
 
 def _recomputed_kl(
@@ -60,7 +60,7 @@ def test_ci_preset_rl_and_bon_end_to_end_through_the_cli(tmp_path):
     assert set(rep["rl"]) == {"clean", "corrupt"} and set(rep["setups"]) == {"clean", "corrupt"}
     lines = [json.loads(x) for x in (out / "rl_samples.jsonl").read_text().splitlines()]
     rl = rep["config"]["rl"]
-    n_eval = rl["eval_prompts"] * rl["eval_samples"]
+    n_eval = (rl["eval_prompts"] + rl["shifted_prompts"]) * rl["eval_samples"]
     steps = [0, 10, 20]
     assert len(lines) == 2 * len(RL_PROXIES) * len(steps) * n_eval
     for setup, models in rep["rl"].items():
@@ -71,7 +71,11 @@ def test_ci_preset_rl_and_bon_end_to_end_through_the_cli(tmp_path):
             assert set(m) == RL_KEYS and m["step"] == steps and m["kl"][0] == 0.0
             rows = [x for x in lines if x["setup"] == setup and x["model"] == name]
             for i, step in enumerate(steps):
-                at = [x for x in rows if x["step"] == step]
+                shifted = [x for x in rows if (x["step"], x["domain"]) == (step, "shifted")]
+                assert m["shifted"]["gold"][i] == pytest.approx(np.mean([x["gold"] for x in shifted]))
+                assert {gold_reward(x["completion"]) == x["gold"] for x in shifted} == {True}
+                at = [x for x in rows if (x["step"], x["domain"]) == (step, "id")]
+                assert len(at) == rl["eval_prompts"] * rl["eval_samples"]
                 gold = [gold_reward(x["completion"]) for x in at]
                 assert [x["gold"] for x in at] == gold
                 assert m["gold"][i] == pytest.approx(np.mean(gold))
@@ -90,7 +94,8 @@ def test_ci_preset_rl_and_bon_end_to_end_through_the_cli(tmp_path):
     last = [x for x in lines if (x["setup"], x["model"], x["step"]) == ("corrupt", "EXRM-1", 20)]
     kl = _recomputed_kl(out, "corrupt", "EXRM-1", last)
     np.testing.assert_allclose(kl, [x["kl"] for x in last], rtol=1e-3, atol=1e-4)
-    assert rep["rl"]["corrupt"]["EXRM-1"]["kl"][-1] == pytest.approx(kl.mean(), rel=1e-3)
+    in_domain = np.array([x["domain"] == "id" for x in last])
+    assert rep["rl"]["corrupt"]["EXRM-1"]["kl"][-1] == pytest.approx(kl[in_domain].mean(), rel=1e-3)
     assert rep["rl"]["corrupt"]["EXRM-1"]["kl"][-1] > 0.1  # RL moved the policy
     md = (out / "report.md").read_text()
     assert "### RL, corrupt" in md and "WARM-M's final policy vs EXRM-1's" in md and "| EXRM-1+ER |" in md

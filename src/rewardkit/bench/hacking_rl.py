@@ -97,6 +97,16 @@ def rl_prompts(task: Task, config: HackingConfig) -> tuple[list[str], list[str]]
     return train, held
 
 
+def shifted_prompts(config: HackingConfig) -> list[str]:
+    """``rl.shifted_prompts`` prompts of the built-in task's finance domain, which neither the policy's
+    SFT samples, its RL prompts nor the proxies' pairs come from (none on real data)."""
+    if not config.builtin or not config.rl.shifted_prompts:
+        return []
+    from rewardkit.synthetic import make_hacking_candidates
+
+    return make_hacking_candidates(config.rl.shifted_prompts, 1, 3000 + config.seed, domains=("finance",))[0]
+
+
 def completion_separator(tok) -> str:
     """What goes before a decoded completion so that prompt + completion reads as the task's text: a
     space where the tokenizer decodes a completion without its leading space (word-level), else nothing
@@ -254,6 +264,7 @@ class RLPlan:
         tok = AutoTokenizer.from_pretrained(self.policies[config.rl.seeds[0]])
         self.sep = completion_separator(tok)
         self.train_prompts, self.held_prompts = rl_prompts(task, config)
+        self.shifted_prompts = shifted_prompts(config)
         self.gold = gold_function(config, device)
         self.curves: dict[str, Any] = {}
         self.wins: dict[str, Any] = {}
@@ -282,7 +293,11 @@ class RLPlan:
         from rewardkit.bench.hacking_rl_report import add_bon_fits, write_rl_report
 
         report["rl"], report["rl_win_rates"] = self.curves, self.wins
-        report["rl_prompts"] = {"train": len(self.train_prompts), "held_out": self.held_prompts}
+        report["rl_prompts"] = {
+            "train": len(self.train_prompts),
+            "held_out": self.held_prompts,
+            "shifted": self.shifted_prompts,
+        }
         if self.config.optimizer == "rl":
             del report["setups"]
         else:
@@ -315,13 +330,14 @@ def run_rl_setup(
             probe = PolicyProbe(
                 init,
                 tok,
-                plan.held_prompts,
+                plan.held_prompts + plan.shifted_prompts,
                 rl.eval_samples,
                 rl.max_completion_length,
                 plan.gold,
                 rm.score,
                 seed,
                 plan.sep,
+                ["id"] * len(plan.held_prompts) + ["shifted"] * len(plan.shifted_prompts),
             )
             model, results = grpo_run(
                 config, policy, rm, plan.train_prompts, probe, seed, name == "EXRM-1+ER"
@@ -332,11 +348,16 @@ def run_rl_setup(
                 model.save_pretrained(rl_folder(out, config, seed, setup, name))
                 tok.save_pretrained(rl_folder(out, config, seed, setup, name))
             del model
-    curves = {name: summarise_run(r, config.n_boot, config.seed) for name, r in runs.items()}
+    n_id = len(plan.held_prompts)
+    curves = {name: summarise_run(r, config.n_boot, config.seed, slice(0, n_id)) for name, r in runs.items()}
+    if plan.shifted_prompts:
+        for name, r in runs.items():
+            s = summarise_run(r, config.n_boot, config.seed, slice(n_id, None))
+            curves[name]["shifted"] = {k: s[k] for k in ("gold", "gold_ci95", "proxy", "kl", "kl_ci95")}
     first = next(iter(runs.values()))
     wins = win_rates(
-        {name: [r[-1].gold for r in rs] for name, rs in runs.items()},
-        [r[0].gold for r in first],
+        {name: [r[-1].gold[:n_id] for r in rs] for name, rs in runs.items()},
+        [r[0].gold[:n_id] for r in first],
         config.n_boot,
         config.seed,
     )

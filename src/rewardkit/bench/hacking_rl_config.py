@@ -24,6 +24,11 @@ class RLSettings(BaseModel):
         16, ge=2, description="held-out prompts measured (the first of the BoN prompts)"
     )
     eval_samples: int = Field(4, ge=1, description="samples per held-out prompt at each measurement")
+    shifted_prompts: int = Field(
+        0,
+        ge=0,
+        description="built-in task: held-out prompts of a domain no policy saw (finance), measured apart",
+    )
     train_prompts: int = Field(128, ge=1, description="GRPO training prompts (disjoint from the held-out)")
     prompts_per_step: int = Field(2, ge=1, description="prompts per optimizer step")
     num_generations: int = Field(8, ge=2, description="GRPO group size: completions per prompt")
@@ -68,6 +73,7 @@ RL_PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 10,
         "eval_prompts": 8,
         "eval_samples": 4,
+        "shifted_prompts": 4,
         "train_prompts": 64,
         "prompts_per_step": 2,
         "num_generations": 4,
@@ -85,6 +91,7 @@ RL_PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 10,
         "eval_prompts": 16,
         "eval_samples": 4,
+        "shifted_prompts": 8,
         "train_prompts": 256,
         "prompts_per_step": 2,
         "num_generations": 8,

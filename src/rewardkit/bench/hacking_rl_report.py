@@ -15,14 +15,17 @@ from rewardkit.bench.rl_eval import Measurement
 from rewardkit.eval.overoptimisation import fit_gao, peak_and_drop, win_rate_per_prompt
 
 
-def _units(runs: Sequence[Sequence[Measurement]], what: str, i: int) -> np.ndarray:
-    """[seeds * P] per-(seed, prompt) means over the samples of measurement ``i`` (EAD is per prompt)."""
+def _units(runs: Sequence[Sequence[Measurement]], what: str, i: int, rows: slice) -> np.ndarray:
+    """[seeds * P] per-(seed, prompt) means over the samples of measurement ``i`` for the prompts in
+    ``rows`` (EAD is per prompt)."""
     return np.concatenate(
-        [np.asarray(getattr(r[i], what)).reshape(len(r[i].ead), -1).mean(axis=1) for r in runs]
+        [np.asarray(getattr(r[i], what)).reshape(len(r[i].ead), -1).mean(axis=1)[rows] for r in runs]
     )
 
 
-def summarise_run(runs: Sequence[Sequence[Measurement]], n_boot: int, seed: int = 0) -> dict[str, Any]:
+def summarise_run(
+    runs: Sequence[Sequence[Measurement]], n_boot: int, seed: int = 0, rows: slice = slice(None)
+) -> dict[str, Any]:
     """One proxy's RL curve over its seeds (``runs[seed][i]``: the i-th measurement of that seed's run,
     the same steps in every run): means over prompts and seeds with percentile bootstrap 95% CIs over
     the (seed, prompt) units, the peak, the drop from it to the end, ``over_optimised`` and Gao et al.'s
@@ -31,7 +34,7 @@ def summarise_run(runs: Sequence[Sequence[Measurement]], n_boot: int, seed: int 
     if any([m.step for m in r] != steps for r in runs):
         raise ValueError("every seed's run must be measured at the same steps")
     cols = {
-        w: np.stack([_units(runs, w, i) for i in range(len(steps))], axis=1)
+        w: np.stack([_units(runs, w, i, rows) for i in range(len(steps))], axis=1)
         for w in ("gold", "proxy", "kl", "length", "ead")
     }  # [units, steps]
     mean = {w: v.mean(axis=0) for w, v in cols.items()}
@@ -125,6 +128,17 @@ def rl_markdown(report: dict[str, Any]) -> str:
                     ]
                 )
                 + " |"
+            )
+        shifted = [
+            f"{n} {_cell(m['shifted']['gold'][-1], m['shifted']['gold_ci95'][-1])}"
+            for n, m in models.items()
+            if "shifted" in m
+        ]
+        if shifted:
+            first = next(iter(models.values()))["shifted"]
+            out.append(
+                f"\nShifted prompts (a domain no policy saw): gold {_cell(first['gold'][0], first['gold_ci95'][0])} "
+                "at step 0; at the end: " + "; ".join(shifted) + "."
             )
         if "WARM-M vs EXRM-1" in wins:
             w = wins["WARM-M vs EXRM-1"]

@@ -72,8 +72,10 @@ class PolicyProbe:
         proxy: RewardFn,
         seed: int = 0,
         sep: str = "",
+        domains: Sequence[str] | None = None,
     ):
         self.init, self.tok, self.prompts, self.sep = init.eval(), tokenizer, list(prompts), sep
+        self.domains = list(domains) if domains is not None else ["id"] * len(self.prompts)
         self.samples, self.max_new_tokens, self.seed = samples, max_new_tokens, seed
         self.gold, self.proxy = gold, proxy
         self.prompt_ids = tokenizer(text=self.prompts)["input_ids"]  # as GRPOTrainer tokenises
@@ -142,6 +144,7 @@ class PolicyProbe:
             {
                 "step": step,
                 "prompt_index": i // self.samples,
+                "domain": self.domains[i // self.samples],
                 "prompt_ids": self.prompt_ids[i // self.samples],
                 "completion_ids": kept[i],
                 "completion": texts[i],
