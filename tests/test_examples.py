@@ -170,3 +170,23 @@ def test_train_bf16_example():
     # both precisions learn the synthetic task, to the same held-out accuracy within a few pairs
     assert r["float32_held_out_accuracy"] > 0.8 and r["bf16_held_out_accuracy"] > 0.8
     assert abs(r["bf16_held_out_accuracy"] - r["float32_held_out_accuracy"]) <= 0.05
+
+
+def test_report_card_example(tmp_path):
+    r = _load("report_card").main(["--out", str(tmp_path)])
+    exrm, untrained = r["scores"]["exrm"], r["scores"]["untrained-dporm"]
+    assert set(exrm) == {"rewardbench", "rm-bench", "judgebench", "ppe-preference", "ppe-correctness"}
+    assert min(exrm.values()) >= 0.9 and r["rm_bench_hard"]["exrm"] >= 0.9  # gold-labelled data, filler-proof
+    # every reward 0: a tie is wrong everywhere except JudgeBench, where it decides B>A (half the labels)
+    assert untrained == {
+        "rewardbench": 0.0,
+        "rm-bench": 0.0,
+        "judgebench": 0.5,
+        "ppe-preference": 0.0,
+        "ppe-correctness": 0.0,
+    }
+    # a uniform pick among K tied responses is best-of-1; the trained RM's pick improves with n
+    assert abs(r["best_of_k"]["untrained-dporm"] - r["bon"][1]) < 1e-12
+    assert r["bon"][1] < r["bon"][2] < r["bon"][3] < r["bon"][4] == r["best_of_k"]["exrm"]
+    assert "HF_HUB_OFFLINE" in r["skipped"]["rewardbench2"]
+    assert {p.name for p in tmp_path.iterdir()} >= {"card.json", "card.md", "card.jsonl", "rm-bench.jsonl"}
