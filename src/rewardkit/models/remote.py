@@ -168,6 +168,10 @@ class RemoteRewardModel(RewardModel):
                 raise RewardkitError(f"{self.url}{path}: the answer is not a JSON object")
             return data
 
+    def post(self, path: str, body: dict) -> dict:
+        """POST ``body`` to ``path`` of the server (retried as every call is); its JSON answer."""
+        return self._request("POST", path, body)
+
     def _field(self, data: dict, key: str, path: str) -> list:
         if not isinstance(data.get(key), list):
             raise RewardkitError(f"{self.url}{path}: the answer has no list {key!r}")
