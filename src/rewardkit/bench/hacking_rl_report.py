@@ -37,12 +37,16 @@ def summarise_run(
         w: np.stack([_units(runs, w, i, rows) for i in range(len(steps))], axis=1)
         for w in ("gold", "proxy", "kl", "length", "ead")
     }  # [units, steps]
+    if runs[0][0].embedding is not None:
+        cols["embedding"] = np.stack([_units(runs, "embedding", i, rows) for i in range(len(steps))], axis=1)
     mean = {w: v.mean(axis=0) for w, v in cols.items()}
     gold_ci, kl_ci = ci95(cols["gold"], n_boot, seed), ci95(cols["kl"], n_boot, seed)
     peak, drop, over = peak_and_drop(mean["gold"], np.asarray(gold_ci))
     d = np.sqrt(np.clip(mean["kl"], 0, None))
     fit = fit_gao(d, mean["gold"] - mean["gold"][0], "rl")
+    extra = {"embedding_diversity": mean["embedding"].tolist()} if "embedding" in mean else {}
     return {
+        **extra,
         "step": steps,
         "kl": mean["kl"].tolist(),
         "kl_ci95": kl_ci,
@@ -190,6 +194,8 @@ def plot_rl(report: dict[str, Any], path: str | os.PathLike) -> None:
             for i, (name, m) in enumerate(curves):
                 x = np.sqrt(np.clip(s["kl"] if kind == "bon" else m["kl"], 0, None))
                 ax.plot(x, m["gold"], "o-", color=f"C{i % 10}", label=name, markersize=3)
+                lo, hi = zip(*m["gold_ci95"])
+                ax.fill_between(x, lo, hi, color=f"C{i % 10}", alpha=0.05)
                 twin.plot(x, m["proxy"], "--", color=f"C{i % 10}", alpha=0.5)
             what = "best-of-N (KL bound)" if kind == "bon" else "RL (GRPO)"
             ax.set_title(f"{setup}: {what}")

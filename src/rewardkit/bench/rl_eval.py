@@ -43,7 +43,8 @@ def completion_logprobs(
 
 @dataclass
 class Measurement:
-    """One measurement of a policy: per prompt x sample arrays [P, S] and per-prompt EAD [P]."""
+    """One measurement of a policy: per prompt x sample arrays [P, S], per-prompt EAD [P] and, with an
+    embedder, per-prompt embedding diversity [P] (1 - mean pairwise cosine of the prompt's samples)."""
 
     step: int
     gold: np.ndarray
@@ -52,6 +53,7 @@ class Measurement:
     length: np.ndarray
     ead: np.ndarray
     samples: list[dict[str, Any]] = field(default_factory=list)
+    embedding: np.ndarray | None = None
 
 
 class PolicyProbe:
@@ -73,7 +75,9 @@ class PolicyProbe:
         seed: int = 0,
         sep: str = "",
         domains: Sequence[str] | None = None,
+        embed: Callable[[Sequence[str]], np.ndarray] | None = None,
     ):
+        self.embed = embed
         self.init, self.tok, self.prompts, self.sep = init.eval(), tokenizer, list(prompts), sep
         self.domains = list(domains) if domains is not None else ["id"] * len(self.prompts)
         self.samples, self.max_new_tokens, self.seed = samples, max_new_tokens, seed
@@ -163,7 +167,16 @@ class PolicyProbe:
             lengths.reshape(shape),
             np.asarray(ead),
             samples,
+            self._embedding_diversity(texts),
         )
+
+    def _embedding_diversity(self, texts: list[str]) -> np.ndarray | None:
+        from rewardkit.eval.diversity import embedding_diversity
+
+        if self.embed is None or self.samples < 2:
+            return None
+        k = self.samples
+        return np.array([embedding_diversity(texts[i : i + k], self.embed) for i in range(0, len(texts), k)])
 
 
 class MeasureCallback(TrainerCallback):
