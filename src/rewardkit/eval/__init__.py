@@ -33,6 +33,11 @@ _EXPORTS: dict[str, str] = {
     "EvalReport": "rewardkit.eval.evaluator",
     "evaluate": "rewardkit.eval.evaluator",
     "run_suite": "rewardkit.eval.suites",
+    "run_bench": "rewardkit.eval.bench_report",
+    "BenchReport": "rewardkit.eval.bench_report",
+    "load_bench": "rewardkit.eval.bench_data",
+    "run_card": "rewardkit.eval.card",
+    "Card": "rewardkit.eval.card",
     "SuiteReport": "rewardkit.eval.suites",
     "load_suite": "rewardkit.eval.suite_data",
     "SuiteData": "rewardkit.eval.suite_data",
@@ -42,6 +47,8 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "BenchReport",
+    "Card",
     "EvalReport",
     "MiniLMEmbedder",
     "SuiteData",
@@ -60,6 +67,7 @@ __all__ = [
     "fit_temperature",
     "generate_candidates",
     "label_preferences",
+    "load_bench",
     "load_suite",
     "mcnemar_test",
     "mean_ead",
@@ -68,6 +76,8 @@ __all__ = [
     "reliability_curve",
     "rewardbench_v1_scores",
     "rewardbench_v2_scores",
+    "run_bench",
+    "run_card",
     "run_suite",
     "selective_accuracy",
     "spearman_agreement",
@@ -78,7 +88,10 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
+    from rewardkit.eval.bench_data import load_bench
+    from rewardkit.eval.bench_report import BenchReport, run_bench
     from rewardkit.eval.bon import best_of_n, bon_curve, bon_kl, generate_candidates, label_preferences
+    from rewardkit.eval.card import Card, run_card
     from rewardkit.eval.diversity import MiniLMEmbedder, cosine_diversity, ead, embedding_diversity, mean_ead
     from rewardkit.eval.evaluator import EvalReport, evaluate
     from rewardkit.eval.metrics import (
