@@ -62,7 +62,7 @@ def test_path_kl_of_a_tiny_hf_policy_equals_exact_kl_by_enumeration(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rewardkit.bench.rl_eval import completion_logprobs, completion_mask
+    from rewardkit.bench.rl_eval import completion_kl, completion_logprobs, completion_mask
     from rewardkit.tiny import build_tiny_model
 
     build_tiny_model(tmp_path / "p", ["a", "b"], hidden=16, seed=1)
@@ -87,6 +87,9 @@ def test_path_kl_of_a_tiny_hf_policy_equals_exact_kl_by_enumeration(tmp_path):
     exact = float((prob * (lp - lq)).sum())
     assert exact > 0.01
     assert float((prob * path_kl(logp, logq, cmask)).sum()) == pytest.approx(exact, rel=1e-4)
+    # the engine's on-device computation (rl_eval.completion_kl) is path_kl on the same tokens
+    on_device = completion_kl(pm, qm, ids, mask, comp, torch.from_numpy(cmask))
+    np.testing.assert_allclose(on_device, path_kl(logp, logq, cmask), rtol=1e-4, atol=1e-6)
     # unpadded positions give the same log-probabilities as the padded batch
     alone = completion_logprobs(pm, ids[:1, 1:], mask[:1, 1:], comp[:1]).double().numpy()
     assert np.abs(alone - logp[:1]).max() < 1e-4

@@ -356,6 +356,7 @@ def run_rl_setup(
                 plan.sep,
                 ["id"] * len(plan.held_prompts) + ["shifted"] * len(plan.shifted_prompts),
                 plan.embed,
+                rl.eval_batch,
             )
             model, results = grpo_run(
                 config, policy, rm, plan.train_prompts, probe, seed, name == "EXRM-1+ER"

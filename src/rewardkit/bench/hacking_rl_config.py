@@ -29,6 +29,7 @@ class RLSettings(BaseModel):
         ge=0,
         description="built-in task: held-out prompts of a domain no policy saw (finance), measured apart",
     )
+    eval_batch: int = Field(64, ge=1, description="sequences per generate / KL forward at a measurement")
     train_prompts: int = Field(128, ge=1, description="GRPO training prompts (disjoint from the held-out)")
     prompts_per_step: int = Field(2, ge=1, description="prompts per optimizer step")
     num_generations: int = Field(8, ge=2, description="GRPO group size: completions per prompt")
@@ -111,6 +112,7 @@ RL_PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 50,
         "eval_prompts": 128,
         "eval_samples": 8,
+        "eval_batch": 16,
         "train_prompts": 5000,
         "prompts_per_step": 8,
         "num_generations": 8,

@@ -41,6 +41,19 @@ def completion_logprobs(
     return torch.log_softmax(logits[:, lp - 1 : -1].float(), dim=-1)
 
 
+@torch.no_grad()
+def completion_kl(model, init, prompt_ids, prompt_mask, completion_ids, mask) -> np.ndarray:
+    """[N] exact per-token KL(model || init) over the vocabulary summed along each completion's masked
+    positions (``rewardkit.eval.overoptimisation.path_kl``, computed on the models' device)."""
+    logp = completion_logprobs(model, prompt_ids, prompt_mask, completion_ids)
+    d = init.device
+    logq = completion_logprobs(init, prompt_ids.to(d), prompt_mask.to(d), completion_ids.to(d)).to(
+        logp.device
+    )
+    per_token = (logp.exp() * (logp - logq)).sum(dim=-1)  # [N, T]
+    return (per_token * mask.to(per_token.dtype)).sum(dim=-1).double().cpu().numpy()
+
+
 @dataclass
 class Measurement:
     """One measurement of a policy: per prompt x sample arrays [P, S], per-prompt EAD [P] and, with an
@@ -76,8 +89,9 @@ class PolicyProbe:
         sep: str = "",
         domains: Sequence[str] | None = None,
         embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+        batch: int = 64,
     ):
-        self.embed = embed
+        self.embed, self.batch = embed, batch
         self.init, self.tok, self.prompts, self.sep = init.eval(), tokenizer, list(prompts), sep
         self.domains = list(domains) if domains is not None else ["id"] * len(self.prompts)
         self.samples, self.max_new_tokens, self.seed = samples, max_new_tokens, seed
@@ -93,48 +107,45 @@ class PolicyProbe:
         return ids, mask
 
     @torch.no_grad()
-    def sample(self, model, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Prompt ids, prompt mask and completion ids [P * S, T] at temperature 1 (no top-k / top-p),
-        seeded by (seed, step) only, so every run starting from one policy draws the same step-0 sample."""
+    def sample(self, model, step: int) -> tuple[list[list[int]], np.ndarray]:
+        """The samples' completion ids (through EOS) and their path KL to the initial policy [P * S].
+
+        Drawn ``batch`` sequences at a time at temperature 1 (no top-k / top-p), seeded by (seed, step)
+        only, so every run starting from one policy draws the same step-0 sample."""
         device = next(model.parameters()).device
         ids, mask = self._padded_prompts(device)
+        kept, kls = [], []
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(1_000_003 * self.seed + step)
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=True,
-                temperature=1.0,
-                top_k=0,
-                top_p=1.0,
-                max_new_tokens=self.max_new_tokens,
-                pad_token_id=self.tok.pad_token_id,
-                eos_token_id=self.tok.eos_token_id,
-            )
-        return ids, mask, out[:, ids.shape[1] :]
+            for lo in range(0, len(ids), self.batch):
+                chunk, chunk_mask = ids[lo : lo + self.batch], mask[lo : lo + self.batch]
+                out = model.generate(
+                    input_ids=chunk,
+                    attention_mask=chunk_mask,
+                    do_sample=True,
+                    temperature=1.0,
+                    top_k=0,
+                    top_p=1.0,
+                    max_new_tokens=self.max_new_tokens,
+                    pad_token_id=self.tok.pad_token_id,
+                    eos_token_id=self.tok.eos_token_id,
+                )
+                comp = out[:, chunk.shape[1] :]
+                cmask = completion_mask(comp, self.tok.eos_token_id)
+                kls.append(completion_kl(model, self.init, chunk, chunk_mask, comp, cmask))
+                kept += [c[m.bool()].tolist() for c, m in zip(comp.cpu(), cmask.cpu())]
+        return kept, np.concatenate(kls)
 
     def measure(self, model, step: int) -> Measurement:
         """Sample from ``model`` (put back in its training mode afterwards) and measure."""
         from rewardkit.eval.diversity import mean_ead
-        from rewardkit.eval.overoptimisation import path_kl
 
         was_training = model.training
         model.eval()
         try:
-            ids, mask, comp = self.sample(model, step)
-            cmask = completion_mask(comp, self.tok.eos_token_id)
-            logp = completion_logprobs(model, ids, mask, comp).cpu().numpy()
+            kept, kl = self.sample(model, step)
         finally:
             model.train(was_training)
-        logq = (
-            completion_logprobs(
-                self.init, ids.to(self.init.device), mask.to(self.init.device), comp.to(self.init.device)
-            )
-            .cpu()
-            .numpy()
-        )
-        kl = path_kl(logp, logq, cmask.cpu().numpy())
-        kept = [c[m.bool()].tolist() for c, m in zip(comp.cpu(), cmask.cpu())]
         texts = [self.sep + t for t in self.tok.batch_decode(kept, skip_special_tokens=True)]
         prompts = [p for p in self.prompts for _ in range(self.samples)]
         gold = np.asarray(self.gold(prompts, texts), dtype=np.float64)
