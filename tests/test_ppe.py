@@ -99,9 +99,18 @@ def test_list_layout_equals_numbered_columns(tmp_path):
         }
         for r in PPE_CORRECTNESS_ROWS
     ]
+    hub = [  # lmarena-ai/PPE-*-Best-of-K: numbered responses, a list of booleans 'scores'
+        {
+            **{k: v for k, v in r.items() if not k.startswith("score_")},
+            "scores": [r[f"score_{i}"] for i in range(1, 5)],
+        }
+        for r in PPE_CORRECTNESS_ROWS
+    ]
     a = load_bench(PPE_CORRECTNESS, listed)
     b = load_bench(PPE_CORRECTNESS, PPE_CORRECTNESS_ROWS)
+    c = load_bench(PPE_CORRECTNESS, hub)
     assert [(e.completions, e.labels) for e in a.examples] == [(e.completions, e.labels) for e in b.examples]
+    assert [(e.completions, e.labels) for e in c.examples] == [(e.completions, e.labels) for e in b.examples]
 
 
 def test_bad_rows_name_file_line_and_field(tmp_path):

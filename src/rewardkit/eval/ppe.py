@@ -16,9 +16,9 @@ on the row (:data:`PREFERENCE_CATEGORIES`); ``lower_bound`` is the lowest catego
 the minimum)*.
 
 **ppe-correctness** (``lmarena-ai/PPE-{MMLU-Pro, MATH, GPQA, IFEval, MBPP-Plus}-Best-of-K``, split
-``train``): a row holds ``question_id``, ``prompt`` and K sampled responses with 0/1 correctness, as
-numbered columns ``response_1 .. response_K`` / ``score_1 .. score_K`` or as lists ``responses`` /
-``scores``; every row of a file has the same K. Per benchmark:
+``train``): a row holds ``question_id``, ``prompt`` and K sampled responses with 0/1 correctness: the responses as numbered
+columns ``response_1 .. response_K`` (the hub layout) or a list ``responses``, the correctness as a list
+``scores`` (the hub layout) or numbered ``score_1 .. score_K``; every row of a file has the same K. Per benchmark:
 
 - ``accuracy``: over each prompt's (correct, incorrect) response pairs, the share where the correct one
   gets the strictly higher reward, averaged over the prompts that have such a pair;
@@ -157,17 +157,19 @@ def parse_correctness(rec: Any, where: str) -> BenchExample:
     rec = object_of(rec, where)
     if "responses" in rec:
         responses = texts_of(rec, "responses", where)
-        scores = field_of(rec, "scores", where)
-        if not isinstance(scores, (list, tuple)):
-            raise DataError(f"{where}: field 'scores': expected a list of 0 / 1")
-        names = ("responses", "scores")
     else:
-        responses, scores = _numbered(rec, "response"), _numbered(rec, "score")
+        responses = _numbered(rec, "response")
         if not responses:
-            raise DataError(f"{where}: field 'response_1' missing (or give lists 'responses' / 'scores')")
+            raise DataError(f"{where}: field 'response_1' missing (or give a list 'responses')")
         if not all(isinstance(r, str) for r in responses):
             raise DataError(f"{where}: field 'response_N': expected strings")
-        names = ("response_N", "score_N")
+    if "scores" in rec:
+        scores, name = field_of(rec, "scores", where), "scores"
+        if not isinstance(scores, (list, tuple)):
+            raise DataError(f"{where}: field 'scores': expected a list of 0 / 1")
+    else:
+        scores, name = _numbered(rec, "score"), "score_N"
+    names = ("", name)
     if len(scores) != len(responses):
         raise DataError(
             f"{where}: field {names[1]!r}: {len(scores)} correctness labels for {len(responses)} responses"
