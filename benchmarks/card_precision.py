@@ -1,0 +1,178 @@
+"""How many of each report-card suite's decisions ``--dtype auto`` changes against float32, on the demo
+model (SmolLM2-135M-Instruct), with the time of the whole card per dtype.
+
+Data: AlpacaEval pairs (fixed seed, ``benchmarks/common.py``) written in each suite's official layout:
+RewardBench and PPE Preference as they are, JudgeBench with A / B alternating, RM-Bench with its three
+styles imitated (concise = the first 40 words, detailed plain = the response with markdown marks removed,
+detailed markdown = the response), PPE Correctness with K = 4 per prompt (its chosen and rejected
+responses, correct and incorrect, and their first halves, labelled alike). The layouts are real, the
+texts are AlpacaEval's: the numbers measure precision, not the benchmarks.
+
+Models: an explicit RM (demo + LoRA r=8, random head, as ``benchmarks/dtype.py``) and a reference-free DPO
+reward of the demo LM (beta 0.1). A decision is each comparison a suite's scoring makes: the pair
+(RewardBench, JudgeBench, PPE Preference), the 9 cells of RM-Bench's matrix, PPE Correctness's (correct,
+incorrect) pairs and its top pick.
+
+    python benchmarks/card_precision.py [--pairs 8] [--max-length 256] [--out benchmarks/results/card_precision.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import DATA, sample_pairs, save_results
+
+
+def _text(prompt) -> str:
+    return prompt if isinstance(prompt, str) else prompt[-1]["content"]
+
+
+def layouts(pairs) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {
+        k: [] for k in ("rewardbench", "rm-bench", "judgebench", "ppe-preference", "ppe-correctness")
+    }
+    for i, p in enumerate(pairs):
+        q = _text(p.prompt)
+        rows["rewardbench"].append(
+            {"id": i, "prompt": q, "chosen": p.chosen, "rejected": p.rejected, "subset": "alpacaeval-hard"}
+        )
+
+        def styles(r: str) -> list[str]:
+            return [" ".join(r.split()[:40]), re.sub(r"[*#`>|]|^\s*[-+] ", "", r, flags=re.M), r]
+
+        rows["rm-bench"].append(
+            {
+                "id": i,
+                "prompt": q,
+                "chosen": styles(p.chosen),
+                "rejected": styles(p.rejected),
+                "domain": "chat",
+            }
+        )
+        a, b, label = (p.chosen, p.rejected, "A>B") if i % 2 == 0 else (p.rejected, p.chosen, "B>A")
+        rows["judgebench"].append(
+            {
+                "pair_id": f"p{i}",
+                "source": "livebench-reasoning",
+                "question": q,
+                "response_A": a,
+                "response_B": b,
+                "label": label,
+            }
+        )
+        rows["ppe-preference"].append(
+            {
+                "question_id": f"q{i}",
+                "prompt": q,
+                "response_1": a,
+                "response_2": b,
+                "winner": "model_a" if i % 2 == 0 else "model_b",
+            }
+        )
+
+        def half(r: str) -> str:
+            w = r.split()
+            return " ".join(w[: max(1, len(w) // 2)])
+
+        rows["ppe-correctness"].append(
+            {
+                "question_id": f"c{i}",
+                "benchmark": "MATH",
+                "prompt": q,
+                "responses": [p.chosen, p.rejected, half(p.chosen), half(p.rejected)],
+                "scores": [1, 0, 1, 0],
+            }
+        )
+    return rows
+
+
+def decisions(suite: str, rewards: list[np.ndarray], examples) -> np.ndarray:
+    """Every comparison the suite's scoring makes, as 1 / 0 (a > b strictly), plus top picks."""
+    r = np.stack(rewards)
+    if suite == "rm-bench":
+        return (r[:, :3, None] > r[:, None, 3:6]).reshape(len(r), -1).ravel()
+    if suite == "ppe-correctness":
+        out = []
+        for e, ri in zip(examples, r):
+            c = np.array(e.labels["correct"])
+            out += list((ri[c == 1][:, None] > ri[c == 0][None, :]).ravel()) + [int(np.argmax(ri)) + 2]
+        return np.array(out, dtype=np.int64)
+    return r[:, 0] > r[:, 1]
+
+
+def run(load, files: dict, dtypes: list[str]) -> dict:
+    from rewardkit.eval.card import run_card
+
+    out, ref = {}, None
+    for dtype in dtypes:
+        rm = load(dtype)
+        t = time.perf_counter()
+        card = run_card({"m": rm}, files, n_boot=200)
+        seconds = time.perf_counter() - t
+        dec = {
+            s: decisions(s, rep.rewards["m"], rep.data.examples)
+            for s, rep in card.reports.items()
+            if hasattr(rep, "points")
+        }
+        dec["rewardbench"] = np.array([r[0] > r[1] for r in card.reports["rewardbench"].rewards["m"]])
+        row = {"seconds": seconds, "scores": {s: v["score"] for s, v in card.table()["m"].items()}}
+        if ref is None:
+            ref = dec
+        else:
+            row["changed_vs_float32"] = {
+                s: {"changed": int(np.sum(dec[s] != ref[s])), "decisions": int(dec[s].size)} for s in dec
+            }
+        out[dtype] = row
+        print(dtype, json.dumps(row), flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "card_precision.json"))
+    args = ap.parse_args()
+    if not DATA.is_file():
+        print(f"skipped: {DATA} not found")
+        return
+    import torch
+
+    from rewardkit import BradleyTerryRM, DPOImplicitRM, demo_model_path, load_reward_model
+    from rewardkit.checkpoints import dtype_name, resolve_dtype
+
+    path = demo_model_path()
+    res: dict = {
+        "pairs": args.pairs,
+        "auto": dtype_name(resolve_dtype("auto", torch.device("cpu"))),
+        "threads": torch.get_num_threads(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for suite, rows in layouts(sample_pairs(args.pairs)).items():
+            files[suite] = Path(tmp) / f"{suite}.jsonl"
+            files[suite].write_text("".join(json.dumps(r) + "\n" for r in rows))
+        BradleyTerryRM.from_pretrained(path, lora_r=8, head_seed=0, max_length=args.max_length).save(
+            Path(tmp) / "explicit"
+        )
+        res["explicit"] = run(
+            lambda dt: load_reward_model(Path(tmp) / "explicit", dtype=dt), files, ["float32", "auto"]
+        )
+        res["implicit_reference_free"] = run(
+            lambda dt: DPOImplicitRM.from_pretrained(
+                path, reference_free=True, beta=0.1, dtype=dt, max_length=args.max_length
+            ),
+            files,
+            ["float32", "auto"],
+        )
+    save_results(args.out, res)
+
+
+if __name__ == "__main__":
+    main()
