@@ -179,13 +179,14 @@ def bench_bt(model, train, held_out, args):
 
     tok = load_tokenizer(model)
     rk_rm, rk = _timed(
-        lambda rm: rm.training_info["optimizer_steps"],
+        lambda trained: trained.record.optimizer_steps,
         lambda: train_reward_model(
             model, train, lora_r=8, lr=args.lr, batch_size=args.batch_size, epochs=1,
             max_length=args.max_length, seed=args.seed, head_seed=args.seed, data_seed=args.seed,
             progress=False, logging_steps=10**6,
         ),
     )
+    rk_rm = rk_rm.model
 
     def make_trainer(best: bool):
         return RewardTrainer(
@@ -208,13 +209,14 @@ def bench_dpo(model, train, held_out, args):
 
     tok = load_tokenizer(model)
     rk_rm, rk = _timed(
-        lambda rm: rm.training_info["optimizer_steps"],
+        lambda trained: trained.record.optimizer_steps,
         lambda: train_dpo(
             model, train, lora_r=8, lr=args.dpo_lr, beta=0.1, batch_size=args.batch_size, epochs=1,
             max_length=args.max_length, seed=args.seed, data_seed=args.seed, progress=False,
             logging_steps=10**6,
         ),
     )
+    rk_rm = rk_rm.model
 
     def make_trainer(best: bool):
         extra = {"beta": 0.1, **(TRL_BEST_DPO if best else {})}

@@ -187,9 +187,9 @@ def real_run(kind: str, base: str, train, held_out, args, bf16: bool):
     }
     t = time.perf_counter()
     if kind == "bt":
-        rm = train_reward_model(base, train, lr=args.lr, head_seed=0, data_seed=0, **common)
+        rm = train_reward_model(base, train, lr=args.lr, head_seed=0, data_seed=0, **common).model
     else:
-        rm = train_dpo(base, train, lr=args.dpo_lr, beta=0.1, seed=0, data_seed=0, dtype="float32", **common)
+        rm = train_dpo(base, train, lr=args.dpo_lr, beta=0.1, seed=0, data_seed=0, dtype="float32", **common).model
     seconds = time.perf_counter() - t
     return seconds, rm.score_pairs(held_out).margins
 

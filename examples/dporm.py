@@ -27,7 +27,7 @@ def main(argv=None) -> dict:
         train, test = make_synthetic_preferences(400, seed=0), make_synthetic_preferences(200, seed=1)
 
         untrained = DPOImplicitRM.from_pretrained(model, model, beta=args.beta)  # policy == reference: r = 0
-        rm = train_dpo(model, train, out=work / "dpo", beta=args.beta, lr=3e-3, epochs=3, batch_size=16)
+        rm = train_dpo(model, train, out=work / "dpo", beta=args.beta, lr=3e-3, epochs=3, batch_size=16).model
         result = {
             "untrained_accuracy": untrained.score_pairs(test).accuracy(),
             "dpo_accuracy": load_reward_model(work / "dpo").score_pairs(test).accuracy(),

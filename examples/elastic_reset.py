@@ -31,9 +31,9 @@ def main(argv=None) -> dict:
         model = build_tiny_model(work / "sft")
         train, test = make_synthetic_preferences(256, seed=0), make_synthetic_preferences(128, seed=1)
         kw = dict(beta=0.1, lr=3e-3, epochs=2, batch_size=16, progress=False)
-        plain = train_dpo(model, train, **kw)
+        plain = train_dpo(model, train, **kw).model
         cb = ElasticResetCallback(reset_every=args.reset_every, ema_decay=args.ema_decay)
-        reset = train_dpo(model, train, callbacks=[cb], **kw)
+        reset = train_dpo(model, train, callbacks=[cb], **kw).model
         result = {}
         for name, rm in (("plain", plain), ("elastic_reset", reset)):
             s = rm.score_pairs(test)

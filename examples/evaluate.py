@@ -27,8 +27,8 @@ def main(argv=None):
             "id": make_synthetic_preferences(200, seed=1, generators=("gen_a",)),
             "response_shift": make_synthetic_preferences(200, seed=2, generators=("gen_b", "gen_c")),
         }
-        exrm = train_reward_model(model, train, epochs=3, lr=3e-3, batch_size=16, progress=False)
-        dporm = train_dpo(model, train, epochs=3, lr=3e-3, beta=0.1, batch_size=16, progress=False)
+        exrm = train_reward_model(model, train, epochs=3, lr=3e-3, batch_size=16, progress=False).model
+        dporm = train_dpo(model, train, epochs=3, lr=3e-3, beta=0.1, batch_size=16, progress=False).model
         report = evaluate({"exrm": exrm, "dporm": dporm}, splits, id_split="id", n_boot=1000)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

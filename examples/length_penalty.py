@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
         model = build_tiny_model(work / "base", words=WORDS + ["please", "tell", "me"])
         rm = train_reward_model(
             model, length_biased_pairs(200, 0), epochs=2, lr=3e-3, batch_size=16, progress=False
-        )
+        ).model
         penalised = LengthPenalizedRM(rm, alpha=args.alpha, reference="reference", unit="words")
         test = length_biased_pairs(100, 1)
         report = evaluate({"RM": rm, "RM+LP": penalised}, {"test": test}, id_split=None, length_unit="words")

@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
         }
         rm = train_reward_model(
             model, train, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, batch_size=16, logging_steps=20
-        )
+        ).model
         report = {name: rm.score_pairs(pairs).accuracy() for name, pairs in splits.items()}
         print("\n| split | pairs | accuracy |\n|---|---|---|")
         for name, acc in report.items():

@@ -94,7 +94,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="rewardkit-rewardbench-") as tmp:
         lm = build_tiny_model(Path(tmp) / "lm")
         train = user_turns(make_synthetic_preferences(args.n_train, seed=0))
-        exrm = train_reward_model(lm, train, epochs=3, lr=3e-3, batch_size=16, progress=False)
+        exrm = train_reward_model(lm, train, epochs=3, lr=3e-3, batch_size=16, progress=False).model
         # an untrained DPORM (policy == reference) gives every response the reward 0: a tie everywhere
         untrained = DPOImplicitRM.from_pretrained(lm, lm, beta=0.1)
         rms = {"exrm": exrm, "untrained-dporm": untrained}

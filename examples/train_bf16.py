@@ -34,7 +34,7 @@ def main(argv=None) -> dict:
             t = time.perf_counter()
             rm = train_reward_model(
                 model, train, lora_r=8, epochs=2, lr=3e-3, batch_size=16, bf16=bf16, progress=False
-            )
+            ).model
             result[f"{name}_seconds"] = time.perf_counter() - t
             result[f"{name}_held_out_accuracy"] = rm.score_pairs(test).accuracy()  # scored in float32
     print(result)

@@ -50,7 +50,7 @@ def trained_rm(tiny_lm, synthetic_split, tmp_path_factory):
 
     train, test = synthetic_split
     out = tmp_path_factory.mktemp("trained") / "rm"
-    rm = train_reward_model(tiny_lm, train, out=out, epochs=3, lr=3e-3, batch_size=16, progress=False)
+    rm = train_reward_model(tiny_lm, train, out=out, epochs=3, lr=3e-3, batch_size=16, progress=False).model
     return rm, out
 
 

@@ -96,7 +96,7 @@ def test_a_value_model_is_kept_while_the_policy_is_reset(tmp_path):
 def test_in_training_lora_tracks_adapter_sized_copies_and_resumes(tiny_lm, synthetic_split, tmp_path):
     train = synthetic_split[0][:32]
     cb = ElasticResetCallback(reset_every=3, ema_decay=0.9)
-    rm = train_reward_model(
+    trained = train_reward_model(
         tiny_lm,
         train,
         lora_r=4,
@@ -108,7 +108,8 @@ def test_in_training_lora_tracks_adapter_sized_copies_and_resumes(tiny_lm, synth
         callbacks=[cb],
         progress=False,
     )
-    assert rm.training_info["optimizer_steps"] == 8 and cb.resets == 2  # resets after steps 3 and 6
+    rm = trained.model
+    assert trained.record.optimizer_steps == 8 and cb.resets == 2  # resets after steps 3 and 6
     trainable = sum(p.numel() for p in rm.module.parameters() if p.requires_grad)
     total = sum(p.numel() for p in rm.module.parameters())
     tracked = sum(t.numel() for t in cb.ema.values())

@@ -144,7 +144,7 @@ def test_multi_head_ensemble_trains_each_head(tiny_lm, synthetic_split):
     train, test = synthetic_split
     rm = train_reward_model(
         tiny_lm, train, num_heads=4, lp_epochs=2, lp_lr=3e-2, epochs=1, lr=1e-3, batch_size=16, progress=False
-    )
+    ).model
     heads = rm.member_scores(test.prompts * 2, [p.chosen for p in test] + [p.rejected for p in test])
     assert heads.shape == (4, 400) and np.abs(heads[0] - heads[1]).max() > 1e-3
     accs = [((h[:200] - h[200:]) > 0).mean() for h in heads]

@@ -70,7 +70,7 @@ def test_dpo_training_learns_and_round_trips(tiny_lm, synthetic_split, tmp_path)
     assert np.all(before.margins == 0)  # policy == reference: every implicit reward is 0
     rm = train_dpo(
         tiny_lm, train, out=tmp_path / "dpo", epochs=3, lr=3e-3, beta=0.1, batch_size=16, progress=False
-    )
+    ).model
     acc = rm.score_pairs(test).accuracy()
     assert acc >= 0.9
     loaded = load_reward_model(tmp_path / "dpo")
@@ -83,7 +83,7 @@ def test_lora_reference_is_the_adapter_disabled_base(tiny_lm, synthetic_split, t
     train, test = synthetic_split
     rm = train_dpo(
         tiny_lm, train[:64], out=tmp_path / "lora", epochs=1, lr=1e-2, lora_r=4, batch_size=16, progress=False
-    )
+    ).model
     assert rm.reference is None and rm.is_lora  # no second copy of the weights
     explicit_ref = DPOImplicitRM(
         rm.policy,
@@ -245,7 +245,7 @@ def test_bf16_one_precision_rule_for_policy_and_reference(tiny_lm, synthetic_spl
     sees log-ratios of exactly 0 (loss log 2); the returned model is in one dtype and scores exactly as
     the same model reloaded in that dtype."""
     train, test = synthetic_split
-    rm = train_dpo(
+    trained = train_dpo(
         tiny_lm,
         train[:32],
         out=tmp_path / "dpo",
@@ -258,7 +258,8 @@ def test_bf16_one_precision_rule_for_policy_and_reference(tiny_lm, synthetic_spl
         logging_steps=1,
         progress=False,
     )
-    assert rm.training_info["first_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    rm = trained.model
+    assert trained.record.first_loss == pytest.approx(math.log(2), abs=1e-6)
     assert {p.dtype for p in rm.policy.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in rm.reference.parameters()} == {torch.bfloat16}
     reloaded = load_reward_model(tmp_path / "dpo", dtype="bfloat16")

@@ -30,7 +30,7 @@ def test_lora_training_learns(tiny_lm, synthetic_split, tmp_path):
         head_seed=2,
         batch_size=16,
         progress=False,
-    )
+    ).model
     assert rm.is_lora and (tmp_path / "lora" / "adapter_model.safetensors").is_file()
     assert rm.score_pairs(test).accuracy() >= 0.9
     assert (
@@ -47,9 +47,9 @@ def test_head_seed_and_data_seed_are_separate(tiny_lm, synthetic_split):
     train, _ = synthetic_split
     small = train[:64]
     kw = dict(epochs=1, lr=1e-3, batch_size=8, progress=False)
-    a = _weights(train_reward_model(tiny_lm, small, head_seed=1, data_seed=1, **kw))
-    b = _weights(train_reward_model(tiny_lm, small, head_seed=1, data_seed=1, **kw))
-    c = _weights(train_reward_model(tiny_lm, small, head_seed=1, data_seed=2, **kw))
+    a = _weights(train_reward_model(tiny_lm, small, head_seed=1, data_seed=1, **kw).model)
+    b = _weights(train_reward_model(tiny_lm, small, head_seed=1, data_seed=1, **kw).model)
+    c = _weights(train_reward_model(tiny_lm, small, head_seed=1, data_seed=2, **kw).model)
     assert all(torch.equal(a[n], b[n]) for n in a)  # fully reproducible
     assert any(not torch.equal(a[n], c[n]) for n in a)  # data order changes the result
     h1 = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=1).module.model.score.weight
@@ -64,7 +64,7 @@ def test_linear_probe_warmup_trains_only_the_head(tiny_lm, synthetic_split):
     # warm-up at lr 1e-2, then a fine-tuning phase whose lr is too small to move anything measurably
     rm = train_reward_model(
         tiny_lm, train[:64], lp_epochs=1, lp_lr=1e-2, epochs=1, lr=1e-12, batch_size=8, progress=False
-    )
+    ).model
     after = _weights(rm)
     head = [n for n in after if ".score." in f".{n}"]
     assert head and all(not torch.equal(after[n], start[n]) for n in head)
@@ -202,7 +202,7 @@ def test_dpo_settings_reach_the_training_loss(tiny_lm, monkeypatch, loss_type):
 def test_warmup_ratio_warms_up_over_that_fraction_of_the_steps(tiny_lm, synthetic_split):
     """warmup_ratio=0.5 over 8 steps: the learning rate rises for 4 steps, then decays (transformers >= 5
     reads a warmup_steps below 1 as a ratio)."""
-    rm = train_reward_model(
+    trained = train_reward_model(
         tiny_lm,
         synthetic_split[0][:64],
         batch_size=8,
@@ -211,7 +211,7 @@ def test_warmup_ratio_warms_up_over_that_fraction_of_the_steps(tiny_lm, syntheti
         logging_steps=1,
         progress=False,
     )
-    lrs = [h["learning_rate"] for h in rm.training_info["log_history"] if "learning_rate" in h]
+    lrs = [h["learning_rate"] for h in trained.record.log_history if "learning_rate" in h]
     assert len(lrs) == 8
     assert all(a < b for a, b in zip(lrs[:4], lrs[1:5])) and lrs[4] == pytest.approx(1e-3)
     assert all(a > b for a, b in zip(lrs[4:], lrs[5:]))
@@ -247,7 +247,7 @@ def test_checkpoints_survive_and_an_interrupted_run_resumes_to_the_same_model(
     else:
         fn, kw, sub = train_dpo, {"lora_r": 4, "beta": 0.1}, ""
     kw.update(epochs=2, lr=1e-3, batch_size=8, save_checkpoints=True, progress=False)
-    full = fn(tiny_lm, train, out=tmp_path / "full", **kw)
+    full = fn(tiny_lm, train, out=tmp_path / "full", **kw).model
     ckpts = tmp_path / "full" / "checkpoints" / sub
     assert sorted(p.name for p in ckpts.iterdir()) == [
         "checkpoint-4",
@@ -260,7 +260,7 @@ def test_checkpoints_survive_and_an_interrupted_run_resumes_to_the_same_model(
     assert not (tmp_path / "cut" / "rewardkit.json").exists()
     with pytest.raises(RewardkitError, match="already exists"):  # never reused without resume or force
         fn(tiny_lm, train, out=tmp_path / "cut", **kw)
-    resumed = fn(tiny_lm, train, out=tmp_path / "cut", resume=True, **kw)
+    resumed = fn(tiny_lm, train, out=tmp_path / "cut", resume=True, **kw).model
     a = full.module.state_dict() if kind == "explicit" else full.policy.state_dict()
     b = resumed.module.state_dict() if kind == "explicit" else resumed.policy.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -95,11 +95,11 @@ def test_dpo_eval_longer_than_the_eager_limit_keeps_one_attention(tiny_lm, synth
         [PreferencePair(p.prompt, p.chosen * 6, p.rejected * 6) for p in test[:8]]
     )
     monkeypatch.setattr(precision, "EAGER_MAX_TOKENS", 40)  # above the train pairs, below the eval ones
-    rm = train_dpo(
+    trained = train_dpo(
         tiny_lm, train[:16], eval_data=long_eval, epochs=1, lr=1e-3, beta=0.1, batch_size=8, lora_r=4,
         bf16=True, dtype="float32", logging_steps=1, progress=False, max_length=256,
     )
-    assert rm.training_info["first_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert trained.record.first_loss == pytest.approx(math.log(2), abs=1e-6)
 
 
 def _impls(model) -> set[str]:
@@ -139,7 +139,7 @@ def test_lora_rm_bf16_training_on_cpu_learns_with_bf16_frozen_weights(tiny_lm, s
         rm = train_reward_model(
             tiny_lm, train, epochs=2, lr=3e-3, batch_size=16, lora_r=8, bf16=bf16, callbacks=[seen],
             logging_steps=10**6, progress=False,
-        )
+        ).model
         frozen_dtype = torch.bfloat16 if bf16 else torch.float32
         assert seen.seen and all(f == {frozen_dtype} and t == {torch.float32} for f, t in seen.seen)
         assert seen.attention == ({"eager"} if bf16 else {"sdpa"})
@@ -154,11 +154,12 @@ def test_lora_dpo_bf16_on_cpu_one_precision_for_reference_and_policy(tiny_lm, sy
     and attention backend as the training forward, so step 0's log-ratios are exactly 0 (loss log 2)."""
     train, _ = synthetic_split
     seen = _Dtypes()
-    rm = train_dpo(
+    trained = train_dpo(
         tiny_lm, train[:32], epochs=1, lr=1e-3, beta=0.1, batch_size=8, lora_r=4, bf16=True,
         dtype="float32", callbacks=[seen], logging_steps=1, progress=False,
     )
-    assert rm.training_info["first_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    rm = trained.model
+    assert trained.record.first_loss == pytest.approx(math.log(2), abs=1e-6)
     assert all(f == {torch.bfloat16} for f, _ in seen.seen) and seen.attention == {"eager"}
     assert {p.dtype for p in rm.policy.parameters()} == {torch.float32} and _impls(rm.policy) == {"sdpa"}
 

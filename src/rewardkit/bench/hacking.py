@@ -131,7 +131,7 @@ def run_hacking_benchmark(
     if config.optimizer != "bon":
         from rewardkit.bench.hacking_rl import check_rl_run
 
-        check_rl_run()
+        check_rl_run(config)
     out, rank, size, device, main, log = start_run(out, config, force, log)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -190,7 +190,7 @@ def run_hacking_benchmark(
         fields["data_seed"] = 1000 * config.seed + fields.get("data_seed", i)
         rm = train_reward_model(
             backbone, train, config=RewardTrainingConfig(**fields), out=folder / name, force=True
-        ).to_dtype(config.dtype)
+        ).model.to_dtype(config.dtype)
         timings[f"{setup}_{name}_train_s"] = time.perf_counter() - t
         progress.advance(config.exrm.epochs * n_train)
         scores = score(rm)
@@ -237,7 +237,7 @@ def run_hacking_benchmark(
         if config.dporm:
             progress.start(f"{setup}: DPO policy (DPORM)")
             t = time.perf_counter()
-            dporm = train_dpo(base, train, config=config.dpo_training(config.seed, show))
+            dporm = train_dpo(base, train, config=config.dpo_training(config.seed, show)).model
             progress.advance(config.dpo.epochs * n_train + n_train / 3)
             proxies["DPORM"] = score(dporm)
             timings[f"{setup}_dporm_s"] = time.perf_counter() - t

@@ -323,7 +323,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
             fields["data_seed"] = 1000 * seed + fields.get("data_seed", i)
             rm = train_reward_model(
                 base, train, config=RewardTrainingConfig(**fields), out=seed_dir / f"member{i}", force=True
-            ).to_dtype(config.dtype)
+            ).model.to_dtype(config.dtype)
             timings[f"seed{seed}_member{i}_train_s"] = time.perf_counter() - t
             progress.advance(config.exrm.epochs * len(train))
             members.append(_scores(rm, {**evals, CALIBRATION: calibration}, rank, size))
@@ -344,7 +344,7 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
 
         progress.start(f"seed {seed}: DPO policy (DPORM)")
         t = time.perf_counter()
-        dporm = train_dpo(base, train, config=config.dpo_training(seed, show))
+        dporm = train_dpo(base, train, config=config.dpo_training(seed, show)).model
         timings[f"seed{seed}_dpo_train_s"] = time.perf_counter() - t
         progress.advance(config.dpo.epochs * len(train) + len(train) / 3)
         dpo_scores.append(_scores(dporm, evals, rank, size))

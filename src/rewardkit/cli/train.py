@@ -123,7 +123,7 @@ def _run(kind: str, flags: dict, seeds: dict, extra: dict | None = None) -> None
         config = config.model_copy(update={"bf16": auto_bf16()})
     train_pairs = load_preferences(data, on_error=on_error)
     eval_pairs = load_preferences(eval_data, on_error=on_error) if eval_data else None
-    rm = train_fn(
+    trained = train_fn(
         model,
         train_pairs,
         eval_data=eval_pairs,
@@ -134,10 +134,10 @@ def _run(kind: str, flags: dict, seeds: dict, extra: dict | None = None) -> None
         callbacks=callbacks,
         **(extra or {}),
     )
-    info = rm.training_info
+    rm, info = trained.model, trained.record
     msg = (
-        f"trained on {info['train_pairs']} pairs in {info['optimizer_steps']} steps on "
-        f"{info['world_size']} process(es) in {'bfloat16 autocast' if config.bf16 else 'float32'}; "
+        f"trained on {info.train_pairs} pairs in {info.optimizer_steps} steps on "
+        f"{info.world_size} process(es) in {'bfloat16 autocast' if config.bf16 else 'float32'}; "
         f"saved {what} to {out}"
     )
     if eval_pairs is not None:

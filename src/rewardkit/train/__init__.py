@@ -20,11 +20,15 @@ _EXPORTS = {
     "train_dpo": "rewardkit.train.dpo",
     "train_reward_model": "rewardkit.train.bradley_terry",
     "train_warm": "rewardkit.train.warm",
+    "Trained": "rewardkit.train.result",
+    "TrainingRecord": "rewardkit.train.result",
 }
 
 __all__ = [
     "DPOTrainingConfig",
     "RewardTrainingConfig",
+    "Trained",
+    "TrainingRecord",
     "bradley_terry_loss",
     "centering_penalty",
     "dpo_loss",
@@ -43,4 +47,5 @@ if TYPE_CHECKING:
     from rewardkit.train.config import DPOTrainingConfig, RewardTrainingConfig
     from rewardkit.train.dpo import train_dpo
     from rewardkit.train.losses import bradley_terry_loss, centering_penalty, dpo_loss, reward_model_loss
+    from rewardkit.train.result import Trained, TrainingRecord
     from rewardkit.train.warm import train_warm

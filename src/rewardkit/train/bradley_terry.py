@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,6 +14,10 @@ from rewardkit.templating import Formatter
 from rewardkit.train.config import RewardTrainingConfig
 from rewardkit.train.losses import reward_model_loss
 from rewardkit.train.pairs import PairDataset, PairTrainer, fresh_checkpoints, prepare_run_dir, train_phase
+from rewardkit.train.result import Trained, TrainingRecord
+
+if TYPE_CHECKING:
+    from rewardkit.models.explicit import BradleyTerryRM
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +61,9 @@ def train_reward_model(
     resume: bool = False,
     callbacks: Sequence[Any] | None = None,
     **overrides: Any,
-):
-    """Train an explicit Bradley-Terry reward model; returns the trained :class:`BradleyTerryRM`.
+) -> Trained[BradleyTerryRM]:
+    """Train an explicit Bradley-Terry reward model; returns :class:`~rewardkit.train.result.Trained`:
+    the trained :class:`BradleyTerryRM` (``.model``) and the run's record (``.record``).
 
     ``model``: a checkpoint path (causal LM or encoder; a fresh head is seeded with ``head_seed``) or an
     existing ``BradleyTerryRM``. ``train_data``/``eval_data``: anything ``load_preferences`` takes.
@@ -105,7 +110,7 @@ def train_reward_model(
     if config.lp_epochs:
         phases.append(("linear-probe", True, config.lp_epochs, config.lp_lr or 10 * config.lr))
     phases.append(("fine-tune", False, config.epochs, config.lr))
-    steps = 0
+    steps, first_loss, history = 0, None, []
     root = fresh_checkpoints(out, config, force, resume)
     for name, head_only, epochs, lr in phases:
         _set_trainable(module, head_only, trainable)
@@ -126,17 +131,20 @@ def train_reward_model(
             center_coef=config.center_coef,
         )
         steps += trainer.state.global_step
+        first_loss = trainer.first_loss if first_loss is None else first_loss
+        history += trainer.state.log_history
     _set_trainable(module, False, trainable)
     module.eval()
     rm.device = next(module.parameters()).device
-    rm.training_info = {
-        "world_size": trainer.args.world_size,
-        "optimizer_steps": steps,
-        "train_pairs": len(train_ds),
-        "log_history": trainer.state.log_history,
-        "config": config.model_dump(),
-    }
+    record = TrainingRecord(
+        world_size=trainer.args.world_size,
+        optimizer_steps=steps,
+        train_pairs=len(train_ds),
+        first_loss=first_loss,
+        config=config.model_dump(),
+        log_history=history,
+    )
     if out is not None and trainer.is_world_process_zero():
         # out exists now only if it was ours to replace (force, resume) or holds this run's checkpoints
         rm._write(out, force=True, keep=("checkpoints",))
-    return rm
+    return Trained(rm, record)

@@ -45,6 +45,7 @@ from rewardkit.train.pairs import (
     use_bf16,
 )
 from rewardkit.train.precision import attention_for, cpu_bf16, frozen_weights_in
+from rewardkit.train.result import Trained, TrainingRecord
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +123,9 @@ def train_dpo(
     resume: bool = False,
     callbacks: Sequence[Any] | None = None,
     **overrides: Any,
-) -> DPOImplicitRM:
-    """DPO-train the causal LM at ``model`` and return its implicit reward model.
+) -> Trained[DPOImplicitRM]:
+    """DPO-train the causal LM at ``model``; returns :class:`~rewardkit.train.result.Trained`: its implicit
+    reward model (``.model``) and the run's record (``.record``).
 
     ``reference``: a frozen reference checkpoint; default: the starting policy itself (for LoRA, the
     base with the adapter disabled). With ``out``, saves a folder that ``load_reward_model`` restores as a
@@ -199,11 +201,12 @@ def train_dpo(
         rm._write(out, force=True, keep=("checkpoints",))  # in the trained (fp32) precision
     if resolve_dtype(config.dtype, device) != torch.float32:  # as load_reward_model would give it back
         rm.to_dtype(config.dtype)
-    rm.training_info = {
-        "world_size": trainer.args.world_size,
-        "optimizer_steps": trainer.state.global_step,
-        "first_loss": trainer.first_loss,
-        "train_pairs": len(datasets[0]),
-        "config": config.model_dump(),
-    }
-    return rm
+    record = TrainingRecord(
+        world_size=trainer.args.world_size,
+        optimizer_steps=trainer.state.global_step,
+        train_pairs=len(datasets[0]),
+        first_loss=trainer.first_loss,
+        config=config.model_dump(),
+        log_history=trainer.state.log_history,
+    )
+    return Trained(rm, record)
