@@ -162,6 +162,7 @@ def test_bad_rl_flags_are_one_line_errors(tmp_path, capsys, monkeypatch):
         (["--optimizer", "rl", "--config", str(yml)], "unknown RL proxy 'EXRM-9'"),
         (["--config", str(extra)], "'rl.stepz': Extra inputs are not permitted"),
         (["--optimizer", "rl", "--no-dporm"], "rl.proxies lists DPORM but --no-dporm trains none"),
+        (["--optimizer", "rl", "--n-prompts", "4"], "rl.eval_prompts (8) is more than the prompts there are"),
     ]
     for args, expect in cases:
         with pytest.raises(SystemExit) as e:
@@ -181,6 +182,30 @@ def test_bad_rl_flags_are_one_line_errors(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["bench", "hacking", "--preset", "ci", "--optimizer", "rl", "--out", str(tmp_path / "o3")])
     assert "tested with trl>=1.16,<2; found trl 0.9.0" in capsys.readouterr().err
+    monkeypatch.undo()
+    vllm = tmp_path / "vllm.yaml"
+    vllm.write_text("rl:\n  use_vllm: true\n")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr(hacking_rl, "_installed", lambda name: name != "vllm")
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "bench",
+                "hacking",
+                "--preset",
+                "ci",
+                "--optimizer",
+                "rl",
+                "--config",
+                str(vllm),
+                "--out",
+                str(tmp_path / "o4"),
+            ]
+        )
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: rl.use_vllm needs vLLM: pip install vllm (or set rl: {use_vllm: false})"
+    )
 
 
 def test_lora_policy_two_seeds_adapters_kept_and_kl_recomputed(tmp_path):

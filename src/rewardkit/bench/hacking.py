@@ -131,7 +131,7 @@ def run_hacking_benchmark(
     if config.optimizer != "bon":
         from rewardkit.bench.hacking_rl import check_rl_run
 
-        check_rl_run()
+        check_rl_run(config)
     out, rank, size, device, main, log = start_run(out, config, force, log)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}

@@ -78,6 +78,10 @@ class HackingConfig(ProxyTraining):
             raise ValueError("--optimizer rl on real data needs --policy (the initial policy RL starts from)")
         if self.tiny_backbone and real:
             raise ValueError("tiny_backbone covers the built-in task's vocabulary only, not real data")
+        if self.optimizer != "bon" and self.rl.eval_prompts > self.n_prompts:
+            raise ValueError(
+                f"rl.eval_prompts ({self.rl.eval_prompts}) is more than the prompts there are (n_prompts {self.n_prompts})"
+            )
         if self.optimizer != "bon" and "DPORM" in self.rl.proxies and not self.dporm:
             raise ValueError("rl.proxies lists DPORM but --no-dporm trains none")
         return self

@@ -33,6 +33,12 @@ def _trl_version() -> str | None:
         return None
 
 
+def _installed(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
+
+
 def require_trl() -> None:
     """A one-line error unless a TRL version of the tested range is installed."""
     from packaging.version import Version
@@ -47,13 +53,18 @@ def require_trl() -> None:
         )
 
 
-def check_rl_run() -> None:
-    """Before anything runs: TRL of the tested range is installed and the run is one process."""
+def check_rl_run(config: HackingConfig) -> None:
+    """Before anything runs: TRL of the tested range is installed, the run is one process, and vLLM is
+    there where a GPU run asks for it."""
+    import torch
+
     from rewardkit.distributed import world
 
     require_trl()
     if world()[1] > 1:
         raise RewardkitError("--optimizer rl runs in one process: launch it without torchrun")
+    if config.rl.use_vllm and torch.cuda.is_available() and not _installed("vllm"):
+        raise RewardkitError("rl.use_vllm needs vLLM: pip install vllm (or set rl: {use_vllm: false})")
 
 
 def rl_folder(out: Path, config: HackingConfig, seed: int, *parts: str) -> Path:
@@ -269,7 +280,7 @@ class RLPlan:
 
         from transformers import AutoTokenizer
 
-        check_rl_run()
+        check_rl_run(config)
         t = time.perf_counter()
         self.config, self.out, self.device, self.log, self.timings = config, Path(out), device, log, timings
         base = policy_backbone(config, out)
