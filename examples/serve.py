@@ -4,8 +4,9 @@
 
 Starts `rewardkit serve` on a free local port (a tiny model when no --rm is given), scores pairs through
 `RemoteRewardModel`, compares with the local model, posts OpenRLHF's /get_reward request, reads /info
-and /metrics, scores one conversation through vLLM's /pooling and rewardkit's /score (the same reward),
-and stops the server.
+and /metrics, scores one conversation through vLLM's /pooling, verl's /classify request (activation
+off: the raw reward) and rewardkit's /score (the same reward), ranks two responses with vLLM's /rerank
+(best-of-N), and stops the server.
 """
 
 from __future__ import annotations
@@ -46,7 +47,16 @@ def _serve_and_query(folder: str) -> dict:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "rewardkit"), "serve", "--rm", folder, "--port", str(port), "--dtype", "float32"]
+        [
+            str(Path(sys.executable).parent / "rewardkit"),
+            "serve",
+            "--rm",
+            folder,
+            "--port",
+            str(port),
+            "--dtype",
+            "float32",
+        ]
     )
     try:
         for _ in range(300):
@@ -80,6 +90,14 @@ def _serve_and_query(folder: str) -> dict:
         result["score_reward"] = httpx.post(
             f"{url}/score", json={"prompts": [conv[:1]], "responses": [conv[1]["content"]]}
         ).json()["rewards"][0]
+        text = local.tokenizer.apply_chat_template(conv, tokenize=False)  # verl's vLLM reward request
+        verl = httpx.post(f"{url}/classify", json={"input": text, "activation": False}).json()
+        result["verl_classify_reward"] = verl["data"][-1]["probs"][-1]
+        ranked = httpx.post(
+            f"{url}/rerank", json={"query": "tell me about pasta", "documents": ["bad", "good"]}
+        )
+        result["rerank"] = [(x["index"], x["relevance_score"]) for x in ranked.json()["results"]]
+        result["score_pair_rewards"] = remote.score(["tell me about pasta"] * 2, ["bad", "good"]).tolist()
     finally:
         server.terminate()
         server.wait(timeout=60)

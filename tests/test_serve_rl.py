@@ -196,7 +196,11 @@ def test_vllm_shapes_and_rewards(bos_models):
         ]
         for path, body, status, message in refusals:
             r = httpx.post(f"{url}{path}", json=body)
-            assert r.status_code == status and message in r.json()["error"]["message"], (path, r.status_code, r.text)
+            assert r.status_code == status and message in r.json()["error"]["message"], (
+                path,
+                r.status_code,
+                r.text,
+            )
 
 
 def test_the_serve_example_scores_a_vllm_request_as_score_does():
@@ -207,4 +211,7 @@ def test_the_serve_example_scores_a_vllm_request_as_score_does():
     spec.loader.exec_module(example)
     result = example.main([])
     assert abs(result["vllm_pooling_reward"] - result["score_reward"]) <= 1e-5
+    assert abs(result["verl_classify_reward"] - result["score_reward"]) <= 1e-5  # the raw reward
+    (best, top), (_, second) = result["rerank"]
+    assert top >= second and abs(top - result["score_pair_rewards"][best]) <= 1e-5
     assert result["max_difference_from_local"] <= 1e-5

@@ -154,12 +154,6 @@ def add_vllm_routes(route, srv) -> None:
     settings = srv.settings
     name = settings.model_name
 
-    def tokenizer():
-        srv.check_ready()
-        if srv.formatter is None:
-            raise RequestError(501, "this model kind has no single tokenizer (e.g. an ensemble)")
-        return srv.formatter.tokenizer
-
     async def pooled(request: Request, req: VLLMRequest) -> tuple[list[float], list | None]:
         check_model(req.model, name)
         _refuse_unsupported(req)
@@ -215,6 +209,14 @@ def add_vllm_routes(route, srv) -> None:
     route("/classify")(classify)
     route("/v1/classify")(classify)
 
+    add_sglang_embeddings(route, srv)
+    add_token_routes(route, srv)
+
+
+def add_sglang_embeddings(route, srv) -> None:
+    """SGLang's (and OpenAI's) ``/v1/embeddings``: the embedding of a sequence is ``[reward]``."""
+    settings, name = srv.settings, srv.settings.model_name
+
     @route("/v1/embeddings")
     async def embeddings(request: Request) -> dict:
         """SGLang's reward path (verl reads ``data[-1].embedding[-1]``): the raw reward per input."""
@@ -230,6 +232,17 @@ def add_vllm_routes(route, srv) -> None:
         data = [{"object": "embedding", "index": i, "embedding": [float(r)]} for i, r in enumerate(out)]
         body = reply("embd", name, data, lengths)
         return {k: body[k] for k in ("id", "object", "data", "model", "usage")}
+
+
+def add_token_routes(route, srv) -> None:
+    """vLLM's ``/tokenize`` and ``/detokenize`` with the model's tokenizer (501 for an ensemble)."""
+    settings, name = srv.settings, srv.settings.model_name
+
+    def tokenizer():
+        srv.check_ready()
+        if srv.formatter is None:
+            raise RequestError(501, "this model kind has no single tokenizer (e.g. an ensemble)")
+        return srv.formatter.tokenizer
 
     @route("/tokenize")
     async def tokenize(request: Request) -> dict:
