@@ -70,6 +70,8 @@ V1_SUBSETS: tuple[str, ...] = tuple(s for section in V1_SECTIONS.values() for s 
 V2_SUBSETS: tuple[str, ...] = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
 TIES = "Ties"
 TIES_ID = re.compile(r"^(ref|tied):(\d+)$")
+#: a non-Ties RewardBench 2 prompt is best-of-4: one correct completion and three rejected ones
+V2_CORRECT, V2_REJECTED = 1, 3
 
 
 class SuiteScores(NamedTuple):
@@ -183,6 +185,8 @@ class TiesTable:
             m = TIES_ID.match(key)
             if m is None:
                 raise ValueError(f"Ties id {key!r} is not 'ref:N' or 'tied:N'")
+            if (m.group(1), int(m.group(2))) in parsed:  # ref:01 and ref:1 would replace each other
+                raise ValueError(f"Ties id {key!r} repeats the sample {m.group(1)}:{int(m.group(2))}")
             parsed[(m.group(1), int(m.group(2)))] = sample
         pids = sorted({pid for _, pid in parsed})
         none = TiesSample(False, 0.0, None)

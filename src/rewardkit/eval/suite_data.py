@@ -6,7 +6,11 @@ field, or (``on_error="skip"``) a counted :class:`~rewardkit.data.SkippedRecord`
   ``subset``, ``id``; ``chosen_model`` / ``rejected_model`` and any other field are kept as metadata.
 - v2 (``allenai/reward-bench-2``, split ``test``): ``id``, ``prompt``, ``chosen`` and ``rejected``
   (lists of strings), ``num_correct`` (= len(chosen)), ``subset``; ``num_rejected`` and
-  ``total_completions`` are checked when present; Ties ids are ``ref:N`` / ``tied:N``.
+  ``total_completions`` are checked when present; a non-Ties row is best-of-4 (1 correct, 3 rejected);
+  Ties ids are ``ref:N`` / ``tied:N``.
+
+Ids are unique as the official code compares them (``1`` and ``"1"`` are one id; ``ref:01`` and
+``ref:1`` one Ties sample), so no row replaces another.
 
 The prompt is a user turn, ``[{"role": "user", "content": prompt}]``, so each model's chat-template
 convention applies (``rewardkit.templating``).
@@ -20,7 +24,7 @@ from typing import Any, Literal
 
 from rewardkit.data import SkippedRecord
 from rewardkit.errors import DataError
-from rewardkit.eval.rewardbench import TIES, TIES_ID, V1_SUBSETS, V2_SUBSETS
+from rewardkit.eval.rewardbench import TIES, TIES_ID, V1_SUBSETS, V2_CORRECT, V2_REJECTED, V2_SUBSETS
 from rewardkit.readers import iter_source
 from rewardkit.records import Message
 
@@ -114,6 +118,19 @@ def _id(rec: dict, where: str) -> str | int:
     return value
 
 
+def id_key(example: SuiteExample) -> str:
+    """The id as the official code compares ids: ``1`` and ``"1"`` are one id, as are ``ref:01`` and
+    ``ref:1`` (a Ties sample is keyed by its kind and prompt number)."""
+    value = example.id
+    if isinstance(value, str):
+        m = TIES_ID.match(value.strip()) if example.subset == TIES else None
+        if m is not None:
+            return f"{m.group(1)}:{int(m.group(2))}"
+        text = value.strip()
+        return str(int(text)) if text.lstrip("+-").isdigit() else text
+    return str(value)
+
+
 def _user_turn(rec: dict, where: str) -> list[Message]:
     return [{"role": "user", "content": _text(rec, "prompt", where)}]
 
@@ -142,6 +159,16 @@ def parse_v2(rec: Any, where: str) -> SuiteExample:
         raise DataError(
             f"{where}: field 'num_correct': {num_correct}, but 'chosen' holds {len(chosen)} completion(s)"
             + ("" if chosen else " (at least one is needed)")
+        )
+    if subset != TIES and (len(chosen), len(rejected)) != (V2_CORRECT, V2_REJECTED):
+        field_, n, want = (
+            ("chosen", len(chosen), V2_CORRECT)
+            if len(chosen) != V2_CORRECT
+            else ("rejected", len(rejected), V2_REJECTED)
+        )
+        raise DataError(
+            f"{where}: field {field_!r}: a {subset} row is best-of-{V2_CORRECT + V2_REJECTED} "
+            f"({V2_CORRECT} correct, {V2_REJECTED} rejected completions), got {n} {field_}"
         )
     for name, expected in (
         ("num_rejected", len(rejected)),
@@ -184,20 +211,23 @@ def load_suite(suite: str, data: Any = None, *, on_error: Literal["raise", "skip
     source, records = _records(suite, data)
     examples: list[SuiteExample] = []
     skipped: list[SkippedRecord] = []
-    seen: dict[str | int, str] = {}
+    seen: dict[str, str] = {}
     for where, rec in records:
         try:
             if isinstance(rec, DataError):
                 raise rec
             example = parse(rec, where)
-            if example.id in seen:
-                raise DataError(f"{where}: field 'id': {example.id!r} repeats the id of {seen[example.id]}")
+            key = id_key(example)
+            if key in seen:
+                raise DataError(
+                    f"{where}: field 'id': {example.id!r} repeats the id of {seen[key]} (as {key!r})"
+                )
         except DataError as e:
             if on_error == "raise":
                 raise
             skipped.append(SkippedRecord(where, str(e)))
             continue
-        seen[example.id] = where
+        seen[key] = where
         examples.append(example)
     if not examples:
         raise DataError(
