@@ -133,10 +133,43 @@ def run(load, files: dict, dtypes: list[str]) -> dict:
     return out
 
 
+def engine_costs(rm, files: dict, repeats: int = 2) -> dict:
+    """Seconds to score RM-Bench's 6 and PPE Correctness's K = 4 responses per prompt: one engine call
+    with prefix sharing (what the suites do), one call without it, and one call per prompt."""
+    from rewardkit.eval.bench_data import bench_texts, load_bench
+    from rewardkit.eval.suite_registry import get_bench
+    from rewardkit.templating import Texts
+
+    out = {}
+    for suite in ("rm-bench", "ppe-correctness"):
+        data = load_bench(get_bench(suite), files[suite])
+        texts = bench_texts(data)
+        per_prompt = [Texts([e.prompt] * len(e.completions), list(e.completions)) for e in data.examples]
+        row = {"sequences": len(texts.responses)}
+        for name, sharing, calls in (
+            ("one_call_shared", True, [texts]),
+            ("one_call_unshared", False, [texts]),
+            ("per_prompt_shared", True, per_prompt),
+        ):
+            rm.configure(prefix_sharing=sharing, progress=False)
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                for c in calls:
+                    rm.score_texts(c)
+                times.append(time.perf_counter() - t)
+            row[name] = min(times)
+        rm.configure(prefix_sharing=True)
+        out[suite] = row
+        print("engine", suite, json.dumps(row), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--engine-only", action="store_true", help="only time the engine variants (auto dtype)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "card_precision.json"))
     args = ap.parse_args()
     if not DATA.is_file():
@@ -161,6 +194,12 @@ def main() -> None:
         BradleyTerryRM.from_pretrained(path, lora_r=8, head_seed=0, max_length=args.max_length).save(
             Path(tmp) / "explicit"
         )
+        res["engine_auto_explicit"] = engine_costs(
+            load_reward_model(Path(tmp) / "explicit", dtype="auto"), files
+        )
+        if args.engine_only:
+            save_results(args.out.replace(".json", "_engine.json"), res)
+            return
         res["explicit"] = run(
             lambda dt: load_reward_model(Path(tmp) / "explicit", dtype=dt), files, ["float32", "auto"]
         )
