@@ -109,8 +109,8 @@ def _suite_eval(
     length_penalty: dict,
     load: dict,
 ) -> None:
-    """``eval --suite``: RewardBench / RewardBench 2 for every --rm (``rewardkit.eval.suites``); the seeds
-    of ``NAME=DIR1,DIR2`` are reported one by one (NAME#1, NAME#2)."""
+    """``eval --suite``: a suite of ``rewardkit.eval.suite_registry`` (or the card, ``rewardkit.eval.card``)
+    for every --rm; the seeds of ``NAME=DIR1,DIR2`` are reported one by one (NAME#1, NAME#2)."""
     from rewardkit.eval.card import runner_for
     from rewardkit.io import atomic_write_text
 
