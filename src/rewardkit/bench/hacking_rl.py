@@ -89,12 +89,12 @@ def policy_backbone(config: HackingConfig, out: Path) -> str:
 
 def initial_policy(config: HackingConfig, base: str, out: Path, seed: int) -> Path:
     """The initial policy of RL seed ``seed``: an HF causal LM folder (built once, shared by setups);
-    on real data ``--policy`` as it is."""
-    from rewardkit.bench.rl_sft import placeholder_initial_policy
+    on real data ``--policy`` as it is (``rewardkit.bench.rl_policy`` builds the built-in task's)."""
+    from rewardkit.bench.rl_policy import initial_policy_for
 
     if config.policy is not None:
         return Path(config.policy)
-    return placeholder_initial_policy(config, base, rl_folder(out, config, seed, "initial"), seed)
+    return initial_policy_for(config, base, rl_folder(out, config, seed, "initial"), seed)
 
 
 def rl_prompts(task: Task, config: HackingConfig) -> tuple[list[str], list[str]]:
