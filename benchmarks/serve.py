@@ -1,22 +1,24 @@
-"""`rewardkit serve` against a per-request server, over real loopback HTTP, in one run.
+"""`rewardkit serve` against a per-request server and against the engine's own batch scoring, over real
+loopback HTTP, in one run.
 
-    python3 benchmarks/serve.py [--endpoint get_reward|score] [--clients 64,256] [--requests-per-client 1]
+    python3 benchmarks/serve.py [--endpoints get_reward,classify] [--clients 1,16,64] [--sequences 64]
+    python3 benchmarks/serve.py --endpoints score --clients 32,128 --requests-per-client 2   # 1-8 per request
 
-The demo model (SmolLM2-135M-Instruct) as an explicit reward model, fp32 on CPU. Clients are
-closed-loop (each sends its next request when the previous one is answered), all started together, the
-same requests for both servers. ``--endpoint get_reward`` (default): OpenRLHF's workload, one
-already-templated AlpacaEval conversation (at most 256 tokens) per ``/get_reward`` request.
-``--endpoint score``: each request holds 1-8 (prompt, response) pairs' responses for ``/score``.
+The demo model (SmolLM2-135M-Instruct) as an explicit reward model, fp32 on CPU. Clients are closed-loop
+(each sends its next request when the previous one is answered), all started together, the same requests
+for every server. Single-sequence endpoints (one already-templated AlpacaEval conversation of at most 256
+tokens per request, ``--sequences`` requests shared among the clients):
 
-- ``rewardkit``: ``rewardkit serve`` (dynamic batching: concurrent requests pooled into the engine's
-  length-sorted token-budget batches).
-- ``per_request``: each request scored alone in one padded batch by the HF sequence-classification
-  forward, one at a time, as OpenRLHF's ``serve_rm`` does; the same token ids (rewardkit's tokenisation),
-  so rewards must agree.
+- ``get_reward``: OpenRLHF's ``/get_reward`` request;
+- ``classify``: verl's vLLM request, ``/classify {"input", "use_activation": false}``;
+- ``score``: ``/score`` requests of 1-8 (prompt, response) pairs, ``--requests-per-client`` each.
 
-Reports sequences/s, p50 / p99 request latency, the throughput ratio and the largest reward difference
-between the two servers and ``rewardkit score``'s own scoring (target: >= 3x throughput at 128 clients
-with a p99 no worse; rewards equal within 1e-5). Writes benchmarks/results/serve.json.
+Servers: ``rewardkit`` (``rewardkit serve``: concurrent requests pooled into the engine's length-sorted
+token-budget batches) and ``per_request`` (each request scored alone in one padded batch by the HF
+sequence-classification forward, one at a time, as OpenRLHF's ``serve_rm`` does; the same token ids).
+``engine_bound``: the same texts scored in-process by one ``score_texts`` call (no HTTP, all sequences
+at once): the most pooling can reach. Reports sequences/s, p50 / p99 latency, the ratios and the largest
+reward difference from ``rewardkit score``'s own scoring. Writes benchmarks/results/serve_<endpoint>.json.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ async def get_reward(request: Request):  # OpenRLHF's serve_rm: the query as it 
     body = await request.json()
     return forward([tok(q, add_special_tokens=False)["input_ids"] for q in body["query"]])
 
+@app.post("/classify")
+async def classify(request: Request):  # vLLM's rule: the input text with the tokenizer's special tokens
+    body = await request.json()
+    out = forward([tok(body["input"])["input_ids"]])["rewards"]
+    return {"data": [{"index": 0, "probs": [r]} for r in out]}
+
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 """
 
@@ -106,57 +114,131 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def _rewards_of(endpoint: str, answer: dict) -> list[float]:
+    if endpoint == "classify":
+        return [d["probs"][0] for d in answer["data"]]
+    return answer["rewards"]
+
+
 async def _load(url: str, requests: list[list[dict]], endpoint: str) -> dict:
     """Closed-loop clients: client c sends requests[c] one after another; returns latencies and rewards."""
     import httpx
 
-    latencies, rewards, sequences = [], {}, 0
+    latencies, rewards = [], {}
     limits = httpx.Limits(max_connections=len(requests), max_keepalive_connections=len(requests))
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
 
         async def run_client(c: int):
-            nonlocal sequences
             for k, body in enumerate(requests[c]):
+                wire = {key: v for key, v in body.items() if not key.startswith("_")}
                 t = time.perf_counter()
-                r = await client.post(f"/{endpoint}", json=body)
+                r = await client.post(f"/{endpoint}", json=wire)
                 r.raise_for_status()
                 latencies.append(time.perf_counter() - t)
-                rewards[(c, k)] = r.json()["rewards"]
-                sequences += len(body["query"] if "query" in body else body["prompts"])
+                rewards[(c, k)] = _rewards_of(endpoint, r.json())
 
         t0 = time.perf_counter()
         await asyncio.gather(*(run_client(c) for c in range(len(requests))))
         seconds = time.perf_counter() - t0
     lat = sorted(latencies)
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
-    return {
-        "seconds": seconds,
-        "sequences": sequences,
-        "sequences_per_s": sequences / seconds,
-        "p50_s": pick(0.5),
-        "p99_s": pick(0.99),
-        "rewards": rewards,
-    }
+    n = sum(len(v) for v in rewards.values())
+    return {"seconds": seconds, "sequences": n, "sequences_per_s": n / seconds, "p50_s": pick(0.5),
+            "p99_s": pick(0.99), "rewards": rewards}  # fmt: skip
 
 
-def _openrlhf_body(tok, prompt, response) -> dict:
-    """OpenRLHF's /get_reward request for one conversation: the templated text, special tokens written
-    out; ``_prompts`` / ``_responses`` (ignored by both servers) keep it for the local reference."""
+def _request(tok, endpoint: str, picked: list[tuple]) -> dict:
+    """One request body of ``endpoint`` for (prompt, response) pairs; ``_prompts`` / ``_responses`` (not
+    sent) keep them for the local reference. OpenRLHF sends the templated text with its special tokens
+    written out; verl's vLLM request sends it too (this tokenizer adds no BOS, so nothing is stripped)."""
     from rewardkit.templating import to_messages
 
-    msgs = to_messages(prompt)
-    conv = msgs + [{"role": "assistant", "content": response}]
-    return {
-        "query": [tok.apply_chat_template(conv, tokenize=False)],
-        "prompts": [tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)],
-        "_prompts": [prompt],
-        "_responses": [response],
-    }
+    prompts, responses = [p for p, _ in picked], [r for _, r in picked]
+    body: dict = {"_prompts": prompts, "_responses": responses}
+    if endpoint == "score":
+        return {**body, "prompts": prompts, "responses": responses}
+    msgs = to_messages(prompts[0])
+    text = tok.apply_chat_template(msgs + [{"role": "assistant", "content": responses[0]}], tokenize=False)
+    if endpoint == "classify":
+        return {**body, "input": text, "use_activation": False}
+    prompt = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    return {**body, "query": [text], "prompts": [prompt]}
+
+
+def _workload(seqs: list[tuple], tok, endpoint: str, n_clients: int, args, rng) -> list[list[dict]]:
+    """Each client's requests: single-sequence requests shared round-robin, or (``score``) 1-8 pairs each."""
+    requests: list[list[dict]] = [[] for _ in range(n_clients)]
+    if endpoint == "score":
+        for c in range(n_clients):
+            for _ in range(args.requests_per_client):
+                k = rng.randint(1, 8)
+                requests[c].append(
+                    _request(tok, endpoint, [seqs[rng.randrange(len(seqs))] for _ in range(k)])
+                )
+        return requests
+    for i in range(args.sequences):
+        requests[i % n_clients].append(_request(tok, endpoint, [seqs[rng.randrange(len(seqs))]]))
+    return requests
+
+
+def _serve(name: str, folder: str, endpoint: str, requests: list[list[dict]]) -> dict:
+    """One server started, loaded with the workload (and, for rewardkit, its padding from /metrics)."""
+    import httpx
+
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    if name == "rewardkit":  # scores in float32, as the per-request baseline does
+        cmd = [str(Path(sys.executable).parent / "rewardkit"), "serve", "--rm", folder, "--port", str(port),
+               "--dtype", "float32"]  # fmt: skip
+    else:
+        cmd = [sys.executable, "-c", BASELINE, folder, str(port)]
+    proc = _start(cmd, url)
+    try:
+        run = asyncio.run(_load(url, requests, endpoint))
+        if name == "rewardkit":  # computed tokens, padding included, from the server's metrics
+            m = dict(line.split()[:2] for line in httpx.get(f"{url}/metrics").text.splitlines()
+                     if line.startswith(("rewardkit_tokens_total", "rewardkit_padded_tokens_total")))  # fmt: skip
+            run["padding_fraction"] = 1 - float(m["rewardkit_tokens_total"]) / float(
+                m["rewardkit_padded_tokens_total"]
+            )
+    finally:
+        _stop(proc)
+    return run
+
+
+def _engine_bound(rm, requests: list[list[dict]], endpoint: str) -> dict:
+    """The same texts scored in-process by the engine in one call (after one warm-up call)."""
+    from rewardkit.templating import Texts
+
+    bodies = [b for c in requests for b in c]
+    if endpoint == "score":
+        texts = Texts([p for b in bodies for p in b["prompts"]], [r for b in bodies for r in b["responses"]])
+    else:
+        raw = [b["input"] if endpoint == "classify" else b["query"][0] for b in bodies]
+        texts = Texts([""] * len(raw), raw, raw=True, special_tokens=endpoint == "classify")
+    rm.score_texts(texts)
+    t0 = time.perf_counter()
+    rm.score_texts(texts)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "sequences": len(texts), "sequences_per_s": len(texts) / seconds}
+
+
+def _summary(run: dict, rm, requests: list[list[dict]]) -> dict:
+    import numpy as np
+
+    bodies = [b for c in requests for b in c]
+    direct = np.concatenate([rm.score(b["_prompts"], b["_responses"]) for b in bodies])
+    flat = lambda r: np.concatenate([np.asarray(r["rewards"][k]) for k in sorted(r["rewards"])])  # noqa: E731
+    out = {name: {k: v for k, v in r.items() if k != "rewards"} for name, r in run.items()}
+    for name in ("rewardkit", "engine_bound"):
+        out[f"{name}_vs_per_request"] = run[name]["sequences_per_s"] / run["per_request"]["sequences_per_s"]
+    out["p99_ratio"] = run["rewardkit"]["p99_s"] / run["per_request"]["p99_s"]
+    for name in ("rewardkit", "per_request"):
+        out[f"max_reward_diff_{name}_vs_score"] = float(np.abs(flat(run[name]) - direct).max())
+    return out
 
 
 def main(argv=None) -> None:
-    import numpy as np
-
     from rewardkit import BradleyTerryRM
     from rewardkit.bench.recipes import load_recipe
     from rewardkit.demo import demo_model_path
@@ -164,9 +246,10 @@ def main(argv=None) -> None:
     from rewardkit.util import versions
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--endpoint", choices=("get_reward", "score"), default="get_reward")
-    ap.add_argument("--clients", default="64,256")
-    ap.add_argument("--requests-per-client", type=int, default=1)
+    ap.add_argument("--endpoints", default="get_reward,classify", help="get_reward, classify, score")
+    ap.add_argument("--clients", default="1,16,64")
+    ap.add_argument("--sequences", type=int, default=64, help="single-sequence requests per run")
+    ap.add_argument("--requests-per-client", type=int, default=2, help="score: requests of 1-8 pairs each")
     ap.add_argument("--max-length", type=int, default=256)
     args = ap.parse_args(argv)
     rng = random.Random(0)
@@ -175,98 +258,28 @@ def main(argv=None) -> None:
         rm.save(Path(tmp) / "rm")
         fmt = Formatter(rm.tokenizer)
         pool = load_recipe("alpaca_eval", DATA, on_error="skip")
-        seqs = []
-        for i in rng.sample(range(len(pool)), 4000):
-            p = pool[i]
-            if len(fmt.encode(p.prompt, p.chosen)) <= args.max_length:
-                seqs.append((p.prompt, p.chosen))
-        single = args.endpoint == "get_reward"
-        size = "one AlpacaEval conversation" if single else "1-8 AlpacaEval sequences"
-        results = {
-            "model": "SmolLM2-135M-Instruct as an explicit RM, fp32, CPU",
-            "workload": f"closed-loop clients, {args.requests_per_client} /{args.endpoint} requests each of "
-            f"{size} (templated, <= {args.max_length} tokens)",
-            "note": "2 CPU cores shared with other jobs while measured: figures are noisy",
-            "versions": versions(),
-            "runs": {},
-        }
-        for n_clients in [int(x) for x in args.clients.split(",")]:
-            requests = []
-            for _ in range(n_clients):
-                mine = []
-                for _ in range(args.requests_per_client):
-                    k = 1 if single else rng.randint(1, 8)
-                    picked = [seqs[rng.randrange(len(seqs))] for _ in range(k)]
-                    mine.append({"prompts": [p for p, _ in picked], "responses": [r for _, r in picked]})
-                    if single:
-                        mine[-1] = _openrlhf_body(rm.tokenizer, *picked[0])
-                requests.append(mine)
-            run = {}
-            for name in ("per_request", "rewardkit"):
-                port = _port()
-                url = f"http://127.0.0.1:{port}"
-                if name == "rewardkit":
-                    cmd = [
-                        str(Path(sys.executable).parent / "rewardkit"),
-                        "serve",
-                        "--rm",
-                        str(Path(tmp) / "rm"),
-                        "--port",
-                        str(port),
-                        "--dtype",
-                        "float32",  # the per-request baseline scores in float32 too
-                    ]
-                else:
-                    cmd = [sys.executable, "-c", BASELINE, str(Path(tmp) / "rm"), str(port)]
-                proc = _start(cmd, url)
-                try:
-                    run[name] = asyncio.run(_load(url, requests, args.endpoint))
-                    if name == "rewardkit":  # computed tokens, padding included, from the server's metrics
-                        import httpx
-
-                        m = dict(
-                            line.split()[:2]
-                            for line in httpx.get(f"{url}/metrics").text.splitlines()
-                            if line.startswith(("rewardkit_tokens_total", "rewardkit_padded_tokens_total"))
-                        )
-                        run[name]["padding_fraction"] = 1 - float(m["rewardkit_tokens_total"]) / float(
-                            m["rewardkit_padded_tokens_total"]
-                        )
-                finally:
-                    _stop(proc)
-            lengths = [
-                [len(fmt.encode(p, r)) for p, r in zip(b["_prompts"], b["_responses"])]
-                if single
-                else [len(fmt.encode(p, r)) for p, r in zip(b["prompts"], b["responses"])]
-                for c in requests
-                for b in c
-            ]
-            run["per_request"]["padding_fraction"] = 1 - sum(map(sum, lengths)) / sum(
-                len(x) * max(x) for x in lengths
-            )
-            flat = lambda r: np.concatenate([np.asarray(r["rewards"][k]) for k in sorted(r["rewards"])])  # noqa: E731
-            key = ("_prompts", "_responses") if single else ("prompts", "responses")
-            direct = np.concatenate([rm.score(body[key[0]], body[key[1]]) for c in requests for body in c])
-            summary = {name: {k: v for k, v in r.items() if k != "rewards"} for name, r in run.items()}
-            summary["throughput_ratio"] = (
-                run["rewardkit"]["sequences_per_s"] / run["per_request"]["sequences_per_s"]
-            )
-            summary["p99_ratio"] = run["rewardkit"]["p99_s"] / run["per_request"]["p99_s"]
-            summary["max_reward_diff_vs_score"] = float(np.abs(flat(run["rewardkit"]) - direct).max())
-            summary["max_reward_diff_baseline_vs_score"] = float(
-                np.abs(flat(run["per_request"]) - direct).max()
-            )
-            results["runs"][str(n_clients)] = summary
-            print(
-                f"{n_clients} clients: rewardkit {summary['rewardkit']['sequences_per_s']:.1f} seq/s "
-                f"(p50 {summary['rewardkit']['p50_s']:.2f} s, p99 {summary['rewardkit']['p99_s']:.2f} s) vs "
-                f"per-request {summary['per_request']['sequences_per_s']:.1f} seq/s (p50 "
-                f"{summary['per_request']['p50_s']:.2f} s, p99 {summary['per_request']['p99_s']:.2f} s): "
-                f"{summary['throughput_ratio']:.2f}x; max reward diff {summary['max_reward_diff_vs_score']:.2g}",
-                flush=True,
-            )
-    name = "serve_get_reward.json" if single else "serve.json"
-    save_results(RESULTS / name, results, show=False)
+        picks = (pool[i] for i in rng.sample(range(len(pool)), 4000))
+        seqs = [(p.prompt, p.chosen) for p in picks if len(fmt.encode(p.prompt, p.chosen)) <= args.max_length]
+        for endpoint in args.endpoints.split(","):
+            results = {"model": "SmolLM2-135M-Instruct as an explicit RM, fp32, CPU", "endpoint": endpoint,
+                       "workload": f"closed-loop clients, /{endpoint}, templated AlpacaEval (<= {args.max_length} tokens)",
+                       "note": "2 CPU cores shared with other jobs while measured: figures are noisy",
+                       "versions": versions(), "runs": {}}  # fmt: skip
+            for n_clients in [int(x) for x in args.clients.split(",")]:
+                requests = _workload(seqs, rm.tokenizer, endpoint, n_clients, args, rng)
+                run = {
+                    name: _serve(name, str(Path(tmp) / "rm"), endpoint, requests)
+                    for name in ("per_request", "rewardkit")
+                }
+                run["engine_bound"] = _engine_bound(rm, requests, endpoint)
+                summary = results["runs"][str(n_clients)] = _summary(run, rm, requests)
+                print(f"/{endpoint}, {n_clients} clients: rewardkit {summary['rewardkit']['sequences_per_s']:.2f} seq/s "
+                      f"(p50 {summary['rewardkit']['p50_s']:.2f} s, p99 {summary['rewardkit']['p99_s']:.2f} s), "
+                      f"per-request {summary['per_request']['sequences_per_s']:.2f}, engine bound "
+                      f"{summary['engine_bound']['sequences_per_s']:.2f}; rewardkit {summary['rewardkit_vs_per_request']:.2f}x, "
+                      f"max reward diff {summary['max_reward_diff_rewardkit_vs_score']:.2g}", flush=True)  # fmt: skip
+            name = "serve.json" if endpoint == "score" else f"serve_{endpoint}.json"
+            save_results(RESULTS / name, results, show=False)
 
 
 if __name__ == "__main__":
