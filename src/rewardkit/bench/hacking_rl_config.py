@@ -93,8 +93,8 @@ RL_PRESETS: dict[str, dict[str, Any]] = {
     # <= 10 minutes on 2 cores with the BoN half (values tuned in rl_policy's notes)
     "cpu": {
         # tuned so the corrupt setup's EXRM-1 shows Gao's rise then fall (rewardkit.bench.rl_policy)
-        "steps": 150,
-        "eval_every": 15,
+        "steps": 120,
+        "eval_every": 20,
         "eval_prompts": 32,
         "eval_samples": 8,
         "shifted_prompts": 8,
@@ -102,7 +102,7 @@ RL_PRESETS: dict[str, dict[str, Any]] = {
         "prompts_per_step": 2,
         "num_generations": 8,
         "max_completion_length": 16,
-        "lr": 1.5e-4,
+        "lr": 1.9e-4,
         "sft_examples": 4096,
         "sft_epochs": 3,
         "seeds": [0, 1],
