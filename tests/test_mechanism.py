@@ -121,7 +121,8 @@ def test_aggregate_scores_through_the_engine_once_per_model(tiny_lm, batch_shape
     for p, cands in enumerate(candidates):
         r = normalize_rewards(np.stack([rm.score([prompts[p]] * 3, cands) for rm in rms]))
         expected = affine_maximizer(r, [3.0, 1.0], 0.5)
-        np.testing.assert_allclose(out.results[p].policy, expected.policy, atol=1e-6)
-        np.testing.assert_allclose(out.results[p].payments, expected.payments, atol=1e-6)
+        # one batched call vs a call per prompt: float32 padding layouts differ by ~1e-6 (1.5e-6 seen)
+        np.testing.assert_allclose(out.results[p].policy, expected.policy, atol=1e-5)
+        np.testing.assert_allclose(out.results[p].payments, expected.payments, atol=1e-5)
         assert out.best[p] == int(np.argmax(expected.policy))
     np.testing.assert_allclose(out.valuations, np.mean([x.valuations for x in out.results], axis=0))
