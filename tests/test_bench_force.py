@@ -10,27 +10,20 @@ import pytest
 
 from rewardkit.bench import resolve_config
 from rewardkit.bench.shift import RUN_MARKER, check_run_output, start_run
-from rewardkit.cli import main
 from rewardkit.errors import RewardkitError
+from tests.cli_helpers import run_cli as _run
 
 
 def _digest(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         key = str(p.relative_to(root))
-        out[key] = "link:" + str(p.readlink()) if p.is_symlink() else (
-            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        out[key] = (
+            "link:" + str(p.readlink())
+            if p.is_symlink()
+            else (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
         )
     return out
-
-
-def _run(argv, capsys) -> tuple[int, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 def _user_folder(root: Path, marker: str | None) -> Path:
@@ -59,7 +52,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,bench,marker,flags,message", CASES, ids=[c[0] for c in CASES])
-def test_force_never_deletes_what_the_benchmark_did_not_write(tmp_path, capsys, name, bench, marker, flags, message):
+def test_force_never_deletes_what_the_benchmark_did_not_write(
+    tmp_path, capsys, name, bench, marker, flags, message
+):
     out = _user_folder(tmp_path, marker)
     before = _digest(tmp_path)
     code, err = _run(["bench", bench, "--preset", "ci", "--out", out, "--force", *flags], capsys)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from rewardkit import BradleyTerryRM
-from rewardkit.cli import main
 from rewardkit.errors import RewardkitError
 from rewardkit.io import copy_model_tree
+from tests.cli_helpers import run_cli as _run
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +34,6 @@ def _digest(root: Path) -> dict[str, str]:
         elif p.is_file():
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
-
-
-def _run(argv, capsys) -> tuple[int, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 def _secret(m: Path) -> None:
@@ -84,7 +75,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,command,make,message", CASES, ids=[c[0] for c in CASES])
-def test_copies_refuse_links_out_loops_and_special_files(saved, tmp_path, capsys, name, command, make, message):
+def test_copies_refuse_links_out_loops_and_special_files(
+    saved, tmp_path, capsys, name, command, make, message
+):
     root = tmp_path / "in"
     for i in range(2):
         shutil.copytree(saved / f"m{i}", root / f"m{i}")

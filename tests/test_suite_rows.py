@@ -12,19 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rewardkit.cli import main
 from rewardkit.eval.rewardbench import TiesSample, TiesTable
 from rewardkit.eval.suite_data import load_suite
+from tests.cli_helpers import run_cli as _run
 from tests.suite_fixtures import WordCountRM, v1_rows, v2_rows, write_jsonl
-
-
-def _run(argv, capsys) -> tuple[int, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 def _v2(edit) -> list[dict]:

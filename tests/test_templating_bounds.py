@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from rewardkit import BradleyTerryRM, load_reward_model
-from rewardkit.cli import main
 from rewardkit.errors import ModelError
 from rewardkit.template_guard import MAX_CHARS
+from tests.cli_helpers import run_cli as _run
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -50,15 +50,6 @@ def _digest(root: Path) -> dict[str, str]:
     return {
         str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
     }
-
-
-def _run(argv, capsys) -> tuple[int, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 # (name, template, message): every one fails in well under a second, in one line naming the file

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from rewardkit.data import SkippedRecord
 from rewardkit.errors import DataError
+from rewardkit.eval.bench_data import field_of, id_of, text_of, texts_of
 from rewardkit.eval.rewardbench import TIES, TIES_ID, V1_SUBSETS, V2_CORRECT, V2_REJECTED, V2_SUBSETS
 from rewardkit.readers import iter_source
 from rewardkit.records import Message
@@ -75,47 +76,20 @@ class SuiteData:
         return [s for s in names if s not in set(self.subsets)]
 
 
-def _field(rec: dict, name: str, where: str) -> Any:
-    if name not in rec:
-        raise DataError(f"{where}: field {name!r} missing")
-    return rec[name]
-
-
-def _text(rec: dict, name: str, where: str) -> str:
-    value = _field(rec, name, where)
-    if not isinstance(value, str):
-        raise DataError(f"{where}: field {name!r}: expected a string, got {type(value).__name__}")
-    return value
-
-
-def _texts(rec: dict, name: str, where: str) -> list[str]:
-    value = _field(rec, name, where)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise DataError(f"{where}: field {name!r}: expected a list of strings")
-    return list(value)
-
-
 def _int(rec: dict, name: str, where: str) -> int:
-    value = _field(rec, name, where)
+    value = field_of(rec, name, where)
     if isinstance(value, bool) or not isinstance(value, int):
         raise DataError(f"{where}: field {name!r}: expected an integer, got {value!r}")
     return value
 
 
 def _subset(rec: dict, where: str, known: tuple[str, ...], suite: str) -> str:
-    subset = _text(rec, "subset", where)
+    subset = text_of(rec, "subset", where)
     if subset not in known:
         raise DataError(
             f"{where}: field 'subset': {subset!r} is not a {suite} subset (known: {', '.join(known)})"
         )
     return subset
-
-
-def _id(rec: dict, where: str) -> str | int:
-    value = _field(rec, "id", where)
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise DataError(f"{where}: field 'id': expected a string or an integer, got {value!r}")
-    return value
 
 
 def id_key(example: SuiteExample) -> str:
@@ -132,7 +106,7 @@ def id_key(example: SuiteExample) -> str:
 
 
 def _user_turn(rec: dict, where: str) -> list[Message]:
-    return [{"role": "user", "content": _text(rec, "prompt", where)}]
+    return [{"role": "user", "content": text_of(rec, "prompt", where)}]
 
 
 def parse_v1(rec: Any, where: str) -> SuiteExample:
@@ -140,9 +114,9 @@ def parse_v1(rec: Any, where: str) -> SuiteExample:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     subset = _subset(rec, where, V1_SUBSETS, "RewardBench")
-    completions = [_text(rec, "chosen", where), _text(rec, "rejected", where)]
+    completions = [text_of(rec, "chosen", where), text_of(rec, "rejected", where)]
     meta = {k: v for k, v in rec.items() if k not in ("prompt", "chosen", "rejected")}
-    return SuiteExample(_id(rec, where), subset, _user_turn(rec, where), completions, 1, meta)
+    return SuiteExample(id_of(rec, "id", where), subset, _user_turn(rec, where), completions, 1, meta)
 
 
 def parse_v2(rec: Any, where: str) -> SuiteExample:
@@ -150,10 +124,10 @@ def parse_v2(rec: Any, where: str) -> SuiteExample:
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     subset = _subset(rec, where, V2_SUBSETS, "RewardBench 2")
-    id_ = _id(rec, where)
+    id_ = id_of(rec, "id", where)
     if subset == TIES and not (isinstance(id_, str) and TIES_ID.match(id_)):
         raise DataError(f"{where}: field 'id': a Ties id is 'ref:N' or 'tied:N', got {id_!r}")
-    chosen, rejected = _texts(rec, "chosen", where), _texts(rec, "rejected", where)
+    chosen, rejected = texts_of(rec, "chosen", where), texts_of(rec, "rejected", where)
     num_correct = _int(rec, "num_correct", where)
     if num_correct != len(chosen) or not chosen:
         raise DataError(
