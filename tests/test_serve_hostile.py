@@ -84,6 +84,8 @@ def test_hostile_table(rm_dir):
             413,
             "exceeds the limit",
         ),
+        ("no messages", "/pooling", {"messages": []}, 400, "'messages' is empty"),
+        ("no messages (classify)", "/classify", {"messages": []}, 400, "'messages' is empty"),
         ("invalid JSON", "/score", b"{not json", 400, "invalid JSON"),
         ("a JSON list", "/score", b"[1, 2]", 400, "field 'body'"),
         ("not UTF-8", "/score", b"\xff\xfe", 400, "invalid JSON"),

@@ -341,6 +341,7 @@ def run_rl_setup(
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """Every proxy's RL runs of one setup over the seeds: ``(curves, win_rates, sample_lines)``, with
     ``curves[model]`` the ``report.json`` ``"rl"`` entry; keeps the final policies with ``keep_models``."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rewardkit.bench.hacking_rl_report import sample_lines, summarise_run, win_rates
@@ -352,7 +353,8 @@ def run_rl_setup(
     for seed in rl.seeds:
         policy = plan.policies[seed]
         tok = AutoTokenizer.from_pretrained(policy)
-        init = AutoModelForCausalLM.from_pretrained(policy).to(plan.device)
+        # float32 as TRL loads the trained policy, so a bf16 --policy checkpoint gives KL 0 at step 0
+        init = AutoModelForCausalLM.from_pretrained(policy, dtype=torch.float32).to(plan.device)
         for name, rm in proxies.items():
             plan.log(f"{setup}: RL against {name} (seed {seed}, {rl.steps} GRPO steps)")
             probe = PolicyProbe(

@@ -14,6 +14,7 @@ ensemble member or a wrapped model.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -150,6 +151,8 @@ class RemoteRewardModel(RewardModel):
                 try:
                     delay = float(r.headers.get("retry-after", wait))
                 except ValueError:
+                    delay = wait
+                if not math.isfinite(delay) or delay < 0:  # "nan", "-1": the server's hint is unusable
                     delay = wait
                 time.sleep(min(delay, 30.0))
                 continue

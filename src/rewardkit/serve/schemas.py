@@ -107,6 +107,8 @@ class VLLMRequest(Pooled):
             raise ValueError("give exactly one of 'input' and 'messages'")
         if isinstance(self.input, list) and not self.input:
             raise ValueError("'input' is empty")
+        if self.messages is not None and not self.messages:
+            raise ValueError("'messages' is empty")
         return self
 
 
