@@ -178,7 +178,7 @@ def main() -> None:
     import torch
 
     from rewardkit import BradleyTerryRM, DPOImplicitRM, demo_model_path, load_reward_model
-    from rewardkit.checkpoints import dtype_name, resolve_dtype
+    from rewardkit.dtypes import dtype_name, resolve_dtype
 
     path = demo_model_path()
     res: dict = {

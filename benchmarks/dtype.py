@@ -153,7 +153,7 @@ def main() -> None:
         print(f"skipped: {DATA} not found")
         return
     from rewardkit import DPOImplicitRM, demo_model_path, load_reward_model
-    from rewardkit.checkpoints import FAST_BF16_FLAGS, cpu_flags, dtype_name, resolve_dtype
+    from rewardkit.dtypes import FAST_BF16_FLAGS, cpu_flags, dtype_name, resolve_dtype
     from rewardkit.templating import Texts
 
     path = demo_model_path()

@@ -71,7 +71,7 @@ from pathlib import Path
 
 import torch
 
-from rewardkit.checkpoints import cpu_has_fast_bf16, dtype_name, resolve_device, resolve_dtype
+from rewardkit.dtypes import cpu_has_fast_bf16, dtype_name, resolve_device, resolve_dtype
 from rewardkit.synthetic import make_synthetic_preferences
 
 mode, work = os.environ["MODE"], Path(os.environ["WORK"])

@@ -195,7 +195,7 @@ def real_run(kind: str, base: str, train, held_out, args, bf16: bool):
 
 
 def main(argv=None):
-    from rewardkit.checkpoints import cpu_has_fast_bf16
+    from rewardkit.dtypes import cpu_has_fast_bf16
     from rewardkit.eval.metrics import bootstrap_ci, correctness, paired_bootstrap_test
     from rewardkit.util import versions
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rewardkit import BradleyTerryRM
-from rewardkit.checkpoints import dtype_name, resolve_device, resolve_dtype
+from rewardkit.dtypes import dtype_name, resolve_device, resolve_dtype
 from rewardkit.scoring import share_groups
 from rewardkit.templating import Texts
 from rewardkit.tiny import build_tiny_model

@@ -374,7 +374,7 @@ def test_bench_shift_ci_preset_end_to_end(tmp_path):
 def test_the_proxies_scoring_dtype_comes_from_the_preset_or_the_flag(monkeypatch):
     """The cpu preset trains and scores in auto (bf16 on a CPU with hardware bf16), the ci preset in
     float32, and --dtype overrides either; the resolved precision follows the machine's rule."""
-    import rewardkit.checkpoints as ck
+    import rewardkit.dtypes as ck
     from rewardkit.bench.hacking_config import resolve_hacking_config
 
     assert resolve_config("cpu").dtype == "auto" and resolve_config("ci").dtype == "float32"

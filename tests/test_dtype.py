@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from rewardkit import checkpoints
-from rewardkit.checkpoints import auto_dtype_name, cpu_flags, resolve_dtype
+from rewardkit import dtypes
+from rewardkit.dtypes import auto_dtype_name, cpu_flags, resolve_dtype
 
 
 @pytest.mark.parametrize(
@@ -34,24 +34,24 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
 
 
 def test_cpu_fast_bf16_from_flags_or_torch(monkeypatch):
-    monkeypatch.setattr(checkpoints, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
-    assert checkpoints.cpu_has_fast_bf16()
-    monkeypatch.setattr(checkpoints, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(dtypes, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert dtypes.cpu_has_fast_bf16()
+    monkeypatch.setattr(dtypes, "cpu_flags", lambda: {"avx2"})
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    assert not checkpoints.cpu_has_fast_bf16()
-    monkeypatch.setattr(checkpoints, "cpu_flags", lambda: set())  # no /proc/cpuinfo: torch's probes
+    assert not dtypes.cpu_has_fast_bf16()
+    monkeypatch.setattr(dtypes, "cpu_flags", lambda: set())  # no /proc/cpuinfo: torch's probes
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert checkpoints.cpu_has_fast_bf16()
+    assert dtypes.cpu_has_fast_bf16()
 
 
 def test_resolve_dtype(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_dtype(None, cpu) == torch.float32  # the Python default stays fp32 on CPU
     assert resolve_dtype("bf16", cpu) == torch.bfloat16 and resolve_dtype(torch.float16, cpu) == torch.float16
-    monkeypatch.setattr(checkpoints, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: True)
     assert resolve_dtype("auto", cpu) == torch.bfloat16
-    monkeypatch.setattr(checkpoints, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: False)
     assert resolve_dtype("auto", cpu) == torch.float32
     monkeypatch.setattr(
         torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation
@@ -68,7 +68,7 @@ def test_auto_loads_in_the_decided_dtype(tiny_lm, monkeypatch):
     from rewardkit import BradleyTerryRM, DPOImplicitRM
 
     for fast, want in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(checkpoints, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda fast=fast: fast)
         rm = BradleyTerryRM.from_pretrained(tiny_lm, dtype="auto")
         assert next(rm.model.base_model.parameters()).dtype == want
         dporm = DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1.0, dtype="auto")
@@ -128,7 +128,7 @@ def test_score_cli_dtype_recorded(trained_rm, synthetic_split, tmp_path, monkeyp
     fp32, bf16 = margins["float32"], margins["bfloat16"]
     assert 0 < np.abs(fp32 - bf16).max() < 0.2 * fp32.std()  # bf16 did run, and close
     assert np.corrcoef(fp32, bf16)[0, 1] > 0.99 and ((fp32 > 0) == (bf16 > 0)).mean() >= 0.9
-    monkeypatch.setattr(checkpoints, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: False)
     code, printed = _run([*base, str(tmp_path / "auto.jsonl")], capsys)
     assert code == 0 and "process(es), float32 ->" in printed, printed
     code, printed = _run([*base, str(tmp_path / "x.jsonl"), "--dtype", "float8"], capsys)

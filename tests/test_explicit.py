@@ -152,7 +152,7 @@ def test_hf_seqcls_checkpoint_loads_without_manifest(tiny_lm, tmp_path):
 
 def test_default_device_is_this_ranks_gpu(monkeypatch):
     """Under torchrun each rank's default device is its own GPU (LOCAL_RANK), never cuda:0 for all."""
-    from rewardkit.checkpoints import resolve_device
+    from rewardkit.dtypes import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

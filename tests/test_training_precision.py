@@ -168,7 +168,7 @@ def test_lora_dpo_bf16_on_cpu_one_precision_for_reference_and_policy(tiny_lm, sy
 def test_cli_train_dtype_auto_is_the_machine_rule(tiny_lm, synthetic_split, tmp_path, monkeypatch, capsys, fast):
     """``train --dtype auto`` trains in bf16 autocast where ``auto`` scores in bf16 (here: a CPU with
     fast bf16) and says which precision ran; ``--dtype float32`` stays fp32 on such a CPU."""
-    import rewardkit.checkpoints as ck
+    import rewardkit.dtypes as ck
     from rewardkit.cli import main
 
     monkeypatch.setattr(ck, "cpu_has_fast_bf16", lambda: fast)

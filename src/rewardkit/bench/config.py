@@ -119,7 +119,7 @@ class ProxyTraining(BaseModel):
 
     def scoring_dtype(self) -> str:
         """``dtype`` as this machine resolves it (float32, bfloat16 or float16)."""
-        from rewardkit.checkpoints import dtype_name, resolve_device, resolve_dtype
+        from rewardkit.dtypes import dtype_name, resolve_device, resolve_dtype
 
         return dtype_name(resolve_dtype(self.dtype, resolve_device(None)))
 

@@ -89,7 +89,7 @@ def _suite_files(specs: tuple[str, ...]) -> dict[str, str]:
 
 def _dtype_used(dtype: str | None) -> str:
     """The precision ``--dtype`` resolved to on this machine (recorded in the reports)."""
-    from rewardkit.checkpoints import dtype_name, resolve_device, resolve_dtype
+    from rewardkit.dtypes import dtype_name, resolve_device, resolve_dtype
 
     return dtype_name(resolve_dtype(dtype, resolve_device(None)))
 

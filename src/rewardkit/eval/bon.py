@@ -253,7 +253,8 @@ def generate_candidates(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rewardkit.checkpoints import load_tokenizer, resolve_device
+    from rewardkit.checkpoints import load_tokenizer
+    from rewardkit.dtypes import resolve_device
     from rewardkit.templating import to_messages
 
     dev = resolve_device(device)

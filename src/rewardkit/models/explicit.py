@@ -21,28 +21,24 @@ from torch import nn
 
 from rewardkit import adapters
 from rewardkit.checkpoints import (
-    adapters_like_base,
     base_fingerprint,
-    cast_like_loaded,
     check_adapter_keys,
     check_base,
     check_finite_weights,
     check_load_report,
     check_model_folder,
-    dtype_name,
     hf_load,
     load_tokenizer,
     model_context,
     quiet_transformers,
-    resolve_device,
-    resolve_dtype,
 )
+from rewardkit.dtypes import adapters_like_base, cast_like_loaded, dtype_name, resolve_device, resolve_dtype
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
 from rewardkit.manifest import named_folder, write_manifest
 from rewardkit.models.engine import EngineRewardModel
 from rewardkit.models.sequence import HEAD_NAMES, SequenceRewardModule, reward_head, reward_index  # noqa: F401 (re-exported)
-from rewardkit.scoring import Batch, SharedBatch, score_encoded
+from rewardkit.scoring import Batch, EngineSettings, SharedBatch
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 from rewardkit.util import unwrap_peft
 
@@ -98,7 +94,7 @@ class BradleyTerryRM(EngineRewardModel):
         progress: bool | None = None,
         chat_template: ChatTemplateMode = "auto",
     ):
-        self.device = resolve_device(device)
+        self.engine = EngineSettings(resolve_device(device), max_tokens, max_batch_size, progress)
         self.module = SequenceRewardModule(model).to(self.device).eval()
         self.tokenizer = tokenizer
         # encoders (head "classifier", pooled from the first token) read (prompt, response) as a text pair
@@ -107,10 +103,7 @@ class BradleyTerryRM(EngineRewardModel):
             tokenizer, max_length, chat_template, pair_encoding=encoder, context=model_context(model)
         )
         self.source: str | None = None  # the folder it was loaded from, to name it in errors
-        self.max_tokens = max_tokens
-        self.max_batch_size = max_batch_size
         self.base_model = base_model
-        self.progress = progress
         self.adapter_names: list[str] = []  # several LoRA reward models over this one base (ensembles)
 
     @property
@@ -255,7 +248,7 @@ class BradleyTerryRM(EngineRewardModel):
             if name is not None:
                 self.model.set_adapter(name)
             shared = self._shared_rewards if self.module.can_share_prefix() else None
-            r = score_encoded(self, items, self._rewards, boundary=False, shared=shared)
+            r = self._run_engine(items, self._rewards, boundary=False, shared=shared)
             rows.extend(r.T if r.ndim == 2 else [r])
         if self.adapter_names:
             self.model.set_adapter(self.adapter_names[0])
@@ -270,7 +263,7 @@ class BradleyTerryRM(EngineRewardModel):
             "lora": self.is_lora,
             "base_model": self.base_model,
             "heads": self.num_heads,
-            "max_tokens": self.max_tokens,
+            "max_tokens": self.engine.max_tokens,
         }
 
     def merged(self) -> BradleyTerryRM:
@@ -285,12 +278,9 @@ class BradleyTerryRM(EngineRewardModel):
             self.tokenizer,
             max_length=self.formatter.max_length,
             device=self.device,
-            max_tokens=self.max_tokens,
-            max_batch_size=self.max_batch_size,
-            progress=self.progress,
             chat_template=self.formatter.chat_template,
         )
-        rm.source = self.source
+        rm.engine, rm.source = self.engine, self.source
         return rm
 
     def _write(self, path: str | os.PathLike, *, force: bool, keep: Sequence[str] = ()) -> None:

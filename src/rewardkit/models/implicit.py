@@ -25,21 +25,17 @@ import torch
 from torch import nn
 
 from rewardkit.checkpoints import (
-    adapters_like_base,
     base_fingerprint,
-    cast_like_loaded,
     check_adapter_keys,
     check_base,
     check_finite_weights,
     check_load_report,
     check_model_folder,
-    dtype_name,
     hf_load,
     load_tokenizer,
     model_context,
-    resolve_device,
-    resolve_dtype,
 )
+from rewardkit.dtypes import adapters_like_base, cast_like_loaded, dtype_name, resolve_device, resolve_dtype
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
 from rewardkit.logprobs import (
@@ -51,7 +47,7 @@ from rewardkit.logprobs import (
 )
 from rewardkit.manifest import model_dependencies, named_folder, write_manifest
 from rewardkit.models.engine import EngineRewardModel
-from rewardkit.scoring import Batch, SharedBatch, score_encoded
+from rewardkit.scoring import Batch, EngineSettings, SharedBatch
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 
 Reduction = Literal["sum", "mean"]
@@ -141,7 +137,7 @@ class DPOImplicitRM(EngineRewardModel):
             raise ValueError(f"beta must be a positive finite number, got {beta}")
         if reference is None and not reference_free and not hasattr(policy, "disable_adapter"):
             raise ModelError("a full (non-LoRA) policy needs a reference model, or reference_free=True")
-        self.device = resolve_device(device)
+        self.engine = EngineSettings(resolve_device(device), max_tokens, max_batch_size, progress)
         self.policy = policy.to(self.device).eval()
         self.reference = reference.to(self.device).eval() if reference is not None else None
         if self.reference is not None:
@@ -155,9 +151,7 @@ class DPOImplicitRM(EngineRewardModel):
         self.formatter = Formatter(tokenizer, max_length, chat_template, context=model_context(self.policy))
         self.source: str | None = None  # the folder it was loaded from, to name it in errors
         self.beta, self.reduction, self.reference_free = float(beta), reduction, reference_free
-        self.max_tokens, self.max_batch_size, self.chunk_size = max_tokens, max_batch_size, chunk_size
-        self.reference_path = reference_path
-        self.progress = progress
+        self.chunk_size, self.reference_path = chunk_size, reference_path
 
     @property
     def is_lora(self) -> bool:
@@ -246,7 +240,7 @@ class DPOImplicitRM(EngineRewardModel):
         if items is None:
             items = texts.encode(self.formatter)
         shared = self._rewards if self.can_share_prefix() else None
-        return score_encoded(self, items, self._rewards, shared=shared)[None]
+        return self._run_engine(items, self._rewards, shared=shared)[None]
 
     def _base_path(self) -> str | None:
         base = getattr(self.policy, "peft_config", {}).get("default")
@@ -275,7 +269,7 @@ class DPOImplicitRM(EngineRewardModel):
             "reference_free": self.reference_free,
             "reference": self.reference_path,
             "lora": self.is_lora,
-            "max_tokens": self.max_tokens,
+            "max_tokens": self.engine.max_tokens,
         }
 
     def _write(self, path: str | os.PathLike, *, force: bool, keep: Sequence[str] = ()) -> None:

@@ -22,13 +22,9 @@ import torch
 from torch import nn
 
 from rewardkit.adapters import add_lora
-from rewardkit.checkpoints import (
-    load_tokenizer,
-    model_context,
-    resolve_device,
-    resolve_dtype,
-)
+from rewardkit.checkpoints import load_tokenizer, model_context
 from rewardkit.data import as_pairs
+from rewardkit.dtypes import resolve_device, resolve_dtype
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
 from rewardkit.models.implicit import DPOImplicitRM, adapter_disabled, load_causal_lm
 from rewardkit.scoring import run_batches

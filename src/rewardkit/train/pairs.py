@@ -362,7 +362,7 @@ def use_bf16(config: Any) -> bool:
 def auto_bf16() -> bool:
     """``--dtype auto`` for training: bf16 autocast wherever ``dtype="auto"`` scores in bfloat16 (a GPU
     that computes it natively, a CPU with hardware bf16 matmuls); docs/training.md has the measurements."""
-    from rewardkit.checkpoints import resolve_device, resolve_dtype
+    from rewardkit.dtypes import resolve_device, resolve_dtype
 
     return resolve_dtype("auto", resolve_device(None)) == torch.bfloat16
 
