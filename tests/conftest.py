@@ -69,3 +69,19 @@ def batch_shapes(monkeypatch) -> list[tuple[int, int]]:
 
     monkeypatch.setattr(scoring, "collate", recording_collate)
     return shapes
+
+
+@pytest.fixture(scope="session")
+def hostile_env(tiny_lm, tmp_path_factory):
+    """Models and files for the hostile-input tables (tests/hostile.py build_env)."""
+    from tests.hostile import build_env
+
+    return build_env(tiny_lm, tmp_path_factory.mktemp("bad"))
+
+
+@pytest.fixture(scope="session")
+def hostile_named(tmp_path_factory):
+    """Models naming other folders, and mismatched weights (tests/hostile.py build_named)."""
+    from tests.hostile import build_named
+
+    return build_named(tmp_path_factory.mktemp("named"))
