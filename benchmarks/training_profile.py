@@ -46,8 +46,8 @@ STAGES = ("collate", "forward", "backward", "optimizer")
 def preset_data(n_train: int, n_eval: int, max_length: int, recipe: str | None = None):
     """The ``cpu`` preset's training pairs (its synthetic task, or ``recipe`` on the shared AlpacaEval
     file; its sampling, pairs that fit ``max_length``) and its backbone."""
-    from rewardkit.bench.config import resolve_config
     from rewardkit.bench.shift import base_model, load_bench_data, prepare_splits
+    from rewardkit.bench.shift_config import resolve_config
     from rewardkit.checkpoints import load_tokenizer
 
     data = {"recipe": recipe, "data": str(DATA)} if recipe else {}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rewardkit.bench import make_shift_splits, resolve_config
-from rewardkit.bench.config import BenchConfig, ShiftSpec
 from rewardkit.bench.recipes import load_recipe
+from rewardkit.bench.shift_config import BenchConfig, ShiftSpec
 from rewardkit.bench.splits import _prompt_key
 from rewardkit.cli import main
 from rewardkit.data import PreferenceDataset, PreferencePair

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from rewardkit.util import lazy_exports
 
 _EXPORTS = {
-    "PRESETS": "rewardkit.bench.config",
-    "BenchConfig": "rewardkit.bench.config",
-    "ShiftSpec": "rewardkit.bench.config",
-    "resolve_config": "rewardkit.bench.config",
+    "PRESETS": "rewardkit.bench.shift_config",
+    "BenchConfig": "rewardkit.bench.shift_config",
+    "ShiftSpec": "rewardkit.bench.shift_config",
+    "resolve_config": "rewardkit.bench.shift_config",
     "RECIPES": "rewardkit.bench.recipes",
     "load_recipe": "rewardkit.bench.recipes",
     "run_shift_benchmark": "rewardkit.bench.shift",
@@ -45,9 +45,9 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
-    from rewardkit.bench.config import PRESETS, BenchConfig, ShiftSpec, resolve_config
     from rewardkit.bench.hacking import run_hacking_benchmark
     from rewardkit.bench.hacking_config import HACKING_PRESETS, HackingConfig, resolve_hacking_config
     from rewardkit.bench.recipes import RECIPES, load_recipe
     from rewardkit.bench.shift import run_shift_benchmark
+    from rewardkit.bench.shift_config import PRESETS, BenchConfig, ShiftSpec, resolve_config
     from rewardkit.bench.splits import ShiftSplits, make_shift_splits

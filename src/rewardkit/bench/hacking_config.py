@@ -8,8 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rewardkit.bench.config import GPU_TRAINING, ProxyTraining, config_error, layered_fields, merge_fields
 from rewardkit.bench.hacking_rl_config import RL_MODE_FIELDS, RL_PRESETS, Optimizer, RLSettings
+from rewardkit.bench.proxy_config import (
+    GPU_TRAINING,
+    ProxyTraining,
+    config_error,
+    layered_fields,
+    merge_fields,
+)
 
 
 class SpuriousTask(BaseModel):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rewardkit.bench.config import BenchConfig, ProxyTraining
+from rewardkit.bench.proxy_config import ProxyTraining
+from rewardkit.bench.shift_config import BenchConfig
 from rewardkit.bench.splits import ShiftSplits, make_shift_splits
 from rewardkit.data import PreferenceDataset, load_preferences
 from rewardkit.distributed import all_gather_rows

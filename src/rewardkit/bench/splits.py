@@ -1,7 +1,7 @@
 """Shift splits from metadata: a training pool and ID / prompt-shift / response-shift / mixture splits.
 
 Every pair gets a prompt side (ID, OOD or neither) and a response side (ID, OOD or neither) from a
-:class:`~rewardkit.bench.config.ShiftSpec`. The ID prompts are split *by prompt text* into training
+:class:`~rewardkit.bench.shift_config.ShiftSpec`. The ID prompts are split *by prompt text* into training
 prompts and held-out prompts, so no evaluation split contains a prompt the models were trained on:
 
 =================  ===================  ==============
@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewardkit.bench.config import ShiftSpec
+from rewardkit.bench.shift_config import ShiftSpec
 from rewardkit.data import PreferenceDataset, PreferencePair
 from rewardkit.errors import DataError
 
