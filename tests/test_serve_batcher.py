@@ -11,8 +11,9 @@ import pytest
 pytest.importorskip("prometheus_client")
 
 from rewardkit.errors import DataError  # noqa: E402
-from rewardkit.serve.batcher import Batcher, Job, Metrics  # noqa: E402
-from rewardkit.serve.limits import ServeSettings  # noqa: E402
+from rewardkit.serve.batcher import Batcher, Job  # noqa: E402
+from rewardkit.serve.metrics import Metrics  # noqa: E402
+from rewardkit.serve.settings import ServeSettings  # noqa: E402
 from rewardkit.templating import Texts  # noqa: E402
 
 

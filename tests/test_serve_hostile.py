@@ -266,7 +266,8 @@ def test_client_networks_and_keys(rm_dir):
 def test_refused_networks_answer_403(rm_dir):
     from starlette.testclient import TestClient
 
-    from rewardkit.serve.app import ServeSettings, build_app
+    from rewardkit.serve.app import build_app
+    from rewardkit.serve.settings import ServeSettings
 
     def app():
         return build_app(lambda: load_reward_model(rm_dir), ServeSettings(allow_from=("10.0.0.0/8",)))
@@ -338,8 +339,8 @@ def test_health_reports_engine_faults_and_never_internal_paths():
 def test_ray_replica_health_check_without_ray():
     """The check Ray Serve calls on each replica (check_health), on the same app objects."""
     from rewardkit.errors import ModelError
-    from rewardkit.serve import _replica_app, replica_health
-    from rewardkit.serve.limits import ServeSettings
+    from rewardkit.serve.runners import _replica_app, replica_health
+    from rewardkit.serve.settings import ServeSettings
 
     def failing_load():
         raise ModelError("no weights")

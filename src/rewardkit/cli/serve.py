@@ -1,4 +1,4 @@
-"""``rewardkit serve``: the options of :class:`~rewardkit.serve.limits.ServeSettings` are generated from
+"""``rewardkit serve``: the options of :class:`~rewardkit.serve.settings.ServeSettings` are generated from
 one table (flag, field, type, help; defaults from the dataclass), and the command receives one
 :class:`ServeCommand` object."""
 
@@ -90,7 +90,7 @@ class ServeCommand:
 def settings_options(fn):
     """Click options for every ServeSettings field in :data:`SETTINGS_OPTIONS`; the command receives one
     ``ServeCommand``."""
-    from rewardkit.serve.limits import ServeSettings
+    from rewardkit.serve.settings import ServeSettings
 
     defaults = {f.name: f.default for f in dataclasses.fields(ServeSettings)}
 
@@ -225,8 +225,8 @@ def serve(cmd: ServeCommand) -> None:
             "rewardkit serve needs the serve extra: pip install 'rewardkit[serve]'"
         ) from None
     from rewardkit.cli.score import length_penalized, load_rm
-    from rewardkit.serve import run_ray, run_server
     from rewardkit.serve.app import build_app
+    from rewardkit.serve.runners import run_ray, run_server
 
     _check(cmd)
     s = cmd.settings

@@ -29,22 +29,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rewardkit.errors import ModelError
-from rewardkit.serve.batcher import Batcher, Job, Metrics, Unavailable, request_fault
-from rewardkit.serve.limits import (
-    Guard,
-    RequestError,
-    ServeSettings,
-    check_chars,
-    error_content,
-    sequence_char_cap,
-)
+from rewardkit.serve.batcher import Batcher, Job, Unavailable, request_fault
+from rewardkit.serve.limits import Guard, RequestError, check_chars, error_content
+from rewardkit.serve.metrics import Metrics
 from rewardkit.serve.routes import prompt_boundary
 from rewardkit.serve.schemas import text_chars
+from rewardkit.serve.settings import ServeSettings, sequence_char_cap
 from rewardkit.templating import Texts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ServeSettings", "build_app", "model_info", "prompt_boundary"]
+__all__ = ["build_app", "model_info", "prompt_boundary"]
 
 
 async def _disconnected(receive) -> None:

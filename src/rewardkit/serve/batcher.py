@@ -1,5 +1,5 @@
 """The batcher thread: pools waiting requests into engine calls (one model copy; scoring never runs on
-the event loop), and the server's Prometheus metrics.
+the event loop).
 
 Jobs wait in one FIFO bounded in sequences and in bytes. A pool takes jobs in turn up to
 ``max_pool_sequences`` and ``max_pool_tokens`` (counted when each job was encoded); a job larger than
@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from rewardkit.errors import DataError
+from rewardkit.serve.metrics import Metrics
+from rewardkit.serve.pooling import concat_texts, join_parts, slice_texts, split_values
 from rewardkit.templating import Texts
 
 logger = logging.getLogger(__name__)
@@ -58,106 +60,6 @@ class Job:
     @property
     def per_unit(self) -> int:
         return 2 if self.texts.pairs is not None else 1
-
-
-def slice_texts(texts: Texts, lo: int, hi: int) -> Texts:
-    """Units ``lo:hi`` of ``texts`` (pairs for pair texts, else sequences)."""
-    if texts.pairs is not None:
-        return Texts.from_pairs(texts.pairs[lo:hi])
-    return Texts(
-        texts.prompts[lo:hi],
-        texts.responses[lo:hi],
-        reward_call=texts.reward_call,
-        metadata=None if texts.metadata is None else texts.metadata[lo:hi],
-        raw=texts.raw,
-        special_tokens=texts.special_tokens,
-        ids=None if texts.ids is None else texts.ids[lo:hi],
-    )
-
-
-def concat_texts(texts: list[Texts]) -> Texts:
-    """One Texts of several pieces' sequences (pairs: all chosen, then all rejected)."""
-    first = texts[0]
-    if first.pairs is not None:
-        return Texts.from_pairs([p for t in texts for p in t.pairs])
-    meta = None
-    if any(t.metadata is not None for t in texts):
-        meta = [m for t in texts for m in (t.metadata or [{}] * len(t))]
-    return Texts(
-        [p for t in texts for p in t.prompts],
-        [r for t in texts for r in t.responses],
-        reward_call=first.reward_call,
-        metadata=meta,
-        raw=first.raw,
-        special_tokens=first.special_tokens,
-        ids=None if first.ids is None else [x for t in texts for x in t.ids],
-    )
-
-
-def split_values(values: np.ndarray, texts: list[Texts]) -> list[np.ndarray]:
-    """Per-piece slices of pooled outputs (last axis: sequences), undoing :func:`concat_texts`."""
-    if texts[0].pairs is not None:
-        half = values.shape[-1] // 2
-        chosen, rejected = values[..., :half], values[..., half:]
-        out, lo = [], 0
-        for t in texts:
-            k = len(t.pairs)
-            out.append(np.concatenate([chosen[..., lo : lo + k], rejected[..., lo : lo + k]], axis=-1))
-            lo += k
-        return out
-    out, lo = [], 0
-    for t in texts:
-        out.append(values[..., lo : lo + len(t)])
-        lo += len(t)
-    return out
-
-
-def join_parts(parts: list[np.ndarray], pairs: bool) -> np.ndarray:
-    """A job's values from its parts in order (pairs: chosen of every part, then rejected)."""
-    if len(parts) == 1:
-        return parts[0]
-    if not pairs:
-        return np.concatenate(parts, axis=-1)
-    halves = [p.shape[-1] // 2 for p in parts]
-    chosen = [p[..., :h] for p, h in zip(parts, halves)]
-    rejected = [p[..., h:] for p, h in zip(parts, halves)]
-    return np.concatenate(chosen + rejected, axis=-1)
-
-
-class Metrics:
-    """Prometheus metrics of one app (its own registry)."""
-
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        r = CollectorRegistry()
-        self.registry = r
-        self.requests = Counter("rewardkit_requests", "HTTP requests", ["endpoint", "status"], registry=r)
-        self.sequences = Counter("rewardkit_sequences", "sequences scored", registry=r)
-        self.tokens = Counter("rewardkit_tokens", "real tokens scored", registry=r)
-        self.padded = Counter("rewardkit_padded_tokens", "tokens computed, padding included", registry=r)
-        self.dropped = Counter("rewardkit_dropped_jobs", "jobs dropped: their client went away", registry=r)
-        self.faults = Counter("rewardkit_engine_faults", "engine calls failed by the model", registry=r)
-        buckets = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-        self.batch = Histogram(
-            "rewardkit_batch_sequences", "sequences per engine batch", buckets=buckets, registry=r
-        )
-        self.pool = Histogram(
-            "rewardkit_pool_requests", "requests pooled into one engine call", buckets=buckets, registry=r
-        )
-        self.queue = Gauge("rewardkit_queue_sequences", "sequences waiting to be scored", registry=r)
-        self.latency = Histogram(
-            "rewardkit_request_latency_seconds",
-            "request latency",
-            ["endpoint"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=r,
-        )
-
-    def observe_batch(self, sequences: int, tokens: int, padded: int) -> None:
-        self.batch.observe(sequences)
-        self.tokens.inc(tokens)
-        self.padded.inc(padded)
 
 
 def request_fault(e: BaseException) -> bool:
