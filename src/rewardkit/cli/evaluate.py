@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rewardkit.cli.loaders import endpoints_of, length_penalized, load_rm
 from rewardkit.cli.options import (
     COUNT,
     allow_remote_option,
@@ -13,7 +14,6 @@ from rewardkit.cli.options import (
     model_options,
     on_error_option,
 )
-from rewardkit.cli.score import endpoints_of, length_penalized, load_rm
 from rewardkit.errors import RewardkitError
 from rewardkit.eval.suite_registry import SUITE_NAMES
 from rewardkit.util import is_url

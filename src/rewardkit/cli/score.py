@@ -1,9 +1,10 @@
-"""``rewardkit score`` and ``rewardkit eval``: reward models on preference files."""
+"""``rewardkit score``: a reward model's rewards and margin for every pair of a preference file."""
 
 from __future__ import annotations
 
 import click
 
+from rewardkit.cli.loaders import length_penalized, load_rm, remote_note
 from rewardkit.cli.options import (
     allow_remote_option,
     check_file_output,
@@ -12,79 +13,6 @@ from rewardkit.cli.options import (
     prefix_sharing_option,
 )
 from rewardkit.util import is_url
-
-
-def load_rm(
-    rm_dir: str | None,
-    *,
-    dpo: dict | None = None,
-    device=None,
-    base_model: str | None = None,
-    chat_template: str | None = None,
-    dtype: str | None = None,
-    **engine,
-):
-    """A reward model from ``--rm DIR`` (any saved kind), or the implicit reward of ``--dpo-policy``;
-    ``dtype`` (``auto``, ``float32``, ...; None: the API's default) for the models loaded here (a server
-    keeps its own)."""
-    from rewardkit.models.registry import load_reward_model
-
-    kwargs = {
-        k: v for k, v in (("device", device), ("base_model", base_model), ("dtype", dtype)) if v is not None
-    }
-    if dpo and dpo.get("policy"):
-        from rewardkit.models.implicit import DPOImplicitRM
-
-        if rm_dir:
-            raise click.UsageError("give either --rm or --dpo-policy, not both")
-        if dpo["beta"] is None:
-            raise click.UsageError("--dpo-policy needs --beta")
-        rm = DPOImplicitRM.from_pretrained(
-            dpo["policy"],
-            dpo["reference"],
-            beta=dpo["beta"],
-            reduction=dpo["reduction"],
-            reference_free=dpo["reference_free"],
-            **kwargs,
-        )
-    elif rm_dir:
-        from rewardkit.models.remote import RemoteRewardModel
-
-        if is_url(rm_dir):
-            rm = RemoteRewardModel(rm_dir)
-        else:
-            rm = load_reward_model(rm_dir, **kwargs)
-    else:
-        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
-    rm.configure(chat_template, **engine)
-    return rm
-
-
-def endpoints_of(models) -> list[str]:
-    """Every remote endpoint the models (members and wrapped models included) send inputs to."""
-    from rewardkit.models.remote import remote_endpoints
-
-    urls: list[str] = []
-    for m in models:
-        urls += [u for u in remote_endpoints(m) if u not in urls]
-    return urls
-
-
-def remote_note(models) -> str:
-    """``"; remote endpoints used: URL, ..."`` for a summary line, or "" when no model is remote."""
-    urls = endpoints_of(models)
-    return f"; remote endpoints used: {', '.join(urls)}" if urls else ""
-
-
-def length_penalized(rm, spec: dict):
-    """``rm`` wrapped in CourseGPT-zh's length penalty (``spec`` from ``length_penalty_options``), or
-    ``rm`` itself when its alpha is None."""
-    if spec["alpha"] is None:
-        return rm
-    from rewardkit.models.length import LengthPenalizedRM
-
-    reference = spec["reference_length"] if spec["reference_length"] is not None else spec["reference_field"]
-    return LengthPenalizedRM(rm, spec["alpha"], reference, spec["unit"] or "tokens")
 
 
 @click.command()
@@ -126,7 +54,6 @@ def score(
     from rewardkit.data import load_preferences
     from rewardkit.distributed import gather_rows, init_distributed
     from rewardkit.io import atomic_write_text, dumps
-    from rewardkit.templating import Texts
 
     if server is not None:
         if rm_dir is not None:
@@ -149,22 +76,7 @@ def score(
         progress=False if no_progress else None,
     )
     rm = length_penalized(rm, length_penalty)
-    positions = list(range(rank, len(pairs), size))
-    shard = [pairs[i] for i in positions]
-    n = len(shard)
-    rewards, extra = (np.zeros(0), {}) if not shard else rm.score_columns(Texts.from_pairs(shard))
-    rows = [
-        {"index": pairs.indices[i], "chosen": float(rewards[j]), "rejected": float(rewards[n + j])}
-        for j, i in enumerate(positions)
-    ]
-    for row in rows:
-        row["margin"] = row["chosen"] - row["rejected"]
-    for j, row in enumerate(rows):  # e.g. an ensemble's members and std, a length penalty's raw reward
-        for name, col in extra.items():
-            c, r = col[j], col[n + j]
-            row[f"chosen_{name}"] = c.tolist() if np.ndim(c) else float(c)
-            row[f"rejected_{name}"] = r.tolist() if np.ndim(r) else float(r)
-    rows = gather_rows(rows, rank, size)
+    rows = gather_rows(pair_rows(rm, pairs, list(range(rank, len(pairs), size))), rank, size)
     if rows is None:  # not rank 0
         return
     atomic_write_text(out, "".join(dumps(row) + "\n" for row in rows))
@@ -179,3 +91,27 @@ def score(
         more = f", +{len(pairs.skipped) - 5} more" if len(pairs.skipped) > 5 else ""
         msg += f"; skipped {len(pairs.skipped)} malformed record(s): {shown}{more}"
     click.echo(msg)
+
+
+def pair_rows(rm, pairs, positions: list[int]) -> list[dict]:
+    """One output row per pair at ``positions`` (this process's shard): ``index``, the two rewards, the
+    margin, and each extra column of the model (e.g. an ensemble's members and std, a length penalty's
+    raw reward) for both responses."""
+    import numpy as np
+
+    from rewardkit.templating import Texts
+
+    shard = [pairs[i] for i in positions]
+    n = len(shard)
+    rewards, extra = (np.zeros(0), {}) if not shard else rm.score_columns(Texts.from_pairs(shard))
+    rows = [
+        {"index": pairs.indices[i], "chosen": float(rewards[j]), "rejected": float(rewards[n + j])}
+        for j, i in enumerate(positions)
+    ]
+    for j, row in enumerate(rows):
+        row["margin"] = row["chosen"] - row["rejected"]
+        for name, col in extra.items():
+            c, r = col[j], col[n + j]
+            row[f"chosen_{name}"] = c.tolist() if np.ndim(c) else float(c)
+            row[f"rejected_{name}"] = r.tolist() if np.ndim(r) else float(r)
+    return rows

@@ -224,7 +224,7 @@ def serve(cmd: ServeCommand) -> None:
         raise RewardkitError(
             "rewardkit serve needs the serve extra: pip install 'rewardkit[serve]'"
         ) from None
-    from rewardkit.cli.score import length_penalized, load_rm
+    from rewardkit.cli.loaders import length_penalized, load_rm
     from rewardkit.serve.app import build_app
     from rewardkit.serve.runners import run_ray, run_server
 
