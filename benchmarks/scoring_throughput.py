@@ -150,7 +150,7 @@ def demo_models(path, max_length: int):
 
     torch.manual_seed(0)
     rm = BradleyTerryRM.from_pretrained(path, head_seed=0, max_length=max_length)
-    rm.progress = False
+    rm.configure(progress=False)
     policy = load_causal_lm(path, torch.device("cpu"))
     reference = load_causal_lm(path, torch.device("cpu"))
     with torch.no_grad():

@@ -44,11 +44,11 @@ def main(argv=None) -> dict:
             lengths, [range(lo, min(lo + 8, len(lengths))) for lo in range(0, len(lengths), 8)], 1
         )
 
-        rm.max_tokens = args.max_tokens
+        rm.configure(max_tokens=args.max_tokens)
         t = time.perf_counter()
         batched = rm.score_pairs(pairs)
         batched_s = time.perf_counter() - t
-        rm.max_tokens = 1  # one sequence per batch
+        rm.configure(max_tokens=1)  # one sequence per batch
         t = time.perf_counter()
         single = rm.score_pairs(pairs)
         single_s = time.perf_counter() - t

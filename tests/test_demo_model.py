@@ -34,7 +34,7 @@ def test_demo_model_pad_eos_trap_and_template():
         ids = torch.tensor([rm.formatter.encode(p, r).ids])
         with torch.inference_mode():
             assert abs(hf(input_ids=ids).logits.item() - s) <= 1e-4
-    rm.max_tokens = 1  # one at a time: same rewards
+    rm.configure(max_tokens=1)  # one at a time: same rewards
     assert np.abs(rm.score(prompts, responses) - scores).max() <= 1e-4
 
 

@@ -109,7 +109,7 @@ def test_explicit_shared_equals_unshared(fixture, lora, request, monkeypatch):
     rm = BradleyTerryRM.from_pretrained(request.getfixturevalue(fixture), lora_r=4 if lora else None)
     if lora:
         _perturb_lora(rm.model)
-    rm.progress = False
+    rm.configure(progress=False)
     items = _texts().encode(rm.formatter)
     pad = rm.tokenizer.pad_token_id
     assert rm.module.can_share_prefix()
@@ -154,7 +154,7 @@ def test_implicit_shared_equals_unshared(fixture, reduction, request):
         DPOImplicitRM(policy, None, tok, beta=0.5, reduction=reduction),
         DPOImplicitRM(load_causal_lm(path, cpu), reference, tok, beta=0.5, reduction=reduction),
     ):
-        rm.progress = False
+        rm.configure(progress=False)
         assert rm.can_share_prefix()
         items = _texts().encode(rm.formatter)
         got = _compare_batches(rm, items, rm._rewards, rm._rewards, tok.pad_token_id)
@@ -182,9 +182,17 @@ def test_encoder_and_cacheless_models_fall_back(tiny_bert, tiny_lm, monkeypatch)
     assert not can_share_prefix(rm.model)
     calls = []
     monkeypatch.setattr(scoring, "collate_shared", lambda *a, **k: calls.append(1))
-    rm.progress = False
+    rm.configure(progress=False)
     assert np.isfinite(rm.score_texts(_texts())).all() and not calls
 
 
-def test_engine_setting_is_known():
-    assert "prefix_sharing" in scoring.ENGINE_SETTINGS
+def test_engine_settings_are_one_declared_object():
+    """configure() changes the model's EngineSettings (None leaves a setting as it is); a misspelt or
+    fixed setting (the device) is refused instead of becoming a stray attribute."""
+    engine = scoring.EngineSettings(torch.device("cpu"), max_tokens=64)
+    changed = engine.configured(max_batch_size=2, prefix_sharing=False, max_tokens=None)
+    assert changed == scoring.EngineSettings(torch.device("cpu"), 64, 2, None, False)
+    assert engine.prefix_sharing is True and engine.max_batch_size is None  # frozen: a copy changed
+    for bad in ({"max_token": 1}, {"device": "cpu"}):
+        with pytest.raises(TypeError, match="unknown engine setting"):
+            engine.configured(**bad)

@@ -79,13 +79,13 @@ def test_models_score_under_the_token_budget_and_match_one_at_a_time(tiny_lm, ki
             for p in rm.reference.parameters():
                 p.add_(torch.randn_like(p) * 0.05)
     ds = make_synthetic_preferences(24, seed=7)
-    rm.max_tokens = 96
+    rm.configure(max_tokens=96)
     batched = rm.score_pairs(ds)
     assert len(batch_shapes) > 1 and sum(b for b, _ in batch_shapes) == 2 * len(ds)
     assert all(b * t <= 96 or b == 1 for b, t in batch_shapes)
     assert max(b for b, _ in batch_shapes) > 1  # the budget really groups sequences
     batch_shapes.clear()
-    rm.max_tokens = 1
+    rm.configure(max_tokens=1)
     single = rm.score_pairs(ds)
     assert all(b == 1 for b, _ in batch_shapes)
     assert np.abs(batched.chosen - single.chosen).max() <= 1e-4

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -368,57 +369,65 @@ def report_encoding(
         )
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """How a model that tokenises here runs through the engine (explicit and implicit RMs).
+
+    ``device``: where its weights live and batches go; ``max_tokens``: padded tokens per batch (None: the
+    device's default, :func:`default_max_tokens`); ``max_batch_size``: sequences per batch at most (None:
+    the budget alone); ``progress``: a progress bar (None: when stderr is a terminal);
+    ``prefix_sharing``: run a shared prompt once per group (False: once per response, batch-invariant).
+    """
+
+    device: torch.device = torch.device("cpu")
+    max_tokens: int | None = None
+    max_batch_size: int | None = None
+    progress: bool | None = None
+    prefix_sharing: bool = True
+
+    #: the settings ``RewardModel.configure`` may change (a model's device is fixed when it is built)
+    CONFIGURABLE: ClassVar[tuple[str, ...]] = ("max_tokens", "max_batch_size", "progress", "prefix_sharing")
+
+    def configured(self, **changes: Any) -> EngineSettings:
+        """A copy with the changes that are not None; an unknown setting is an error, not ignored."""
+        unknown = set(changes) - set(self.CONFIGURABLE)
+        if unknown:
+            raise TypeError(f"unknown engine setting(s) {sorted(unknown)}; known: {self.CONFIGURABLE}")
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
 def score_encoded(
-    rm,
     items: Sequence[Encoded],
     fn: Callable[[Batch], torch.Tensor],
+    *,
+    engine: EngineSettings,
+    formatter,
+    name: str,
     boundary: bool = True,
     shared: Callable[[SharedBatch], torch.Tensor] | None = None,
 ) -> np.ndarray:
-    """Run a model's batch function over encoded sequences with the model's engine settings
-    (``tokenizer``, ``device``, ``max_tokens``, ``max_batch_size``, ``progress``, ``prefix_sharing``:
-    ``shared``, its prefix-shared batch function, is used unless that setting is False); truncated
-    sequences and (with ``boundary``) merged response boundaries are counted in a warning, never hidden."""
-    report_encoding(items, rm.formatter, boundary=boundary)
-    if getattr(rm, "prefix_sharing", True) is False:
-        shared = None
+    """Run a model's batch function over encoded sequences with its ``engine`` settings (``shared``, its
+    prefix-shared batch function, is used unless ``engine.prefix_sharing`` is False). ``formatter``: the
+    token convention that encoded ``items`` (its tokenizer's pad id pads); ``name``: the model in errors.
+    Truncated sequences and (with ``boundary``) merged response boundaries are counted in a warning,
+    never hidden."""
+    report_encoding(items, formatter, boundary=boundary)
     out = run_batches(
         items,
         fn,
-        pad_id=rm.tokenizer.pad_token_id,
-        device=rm.device,
-        max_tokens=rm.max_tokens,
-        max_batch_size=rm.max_batch_size,
-        progress=rm.progress,
-        shared=shared,
+        pad_id=formatter.tokenizer.pad_token_id,
+        device=engine.device,
+        max_tokens=engine.max_tokens,
+        max_batch_size=engine.max_batch_size,
+        progress=engine.progress,
+        shared=shared if engine.prefix_sharing else None,
     )
     bad = int((~np.isfinite(out)).sum())
     if bad:
         from rewardkit.errors import ModelError
 
         raise ModelError(
-            f"reward model {getattr(rm, 'source', None) or type(rm).__name__}: {bad} of {out.size} rewards "
-            "are NaN or infinite (its weights or inputs overflow)"
+            f"reward model {name}: {bad} of {out.size} rewards are NaN or infinite (its weights or inputs "
+            "overflow)"
         )
     return out
-
-
-#: settings of a model that scores through this engine (``RewardModel.configure`` sets them;
-#: ``prefix_sharing=False`` runs every prompt once per response)
-ENGINE_SETTINGS = ("max_tokens", "max_batch_size", "progress", "prefix_sharing")
-
-
-def configure_engine(model, chat_template: str | None = None, **settings) -> None:
-    """Set the engine settings that are not None on ``model`` (one with a ``formatter``); a
-    ``chat_template`` replaces its token convention. Unknown settings are an error, not ignored."""
-    unknown = set(settings) - set(ENGINE_SETTINGS)
-    if unknown:
-        raise TypeError(f"unknown engine setting(s) {sorted(unknown)}; known: {ENGINE_SETTINGS}")
-    for key, value in settings.items():
-        if value is not None:
-            setattr(model, key, value)
-    if chat_template is not None:
-        from rewardkit.templating import Formatter
-
-        f = model.formatter
-        model.formatter = Formatter(f.tokenizer, f.max_length, chat_template, f.pair_encoding, f.context)

@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import os
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from rewardkit.base import RewardModel
 from rewardkit.records import Prompt
-from rewardkit.scoring import configure_engine
-from rewardkit.templating import Texts
+from rewardkit.scoring import Batch, EngineSettings, SharedBatch, score_encoded
+from rewardkit.templating import Encoded, Formatter, Texts
 
 
 class EngineRewardModel(RewardModel):
-    """A reward model with its own tokenizer and engine settings (``formatter``, ``max_tokens``,
-    ``max_batch_size``, ``progress``). A kind implements :meth:`member_rows`; its reward is the mean of
-    its rows (one row for a single-head model)."""
+    """A reward model with its own tokenizer (``formatter``) and engine settings (:attr:`engine`). A kind
+    implements :meth:`member_rows`; its reward is the mean of its rows (one row for a single-head model)."""
+
+    #: how this model runs through the engine: device, token budget, batch size, progress, prefix sharing
+    engine: EngineSettings
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live and batches go (``engine.device``)."""
+        return self.engine.device
 
     @property
     def encoding_key(self) -> str:  # type: ignore[override]
@@ -35,7 +43,29 @@ class EngineRewardModel(RewardModel):
         ``checkpoints``, when it writes the trained model into its run folder)."""
 
     def configure(self, chat_template: str | None = None, **engine: Any) -> None:
-        configure_engine(self, chat_template, **engine)
+        self.engine = self.engine.configured(**engine)
+        if chat_template is not None:
+            f = self.formatter
+            self.formatter = Formatter(f.tokenizer, f.max_length, chat_template, f.pair_encoding, f.context)
+
+    def _run_engine(
+        self,
+        items: Sequence[Encoded],
+        fn: Callable[[Batch], torch.Tensor],
+        *,
+        boundary: bool = True,
+        shared: Callable[[SharedBatch], torch.Tensor] | None = None,
+    ) -> np.ndarray:
+        """``fn`` (and ``shared``, its prefix-shared form) over ``items`` with this model's settings."""
+        return score_encoded(
+            items,
+            fn,
+            engine=self.engine,
+            formatter=self.formatter,
+            name=self.source or type(self).__name__,
+            boundary=boundary,
+            shared=shared,
+        )
 
     def member_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> np.ndarray:
         """[num_members, n] rewards of every row (head, LoRA adapter)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -135,7 +136,7 @@ def train_reward_model(
         history += trainer.state.log_history
     _set_trainable(module, False, trainable)
     module.eval()
-    rm.device = next(module.parameters()).device
+    rm.engine = dataclasses.replace(rm.engine, device=next(module.parameters()).device)  # where HF left it
     record = TrainingRecord(
         world_size=trainer.args.world_size,
         optimizer_steps=steps,
