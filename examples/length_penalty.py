@@ -17,8 +17,9 @@ import tempfile
 from pathlib import Path
 
 from rewardkit import LengthPenalizedRM, train_reward_model
-from rewardkit.data import PreferenceDataset, PreferencePair
+from rewardkit.data import PreferenceDataset
 from rewardkit.eval import evaluate
+from rewardkit.records import PreferencePair
 from rewardkit.tiny import build_tiny_model
 
 WORDS = ["good", "clear", "useful", "kind", "the", "a", "of", "and", "it", "so"]

@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 
 from rewardkit import DPOImplicitRM, train_reward_model
-from rewardkit.data import PreferencePair
 from rewardkit.eval import run_suite
 from rewardkit.eval.rewardbench import V1_SUBSETS, V2_SUBSETS
 from rewardkit.io import atomic_write_text
+from rewardkit.records import PreferencePair
 from rewardkit.synthetic import gold_reward, make_synthetic_preferences
 from rewardkit.tiny import build_tiny_model
 

@@ -12,8 +12,9 @@ from rewardkit.bench.recipes import load_recipe
 from rewardkit.bench.shift_config import BenchConfig, ShiftSpec
 from rewardkit.bench.splits import _prompt_key
 from rewardkit.cli import main
-from rewardkit.data import PreferenceDataset, PreferencePair
+from rewardkit.data import PreferenceDataset
 from rewardkit.errors import DataError, RewardkitError
+from rewardkit.records import PreferencePair
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval_gpt4.jsonl.gz"
 

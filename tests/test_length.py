@@ -7,9 +7,10 @@ import pytest
 
 from rewardkit import BradleyTerryRM, DataError, LengthPenalizedRM, load_reward_model
 from rewardkit.cli import main
-from rewardkit.data import PreferenceDataset, PreferencePair
+from rewardkit.data import PreferenceDataset
 from rewardkit.eval.metrics import length_bias
 from rewardkit.models.length import length_penalty, text_length
+from rewardkit.records import PreferencePair
 from rewardkit.templating import Texts
 
 

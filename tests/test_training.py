@@ -128,7 +128,8 @@ def _capture_trainer(monkeypatch, cls):
 def test_margin_label_smoothing_and_centring_reach_the_training_loss(tiny_lm, monkeypatch):
     """Config -> trainer -> loss: d loss / d r equals the hand-derived gradient of
     mean[-(1-e) log s(d) - e log s(-d)] + c mean (r_c + r_r)^2 with d = r_c - r_r - m."""
-    from rewardkit.data import PreferenceDataset, PreferencePair
+    from rewardkit.data import PreferenceDataset
+    from rewardkit.records import PreferencePair
     from rewardkit.train.bradley_terry import RewardTrainer
 
     pairs = PreferenceDataset(
@@ -156,7 +157,8 @@ def test_margin_label_smoothing_and_centring_reach_the_training_loss(tiny_lm, mo
 def test_dpo_settings_reach_the_training_loss(tiny_lm, monkeypatch, loss_type):
     """beta, label smoothing and (IPO) the response lengths reach the DPO loss: d loss / d log pi."""
     from rewardkit import train_dpo
-    from rewardkit.data import PreferenceDataset, PreferencePair
+    from rewardkit.data import PreferenceDataset
+    from rewardkit.records import PreferencePair
     from rewardkit.train.dpo import DPOTrainer
 
     pairs = PreferenceDataset(

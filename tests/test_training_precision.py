@@ -88,7 +88,8 @@ def test_dpo_eval_longer_than_the_eager_limit_keeps_one_attention(tiny_lm, synth
     """Train sequences under the eager-attention limit, eval sequences over it: the reference pass and
     training decide by the same (longest of both) length, so step 0's log-ratios are still exactly 0."""
     import rewardkit.train.precision as precision
-    from rewardkit.data import PreferenceDataset, PreferencePair
+    from rewardkit.data import PreferenceDataset
+    from rewardkit.records import PreferencePair
 
     train, test = synthetic_split
     long_eval = PreferenceDataset(

@@ -16,9 +16,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from rewardkit.data import Prompt, as_pairs
+from rewardkit.data import as_pairs
 from rewardkit.errors import ModelError
 from rewardkit.manifest import FORMAT_VERSION
+from rewardkit.records import Prompt
 from rewardkit.templating import Texts, completion_text
 from rewardkit.version import __version__
 

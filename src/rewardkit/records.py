@@ -1,4 +1,4 @@
-"""One raw record (any supported format) -> :class:`~rewardkit.data.PreferencePair`, and the
+"""One raw record (any supported format) -> :class:`~rewardkit.records.PreferencePair`, and the
 degeneracies a loader counts: explicit prompts, implicit shared prefixes (TRL's ``extract_prompt``),
 conversations and HH-RLHF transcripts. Every malformed record is a :class:`DataError` naming its
 location and field."""

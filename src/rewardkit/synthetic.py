@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from rewardkit.data import PreferenceDataset, PreferencePair
+from rewardkit.data import PreferenceDataset
+from rewardkit.records import PreferencePair
 
 GOOD = ["great", "good", "helpful", "clear", "correct", "useful", "precise", "kind"]
 BAD = ["wrong", "rude", "bad", "useless", "unclear", "false", "vague", "harmful"]

@@ -49,8 +49,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rewardkit.data import Prompt
 from rewardkit.errors import DataError, ModelError
+from rewardkit.records import Prompt
 
 logger = logging.getLogger(__name__)
 

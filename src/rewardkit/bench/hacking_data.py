@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from rewardkit.bench.hacking_config import HackingConfig
-from rewardkit.data import PreferenceDataset, PreferencePair
+from rewardkit.data import PreferenceDataset
 from rewardkit.errors import DataError, RewardkitError
+from rewardkit.records import PreferencePair
 
 
 @dataclass

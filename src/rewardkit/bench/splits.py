@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rewardkit.bench.shift_config import ShiftSpec
-from rewardkit.data import PreferenceDataset, PreferencePair
+from rewardkit.data import PreferenceDataset
 from rewardkit.errors import DataError
+from rewardkit.records import PreferencePair
 
 ID, OOD = "id", "ood"
 

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from rewardkit.base import RewardModel
-from rewardkit.data import PreferenceDataset, PreferencePair, Prompt
+from rewardkit.data import PreferenceDataset
+from rewardkit.records import PreferencePair, Prompt
 
 
 def bon_kl_bound(n: int) -> float:

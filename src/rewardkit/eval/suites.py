@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rewardkit.base import RewardModel, check_finite
-from rewardkit.data import PreferencePair, SkippedRecord
+from rewardkit.data import SkippedRecord
 from rewardkit.errors import ModelError
 from rewardkit.eval.rewardbench import (
     V1_SECTIONS,
@@ -28,6 +28,7 @@ from rewardkit.eval.rewardbench import (
     v2_subset_values,
 )
 from rewardkit.eval.suite_data import SuiteData, SuiteExample, load_suite
+from rewardkit.records import PreferencePair
 from rewardkit.templating import Texts
 
 SUITE_TITLES = {"rewardbench": "RewardBench", "rewardbench2": "RewardBench 2"}

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from rewardkit.base import Loader, RewardModel
-from rewardkit.data import Prompt
 from rewardkit.errors import DataError, ModelError
 from rewardkit.io import atomic_dir
 from rewardkit.manifest import member_folder, write_manifest
+from rewardkit.records import Prompt
 from rewardkit.templating import UNITS, Texts, Unit, text_length
 
 Reference = str | float | int | Callable[[Prompt, str], float]

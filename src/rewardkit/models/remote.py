@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from rewardkit.base import RewardModel
-from rewardkit.data import Prompt
 from rewardkit.errors import ModelError, RewardkitError
 from rewardkit.io import atomic_dir
 from rewardkit.manifest import write_manifest
@@ -38,6 +37,7 @@ from rewardkit.models.http_client import (
     record_columns,
     tls_verify,
 )
+from rewardkit.records import Prompt
 from rewardkit.templating import Texts, completion_text
 from rewardkit.util import is_url
 

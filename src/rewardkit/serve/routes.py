@@ -94,7 +94,7 @@ def add_routes(route, app, srv) -> None:
 
     @route("/score_pairs")
     async def score_pairs(request: Request) -> dict:
-        from rewardkit.data import PreferencePair
+        from rewardkit.records import PreferencePair
 
         req = await parse(request, PairsRequest, settings)
         srv.check_chars({"pairs.prompt": [p.prompt for p in req.pairs], "pairs.chosen": [p.chosen for p in req.pairs],

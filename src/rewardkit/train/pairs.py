@@ -19,9 +19,9 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from rewardkit.base import pairwise_accuracy
-from rewardkit.data import PreferencePair
 from rewardkit.errors import DataError, ModelError, RewardkitError
 from rewardkit.io import refuse_existing
+from rewardkit.records import PreferencePair
 from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding
 from rewardkit.templating import Encoded, Formatter
 from rewardkit.train.precision import attention_for, cpu_bf16, frozen_weights_in, original_weights
