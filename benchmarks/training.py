@@ -114,7 +114,8 @@ def _lora(task: str):
 
 
 def _compare(rk_rm, trl_rm, held_out, n_boot: int = 2000):
-    from rewardkit.eval.metrics import bootstrap_ci, correctness, paired_bootstrap_test
+    from rewardkit.accuracy import correctness
+    from rewardkit.eval.metrics import bootstrap_ci, paired_bootstrap_test
 
     a = correctness(rk_rm.score_pairs(held_out).margins)
     b = correctness(trl_rm.score_pairs(held_out).margins)

@@ -195,8 +195,9 @@ def real_run(kind: str, base: str, train, held_out, args, bf16: bool):
 
 
 def main(argv=None):
+    from rewardkit.accuracy import correctness
     from rewardkit.dtypes import cpu_has_fast_bf16
-    from rewardkit.eval.metrics import bootstrap_ci, correctness, paired_bootstrap_test
+    from rewardkit.eval.metrics import bootstrap_ci, paired_bootstrap_test
     from rewardkit.util import versions
 
     ap = argparse.ArgumentParser()

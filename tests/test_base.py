@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rewardkit import ModelError, RewardModel, Texts, load_reward_model, register_kind
-from rewardkit.base import correctness, pairwise_accuracy
+from rewardkit.accuracy import correctness, pairwise_accuracy
 from rewardkit.data import PreferenceDataset
 from rewardkit.models.registry import KINDS, kind_class
 from rewardkit.records import PreferencePair

@@ -17,7 +17,7 @@ _EXPORTS: dict[str, str] = {
     "RewardModel": "rewardkit.base",
     "load_reward_model": "rewardkit.models.registry",
     "load_ensemble": "rewardkit.models.registry",
-    "pairwise_accuracy": "rewardkit.base",
+    "pairwise_accuracy": "rewardkit.accuracy",
     "Texts": "rewardkit.templating",
     "EnsembleScores": "rewardkit.models.ensemble",
     "PenalizedScores": "rewardkit.models.length",
@@ -75,7 +75,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the names as ordinary imports
-    from rewardkit.base import PairScores, RewardModel, pairwise_accuracy
+    from rewardkit.accuracy import pairwise_accuracy
+    from rewardkit.base import PairScores, RewardModel
     from rewardkit.data import PreferenceDataset, load_preferences
     from rewardkit.demo import demo_model_path
     from rewardkit.errors import DataError, ModelError, RewardkitError

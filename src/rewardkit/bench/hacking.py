@@ -88,7 +88,7 @@ class _Scorer:
 
 
 def _accuracy(val: np.ndarray) -> float:
-    from rewardkit.eval.metrics import correctness
+    from rewardkit.accuracy import correctness
 
     return float(correctness(val[0] - val[1], "half").mean())
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardkit.accuracy import correctness
 from rewardkit.bench.proxy_config import ProxyTraining
 from rewardkit.bench.shift_config import BenchConfig
 from rewardkit.bench.splits import ShiftSplits, make_shift_splits
@@ -26,7 +27,6 @@ from rewardkit.data import PreferenceDataset, load_preferences
 from rewardkit.distributed import all_gather_rows
 from rewardkit.errors import RewardkitError
 from rewardkit.eval.evaluator import EvalReport, report_from_correctness
-from rewardkit.eval.metrics import correctness
 from rewardkit.util import versions
 
 logger = logging.getLogger(__name__)

@@ -50,7 +50,7 @@ def score(
     --length-penalty, each reward's raw value and penalty are written apart."""
     import numpy as np
 
-    from rewardkit.base import pairwise_accuracy
+    from rewardkit.accuracy import pairwise_accuracy
     from rewardkit.data import load_preferences
     from rewardkit.distributed import gather_rows, init_distributed
     from rewardkit.io import atomic_write_text, dumps

@@ -20,12 +20,12 @@ _EXPORTS: dict[str, str] = {
     "embedding_diversity": "rewardkit.eval.diversity",
     "mean_ead": "rewardkit.eval.diversity",
     "bootstrap_ci": "rewardkit.eval.metrics",
-    "correctness": "rewardkit.eval.metrics",
+    "correctness": "rewardkit.accuracy",
     "expected_calibration_error": "rewardkit.eval.metrics",
     "fit_temperature": "rewardkit.eval.metrics",
     "mcnemar_test": "rewardkit.eval.metrics",
     "paired_bootstrap_test": "rewardkit.eval.metrics",
-    "pairwise_accuracy": "rewardkit.eval.metrics",
+    "pairwise_accuracy": "rewardkit.accuracy",
     "reliability_curve": "rewardkit.eval.metrics",
     "selective_accuracy": "rewardkit.eval.metrics",
     "spearman_agreement": "rewardkit.eval.metrics",
@@ -88,6 +88,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
+    from rewardkit.accuracy import correctness, pairwise_accuracy
     from rewardkit.eval.bench_data import load_bench
     from rewardkit.eval.bench_report import BenchReport, run_bench
     from rewardkit.eval.bon import best_of_n, bon_curve, bon_kl, generate_candidates, label_preferences
@@ -96,12 +97,10 @@ if TYPE_CHECKING:
     from rewardkit.eval.evaluator import EvalReport, evaluate
     from rewardkit.eval.metrics import (
         bootstrap_ci,
-        correctness,
         expected_calibration_error,
         fit_temperature,
         mcnemar_test,
         paired_bootstrap_test,
-        pairwise_accuracy,
         reliability_curve,
         selective_accuracy,
         spearman_agreement,

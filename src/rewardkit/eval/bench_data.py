@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rewardkit.base import RewardModel, check_finite
+from rewardkit.accuracy import check_finite
+from rewardkit.base import RewardModel
 from rewardkit.data import SkippedRecord
 from rewardkit.errors import DataError, ModelError
 from rewardkit.readers import iter_source

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from rewardkit.base import RewardModel, TiePolicy
+from rewardkit.accuracy import TiePolicy, correctness
+from rewardkit.base import RewardModel
 from rewardkit.data import PreferenceDataset, as_pairs
-from rewardkit.eval.metrics import bootstrap_ci, correctness, paired_bootstrap_test
+from rewardkit.eval.metrics import bootstrap_ci, paired_bootstrap_test
 from rewardkit.templating import Texts
 
 
@@ -181,7 +182,7 @@ def report_from_correctness(
     """The report of :func:`evaluate` from per-pair credit already computed (e.g. from cached scores).
 
     ``per_seed[name][split]``: array ``[S, n]`` (or ``[n]``) of per-pair credit in {0, 1/2, 1} (see
-    :func:`~rewardkit.eval.metrics.correctness`), one row per seed. Every model must cover the same
+    :func:`~rewardkit.accuracy.correctness`), one row per seed. Every model must cover the same
     splits with the same ``n``.
     """
     names = list(per_seed)

@@ -1,4 +1,4 @@
-"""Pure metrics over reward arrays: accuracy with a tie policy, bootstrap CIs, paired tests, calibration,
+"""Pure metrics over reward arrays (per-pair correctness is :mod:`rewardkit.accuracy`'s): bootstrap CIs, paired tests, calibration,
 agreement and selective accuracy. Inputs are numpy arrays; nothing here touches a model."""
 
 from __future__ import annotations
@@ -8,11 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import optimize, stats
 
-from rewardkit.base import TiePolicy, check_finite, correctness, pairwise_accuracy
+from rewardkit.accuracy import TiePolicy, check_finite, correctness
 
 __all__ = [
-    "pairwise_accuracy",
-    "correctness",
     "bootstrap_ci",
     "paired_bootstrap_test",
     "mcnemar_test",

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rewardkit.base import RewardModel, check_finite
+from rewardkit.accuracy import check_finite
+from rewardkit.base import RewardModel
 from rewardkit.data import SkippedRecord
 from rewardkit.errors import ModelError
 from rewardkit.eval.rewardbench import (

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from rewardkit.base import pairwise_accuracy
-from rewardkit.data import PreferenceDataset, PreferencePair, as_pairs
+from rewardkit.accuracy import pairwise_accuracy
+from rewardkit.data import PreferenceDataset, as_pairs
 from rewardkit.merge.average import weight_average
 from rewardkit.models.registry import load_reward_model
+from rewardkit.records import PreferencePair
 
 
 def interpolate(

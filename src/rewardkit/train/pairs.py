@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from rewardkit.base import pairwise_accuracy
+from rewardkit.accuracy import pairwise_accuracy
 from rewardkit.errors import DataError, ModelError, RewardkitError
 from rewardkit.io import refuse_existing
 from rewardkit.records import PreferencePair
