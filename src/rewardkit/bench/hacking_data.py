@@ -138,7 +138,7 @@ def sample_candidates(
     """K samples per prompt from ``config.policy``, cached on disk under the rewardkit cache folder
     (keyed by the policy's files, the prompts and the sampling settings); sharded across ranks."""
     from rewardkit.demo import cache_dir
-    from rewardkit.eval.bon import generate_candidates
+    from rewardkit.eval.generation import generate_candidates
     from rewardkit.io import atomic_write_text, dumps
 
     settings = {

@@ -12,7 +12,7 @@ _EXPORTS: dict[str, str] = {
     "best_of_n": "rewardkit.eval.bon",
     "bon_curve": "rewardkit.eval.bon",
     "bon_kl": "rewardkit.eval.bon",
-    "generate_candidates": "rewardkit.eval.bon",
+    "generate_candidates": "rewardkit.eval.generation",
     "label_preferences": "rewardkit.eval.bon",
     "MiniLMEmbedder": "rewardkit.eval.diversity",
     "cosine_diversity": "rewardkit.eval.diversity",
@@ -91,10 +91,11 @@ if TYPE_CHECKING:
     from rewardkit.accuracy import correctness, pairwise_accuracy
     from rewardkit.eval.bench_data import load_bench
     from rewardkit.eval.bench_report import BenchReport, run_bench
-    from rewardkit.eval.bon import best_of_n, bon_curve, bon_kl, generate_candidates, label_preferences
+    from rewardkit.eval.bon import best_of_n, bon_curve, bon_kl, label_preferences
     from rewardkit.eval.card import Card, run_card
     from rewardkit.eval.diversity import MiniLMEmbedder, cosine_diversity, ead, embedding_diversity, mean_ead
     from rewardkit.eval.evaluator import EvalReport, evaluate
+    from rewardkit.eval.generation import generate_candidates
     from rewardkit.eval.metrics import (
         bootstrap_ci,
         expected_calibration_error,
