@@ -167,7 +167,7 @@ def test_implicit_shared_equals_unshared(fixture, reduction, request):
 def test_encoder_and_cacheless_models_fall_back(tiny_bert, tiny_lm, monkeypatch):
     """A BERT encoder (bidirectional) and a backbone whose forward takes no cache score unshared."""
     from rewardkit import BradleyTerryRM
-    from rewardkit.logprobs import can_share_prefix
+    from rewardkit.backbone import can_share_prefix
 
     bert = BradleyTerryRM.from_pretrained(tiny_bert)
     assert not bert.module.can_share_prefix()

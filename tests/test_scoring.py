@@ -44,7 +44,7 @@ def test_oom_batches_are_split_and_retried():
 def test_right_padded_causal_batches_drop_the_mask_with_identical_outputs(tiny_lm, tiny_bert):
     from transformers import AutoModel
 
-    from rewardkit.logprobs import backbone_mask, is_causal_decoder
+    from rewardkit.backbone import backbone_mask, is_causal_decoder
 
     lm, bert = AutoModel.from_pretrained(tiny_lm).eval(), AutoModel.from_pretrained(tiny_bert).eval()
     assert is_causal_decoder(lm) and not is_causal_decoder(bert)

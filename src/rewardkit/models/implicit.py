@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rewardkit.backbone import can_share_prefix
 from rewardkit.checkpoints import (
     base_fingerprint,
     check_adapter_keys,
@@ -38,13 +39,7 @@ from rewardkit.checkpoints import (
 from rewardkit.dtypes import adapters_like_base, cast_like_loaded, dtype_name, resolve_device, resolve_dtype
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
-from rewardkit.logprobs import (
-    DEFAULT_CHUNK,
-    can_share_prefix,
-    sequence_logprobs,
-    shared_sequence_logprobs,
-    verify_logits,
-)
+from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, shared_sequence_logprobs, verify_logits
 from rewardkit.manifest import model_dependencies, named_folder, write_manifest
 from rewardkit.models.engine import EngineRewardModel
 from rewardkit.scoring import Batch, EngineSettings, SharedBatch

@@ -9,13 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rewardkit.logprobs import (
-    backbone_mask,
-    can_share_prefix,
-    is_causal_decoder,
-    shared_hidden,
-    shared_states_at,
-)
+from rewardkit.backbone import backbone_mask, can_share_prefix, is_causal_decoder, shared_hidden
 from rewardkit.scoring import SharedBatch
 from rewardkit.util import unwrap_peft
 
@@ -116,3 +110,15 @@ class SequenceRewardModule(nn.Module):
         prefix, suffix = shared_hidden(self.model, batch)  # [G, P, H], [N, S, H]
         at = reward_index(batch.input_ids, batch.attention_mask, inner.config.get_text_config().pad_token_id)
         return self._head(inner.score, shared_states_at(prefix, suffix, batch.group, at))
+
+
+def shared_states_at(
+    prefix: torch.Tensor, suffix: torch.Tensor, group: torch.Tensor, at: torch.Tensor
+) -> torch.Tensor:
+    """[N, H] hidden states of a prefix-shared batch at positions ``at`` [N] of its concatenated rows
+    (:attr:`~rewardkit.scoring.SharedBatch.input_ids`): from ``prefix`` [G, P, H] (row ``group`` [N])
+    where ``at < P``, else from ``suffix`` [N, S, H] at ``at - P``."""
+    width, rows = prefix.shape[1], torch.arange(suffix.shape[0], device=suffix.device)
+    return torch.where(
+        (at < width)[:, None], prefix[group, at.clamp(max=width - 1)], suffix[rows, (at - width).clamp(min=0)]
+    )
