@@ -211,6 +211,13 @@ def eval_cmd(
     """Pairwise accuracy per model and split (ID vs OOD), 95% CIs, paired tests between models, and each
     model's length bias. With --length-penalty every model is also reported length-penalised (NAME+LP).
     With --suite, RewardBench or RewardBench 2 scores, sections and 95% CIs instead (docs/evaluation.md)."""
+    load = dict(
+        base_model=base_model,
+        dtype=dtype,
+        chat_template=chat_template,
+        max_batch_size=batch_size,
+        max_tokens=max_tokens,
+    )
     if suite:
         ctx = click.get_current_context()
         return _suite_eval(
@@ -231,13 +238,7 @@ def eval_cmd(
             on_error=on_error,
             force=force,
             length_penalty=length_penalty,
-            load=dict(
-                base_model=base_model,
-                dtype=dtype,
-                chat_template=chat_template,
-                max_batch_size=batch_size,
-                max_tokens=max_tokens,
-            ),
+            load=load,
         )
     if data is None:
         raise click.UsageError("give --data FILE (or --suite rewardbench|rewardbench2)")
@@ -250,49 +251,61 @@ def eval_cmd(
         raise click.UsageError("--ood needs --split-by")
     inputs = [data, dpo["policy"], dpo["reference"], base_model]
     inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
-    outs = [o for o in (json_out, md_out, plot_out) if o]
-    if len({Path(o).resolve() for o in outs}) < len(outs):
-        raise RewardkitError("--json, --markdown and --plot must be different files")
-    for out in outs:
-        check_file_output(out, inputs, force, base_model)
+    _check_outputs([json_out, md_out, plot_out], inputs, force, base_model)
     pairs = load_preferences(data, on_error=on_error)
-    rms = _named_rms(
-        rm_specs,
-        dpo,
-        base_model=base_model,
-        dtype=dtype,
-        chat_template=chat_template,
-        max_batch_size=batch_size,
-        max_tokens=max_tokens,
-    )
+    rms = _named_rms(rm_specs, dpo, **load)
     _add_length_penalised(rms, length_penalty)
     unit = length_penalty["unit"] or "words"
-    first = next(iter(rms.values()))
-    tokenizer = (first[0] if isinstance(first, list) else first).tokenizer
-    id_split = None
-    if not split_by:
-        splits = {"all": pairs}
-    elif ood:
-        ood_values = ood.split(",")
-        keys = {str(k) for k in pairs.values(split_by)}
-        unknown = set(ood_values) - keys
-        if unknown:
-            raise RewardkitError(f"--ood values not found in field {split_by!r}: {sorted(unknown)}")
-        groups = {str(k): v for k, v in pairs.group_by(split_by).items()}
-        id_split = "id"
-        splits = {"id": pairs.filter(lambda p: str(p.metadata[split_by]) not in ood_values)}
-        if not len(splits["id"]):
-            raise RewardkitError(
-                f"--ood lists every value of {split_by!r}: no in-distribution pairs are left"
-            )
-        splits.update({v: groups[v] for v in ood_values})
-    else:
-        splits = {str(k): v for k, v in pairs.group_by(split_by).items()}
+    tokenizer = _first_model(rms).tokenizer
+    splits, id_split = _splits(pairs, split_by, ood)
     report = evaluate(
         rms, splits, id_split=id_split, ties=ties, n_boot=n_boot, length_unit=unit, tokenizer=tokenizer
     )
     report.extra.update(data=str(data), split_by=split_by, dtype=_dtype_used(dtype))
     note = _note_remote(report, rms)
+    _write_report(report, json_out, md_out, plot_out)
+    click.echo(report.to_markdown() + note)
+
+
+def _check_outputs(outs: list[str | None], inputs: list, force: bool, base_model: str | None) -> None:
+    """The report files asked for are distinct and writable (none overwrites an input; an existing one
+    only with --force)."""
+    outs = [o for o in outs if o]
+    if len({Path(o).resolve() for o in outs}) < len(outs):
+        raise RewardkitError("--json, --markdown and --plot must be different files")
+    for out in outs:
+        check_file_output(out, inputs, force, base_model)
+
+
+def _first_model(rms: dict):
+    """The first named model (its first seed): the tokenizer that measures length bias is its."""
+    first = next(iter(rms.values()))
+    return first[0] if isinstance(first, list) else first
+
+
+def _splits(pairs, split_by: str | None, ood: str | None) -> tuple[dict, str | None]:
+    """``(split name -> pairs, the ID split's name or None)``: every pair in ``all``; or one split per
+    value of ``split_by``; or, with ``ood`` (comma-separated values), the other values' pairs as ``id``
+    and one split per OOD value."""
+    if not split_by:
+        return {"all": pairs}, None
+    if not ood:
+        return {str(k): v for k, v in pairs.group_by(split_by).items()}, None
+    ood_values = ood.split(",")
+    keys = {str(k) for k in pairs.values(split_by)}
+    unknown = set(ood_values) - keys
+    if unknown:
+        raise RewardkitError(f"--ood values not found in field {split_by!r}: {sorted(unknown)}")
+    groups = {str(k): v for k, v in pairs.group_by(split_by).items()}
+    splits = {"id": pairs.filter(lambda p: str(p.metadata[split_by]) not in ood_values)}
+    if not len(splits["id"]):
+        raise RewardkitError(f"--ood lists every value of {split_by!r}: no in-distribution pairs are left")
+    splits.update({v: groups[v] for v in ood_values})
+    return splits, "id"
+
+
+def _write_report(report, json_out: str | None, md_out: str | None, plot_out: str | None) -> None:
+    """The report as JSON, Markdown and a PNG plot, where asked (atomic writes)."""
     if json_out:
         report.to_json(json_out)
     if md_out:
@@ -301,4 +314,3 @@ def eval_cmd(
         atomic_write_text(md_out, report.to_markdown())
     if plot_out:
         report.plot(plot_out)
-    click.echo(report.to_markdown() + note)
