@@ -72,6 +72,57 @@ def _check_sized(name: str, args: tuple, kwargs: dict) -> None:
             raise TemplateBoundError(f"replace() would build more than {MAX_CHARS} characters")
 
 
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    """Jinja's ``lipsum`` global, refused past the bounds."""
+    if not all(isinstance(v, int) for v in (n, min, max)) or n * max * 12 > MAX_CHARS:
+        raise TemplateBoundError(f"lipsum({n}, max={max}) would build more than {MAX_CHARS} characters")
+    from jinja2.utils import generate_lorem_ipsum
+
+    return generate_lorem_ipsum(n, html, min, max)
+
+
+def _sized_filter(fn, name: str, tick, internal: tuple):
+    """Filter ``fn`` (one that builds strings) checked against the bounds at each call, after ``tick``
+    (the render's deadline); jinja's own arguments (``internal`` types) are not counted."""
+
+    def bounded(*args, **kwargs):
+        tick()
+        _check_sized(name, tuple(a for a in args if not isinstance(a, internal)), kwargs)
+        return fn(*args, **kwargs)
+
+    for attr in ("jinja_pass_arg",):  # keep jinja's pass_context / pass_environment markers
+        if hasattr(fn, attr):
+            setattr(bounded, attr, getattr(fn, attr))
+    return bounded
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse a ``*``, ``**``, ``+`` or ``%`` whose result would pass the bounds, before it is built."""
+    if operator == "*":
+        n, seq = (right, left) if isinstance(right, int) else (left, right)
+        if isinstance(n, int) and _size(seq) * max(n, 0) > MAX_CHARS:
+            raise TemplateBoundError(f"a repetition would build more than {MAX_CHARS} items")
+    elif operator == "**":
+        if isinstance(right, (int, float)) and abs(right) > 64 and abs(left) > 1:
+            raise TemplateBoundError(f"power {left!r} ** {right!r} is too large")
+    elif operator == "+" and _size(left) + _size(right) > MAX_CHARS:
+        raise TemplateBoundError(f"a concatenation would build more than {MAX_CHARS} items")
+    elif operator == "%" and isinstance(left, str) and _WIDE.search(left):
+        raise TemplateBoundError(f"format width in {left[:40]!r} is too large")
+
+
+def _check_call(obj: Any, args: tuple, kwargs: dict) -> None:
+    """Refuse a call whose arguments pass the bounds (a string method that builds strings, or any call
+    given a value that is already too large, e.g. a macro called on a string that keeps doubling)."""
+    name = getattr(obj, "__name__", "")
+    owner = getattr(obj, "__self__", None)
+    if isinstance(owner, str) and name in _SIZED:
+        _check_sized(name, (owner, *args), kwargs)
+    for a in (*args, *kwargs.values()):
+        if _size(a) > MAX_CHARS:
+            raise TemplateBoundError(f"a call was given more than {MAX_CHARS} characters")
+
+
 @lru_cache(maxsize=32)
 def _compiled(source: str):
     import jinja2
@@ -99,10 +150,10 @@ def _compiled(source: str):
             self.globals.update(hf_env.globals)
             self.globals["range"] = self._range
             if "lipsum" in self.globals:
-                self.globals["lipsum"] = self._lipsum
+                self.globals["lipsum"] = _lipsum
             for name in _SIZED:
                 if name in self.filters:
-                    self.filters[name] = self._sized(self.filters[name], name)
+                    self.filters[name] = _sized_filter(self.filters[name], name, self.tick, jinja_internal)
             self.state = threading.local()  # one render's deadline and steps, per thread
 
         def start(self) -> None:
@@ -111,15 +162,6 @@ def _compiled(source: str):
         def tick(self) -> None:
             if time.monotonic() > getattr(self.state, "deadline", float("inf")):
                 raise TemplateBoundError(f"render took longer than {MAX_SECONDS:g} s")
-
-        def _lipsum(self, n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
-            if not all(isinstance(v, int) for v in (n, min, max)) or n * max * 12 > MAX_CHARS:
-                raise TemplateBoundError(
-                    f"lipsum({n}, max={max}) would build more than {MAX_CHARS} characters"
-                )
-            from jinja2.utils import generate_lorem_ipsum
-
-            return generate_lorem_ipsum(n, html, min, max)
 
         def _range(self, *args: int):
             r = range(*args)
@@ -132,41 +174,14 @@ def _compiled(source: str):
                 self.tick()
                 yield i
 
-        def _sized(self, fn, name):
-            def bounded(*args, **kwargs):
-                self.tick()
-                _check_sized(name, tuple(a for a in args if not isinstance(a, jinja_internal)), kwargs)
-                return fn(*args, **kwargs)
-
-            for attr in ("jinja_pass_arg",):  # keep jinja's pass_context / pass_environment markers
-                if hasattr(fn, attr):
-                    setattr(bounded, attr, getattr(fn, attr))
-            return bounded
-
         def call_binop(self, context, operator, left, right):
             self.tick()
-            if operator == "*":
-                n, seq = (right, left) if isinstance(right, int) else (left, right)
-                if isinstance(n, int) and _size(seq) * max(n, 0) > MAX_CHARS:
-                    raise TemplateBoundError(f"a repetition would build more than {MAX_CHARS} items")
-            elif operator == "**":
-                if isinstance(right, (int, float)) and abs(right) > 64 and abs(left) > 1:
-                    raise TemplateBoundError(f"power {left!r} ** {right!r} is too large")
-            elif operator == "+" and _size(left) + _size(right) > MAX_CHARS:
-                raise TemplateBoundError(f"a concatenation would build more than {MAX_CHARS} items")
-            elif operator == "%" and isinstance(left, str) and _WIDE.search(left):
-                raise TemplateBoundError(f"format width in {left[:40]!r} is too large")
+            _check_binop(operator, left, right)
             return super().call_binop(context, operator, left, right)
 
         def call(self, context, obj, *args, **kwargs):
             self.tick()
-            name = getattr(obj, "__name__", "")
-            owner = getattr(obj, "__self__", None)
-            if isinstance(owner, str) and name in _SIZED:
-                _check_sized(name, (owner, *args), kwargs)
-            for a in (*args, *kwargs.values()):  # e.g. a macro called on a string that keeps doubling
-                if _size(a) > MAX_CHARS:
-                    raise TemplateBoundError(f"a call was given more than {MAX_CHARS} characters")
+            _check_call(obj, args, kwargs)
             return super().call(context, obj, *args, **kwargs)
 
         def getattr(self, obj, attribute):
