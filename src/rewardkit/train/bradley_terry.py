@@ -51,6 +51,33 @@ def _set_trainable(module: torch.nn.Module, head_only: bool, trainable: dict[str
         p.requires_grad_(trainable[name] and (is_head or not head_only))
 
 
+def _starting_model(model: Any, config: RewardTrainingConfig):
+    """The :class:`BradleyTerryRM` training starts from: ``model`` itself when it is one (its own
+    max_length and chat template kept unless the config sets them), else loaded from the checkpoint
+    with a fresh head seeded with ``head_seed``."""
+    from rewardkit.models.explicit import BradleyTerryRM
+
+    if not isinstance(model, BradleyTerryRM):
+        return BradleyTerryRM.from_pretrained(
+            model,
+            lora_r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            head_seed=config.head_seed,
+            dropout=config.dropout,
+            max_length=config.max_length or DEFAULT_MAX_LENGTH,
+            num_heads=config.num_heads,
+            chat_template=config.chat_template or "auto",
+        )
+    rm = model
+    if config.max_length is not None:
+        rm.formatter.max_length = config.max_length
+    if config.chat_template is not None and config.chat_template != rm.formatter.chat_template:
+        f = rm.formatter
+        rm.formatter = Formatter(rm.tokenizer, f.max_length, config.chat_template, f.pair_encoding, f.context)
+    return rm
+
+
 def train_reward_model(
     model: Any,
     train_data: Any,
@@ -75,34 +102,12 @@ def train_reward_model(
     ``transformers.TrainerCallback``s (e.g. :class:`rewardkit.ElasticResetCallback`). Under torchrun /
     accelerate every rank trains and rank 0 saves. A NaN or infinite loss stops the run; nothing is saved.
     """
-    from rewardkit.models.explicit import BradleyTerryRM
-
     config = (config or RewardTrainingConfig()).model_copy(update=overrides)
     config = RewardTrainingConfig.model_validate(config.model_dump())
     prepare_run_dir(out, config, force, resume)
     train_pairs = as_pairs(train_data)
     eval_pairs = as_pairs(eval_data) if eval_data is not None else None
-    if isinstance(model, BradleyTerryRM):
-        rm = model  # keeps its own max_length and convention unless the config sets them
-        if config.max_length is not None:
-            rm.formatter.max_length = config.max_length
-        if config.chat_template is not None and config.chat_template != rm.formatter.chat_template:
-            f = rm.formatter
-            rm.formatter = Formatter(
-                rm.tokenizer, f.max_length, config.chat_template, f.pair_encoding, f.context
-            )
-    else:
-        rm = BradleyTerryRM.from_pretrained(
-            model,
-            lora_r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            head_seed=config.head_seed,
-            dropout=config.dropout,
-            max_length=config.max_length or DEFAULT_MAX_LENGTH,
-            num_heads=config.num_heads,
-            chat_template=config.chat_template or "auto",
-        )
+    rm = _starting_model(model, config)
     train_ds = PairDataset(train_pairs, rm.formatter, config.margin_field)
     eval_ds = PairDataset(eval_pairs, rm.formatter, config.margin_field) if eval_pairs is not None else None
     module = rm.module.train()

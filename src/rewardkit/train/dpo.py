@@ -107,6 +107,39 @@ def _add_reference_logprobs(ds: PairDataset, model: nn.Module, pad_id: int, devi
         it["ref_chosen"], it["ref_rejected"] = float(lp[i]), float(lp[n + i])
 
 
+def _starting_policy(model, config: DPOTrainingConfig, device) -> nn.Module:
+    """The causal LM at ``model`` in float32 (with a fresh LoRA adapter when ``lora_r``), its logits
+    checked to be the LM head's (:func:`~rewardkit.logprobs.verify_logits`)."""
+    policy = load_causal_lm(model, device, torch.float32)
+    if config.lora_r:
+        policy = add_lora(
+            policy, config.lora_r, config.lora_alpha, config.lora_dropout, task="CAUSAL_LM", seed=config.seed
+        )
+    verify_logits(policy)
+    return policy
+
+
+def _implicit_rm(policy, tok, model, reference, config: DPOTrainingConfig, device) -> DPOImplicitRM:
+    """The trained policy's implicit reward against its reference: the ``reference`` checkpoint, else
+    the starting policy (for LoRA: the base with the adapter disabled, so no second copy is loaded)."""
+    ref_path = (
+        str(Path(reference).resolve())
+        if reference is not None
+        else (None if config.lora_r else str(Path(model).resolve()))
+    )
+    return DPOImplicitRM(
+        policy,
+        load_causal_lm(ref_path, device, torch.float32) if ref_path is not None else None,
+        tok,
+        beta=config.beta,
+        reduction=config.reduction,
+        max_length=config.max_length,
+        device=device,
+        reference_path=ref_path,
+        chat_template=config.chat_template,
+    )
+
+
 def train_dpo(
     model: str | os.PathLike,
     train_data: Any,
@@ -134,12 +167,7 @@ def train_dpo(
     eval_pairs = as_pairs(eval_data) if eval_data is not None else None
     device = resolve_device(None)
     tok = load_tokenizer(model)
-    policy = load_causal_lm(model, device, torch.float32)
-    if config.lora_r:
-        policy = add_lora(
-            policy, config.lora_r, config.lora_alpha, config.lora_dropout, task="CAUSAL_LM", seed=config.seed
-        )
-    verify_logits(policy)
+    policy = _starting_policy(model, config, device)
     formatter = Formatter(tok, config.max_length, config.chat_template, context=model_context(policy))
     datasets = [PairDataset(train_pairs, formatter, boundary=True)] + (
         [PairDataset(eval_pairs, formatter, boundary=True)] if eval_pairs else []
@@ -176,23 +204,7 @@ def train_dpo(
             loss_type=config.loss,
             label_smoothing=config.label_smoothing,
         )
-    policy.eval()
-    ref_path = (
-        str(Path(reference).resolve())
-        if reference is not None
-        else (None if config.lora_r else str(Path(model).resolve()))
-    )
-    rm = DPOImplicitRM(
-        policy,
-        load_causal_lm(ref_path, device, torch.float32) if ref_path is not None else None,
-        tok,
-        beta=config.beta,
-        reduction=config.reduction,
-        max_length=config.max_length,
-        device=device,
-        reference_path=ref_path,
-        chat_template=config.chat_template,
-    )
+    rm = _implicit_rm(policy.eval(), tok, model, reference, config, device)
     if out is not None and trainer.is_world_process_zero():
         rm._write(out, force=True, keep=("checkpoints",))  # in the trained (fp32) precision
     if resolve_dtype(config.dtype, device) != torch.float32:  # as load_reward_model would give it back
