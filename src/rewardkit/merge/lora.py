@@ -84,9 +84,25 @@ def average_lora(
             r.close()
 
 
-def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, force, extra_files) -> Path:
+def _dense_base(base, kind: str, num_labels: int):
+    """The members' base model in float32, as the kind's HF class (a causal LM for implicit RMs, a
+    sequence classifier with ``num_labels`` fresh heads otherwise: the heads come from the adapters)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    from rewardkit.checkpoints import check_load_report, hf_load
+
+    load = dict(dtype=torch.float32, use_safetensors=True, output_loading_info=True)
+    if kind == "implicit":
+        model, report = hf_load(AutoModelForCausalLM.from_pretrained, base, "base model", **load)
+    else:
+        model, report = hf_load(
+            AutoModelForSequenceClassification.from_pretrained, base, "base model", num_labels=num_labels, **load
+        )
+    check_load_report(report, base, new_head=kind != "implicit", model=model)
+    return model
+
+
+def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, force, extra_files) -> Path:
     configs = [json.loads((s / "adapter_config.json").read_text()) for s in srcs]
     keys = set(readers[0].keys())
     for r, s in zip(readers[1:], srcs[1:]):
@@ -96,22 +112,8 @@ def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, f
     bad = [k for k in dense for r in readers[1:] if r.meta(k) != readers[0].meta(k)]
     if bad:
         raise mismatch("reward heads / saved modules differ in shape", bad)
-    from rewardkit.checkpoints import check_load_report, hf_load
-
     kind = manifests[0].get("kind", "explicit")
-    load = dict(dtype=torch.float32, use_safetensors=True, output_loading_info=True)
-    if kind == "implicit":
-        model, report = hf_load(AutoModelForCausalLM.from_pretrained, base, "base model", **load)
-    else:
-        num_labels = manifests[0].get("num_heads") or 1
-        model, report = hf_load(
-            AutoModelForSequenceClassification.from_pretrained,
-            base,
-            "base model",
-            num_labels=num_labels,
-            **load,
-        )
-    check_load_report(report, base, new_head=kind != "implicit", model=model)  # heads come from the adapters
+    model = _dense_base(base, kind, manifests[0].get("num_heads") or 1)
     fan_in_fan_out = {bool(c.get("fan_in_fan_out")) for c in configs}
     if len(fan_in_fan_out) > 1:
         raise ModelError("cannot merge: members disagree on fan_in_fan_out")
