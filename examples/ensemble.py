@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
                 progress=False,
             )
             paths.append(work / f"rm{s}")
-        ens = load_ensemble(paths, aggregation="mean_minus_std", lam=1.0, normalize="zscore")
+        ens = load_ensemble(paths, aggregation="mean_minus_std", uncertainty_penalty=1.0, normalize="zscore")
         ens.fit_normalization(
             calibration.prompts * 2, [p.chosen for p in calibration] + [p.rejected for p in calibration]
         )

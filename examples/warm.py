@@ -33,7 +33,7 @@ def main(argv=None) -> dict:
             "members_ood": members,
             "warm_ood": load_reward_model(res["warm"]).score_pairs(ood).accuracy(),
             "ensemble_ood": load_ensemble(res["members"]).score_pairs(ood).accuracy(),
-            "lmc": lmc_curve(res["members"][0], res["members"][1], ood, lambdas=[0.0, 0.5, 1.0]),
+            "lmc": lmc_curve(res["members"][0], res["members"][1], ood, ts=[0.0, 0.5, 1.0]),
         }
         print(result)
         return result

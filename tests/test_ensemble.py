@@ -45,7 +45,7 @@ def test_ensemble_scores_and_uncertainty(members):
     ds = make_synthetic_preferences(10, seed=3)
     prompts, responses = ds.prompts, [p.chosen for p in ds]
     alone = np.stack([m.score(prompts, responses) for m in members])
-    ens = EnsembleRM(members, aggregation="mean_minus_std", lam=0.5)
+    ens = EnsembleRM(members, aggregation="mean_minus_std", uncertainty_penalty=0.5)
     u = ens.score_with_uncertainty(prompts, responses)
     np.testing.assert_allclose(u.members, alone, atol=1e-6)
     np.testing.assert_allclose(u.std, alone.std(0), atol=1e-6)
@@ -85,7 +85,7 @@ def test_ensemble_cli_and_score_writes_members(members, tmp_path, capsys, batch_
             str(tmp_path / "ens"),
             "--aggregation",
             "mean_minus_var",
-            "--lam",
+            "--uncertainty-penalty",
             "2",
             "--normalize",
             "zscore",

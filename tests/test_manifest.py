@@ -41,7 +41,11 @@ def test_round_trip_and_absent(tmp_path):
         ({"kind": "x", "num_heads": True}, "'num_heads' has the wrong type"),
         ({"kind": "x", "max_length": 0}, "'max_length' must be a positive integer"),
         ({"kind": "x", "beta": 0}, "'beta' must be a positive finite number"),
-        ({"kind": "x", "lam": -1}, "'lam' must be a non-negative finite number"),
+        (
+            {"kind": "x", "uncertainty_penalty": -1},
+            "'uncertainty_penalty' must be a non-negative finite number",
+        ),
+        ({"kind": "x", "lam": 1}, "field 'lam' was renamed 'uncertainty_penalty'"),
         ({"kind": "x", "reduction": "max"}, "'reduction' must be one of sum, mean"),
         ({"kind": "x", "members": ["a", ""]}, "'members' must be a list of folder names"),
         ({"kind": "x", "weights": [1, -2]}, "'weights' must be a list of finite non-negative numbers"),

@@ -10,7 +10,7 @@ from rewardkit.mechanism import affine_maximizer, aggregate, normalize_rewards, 
 
 
 def test_two_groups_two_candidates_by_hand():
-    # r1 = (1, 0), r2 = (0, 1), w = (1, 1), lam = 1, uniform base: pi* = (1/2, 1/2), v = (1/2, 1/2), KL = 0
+    # r1 = (1, 0), r2 = (0, 1), w = (1, 1), kl_coef = 1, uniform base: pi* = (1/2, 1/2), v = (1/2, 1/2), KL = 0
     res = affine_maximizer(np.array([[1.0, 0.0], [0.0, 1.0]]), [1.0, 1.0], 1.0)
     np.testing.assert_allclose(res.policy, [0.5, 0.5])
     np.testing.assert_allclose(res.valuations, [0.5, 0.5])
@@ -24,19 +24,19 @@ def test_two_groups_two_candidates_by_hand():
 
 def test_three_candidates_weights_lambda_and_base_by_hand():
     r = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
-    w, lam, base = np.array([2.0, 1.0]), 0.5, np.array([0.5, 0.25, 0.25])
-    res = affine_maximizer(r, w, lam, base)
+    w, kl_coef, base = np.array([2.0, 1.0]), 0.5, np.array([0.5, 0.25, 0.25])
+    res = affine_maximizer(r, w, kl_coef, base)
     # pi* proportional to base * exp((2 r1 + r2) / 0.5): exponents (2.2, 1.4, 2.4)
     e = np.array([0.5 * math.exp(2.2), 0.25 * math.exp(1.4), 0.25 * math.exp(2.4)])
     np.testing.assert_allclose(res.policy, e / e.sum())
     np.testing.assert_allclose(res.valuations, r @ (e / e.sum()))
-    # group 1's payment: max of the others' welfare is lam log E_base exp(r2 / lam); minus its value at pi*
+    # group 1's payment: max of the others' welfare is kl_coef log E_base exp(r2 / kl_coef); minus its value at pi*
     pi = e / e.sum()
     kl = float(np.sum(pi * np.log(pi / base)))
-    best_without_1 = lam * math.log(float(base @ np.exp(r[1] / lam)))
-    assert res.payments[0] == pytest.approx(best_without_1 - (w[1] * (r[1] @ pi) - lam * kl))
-    best_without_2 = lam * math.log(float(base @ np.exp(w[0] * r[0] / lam)))
-    assert res.payments[1] == pytest.approx(best_without_2 - (w[0] * (r[0] @ pi) - lam * kl))
+    best_without_1 = kl_coef * math.log(float(base @ np.exp(r[1] / kl_coef)))
+    assert res.payments[0] == pytest.approx(best_without_1 - (w[1] * (r[1] @ pi) - kl_coef * kl))
+    best_without_2 = kl_coef * math.log(float(base @ np.exp(w[0] * r[0] / kl_coef)))
+    assert res.payments[1] == pytest.approx(best_without_2 - (w[0] * (r[0] @ pi) - kl_coef * kl))
 
 
 def test_normalisation():
@@ -65,19 +65,19 @@ def test_dsic_and_ir_hold_numerically():
         g, n = rng.integers(2, 5), rng.integers(2, 7)
         true = normalize_rewards(rng.random((g, n)))
         w = rng.integers(1, 10, size=g).astype(float)
-        lam = float(rng.choice([0.05, 0.3, 1.0, 3.0]))
+        kl_coef = float(rng.choice([0.05, 0.3, 1.0, 3.0]))
         base = normalize_rewards(rng.random(n)) * 0.9 + 0.1 / n
         for i in range(g):
-            honest = utility(true[i], i, true, w, lam, base)
+            honest = utility(true[i], i, true, w, kl_coef, base)
             assert honest >= -1e-12  # IR
             for lie in _misreports(true[i], rng):
                 reports = true.copy()
                 reports[i] = lie
-                assert utility(true[i], i, reports, w, lam, base) <= honest + 1e-10  # DSIC
+                assert utility(true[i], i, reports, w, kl_coef, base) <= honest + 1e-10  # DSIC
 
 
 def test_without_payments_the_polarised_misreport_pays():
-    # by hand: r1 = (0.6, 0.4, 0), r2 = (0, 0.4, 0.6), w = 1, lam = 1; polarising puts pi* mass on candidate 0
+    # by hand: r1 = (0.6, 0.4, 0), r2 = (0, 0.4, 0.6), w = 1, kl_coef = 1; polarising puts pi* mass on candidate 0
     true = np.array([[0.6, 0.4, 0.0], [0.0, 0.4, 0.6]])
     lie = true.copy()
     lie[0] = [1.0, 0.0, 0.0]
@@ -104,7 +104,7 @@ def test_without_payments_the_polarised_misreport_pays():
 def test_refusals():
     with pytest.raises(ValueError, match="weights must be 2 finite non-negative"):
         affine_maximizer(np.ones((2, 3)), [1.0, -1.0], 1.0)
-    with pytest.raises(ValueError, match="lam must be a positive finite number"):
+    with pytest.raises(ValueError, match="kl_coef must be a positive finite number"):
         affine_maximizer(np.ones((2, 3)), [1.0, 1.0], 0.0)
     with pytest.raises(ValueError, match="NaN"):
         affine_maximizer(np.array([[np.nan, 1.0]]), [1.0], 1.0)
@@ -116,7 +116,7 @@ def test_aggregate_scores_through_the_engine_once_per_model(tiny_lm, batch_shape
     rms = [BradleyTerryRM.from_pretrained(tiny_lm, head_seed=s) for s in (1, 2)]
     prompts = ["tell me about pasta", "explain the star"]
     candidates = [[" good clear", " bad", " kind useful"], [" wrong", " precise great", " vague"]]
-    out = aggregate(rms, [3.0, 1.0], prompts, candidates, lam=0.5)
+    out = aggregate(rms, [3.0, 1.0], prompts, candidates, kl_coef=0.5)
     assert len(batch_shapes) == 2  # one engine call (one batch here) per model
     for p, cands in enumerate(candidates):
         r = normalize_rewards(np.stack([rm.score([prompts[p]] * 3, cands) for rm in rms]))

@@ -291,12 +291,12 @@ def test_fused_accumulation_equals_torch_addcmul():
 
 def test_interpolation_endpoints_and_lmc(full_members, tmp_path):
     ds = make_synthetic_preferences(30, seed=2)
-    for lam, src in ((0.0, full_members[0]), (1.0, full_members[1])):
-        m = interpolate(full_members[0], full_members[1], lam, tmp_path / f"i{lam}")
+    for t, src in ((0.0, full_members[0]), (1.0, full_members[1])):
+        m = interpolate(full_members[0], full_members[1], t, tmp_path / f"i{t}")
         np.testing.assert_array_equal(
             load_reward_model(m).score_pairs(ds).margins, load_reward_model(src).score_pairs(ds).margins
         )
-    curve = lmc_curve(full_members[0], full_members[1], ds, lambdas=[0.0, 0.5, 1.0])
+    curve = lmc_curve(full_members[0], full_members[1], ds, ts=[0.0, 0.5, 1.0])
     assert curve["wa"][0] == curve["ens"][0] == curve["diag"][0]
     assert curve["wa"][2] == curve["ens"][2] == curve["diag"][2]
     assert curve["diag"][1] == pytest.approx((curve["diag"][0] + curve["diag"][2]) / 2)

@@ -39,7 +39,7 @@ MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "reference_free": bool,
     "members": list,
     "aggregation": str,
-    "lam": (int, float),
+    "uncertainty_penalty": (int, float),
     "weights": list,
     "normalize": str,
     "stats": dict,
@@ -63,8 +63,17 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+#: Fields renamed in 0.4 (old -> new): a folder that still carries the old one is refused, never misread
+RENAMED_FIELDS = {"lam": "uncertainty_penalty"}
+
+
 def _check_values(file: Path, m: dict[str, Any]) -> None:
     """Values a loader could not use (or would use wrongly) are refused with the field's name."""
+    for old, new in RENAMED_FIELDS.items():
+        if old in m:
+            raise ModelError(
+                f"{file}: field {old!r} was renamed {new!r} in rewardkit 0.4; rename it in the file"
+            )
 
     def bad(field: str, want: str) -> ModelError:
         return ModelError(f"{file}: field {field!r} must be {want}, got {m[field]!r}")
@@ -74,7 +83,7 @@ def _check_values(file: Path, m: dict[str, Any]) -> None:
             raise bad(field, "a positive integer")
     if m.get("beta") is not None and not (_finite(m["beta"]) and m["beta"] > 0):
         raise bad("beta", "a positive finite number")
-    for field in ("lam", "alpha"):
+    for field in ("uncertainty_penalty", "alpha"):
         if m.get(field) is not None and not (_finite(m[field]) and m[field] >= 0):
             raise bad(field, "a non-negative finite number")
     for field, choices in _CHOICES.items():

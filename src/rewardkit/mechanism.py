@@ -4,14 +4,14 @@ Fine-tuning with Multiple Reward Models").
 Groups i = 1..G, of sizes (weights) w_i, report reward models r_i; the provider trains one policy that
 maximises the weighted social welfare with a KL penalty to the initial policy (the SW-Max training rule):
 
-    ASW(pi) = sum_i w_i v_i(pi) - lam * KL(pi || pi_init),        v_i(pi) = E_{y ~ pi}[r_i(y)]
+    ASW(pi) = sum_i w_i v_i(pi) - kl_coef * KL(pi || pi_init),        v_i(pi) = E_{y ~ pi}[r_i(y)]
 
 On a finite candidate set (N responses per prompt sampled from pi_init, as in best-of-N) its optimum is
-closed-form: pi*(y) proportional to pi_init(y) exp(sum_i w_i r_i(y) / lam). Without payments a group
+closed-form: pi*(y) proportional to pi_init(y) exp(sum_i w_i r_i(y) / kl_coef). Without payments a group
 gains by misreporting (e.g. a polarised report that puts all its reward on its favourite response). The
 affine maximizer payment (weighted VCG)
 
-    p_i = ASW_{-i}(pi*_{-i}) - ASW_{-i}(pi*),   ASW_{-i}(pi) = sum_{j != i} w_j v_j(pi) - lam KL(pi || pi_init)
+    p_i = ASW_{-i}(pi*_{-i}) - ASW_{-i}(pi*),   ASW_{-i}(pi) = sum_{j != i} w_j v_j(pi) - kl_coef KL(pi || pi_init)
 
 where pi*_{-i} is the optimum without group i, makes truthful reporting a dominant strategy (DSIC) for
 group utilities u_i = w_i v_i(pi*) - p_i, and keeps them non-negative (IR) when rewards are
@@ -42,7 +42,7 @@ def normalize_rewards(rewards: np.ndarray) -> np.ndarray:
     return np.where(total > 0, shifted / np.where(total > 0, total, 1.0), uniform)
 
 
-def _check(rewards: np.ndarray, weights: np.ndarray, lam: float, base: np.ndarray | None) -> np.ndarray:
+def _check(rewards: np.ndarray, weights: np.ndarray, kl_coef: float, base: np.ndarray | None) -> np.ndarray:
     if rewards.ndim != 2 or rewards.shape[1] < 1:
         raise ValueError(f"rewards must be [groups, candidates], got shape {rewards.shape}")
     if not np.isfinite(rewards).all():
@@ -51,8 +51,8 @@ def _check(rewards: np.ndarray, weights: np.ndarray, lam: float, base: np.ndarra
         raise ValueError(
             f"weights must be {rewards.shape[0]} finite non-negative numbers, got {weights.tolist()}"
         )
-    if not (np.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam must be a positive finite number, got {lam}")
+    if not (np.isfinite(kl_coef) and kl_coef > 0):
+        raise ValueError(f"kl_coef must be a positive finite number, got {kl_coef}")
     n = rewards.shape[1]
     if base is None:
         return np.full(n, 1.0 / n)
@@ -62,11 +62,11 @@ def _check(rewards: np.ndarray, weights: np.ndarray, lam: float, base: np.ndarra
     return base
 
 
-def sw_max_policy(rewards: np.ndarray, weights: np.ndarray, lam: float, base: np.ndarray) -> np.ndarray:
-    """The SW-Max training rule over candidates: pi(y) proportional to base(y) exp(sum_i w_i r_i(y) / lam).
+def sw_max_policy(rewards: np.ndarray, weights: np.ndarray, kl_coef: float, base: np.ndarray) -> np.ndarray:
+    """The SW-Max training rule over candidates: pi(y) proportional to base(y) exp(sum_i w_i r_i(y) / kl_coef).
 
     ``rewards``: [G, N]; ``weights``: [G]; ``base``: [N] probabilities. Returns [N] probabilities."""
-    logits = np.log(base) + (weights @ rewards) / lam
+    logits = np.log(base) + (weights @ rewards) / kl_coef
     logits -= logits.max()
     p = np.exp(logits)
     return p / p.sum()
@@ -78,9 +78,11 @@ def kl(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[mask] * (np.log(p[mask]) - np.log(q[mask]))))
 
 
-def asw(policy: np.ndarray, rewards: np.ndarray, weights: np.ndarray, lam: float, base: np.ndarray) -> float:
-    """Affine social welfare sum_i w_i E_policy[r_i] - lam KL(policy || base)."""
-    return float(weights @ (rewards @ policy)) - lam * kl(policy, base)
+def asw(
+    policy: np.ndarray, rewards: np.ndarray, weights: np.ndarray, kl_coef: float, base: np.ndarray
+) -> float:
+    """Affine social welfare sum_i w_i E_policy[r_i] - kl_coef KL(policy || base)."""
+    return float(weights @ (rewards @ policy)) - kl_coef * kl(policy, base)
 
 
 @dataclass(frozen=True)
@@ -100,26 +102,26 @@ class MechanismResult:
 
 
 def affine_maximizer(
-    rewards: np.ndarray, weights: Sequence[float], lam: float, base: np.ndarray | None = None
+    rewards: np.ndarray, weights: Sequence[float], kl_coef: float, base: np.ndarray | None = None
 ) -> MechanismResult:
     """The SW-Max policy and the affine maximizer payments for reported ``rewards`` [G, N] of groups of
-    sizes ``weights`` [G], KL coefficient ``lam`` and initial policy ``base`` [N] (uniform by default).
+    sizes ``weights`` [G], KL coefficient ``kl_coef`` and initial policy ``base`` [N] (uniform by default).
 
     Rewards are used as given: apply :func:`normalize_rewards` first for the paper's setting (required
     for the IR guarantee, which needs non-negative rewards)."""
     r = np.asarray(rewards, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
-    base = _check(r, w, lam, base)
-    pi = sw_max_policy(r, w, lam, base)
+    base = _check(r, w, kl_coef, base)
+    pi = sw_max_policy(r, w, kl_coef, base)
     v = r @ pi
     payments = np.empty(len(w))
     for i in range(len(w)):
         others = np.arange(len(w)) != i
-        pi_without = sw_max_policy(r[others], w[others], lam, base)
-        payments[i] = asw(pi_without, r[others], w[others], lam, base) - asw(
-            pi, r[others], w[others], lam, base
+        pi_without = sw_max_policy(r[others], w[others], kl_coef, base)
+        payments[i] = asw(pi_without, r[others], w[others], kl_coef, base) - asw(
+            pi, r[others], w[others], kl_coef, base
         )
-    return MechanismResult(pi, v, payments, w * v - payments, asw(pi, r, w, lam, base), kl(pi, base))
+    return MechanismResult(pi, v, payments, w * v - payments, asw(pi, r, w, kl_coef, base), kl(pi, base))
 
 
 def utility(
@@ -127,13 +129,13 @@ def utility(
     i: int,
     reports: np.ndarray,
     weights: Sequence[float],
-    lam: float,
+    kl_coef: float,
     base: np.ndarray | None = None,
     payments: bool = True,
 ) -> float:
     """Group ``i``'s utility w_i E_pi[true r_i] - p_i when the groups report ``reports`` [G, N] (its own
     report may differ from ``true_reward``); ``payments=False``: the training rule alone."""
-    res = affine_maximizer(reports, weights, lam, base)
+    res = affine_maximizer(reports, weights, kl_coef, base)
     value = float(np.asarray(weights, dtype=np.float64)[i] * (np.asarray(true_reward) @ res.policy))
     return value - (res.payments[i] if payments else 0.0)
 
@@ -156,7 +158,7 @@ def aggregate(
     weights: Sequence[float],
     prompts: Sequence[Any],
     candidates: Sequence[Sequence[str]],
-    lam: float,
+    kl_coef: float,
     *,
     normalize: bool = True,
     base: Sequence[np.ndarray] | None = None,
@@ -175,7 +177,7 @@ def aggregate(
         r = np.stack([per_model[g][p] for g in range(len(rms))]).astype(np.float64)
         if normalize:
             r = normalize_rewards(r)
-        res = affine_maximizer(r, weights, lam, None if base is None else base[p])
+        res = affine_maximizer(r, weights, kl_coef, None if base is None else base[p])
         results.append(res)
         best.append(int(np.argmax(res.policy)))
     mean = lambda attr: np.mean([getattr(x, attr) for x in results], axis=0)  # noqa: E731

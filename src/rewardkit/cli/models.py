@@ -23,7 +23,10 @@ from rewardkit.cli.options import (
     default="mean",
 )
 @click.option(
-    "--lam", type=NON_NEGATIVE, default=1.0, help="uncertainty penalty of mean_minus_std / mean_minus_var"
+    "--uncertainty-penalty",
+    type=NON_NEGATIVE,
+    default=1.0,
+    help="weight of the members' spread in mean_minus_std / mean_minus_var",
 )
 @click.option(
     "--weights", type=NumberList(), default=None, help="comma-separated member weights ('weighted')"
@@ -32,7 +35,9 @@ from rewardkit.cli.options import (
 @click.option("--calibration", default=None, help="preference file whose prompts/responses fit the z-scores")
 @base_model_option
 @click.option("--force", is_flag=True)
-def ensemble(sources, out, aggregation, lam, weights, normalize, calibration, base_model, force) -> None:
+def ensemble(
+    sources, out, aggregation, uncertainty_penalty, weights, normalize, calibration, base_model, force
+) -> None:
     """Build a prediction ensemble from saved reward models."""
     from rewardkit.io import check_distinct
 
@@ -50,7 +55,12 @@ def ensemble(sources, out, aggregation, lam, weights, normalize, calibration, ba
     cal = load_preferences(calibration) if calibration else None  # bad data fails before models load
     kw = {"base_model": base_model} if base_model else {}
     ens = load_ensemble(
-        sources, aggregation=aggregation, lam=lam, weights=weights, normalize=normalize, load_kwargs=kw
+        sources,
+        aggregation=aggregation,
+        uncertainty_penalty=uncertainty_penalty,
+        weights=weights,
+        normalize=normalize,
+        load_kwargs=kw,
     )
     if cal is not None:
         ens.fit_normalization(

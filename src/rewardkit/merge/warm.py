@@ -20,36 +20,36 @@ from rewardkit.records import PreferencePair
 
 
 def interpolate(
-    rm_a: str | os.PathLike, rm_b: str | os.PathLike, lam: float, out: str | os.PathLike, force: bool = False
+    rm_a: str | os.PathLike, rm_b: str | os.PathLike, t: float, out: str | os.PathLike, force: bool = False
 ) -> Path:
-    """The weight interpolation (1 - lam) * phi_a + lam * phi_b, saved to ``out``."""
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must be in [0, 1], got {lam}")
-    return weight_average([rm_a, rm_b], [1.0 - lam, lam], out=out, force=force, progress=False)
+    """The weight interpolation (1 - t) * phi_a + t * phi_b, saved to ``out``."""
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"t must be in [0, 1], got {t}")
+    return weight_average([rm_a, rm_b], [1.0 - t, t], out=out, force=force, progress=False)
 
 
 def lmc_curve(
     rm_a: str | os.PathLike,
     rm_b: str | os.PathLike,
     pairs: Any,
-    lambdas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    ts: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
     ties: str = "half",
 ) -> dict[str, list[float]]:
-    """For each lambda: accuracy of the weight-interpolated model (``wa``), of the interpolated
+    """For each t: accuracy of the weight-interpolated model (``wa``), of the interpolated
     predictions (``ens``) and the interpolated accuracies (``diag``) (WARM, Fig. 3)."""
     pairs = as_pairs(pairs)
     ma = load_reward_model(rm_a).score_pairs(pairs).margins
     mb = load_reward_model(rm_b).score_pairs(pairs).margins
     acc_a, acc_b = pairwise_accuracy(ma, ties), pairwise_accuracy(mb, ties)
-    out: dict[str, list[float]] = {"lambda": [], "wa": [], "ens": [], "diag": []}
+    out: dict[str, list[float]] = {"t": [], "wa": [], "ens": [], "diag": []}
     with tempfile.TemporaryDirectory(prefix="rewardkit-lmc-") as tmp:
-        for i, lam in enumerate(lambdas):
-            folder = interpolate(rm_a, rm_b, lam, Path(tmp) / f"wa{i}")
+        for i, t in enumerate(ts):
+            folder = interpolate(rm_a, rm_b, t, Path(tmp) / f"wa{i}")
             wa = load_reward_model(folder).score_pairs(pairs).margins
-            out["lambda"].append(float(lam))
+            out["t"].append(float(t))
             out["wa"].append(pairwise_accuracy(wa, ties))
-            out["ens"].append(pairwise_accuracy((1 - lam) * ma + lam * mb, ties))
-            out["diag"].append((1 - lam) * acc_a + lam * acc_b)
+            out["ens"].append(pairwise_accuracy((1 - t) * ma + t * mb, ties))
+            out["diag"].append((1 - t) * acc_a + t * acc_b)
     return out
 
 

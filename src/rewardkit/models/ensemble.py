@@ -21,38 +21,48 @@ from typing import Any
 import numpy as np
 
 from rewardkit.base import Loader, RewardModel
-from rewardkit.data import Prompt
 from rewardkit.errors import ModelError, RewardkitError
 from rewardkit.io import atomic_dir, check_output, copy_model_tree
 from rewardkit.manifest import member_folder, read_manifest, write_manifest
+from rewardkit.records import Prompt
 from rewardkit.templating import Texts
 from rewardkit.util import TOKENIZER_FILES, scaled_weights
 
 
-def agg_mean(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
+def agg_mean(
+    s: np.ndarray, uncertainty_penalty: float = 1.0, weights: np.ndarray | None = None
+) -> np.ndarray:
     return s.mean(axis=0)
 
 
-def agg_median(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
+def agg_median(
+    s: np.ndarray, uncertainty_penalty: float = 1.0, weights: np.ndarray | None = None
+) -> np.ndarray:
     return np.median(s, axis=0)
 
 
-def agg_min(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
+def agg_min(s: np.ndarray, uncertainty_penalty: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
     """Worst-case optimisation (WCO, Coste et al.)."""
     return s.min(axis=0)
 
 
-def agg_mean_minus_std(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
-    """mean - lam * std across members (population std, ddof=0; Eisenstein et al.)."""
-    return s.mean(axis=0) - lam * s.std(axis=0)
+def agg_mean_minus_std(
+    s: np.ndarray, uncertainty_penalty: float = 1.0, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """mean - uncertainty_penalty * std across members (population std, ddof=0; Eisenstein et al.)."""
+    return s.mean(axis=0) - uncertainty_penalty * s.std(axis=0)
 
 
-def agg_mean_minus_var(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
-    """Uncertainty-weighted optimisation (UWO, Coste et al.): mean - lam * variance (ddof=0)."""
-    return s.mean(axis=0) - lam * s.var(axis=0)
+def agg_mean_minus_var(
+    s: np.ndarray, uncertainty_penalty: float = 1.0, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Uncertainty-weighted optimisation (UWO, Coste et al.): mean - uncertainty_penalty * variance (ddof=0)."""
+    return s.mean(axis=0) - uncertainty_penalty * s.var(axis=0)
 
 
-def agg_weighted(s: np.ndarray, lam: float = 1.0, weights: np.ndarray | None = None) -> np.ndarray:
+def agg_weighted(
+    s: np.ndarray, uncertainty_penalty: float = 1.0, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Fixed member weights, normalised to sum 1."""
     if weights is None:
         raise ValueError("aggregation 'weighted' needs weights")
@@ -142,7 +152,7 @@ class EnsembleRM(RewardModel):
         self,
         members: Sequence[RewardModel],
         aggregation: str = "mean",
-        lam: float = 1.0,
+        uncertainty_penalty: float = 1.0,
         weights: Sequence[float] | None = None,
         normalize: str = "none",
         stats: dict[str, list[float]] | None = None,
@@ -155,8 +165,10 @@ class EnsembleRM(RewardModel):
             raise ModelError(f"unknown aggregation {aggregation!r}; use one of {sorted(AGGREGATIONS)}")
         if normalize not in ("none", "zscore"):
             raise ModelError(f"normalize must be 'none' or 'zscore', got {normalize!r}")
-        if not np.isfinite(lam) or lam < 0:
-            raise ModelError(f"lam must be a non-negative finite number, got {lam}")
+        if not np.isfinite(uncertainty_penalty) or uncertainty_penalty < 0:
+            raise ModelError(
+                f"uncertainty_penalty must be a non-negative finite number, got {uncertainty_penalty}"
+            )
         if weights is not None and aggregation != "weighted":
             raise ModelError(f"weights are used by aggregation 'weighted' only, not {aggregation!r}")
         if aggregation == "weighted":
@@ -171,7 +183,11 @@ class EnsembleRM(RewardModel):
         if stats is not None:
             check_stats(stats, n_rows)
         self.members = list(members)
-        self.aggregation, self.lam, self.normalize = aggregation, float(lam), normalize
+        self.aggregation, self.uncertainty_penalty, self.normalize = (
+            aggregation,
+            float(uncertainty_penalty),
+            normalize,
+        )
         self.weights = None if weights is None else [float(w) for w in weights]
         self.stats = stats
         self.row_order = list(row_order) if row_order is not None else None
@@ -227,7 +243,7 @@ class EnsembleRM(RewardModel):
     def uncertainty(self, texts: Texts) -> EnsembleScores:
         s = self._normalized(self.raw_rows(texts))
         w = None if self.weights is None else np.asarray(self.weights)
-        agg = AGGREGATIONS[self.aggregation](s, self.lam, w)
+        agg = AGGREGATIONS[self.aggregation](s, self.uncertainty_penalty, w)
         return EnsembleScores(agg.astype(np.float32), s.astype(np.float32), s.std(axis=0).astype(np.float32))
 
     def score_with_uncertainty(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> EnsembleScores:
@@ -248,7 +264,7 @@ class EnsembleRM(RewardModel):
 
     def settings(self) -> dict[str, Any]:
         """How the members' rows become one reward (what the manifest records beside the members)."""
-        keys = ("aggregation", "lam", "weights", "normalize", "stats")
+        keys = ("aggregation", "uncertainty_penalty", "weights", "normalize", "stats")
         return {k: getattr(self, k) for k in keys}
 
     def describe(self) -> dict[str, Any]:
@@ -354,7 +370,7 @@ class EnsembleRM(RewardModel):
             dirs,
             load_member,
             aggregation=manifest["aggregation"],
-            lam=manifest.get("lam", 1.0),
+            uncertainty_penalty=manifest.get("uncertainty_penalty", 1.0),
             weights=manifest.get("weights"),
             normalize=manifest.get("normalize", "none"),
             stats=manifest.get("stats"),

@@ -104,7 +104,7 @@ def load_ensemble(
 ) -> EnsembleRM:
     """Saved reward models as one :class:`~rewardkit.models.ensemble.EnsembleRM`, members in the order
     given, each restored by :func:`load_reward_model` with ``load_kwargs`` (e.g. ``base_model``,
-    ``device``). ``settings``: the ensemble's (``aggregation``, ``lam``, ``weights``, ``normalize``...).
+    ``device``). ``settings``: the ensemble's (``aggregation``, ``uncertainty_penalty``, ``weights``, ``normalize``...).
     With ``share_base``, explicit LoRA members trained on the same base that tokenise identically are
     loaded as adapters of one model (one copy of the base weights)."""
     from rewardkit.models.ensemble import EnsembleRM
