@@ -73,7 +73,7 @@ def test_auto_loads_in_the_decided_dtype(tiny_lm, monkeypatch):
         assert next(rm.model.base_model.parameters()).dtype == want
         dporm = DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1.0, dtype="auto")
         assert next(dporm.policy.parameters()).dtype == want
-        dporm.progress = False
+        dporm.configure(progress=False)
         r = dporm.score(["a question"], ["an answer"])
         assert r.dtype == np.float32 and np.isfinite(r).all()
 
@@ -88,7 +88,7 @@ def test_bf16_rewards_close_to_fp32(tiny_lm):
     rs = {}
     for dt in ("float32", "bfloat16"):
         rm = DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1.0, dtype=dt)
-        rm.progress = False
+        rm.configure(progress=False)
         rs[dt] = rm.score(prompts, responses)
     fp32, bf16 = rs["float32"], rs["bfloat16"]
     assert np.abs(fp32).max() > 10  # sums of many log-probs
@@ -167,10 +167,10 @@ def test_lora_adapters_follow_a_16_bit_base(tiny_lm, tmp_path):
         # the reward head stays float32 (rewards are not rounded to bf16) and HF's own forward still runs
         assert {p.dtype for n, p in loaded.model.named_parameters() if ".score." in n} == {torch.float32}
         assert loaded.model(input_ids=torch.tensor([[5, 6, 7]])).logits.dtype == torch.float32
-        loaded.progress = False
+        loaded.configure(progress=False)
         got[dt] = loaded.score(PROMPTS3, RESPONSES3)
     fp32, bf16 = got[torch.float32], got[torch.bfloat16]
-    rm.progress = False
+    rm.configure(progress=False)
     assert np.abs(fp32 - rm.score(PROMPTS3, RESPONSES3)).max() < 1e-5
     assert 0 < np.abs(bf16 - fp32).max() < 0.05 * max(1.0, np.abs(fp32).max())
     assert (torch.tensor(bf16).bfloat16().float().numpy() != bf16).any()  # float32 head output
@@ -193,7 +193,7 @@ def test_dtype_is_part_of_the_contract(tiny_lm, tmp_path):
     bt = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=1)
     dpo = DPOImplicitRM.from_pretrained(tiny_lm, tiny_lm, beta=0.1)
     ens = EnsembleRM([bt, dpo], aggregation="mean")
-    wrapped = LengthPenalizedRM(ens, alpha=0.5, reference=4.0, unit="words")
+    wrapped = LengthPenalizedRM(ens, length_penalty=0.5, reference=4.0, unit="words")
     assert [m.dtype for m in (bt, dpo, ens, wrapped)] == ["float32"] * 4
     assert wrapped.describe()["dtype"] == "float32" and wrapped.describe()["wrapped"]["dtype"] == "float32"
     bt.save(tmp_path / "bt")

@@ -24,7 +24,7 @@ def test_left_right_padding_and_batch_size_invariance(tiny_lm):
     assert np.abs(right - single).max() <= 1e-4
     assert np.abs(left - single).max() <= 1e-4
     engine = rm.score(prompts, responses)  # token-budget batches, sorted by length
-    rm.max_tokens = 1  # forces batches of one
+    rm.configure(max_tokens=1)  # forces batches of one
     assert (
         np.abs(engine - single).max() <= 1e-4 and np.abs(rm.score(prompts, responses) - single).max() <= 1e-4
     )
@@ -83,7 +83,7 @@ def test_no_template_and_encoder_paths(tiny_bert, tmp_path):
     for model in (rm, bert):
         ds = make_synthetic_preferences(8, seed=2)
         scores = model.score(ds.prompts, [p.chosen for p in ds])
-        model.max_tokens = 1
+        model.configure(max_tokens=1)
         assert np.abs(scores - model.score(ds.prompts, [p.chosen for p in ds])).max() <= 1e-4
 
 
