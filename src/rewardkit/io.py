@@ -11,10 +11,15 @@
   was given *and every folder a model it loads depends on* (a LoRA base, a DPO reference, ensemble
   members): loaders :func:`protect` them, and inside :func:`run_inputs` (every CLI command) each atomic
   write refuses to touch one, ``--force`` or not.
+- **One writer per output**: a CLI command's output pre-check first takes a lock on the output
+  (:func:`claim_output`) held until the command ends, so a second run writing the same output fails at
+  once; and a write without ``force`` never replaces a target that appeared while it was being written
+  (the final rename refuses).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -31,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 _UMASK: int | None = None
 _RUN_INPUTS: list[set[Path]] = []  # open scopes (run_inputs), innermost last
+_LOCKS: list[dict[Path, tuple[int, bool]]] = []  # per scope: output lock file -> (descriptor, output existed)
 
 
 @contextmanager
@@ -38,11 +44,69 @@ def run_inputs(paths: Iterable[str | os.PathLike | None] = ()):
     """A scope (a CLI command) whose inputs no write may touch: ``paths`` and whatever loaders
     :func:`protect` while it is open. Yields the set of resolved paths."""
     scope = {Path(p).resolve() for p in paths if p}
+    locks: dict[Path, tuple[int, bool]] = {}
     _RUN_INPUTS.append(scope)
+    _LOCKS.append(locks)
     try:
         yield scope
     finally:  # by identity: scopes that protect() filled alike compare equal
         del _RUN_INPUTS[next(i for i, x in enumerate(_RUN_INPUTS) if x is scope)]
+        del _LOCKS[next(i for i, x in enumerate(_LOCKS) if x is locks)]
+        for lock, (fd, _) in locks.items():  # unlink first: a run that opened it sees another file and retries
+            Path(lock).unlink(missing_ok=True)
+            os.close(fd)
+
+
+def claim_output(path: str | os.PathLike) -> None:
+    """Inside :func:`run_inputs` (a CLI command): hold an exclusive lock on the output ``path`` until the
+    command ends (``.NAME.lock`` beside it, released by the kernel if the process dies), so two runs never
+    write one output at once; the second fails at once in one line. A file output absent when claimed is
+    then put in place only if still absent (:func:`atomic_file`). Outside a scope: nothing."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: the no-replace final rename still holds
+        return
+    if not _LOCKS or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 holds it for all
+        return
+    path = Path(path)
+    lock = _lock_of(path)
+    if any(lock in held for held in _LOCKS):
+        return
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a file where a folder should be: the caller's checks say so
+        return
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RewardkitError(
+                f"{path}: another rewardkit run (pid {pid}) is writing this output; "
+                "wait for it to finish or choose another output"
+            ) from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:  # its holder removed it between our open and our lock
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _LOCKS[-1][lock] = (fd, path.exists() or path.is_symlink())
+
+
+def _lock_of(path: Path) -> Path:
+    return path.parent.resolve() / f".{path.name}.lock"
+
+
+def _claimed_absent(path: Path) -> bool:
+    """``path`` was claimed by this command when nothing was there."""
+    lock = _lock_of(path)
+    return any(lock in held and not held[lock][1] for held in _LOCKS)
 
 
 def protect(paths: Iterable[str | os.PathLike | None]) -> None:
@@ -128,18 +192,41 @@ def refuse_existing(path: str | os.PathLike | None, force: bool, *, what: str = 
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, force: bool = True) -> None:
-    """Write ``text`` to ``path`` atomically (an existing file is replaced only with ``force``)."""
+    """Write ``text`` to ``path`` atomically (an existing file is replaced only with ``force``, also one
+    that appeared while the text was written)."""
     path = Path(path)
     if not path.is_dir():
         refuse_existing(path, force)
-    with atomic_file(path) as tmp:
+    with atomic_file(path, force=force) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
+def _appeared(target: Path) -> RewardkitError:
+    return RewardkitError(
+        f"{target}: appeared while this run was writing it (another run writing the same output?); "
+        "left as it is (use --force / force=True to overwrite)"
+    )
+
+
+def _link_into_place(tmp: str, path: Path) -> None:
+    """``tmp`` becomes ``path`` only if nothing is at ``path`` at that instant (a hard link never
+    replaces), so a file another writer put there meanwhile is kept."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise _appeared(path) from None
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists() or path.is_symlink():
+            raise _appeared(path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
 @contextmanager
-def atomic_file(path: str | os.PathLike, *, suffix: str = ""):
+def atomic_file(path: str | os.PathLike, *, suffix: str = "", force: bool = True):
     """Yield a temporary path next to ``path`` for a writer that needs a file name (e.g. matplotlib);
-    on success it replaces ``path``."""
+    on success it replaces ``path`` (without ``force``: only if nothing is at ``path`` then)."""
     path = Path(path)
     check_output(path, protected())
     check_parent(path)
@@ -152,7 +239,10 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = ""):
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        if force and not _claimed_absent(path):
+            os.replace(tmp, path)
+        else:
+            _link_into_place(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -213,7 +303,9 @@ def atomic_dir(target: str | os.PathLike, *, force: bool = False, keep: Iterable
     try:
         yield tmp
         _set_modes(tmp)
-        if target.exists() or target.is_symlink():
+        if not force:
+            _rename_new(tmp, target)
+        elif target.exists() or target.is_symlink():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             _remove(old)
             os.replace(target, old)
@@ -226,6 +318,19 @@ def atomic_dir(target: str | os.PathLike, *, force: bool = False, keep: Iterable
             os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _rename_new(tmp: Path, target: Path) -> None:
+    """``tmp`` (a folder) becomes ``target``, which must not exist: one that appeared meanwhile (another
+    run's output) is kept and this write fails (rename never replaces a file or a non-empty folder)."""
+    if target.exists() or target.is_symlink():
+        raise _appeared(target)
+    try:
+        os.rename(tmp, target)
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise _appeared(target) from None
         raise
 
 

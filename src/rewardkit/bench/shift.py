@@ -10,9 +10,6 @@ once per split and the ensembles aggregate the members' cached rewards.
 from __future__ import annotations
 
 import logging
-import platform
-import shutil
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,14 +17,26 @@ from pathlib import Path
 import numpy as np
 
 from rewardkit.accuracy import correctness
-from rewardkit.bench.proxy_config import ProxyTraining
+from rewardkit.bench.run import (
+    Progress,
+    Run,
+    barrier,
+    base_model,
+    check_run_output,
+    finish_run,
+    on_rank0_first,
+    run_versions,
+    start_run,
+    train_member,
+    zscore_members,
+)
 from rewardkit.bench.shift_config import BenchConfig
 from rewardkit.bench.splits import ShiftSplits, make_shift_splits
 from rewardkit.data import PreferenceDataset, load_preferences
 from rewardkit.distributed import all_gather_rows
 from rewardkit.errors import RewardkitError
 from rewardkit.eval.evaluator import EvalReport, report_from_correctness
-from rewardkit.util import versions
+from rewardkit.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +45,12 @@ CALIBRATION = "_calibration"  # scores of the calibration pairs, kept beside the
 
 
 def _zscored(members: list[dict], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """[M, n] chosen and rejected rewards of ``split``, each member standardised with the mean and std of
-    its rewards on the calibration responses (Bradley-Terry rewards have arbitrary offsets and scales:
-    a median or std across raw members mixes them); the ensembles' own z-scoring."""
-    from rewardkit.models.ensemble import apply_zscore, fit_zscore
-
-    stats = fit_zscore(np.stack([np.concatenate(m[CALIBRATION]) for m in members]))
-    return (
-        apply_zscore(np.stack([m[split][0] for m in members]), stats),
-        apply_zscore(np.stack([m[split][1] for m in members]), stats),
-    )
+    """[M, n] chosen and rejected rewards of ``split``, each member z-scored on its rewards of the
+    calibration responses (:func:`~rewardkit.bench.run.zscore_members`); the ensembles' own z-scoring."""
+    calibration = np.stack([np.concatenate(m[CALIBRATION]) for m in members])
+    chosen, rejected = (np.stack([m[split][j] for m in members]) for j in (0, 1))
+    zc, zr = zscore_members(calibration, chosen, rejected)
+    return zc, zr
 
 
 def load_bench_data(config: BenchConfig) -> PreferenceDataset:
@@ -67,26 +72,6 @@ def load_bench_data(config: BenchConfig) -> PreferenceDataset:
 
         return load_recipe(config.recipe, config.data, on_error="skip")
     return load_preferences(config.data, on_error="skip")
-
-
-def base_model(config: BenchConfig, out: Path) -> str:
-    """The backbone: ``config.model``, else the preset's (a tiny local model for ``ci``, the demo model
-    for ``cpu``)."""
-    if config.model is not None:
-        return config.model
-    if config.preset == "ci":
-        from rewardkit.synthetic import vocabulary
-        from rewardkit.tiny import build_tiny_model
-
-        folder = out / "models" / "base"
-        if not folder.exists():
-            build_tiny_model(folder, vocabulary(), hidden=64, layers=2, heads=4, seed=0)
-        return str(folder)
-    if config.preset == "cpu":
-        from rewardkit.demo import demo_model_path
-
-        return str(demo_model_path())
-    raise RewardkitError("the gpu preset needs --model (a causal LM checkpoint folder)")
 
 
 def _take_fitting(pairs: PreferenceDataset, n: int, seed: int, fits, dropped: Counter, name: str):
@@ -141,31 +126,6 @@ def prepare_splits(
     return train, evals, summary
 
 
-class Progress:
-    """Stage lines with elapsed time and an ETA from the work done so far (pairs x epochs)."""
-
-    def __init__(self, total: float, log):
-        self.total, self.done, self.t0, self.log = total, 0.0, time.perf_counter(), log
-
-    def start(self, what: str) -> None:
-        el = time.perf_counter() - self.t0
-        eta = el / self.done * (self.total - self.done) if self.done else None
-        self.log(
-            f"[{self.done / self.total:4.0%}] {what} (elapsed {el / 60:.1f} min"
-            + (f", ETA {eta / 60:.1f} min)" if eta is not None else ")")
-        )
-
-    def advance(self, units: float) -> None:
-        self.done += units
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def _scores(rm, evals: dict[str, PreferenceDataset], rank: int = 0, size: int = 1):
     """split -> (chosen rewards, rejected rewards). Under torchrun each rank scores a strided shard and
     every rank receives all the scores in input order."""
@@ -181,178 +141,130 @@ def _scores(rm, evals: dict[str, PreferenceDataset], rank: int = 0, size: int = 
     return out
 
 
-def run_versions() -> dict[str, str]:
-    """Library versions, platform and device of a benchmark run (for its report)."""
-
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}"
-    return versions(platform=platform.platform(), device=device)
-
-
-#: written first into a benchmark's --out, holding the benchmark's name: ``--force`` replaces a non-empty
-#: --out only when an earlier run of the same benchmark wrote it
-RUN_MARKER = ".rewardkit-bench"
-_BENCHMARKS = {"BenchConfig": "shift", "HackingConfig": "hacking"}
-
-
-def check_run_output(out: str | Path, force: bool, bench: str) -> None:
-    """Read-only, before any work: ``out`` is absent, empty, or (with ``force``) the output of an earlier
-    run of ``bench`` (its :data:`RUN_MARKER`); anything else is refused, so --force never deletes what
-    the benchmark did not write."""
-    from rewardkit.io import check_parent, refuse_existing
-
-    out = Path(out)
-    check_parent(out)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise RewardkitError(f"{out}: is not a folder (--out is the benchmark's output folder)")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    refuse_existing(out, force, what=" and is not empty")
-    marker = out / RUN_MARKER
-    wrote = None
-    if marker.is_file() and not marker.is_symlink():
-        with open(marker, "rb") as f:
-            wrote = f.read(64).decode("utf-8", "replace").strip()
-    if wrote != bench:
-        raise RewardkitError(
-            f"{out}: not the output of an earlier `rewardkit bench {bench}` run (no {RUN_MARKER} naming it): "
-            "--force replaces only that; choose a new or empty --out"
-        )
-
-
-def start_run(out: str | Path, config: ProxyTraining, force: bool, log=None, bench: str | None = None):
-    """Before a benchmark's work (and after its configuration and data are checked): join the process
-    group (under torchrun), refuse ``out`` unless :func:`check_run_output` allows it; rank 0 writes the
-    run marker, clears the earlier run's models and writes ``config.yaml``; every rank waits. Returns
-    ``(out, rank, size, device, main, log)``; ``log`` prints to stderr on rank 0 only."""
-    import yaml
-
-    from rewardkit.distributed import init_distributed
-    from rewardkit.io import atomic_write_text
-
-    bench = bench or _BENCHMARKS.get(type(config).__name__, type(config).__name__)
-    rank, size, device = init_distributed()
-    main = rank == 0
-    log = (log or (lambda msg: print(msg, file=sys.stderr, flush=True))) if main else (lambda msg: None)
-    out = Path(out)
-    check_run_output(out, force, bench)
-    barrier()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / RUN_MARKER, bench + "\n")
-        models = out / "models"
-        if models.is_symlink():  # a link is removed, never followed
-            models.unlink()
-        elif models.is_dir():
-            shutil.rmtree(models)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
-    return out, rank, size, device, main, log
-
-
-def finish_run(out: Path, keep_models: bool, main: bool, log, total_s: float) -> None:
-    """After the report is written: the trained models go unless kept; every rank waits; one line."""
-    if main and not keep_models:
-        shutil.rmtree(out / "models", ignore_errors=True)
-    barrier()
-    log(f"done in {total_s / 60:.1f} min; report in {out}")
-
-
 def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = False, log=None) -> EvalReport:
     """Run the benchmark; writes ``report.json``, ``report.md``, ``report.png`` and ``config.yaml``
     to ``out`` and returns the report.
 
     Under ``torchrun`` / ``accelerate launch`` every training run is data-parallel (Trainer), scoring is
     sharded across ranks, and rank 0 alone writes files."""
-    import torch
-
     from rewardkit.checkpoints import load_tokenizer
-    from rewardkit.io import atomic_write_text
-    from rewardkit.merge import weight_average
-    from rewardkit.models.ensemble import AGGREGATIONS
-    from rewardkit.models.registry import load_reward_model
-    from rewardkit.train import RewardTrainingConfig, train_dpo, train_reward_model
 
     check_run_output(out, force, "shift")  # before the data: nothing is touched until all is valid
     t_start = time.perf_counter()
     pool = load_bench_data(config)
-    out, rank, size, device, main, log = start_run(out, config, force, log, "shift")
-    timings: dict[str, float] = {}
-
-    if main:
-        base_model(config, out)  # builds the ci model / converts the demo model once
-    barrier()
-    base = base_model(config, out)
+    run = start_run(out, config, force, log, "shift")
+    base = on_rank0_first(run, lambda: base_model(config, run.out, tiny=config.preset == "ci"))
     train, evals, data_summary = prepare_splits(config, pool, load_tokenizer(base))
-    log(
+    run.log(
         f"data: {pool.source}: train {len(train)} pairs; eval "
         + ", ".join(f"{k} {len(v)}" for k, v in evals.items())
     )
-    timings["data_s"] = time.perf_counter() - t_start
-
-    show = config.progress and sys.stderr.isatty() and main
-    # responses of training pairs (no labels used) on which each member's z-score statistics are fitted
-    calibration = train[: config.n_calibration]
-    n_eval = sum(len(v) for v in evals.values()) + len(calibration)
-    per_seed = (
-        config.members * (config.exrm.epochs * len(train) + n_eval / 3)
-        + (config.dpo.epochs * len(train) + len(train) / 3 + 2 * n_eval / 3)
-        + n_eval / 3
-    )
-    progress = Progress(per_seed * len(config.seeds), log)
-    grid = config.grid()
-    member_scores: list[list[dict]] = []  # [seed][member] -> split -> (chosen, rejected)
-    warm_scores, dpo_scores = [], []
+    run.timings["data_s"] = time.perf_counter() - t_start
+    proxies = _Proxies(config, run, base, train, evals)
     for seed in config.seeds:
-        seed_dir = out / "models" / f"seed{seed}"
+        proxies.train_seed(seed)
+    report = _report(config, evals, proxies)
+    run.timings["total_s"] = time.perf_counter() - t_start
+    report.extra = {
+        "benchmark": "shift",
+        "base_model": base,
+        "data": data_summary,
+        "timings": {k: round(v, 2) for k, v in run.timings.items()},
+        "versions": run_versions(),
+        "config": config.model_dump(),
+    }
+    if run.main:
+        report.to_json(run.out / "report.json")
+        atomic_write_text(run.out / "report.md", _markdown(report, config))
+        report.plot(run.out / "report.png")
+    finish_run(run.out, config.keep_models, run.main, run.log, run.timings["total_s"])
+    return report
+
+
+class _Proxies:
+    """Per seed: the explicit RMs of the diversity grid (member 0 is the EXRM), their WARM merge and the
+    DPO policy (the DPORM), each scored on every split as soon as it is trained; the members are also
+    scored on the calibration pairs their z-scores are fitted on."""
+
+    def __init__(self, config: BenchConfig, run: Run, base: str, train: PreferenceDataset, evals: dict):
+        self.config, self.run, self.base, self.train, self.evals = config, run, base, train, evals
+        # responses of training pairs (no labels used) on which each member's z-score statistics are fitted
+        self.calibration = train[: config.n_calibration]
+        self.n_eval = n_eval = sum(len(v) for v in evals.values()) + len(self.calibration)
+        per_seed = (
+            config.members * (config.exrm.epochs * len(train) + n_eval / 3)
+            + (config.dpo.epochs * len(train) + len(train) / 3 + 2 * n_eval / 3)
+            + n_eval / 3
+        )
+        self.progress = Progress(per_seed * len(config.seeds), run.log)
+        self.members: list[list[dict]] = []  # [seed][member] -> split -> (chosen, rejected)
+        self.warm: list[dict] = []
+        self.dpo: list[dict] = []
+
+    def _scores(self, rm, evals: dict[str, PreferenceDataset]) -> dict:
+        return _scores(rm, evals, self.run.rank, self.run.size)
+
+    def train_seed(self, seed: int) -> None:
+        folder = self.run.out / "models" / f"seed{seed}"
+        dirs = self._train_members(seed, folder)
+        self._train_warm(seed, folder, dirs)
+        self._train_dporm(seed)
+
+    def _train_members(self, seed: int, folder: Path) -> list[Path]:
+        config, run, progress, grid = self.config, self.run, self.progress, self.config.grid()
         members, dirs = [], []
         for i, overrides in enumerate(grid):
             progress.start(f"seed {seed}: explicit RM {i + 1}/{len(grid)}" + (" (= EXRM)" if i == 0 else ""))
             t = time.perf_counter()
-            fields = {
-                **config.exrm.model_dump(),
-                "lora_r": config.lora_r,
-                "bf16": config.training_bf16(),
-                "max_length": config.max_length,
-                "chat_template": config.chat_template,
-                "seed": seed,
-                "progress": show,
-                "logging_steps": 10**6,
-                **overrides,
-            }
-            fields["head_seed"] = 1000 * seed + fields.get("head_seed", i)
-            fields["data_seed"] = 1000 * seed + fields.get("data_seed", i)
-            rm = train_reward_model(
-                base, train, config=RewardTrainingConfig(**fields), out=seed_dir / f"member{i}", force=True
-            ).model.to_dtype(config.dtype)
-            timings[f"seed{seed}_member{i}_train_s"] = time.perf_counter() - t
-            progress.advance(config.exrm.epochs * len(train))
-            members.append(_scores(rm, {**evals, CALIBRATION: calibration}, rank, size))
-            dirs.append(seed_dir / f"member{i}")
-            progress.advance(n_eval / 3)
+            dirs.append(folder / f"member{i}")
+            rm = train_member(
+                config, run, self.base, self.train, dirs[-1], seed=seed, index=i, overrides=overrides
+            )
+            run.timings[f"seed{seed}_member{i}_train_s"] = time.perf_counter() - t
+            progress.advance(config.exrm.epochs * len(self.train))
+            members.append(self._scores(rm, {**self.evals, CALIBRATION: self.calibration}))
+            progress.advance(self.n_eval / 3)
             del rm
-        member_scores.append(members)
+        self.members.append(members)
         barrier()  # rank 0 has saved every member
+        return dirs
 
-        progress.start(f"seed {seed}: WARM (weight average of {len(dirs)} RMs)")
+    def _train_warm(self, seed: int, folder: Path, dirs: list[Path]) -> None:
+        from rewardkit.merge import weight_average
+        from rewardkit.models.registry import load_reward_model
+
+        self.progress.start(f"seed {seed}: WARM (weight average of {len(dirs)} RMs)")
         t = time.perf_counter()
-        if main:
-            weight_average(dirs, out=seed_dir / "warm", force=True, progress=False)
+        if self.run.main:
+            weight_average(dirs, out=folder / "warm", force=True, progress=False)
         barrier()
-        warm_scores.append(_scores(load_reward_model(seed_dir / "warm", device=device, dtype=config.dtype), evals, rank, size))
-        timings[f"seed{seed}_warm_s"] = time.perf_counter() - t
-        progress.advance(n_eval / 3)
+        warm = load_reward_model(folder / "warm", device=self.run.device, dtype=self.config.dtype)
+        self.warm.append(self._scores(warm, self.evals))
+        self.run.timings[f"seed{seed}_warm_s"] = time.perf_counter() - t
+        self.progress.advance(self.n_eval / 3)
 
-        progress.start(f"seed {seed}: DPO policy (DPORM)")
+    def _train_dporm(self, seed: int) -> None:
+        import torch
+
+        from rewardkit.train import train_dpo
+
+        config, n = self.config, len(self.train)
+        self.progress.start(f"seed {seed}: DPO policy (DPORM)")
         t = time.perf_counter()
-        dporm = train_dpo(base, train, config=config.dpo_training(seed, show)).model
-        timings[f"seed{seed}_dpo_train_s"] = time.perf_counter() - t
-        progress.advance(config.dpo.epochs * len(train) + len(train) / 3)
-        dpo_scores.append(_scores(dporm, evals, rank, size))
-        progress.advance(2 * n_eval / 3)
+        dporm = train_dpo(self.base, self.train, config=config.dpo_training(seed, self.run.show)).model
+        self.run.timings[f"seed{seed}_dpo_train_s"] = time.perf_counter() - t
+        self.progress.advance(config.dpo.epochs * n + n / 3)
+        self.dpo.append(self._scores(dporm, self.evals))
+        self.progress.advance(2 * self.n_eval / 3)
         del dporm
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _report(config: BenchConfig, evals: dict, proxies: _Proxies) -> EvalReport:
+    """Per-pair correctness of every model (seeds stacked) on every split, the ensembles' from the
+    members' z-scored rewards, and the report with its CIs and paired tests."""
+    from rewardkit.models.ensemble import AGGREGATIONS
 
     def credit(scores_per_seed: list[dict]) -> dict[str, np.ndarray]:
         return {
@@ -360,36 +272,21 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
         }
 
     per_model: dict[str, dict[str, np.ndarray]] = {
-        EXRM: credit([m[0] for m in member_scores]),
-        DPORM: credit(dpo_scores),
-        WARM: credit(warm_scores),
+        EXRM: credit([m[0] for m in proxies.members]),
+        DPORM: credit(proxies.dpo),
+        WARM: credit(proxies.warm),
     }
     for agg in config.aggregations:
         fn = AGGREGATIONS[agg]
         ens = [
             {k: (fn(zs[0]), fn(zs[1])) for k, zs in ((k, _zscored(ms, k)) for k in evals)}
-            for ms in member_scores
+            for ms in proxies.members
         ]
         per_model[f"ENS-{agg}"] = credit(ens)
     compare = [(EXRM, DPORM), (WARM, EXRM)] + [(f"ENS-{a}", EXRM) for a in config.aggregations]
-    report = report_from_correctness(
+    return report_from_correctness(
         per_model, id_split="id", ties=config.ties, n_boot=config.n_boot, compare=compare
     )
-    timings["total_s"] = time.perf_counter() - t_start
-    report.extra = {
-        "benchmark": "shift",
-        "base_model": base,
-        "data": data_summary,
-        "timings": {k: round(v, 2) for k, v in timings.items()},
-        "versions": run_versions(),
-        "config": config.model_dump(),
-    }
-    if main:
-        report.to_json(out / "report.json")
-        atomic_write_text(out / "report.md", _markdown(report, config))
-        report.plot(out / "report.png")
-    finish_run(out, config.keep_models, main, log, timings["total_s"])
-    return report
 
 
 def _markdown(report: EvalReport, config: BenchConfig) -> str:

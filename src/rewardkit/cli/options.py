@@ -229,20 +229,21 @@ def run_inputs_of(inputs: list, base_model: str | None = None) -> list:
 def check_file_output(path: str, inputs: list, force: bool, base_model: str | None = None) -> None:
     """An output file: not an input (nor a folder an input model depends on), not inside or holding
     one, not a folder, not under a file, and not existing unless ``force``."""
-    from rewardkit.io import check_output, check_parent
+    from rewardkit.io import check_output, check_parent, claim_output
 
     check_output(path, run_inputs_of(inputs, base_model))
     p = Path(path)
     if p.is_dir():
         raise RewardkitError(f"{path}: is a folder, expected a file path for the output")
     check_parent(p)
+    claim_output(path)  # held until the command ends: a second run on this output fails at once
     refuse_existing(path, force)
 
 
 def check_dir_output(path: str, inputs: list, force: bool, base_model: str | None = None) -> None:
     """An output folder: not an input (nor a folder an input model depends on), not inside or holding
     one, not under a file, and not existing unless ``force``."""
-    from rewardkit.io import check_output, check_parent
+    from rewardkit.io import check_output, check_parent, claim_output
 
     check_output(path, run_inputs_of(inputs, base_model))
     p = Path(path)
@@ -251,6 +252,7 @@ def check_dir_output(path: str, inputs: list, force: bool, base_model: str | Non
             f"{path}: is a file, expected a folder for the output (use --force to replace it)"
         )
     check_parent(p)
+    claim_output(path)  # held until the command ends: a second run on this output fails at once
     refuse_existing(path, force)
 
 
