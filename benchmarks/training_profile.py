@@ -46,13 +46,14 @@ STAGES = ("collate", "forward", "backward", "optimizer")
 def preset_data(n_train: int, n_eval: int, max_length: int, recipe: str | None = None):
     """The ``cpu`` preset's training pairs (its synthetic task, or ``recipe`` on the shared AlpacaEval
     file; its sampling, pairs that fit ``max_length``) and its backbone."""
-    from rewardkit.bench.shift import base_model, load_bench_data, prepare_splits
+    from rewardkit.bench.run import base_model
+    from rewardkit.bench.shift import load_bench_data, prepare_splits
     from rewardkit.bench.shift_config import resolve_config
     from rewardkit.checkpoints import load_tokenizer
 
     data = {"recipe": recipe, "data": str(DATA)} if recipe else {}
     config = resolve_config("cpu", overrides={"n_train": n_train, "n_eval": n_eval, "max_length": max_length, **data})
-    base = base_model(config, Path("."))
+    base = base_model(config, Path("."), tiny=config.preset == "ci")
     train, evals, _ = prepare_splits(config, load_bench_data(config), load_tokenizer(base))
     return base, train, evals["id"]
 

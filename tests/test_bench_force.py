@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rewardkit.bench import resolve_config
-from rewardkit.bench.shift import RUN_MARKER, check_run_output, start_run
+from rewardkit.bench.run import RUN_MARKER, check_run_output, start_run
 from rewardkit.errors import RewardkitError
 from tests.cli_helpers import run_cli as _run
 

@@ -110,6 +110,27 @@ class ProxyTraining(BaseModel):
             logging_steps=10**6,
         )
 
+    def member_training(self, seed: int, index: int, overrides: dict[str, Any], progress: bool):
+        """The training config of explicit RM ``index`` of the diversity grid (:meth:`grid`'s
+        ``overrides`` over the EXRM budget and the shared sequence settings); its head and data seeds
+        are ``1000 x seed`` plus its own (by default its index), so seeds never collide across runs."""
+        from rewardkit.train.config import RewardTrainingConfig
+
+        fields = {
+            **self.exrm.model_dump(),
+            "lora_r": self.lora_r,
+            "bf16": self.training_bf16(),
+            "max_length": self.max_length,
+            "chat_template": self.chat_template,
+            "seed": seed,
+            "progress": progress,
+            "logging_steps": 10**6,
+            **overrides,
+        }
+        fields["head_seed"] = 1000 * seed + fields.get("head_seed", index)
+        fields["data_seed"] = 1000 * seed + fields.get("data_seed", index)
+        return RewardTrainingConfig(**fields)
+
     def grid(self) -> list[dict[str, Any]]:
         """Per-member overrides; member 0 uses the EXRM's own settings and is the reported EXRM."""
         if self.warm_grid is not None:
