@@ -218,19 +218,14 @@ class RemoteRewardModel(RewardModel):
         if texts.raw or texts.ids is not None:
             return self._pooling(texts)
         if texts.pairs is not None:
-            step = max(1, self._chunk() // 2)
+            pairs = texts.pairs
             chosen, rejected = [], []
-            for lo in range(0, len(texts.pairs), step):
-                part = texts.pairs[lo : lo + step]
+            sizes = [item_bytes(p.prompt, p.chosen, p.rejected, p.metadata) for p in pairs]
+            for lo, hi in self._parts(sizes, per_item=2):
                 body = {
                     "pairs": [
-                        {
-                            "prompt": p.prompt,
-                            "chosen": p.chosen,
-                            "rejected": p.rejected,
-                            "metadata": p.metadata,
-                        }
-                        for p in part
+                        {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "metadata": p.metadata}
+                        for p in pairs[lo:hi]
                     ]
                 }
                 r = self._request("POST", "/score_pairs", body)
