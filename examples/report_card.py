@@ -1,14 +1,17 @@
 """The reward-model report card of a trained reward model and of an untrained DPO implicit RM: RewardBench,
-RM-Bench, JudgeBench, PPE Preference and PPE Correctness on small local files in each official layout,
-built here from the synthetic task (whose gold reward says which response is better); RewardBench 2 has
-no file here, so the card lists it as skipped (offline) or reads it from the hub (online).
+RM-Bench, JudgeBench, PPE Preference, PPE Correctness and RMB on small local files in each official layout
+(RMB: its RMB_dataset folder), built here from the synthetic task (whose gold reward says which response
+is better); RewardBench 2 has no file here, so the card lists it as skipped (offline) or reads it from the
+hub (online). The card is written as Markdown, JSON, per-example JSONL and a PNG (a dot and 95% CI per
+suite and model).
 
     python examples/report_card.py [--out runs/report_card]
 
 The same from the command line, with the official data (or local copies, --suite-data SUITE=FILE):
 
     rewardkit eval --suite card --rm exrm=DIR --rm other=DIR2 --json card.json --markdown card.md \\
-        --suite-data rm-bench=total_dataset.json --suite-data judgebench=gpt.jsonl
+        --suite-data rm-bench=total_dataset.json --suite-data judgebench=gpt.jsonl \\
+        --suite-data rmb=RMB-Reward-Model-Benchmark/RMB_dataset --plot card.png
 """
 
 from __future__ import annotations
@@ -98,6 +101,32 @@ def suite_rows(pairs) -> dict[str, list[dict]]:
     return rows
 
 
+def write_rmb_folder(pairs, root: Path) -> Path:
+    """RMB's official folder: RMB_dataset/<category_path>.json, a JSON list each. Every other pair becomes a
+    best-of-N list (its prompt; the best by gold of its own and the previous pair's four responses against
+    the other three) when that best is strictly best, else a pairwise row."""
+    files: dict[str, list[dict]] = {}
+    for i, p in enumerate(pairs):
+        goal, scenario = ("Helpfulness", "Chat/Discussion") if i % 2 else ("Harmlessness", "S1")
+        row = {"conversation_input": [{"role": "user", "content": p.prompt, "language": "English"}]}
+        q = pairs[i - 1]
+        ranked = sorted([p.chosen, p.rejected, q.chosen, q.rejected], key=gold_reward, reverse=True)
+        if i % 4 >= 2 and gold_reward(ranked[0]) > gold_reward(ranked[1]):
+            row.update(bon_uid=str(i), bon_best={"llm_name": "a", "answer": ranked[0]})
+            row["loser_list"] = [{"llm_name": "b", "answer": a} for a in ranked[1:]]
+            row["category_path"] = f"BoN_set/{goal}/{scenario}"
+        else:
+            row.update(pair_uid=str(i), category_path=f"Pairwise_set/{goal}/{scenario}")
+            row.update(
+                chosen={"llm_name": "a", "answer": p.chosen}, reject={"llm_name": "b", "answer": p.rejected}
+            )
+        files.setdefault(row["category_path"], []).append(row)
+    for path, rows in files.items():
+        (root / f"{path}.json").parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(root / f"{path}.json", json.dumps(rows, indent=1))
+    return root
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/report_card")
@@ -117,10 +146,12 @@ def main(argv=None):
         for suite, rows in suite_rows(make_synthetic_preferences(120, seed=1)).items():
             files[suite] = out / f"{suite}.jsonl"
             atomic_write_text(files[suite], "".join(json.dumps(r) + "\n" for r in rows))
+        files["rmb"] = write_rmb_folder(make_synthetic_preferences(120, seed=2), out / "RMB_dataset")
         card = run_card({"exrm": exrm, "untrained-dporm": untrained}, files, n_boot=500)
         card.to_json(out / "card.json")
         card.to_jsonl(out / "card.jsonl")
         atomic_write_text(out / "card.md", card.to_markdown())
+        card.to_png(out / "card.png")
         print(card.to_markdown())
         table = card.table()
         return {
@@ -129,6 +160,7 @@ def main(argv=None):
             "rm_bench_hard": {m: card.reports["rm-bench"].points[m]["hard"] for m in table},
             "best_of_k": {m: card.reports["ppe-correctness"].points[m]["best_of_k"] for m in table},
             "bon": {n: card.reports["ppe-correctness"].points["exrm"][f"bon@{n}"] for n in range(1, 5)},
+            "rmb": {m: card.reports["rmb"].points[m] for m in table},
         }
 
 

@@ -113,3 +113,78 @@ PPE_CORRECTNESS_ROWS = [
     ppe_correctness_row("b", "MATH", [2, 2, 1, 1], [1, 0, 0, 0]),
     ppe_correctness_row("c", "GPQA", [1, 2, 3, 4], [1, 1, 1, 1]),  # no incorrect response: no pairs
 ]
+
+
+def rmb_pair(uid: str, path: str, chosen: int, reject: int, turns: int = 1) -> dict:
+    """A row of Zhou-Zoey/RMB-Reward-Model-Benchmark's RMB_dataset/Pairwise_set/.../<scenario>.json."""
+    convo = [{"role": "user", "content": f"question {uid}", "language": "English"}]
+    if turns > 1:  # an earlier exchange before the last user turn
+        convo = [
+            {"role": "user", "content": "hi", "language": "English"},
+            {"role": "assistant", "content": "hello", "language": "English"},
+        ] + convo
+    return {
+        "pair_uid": uid,
+        "conversation_input": convo,
+        "chosen": {"llm_name": "m1", "answer": words(chosen)},
+        "reject": {"llm_name": "m2", "answer": words(reject)},
+        "category_path": path,
+    }
+
+
+def rmb_bon(uid: str, path: str, best: int, losers: list[int]) -> dict:
+    """A row of RMB_dataset/BoN_set/.../<scenario>.json."""
+    return {
+        "conversation_input": [{"role": "user", "content": f"question {uid}", "language": "English"}],
+        "bon_best": {"llm_name": "m1", "answer": words(best)},
+        "loser_list": [{"llm_name": f"m{i + 2}", "answer": words(n)} for i, n in enumerate(losers)],
+        "bon_uid": uid,
+        "category_path": path,
+    }
+
+
+#: {file under RMB_dataset (its category_path): [(row, right under word-count rewards)]}
+RMB_FILES = {
+    "Pairwise_set/Helpfulness/Chat/Discussion": [
+        (rmb_pair("1", "Pairwise_set/Helpfulness/Chat/Discussion", 3, 1, turns=3), 1),
+        (rmb_pair("2", "Pairwise_set/Helpfulness/Chat/Discussion", 2, 2), 0),  # a tie is wrong
+    ],
+    "Pairwise_set/Helpfulness/Code/Documentation": [
+        (rmb_pair("3", "Pairwise_set/Helpfulness/Code/Documentation", 1, 4), 0),
+    ],
+    "Pairwise_set/Harmlessness/S1": [(rmb_pair("4", "Pairwise_set/Harmlessness/S1", 5, 2), 1)],
+    "BoN_set/Helpfulness/Chat/Discussion": [
+        (rmb_bon("1", "BoN_set/Helpfulness/Chat/Discussion", 4, [1, 3]), 1),  # uid 1 again: another set
+        (rmb_bon("2", "BoN_set/Helpfulness/Chat/Discussion", 3, [3, 1]), 0),  # tied with a loser: wrong
+    ],
+    "BoN_set/Harmlessness/S1": [
+        (rmb_bon("3", "BoN_set/Harmlessness/S1", 2, [1, 5, 1]), 0),
+        (rmb_bon("4", "BoN_set/Harmlessness/S1", 6, [5, 2]), 1),
+    ],
+}
+# rows, not files: Pairwise_set/Helpfulness 1 of 3 (the mean of its two scenarios would be 1/4)
+RMB_EXPECTED = {
+    "Pairwise_set/Helpfulness": 1 / 3,
+    "Pairwise_set/Harmlessness": 1.0,
+    "BoN_set/Helpfulness": 0.5,
+    "BoN_set/Harmlessness": 0.5,
+    "score": (1 / 3 + 1.0 + 0.5 + 0.5) / 4,
+    "BoN_set/Harmlessness/S1": 0.5,
+    "BoN_set/Helpfulness/Chat/Discussion": 0.5,
+    "Pairwise_set/Harmlessness/S1": 1.0,
+    "Pairwise_set/Helpfulness/Chat/Discussion": 0.5,
+    "Pairwise_set/Helpfulness/Code/Documentation": 0.0,
+}
+
+
+def write_rmb(root) -> object:
+    """The fixture as the official folder: root/RMB_dataset/<category_path>.json, each a JSON list."""
+    import json
+    from pathlib import Path
+
+    base = Path(root) / "RMB_dataset"
+    for path, rows in RMB_FILES.items():
+        f = base / f"{path}.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps([r for r, _ in rows], indent=2))
+    return base

@@ -175,7 +175,7 @@ def test_train_bf16_example():
 def test_report_card_example(tmp_path):
     r = _load("report_card").main(["--out", str(tmp_path)])
     exrm, untrained = r["scores"]["exrm"], r["scores"]["untrained-dporm"]
-    assert set(exrm) == {"rewardbench", "rm-bench", "judgebench", "ppe-preference", "ppe-correctness"}
+    assert set(exrm) == {"rewardbench", "rm-bench", "judgebench", "ppe-preference", "ppe-correctness", "rmb"}
     assert min(exrm.values()) >= 0.9 and r["rm_bench_hard"]["exrm"] >= 0.9  # gold-labelled data, filler-proof
     # every reward 0: a tie is wrong everywhere except JudgeBench, where it decides B>A (half the labels)
     assert untrained == {
@@ -184,9 +184,20 @@ def test_report_card_example(tmp_path):
         "judgebench": 0.5,
         "ppe-preference": 0.0,
         "ppe-correctness": 0.0,
+        "rmb": 0.0,
     }
+    rmb = r["rmb"]["exrm"]  # every set-and-goal group is present
+    assert min(rmb[g] for g in ("Pairwise_set/Helpfulness", "BoN_set/Harmlessness")) >= 0.8
     # a uniform pick among K tied responses is best-of-1; the trained RM's pick improves with n
     assert abs(r["best_of_k"]["untrained-dporm"] - r["bon"][1]) < 1e-12
     assert r["bon"][1] < r["bon"][2] < r["bon"][3] < r["bon"][4] == r["best_of_k"]["exrm"]
     assert "HF_HUB_OFFLINE" in r["skipped"]["rewardbench2"]
-    assert {p.name for p in tmp_path.iterdir()} >= {"card.json", "card.md", "card.jsonl", "rm-bench.jsonl"}
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "card.json",
+        "card.md",
+        "card.jsonl",
+        "card.png",
+        "RMB_dataset",
+    }
+    png = (tmp_path / "card.png").read_bytes()  # one panel per suite that ran (6), one row per model (2)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 6 * 240

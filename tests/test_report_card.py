@@ -15,8 +15,15 @@ from rewardkit.cli import main
 from rewardkit.eval.bench_data import bench_texts, load_bench
 from rewardkit.eval.bench_report import report_from_rewards
 from rewardkit.eval.card import Card, load_card, run_card
+from rewardkit.eval.plots import card_png_size
 from rewardkit.eval.suite_registry import get_bench
-from tests.bench_fixtures import JUDGEBENCH_ROWS, PPE_CORRECTNESS_ROWS, PPE_PREFERENCE_ROWS, RMBENCH_ROWS
+from tests.bench_fixtures import (
+    JUDGEBENCH_ROWS,
+    PPE_CORRECTNESS_ROWS,
+    PPE_PREFERENCE_ROWS,
+    RMBENCH_ROWS,
+    write_rmb,
+)
 from tests.suite_fixtures import WordCountRM, v1_rows, write_jsonl
 from tests.test_rewardbench import FLOAT32_EVAL, model_dirs  # noqa: F401  (a fixture)
 
@@ -30,6 +37,7 @@ def suite_files(tmp_path_factory):
         "judgebench": write_jsonl(d / "jb.jsonl", [r for r, _, _ in JUDGEBENCH_ROWS]),
         "ppe-preference": write_jsonl(d / "pref.jsonl", PPE_PREFERENCE_ROWS),
         "ppe-correctness": write_jsonl(d / "corr.jsonl", PPE_CORRECTNESS_ROWS),
+        "rmb": write_rmb(d),  # the official folder layout
     }
 
 
@@ -41,7 +49,7 @@ def test_card_cli_every_kind(model_dirs, suite_files, tmp_path, capsys):  # noqa
         argv += ["--suite-data", f"{suite}={path}"]
     out = {k: tmp_path / f"card.{k}" for k in ("json", "md", "jsonl")}
     argv += ["--json", str(out["json"]), "--markdown", str(out["md"]), "--per-example", str(out["jsonl"])]
-    main(argv)
+    main([*argv, "--plot", str(tmp_path / "card.png")])
     capsys.readouterr()
     card = json.loads(out["json"].read_text())
     assert set(card["suites"]) == set(suite_files)
@@ -50,8 +58,11 @@ def test_card_cli_every_kind(model_dirs, suite_files, tmp_path, capsys):  # noqa
         and "HF_HUB_OFFLINE" in card["skipped_suites"]["rewardbench2"]
     )
     assert set(card["card"]) == set(model_dirs) and card["dtype"] == "float32"
+    png = (tmp_path / "card.png").read_bytes()  # a panel per suite that ran, a row per model
+    size = (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big"))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and size == card_png_size(len(suite_files), len(model_dirs))
     rows = [json.loads(line) for line in out["jsonl"].read_text().splitlines()]
-    for suite in ("rm-bench", "judgebench", "ppe-preference", "ppe-correctness"):
+    for suite in ("rm-bench", "judgebench", "ppe-preference", "ppe-correctness", "rmb"):
         spec = get_bench(suite)
         data = load_bench(spec, suite_files[suite])
         rewards = {
@@ -72,6 +83,7 @@ def test_card_cli_every_kind(model_dirs, suite_files, tmp_path, capsys):  # noqa
     assert tie["judgebench"]["score"] == pytest.approx(3 / 7)  # a tie decides B>A: right on the 3 B>A pairs
     assert tie["judgebench"]["two_game"] == 0.0
     assert tie["ppe-preference"]["score"] == 0.0
+    assert tie["rmb"]["score"] == 0.0  # chosen / bon_best must be strictly above
     assert tie["ppe-correctness"]["best_of_k"] == pytest.approx(
         ((0.5 + 0.25) / 2 + 1.0) / 2
     )  # a uniform pick
@@ -89,6 +101,11 @@ def _rewards(suite: str, row: dict) -> np.ndarray:
         "judgebench": lambda r: [r["score_A"], r["score_B"]],
         "ppe-preference": lambda r: [r["score_1"], r["score_2"]],
         "ppe-correctness": lambda r: r["scores"],
+        "rmb": lambda r: (
+            [r["chosen_reward"], r["reject_reward"]]
+            if "chosen_reward" in r
+            else [r["bon_best_reward"], *r["loser_rewards"]]
+        ),
     }
     return np.array(keys[suite](row))
 
@@ -125,6 +142,7 @@ def test_card_api_skips_unreachable_suites_and_refuses_bad_files(suite_files, tm
         "judgebench",
         "ppe-preference",
         "ppe-correctness",
+        "rmb",
     }
     card = run_card({"words": WordCountRM()}, data, n_boot=50)
     assert isinstance(card, Card) and card.table()["words"]["rm-bench"]["score"] == pytest.approx(
@@ -144,6 +162,7 @@ def test_cli_refuses_bad_suite_data(suite_files, tmp_path, capsys):
             ["--data", str(suite_files["rm-bench"])],
             "--suite does not take --data (give --suite-data SUITE=FILE)",
         ),
+        (["--suite", "rmb", "--plot", "x.png"], "--suite does not take --plot (only with --suite card)"),
     ):
         with pytest.raises(SystemExit) as info:
             main(["eval", "--suite", "card", "--rm", str(tmp_path), *extra])
@@ -151,3 +170,30 @@ def test_cli_refuses_bad_suite_data(suite_files, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["eval", "--rm", str(tmp_path), "--data", "x.jsonl", "--suite-data", "rm-bench=x"])
     assert info.value.code == 2 and "--suite-data needs --suite" in capsys.readouterr().err
+
+
+class _NegWords(WordCountRM):
+    def score_texts(self, texts):
+        return -super().score_texts(texts)
+
+
+def test_card_png_one_panel_per_suite(suite_files, tmp_path):
+    import matplotlib.image
+
+    files = {s: suite_files[s] for s in ("rm-bench", "judgebench", "rmb")}
+    card = run_card({"words": WordCountRM(), "neg": _NegWords()}, load_card(files), n_boot=50)
+    path = tmp_path / "card.png"
+    card.to_png(path)
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR"
+    width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    assert (width, height) == card_png_size(3, 2) == (720, 200)
+    assert [p.name for p in tmp_path.iterdir()] == ["card.png"]  # atomic: no temporary file left
+    img = matplotlib.image.imread(path)[..., :3]
+    assert img.shape[:2] == (height, width)
+    # each suite panel holds coloured marks (the dots and CI bars; the frame and text are grey / black)
+    colour = (img.max(axis=2) - img.min(axis=2)) > 0.3
+    thirds = [
+        colour[:, int(width * (0.3 + 0.23 * i)) : int(width * (0.3 + 0.23 * (i + 1)))] for i in range(3)
+    ]
+    assert all(t.sum() > 20 for t in thirds), [int(t.sum()) for t in thirds]

@@ -122,7 +122,7 @@ def _suite_eval(
     inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
     paths = [o for o in outs.values() if o]
     if len({Path(o).resolve() for o in paths}) < len(paths):
-        raise RewardkitError("--json, --markdown and --per-example must be different files")
+        raise RewardkitError("--json, --markdown, --per-example and --plot must be different files")
     for out in paths:
         check_file_output(out, inputs, force, load["base_model"])
     runner = runner_for(suite)
@@ -142,6 +142,8 @@ def _suite_eval(
         atomic_write_text(outs["markdown"], report.to_markdown())
     if outs["per_example"]:
         report.to_jsonl(outs["per_example"])
+    if outs["plot"]:
+        report.to_png(outs["plot"])
     click.echo(report.to_markdown() + note)
 
 
@@ -226,12 +228,12 @@ def eval_cmd(
             dpo=dpo,
             data=data,
             suite_files=_suite_files(suite_data),
-            outs={"json": json_out, "markdown": md_out, "per_example": per_example},
+            outs={"json": json_out, "markdown": md_out, "per_example": per_example, "plot": plot_out},
             unused={
                 "--data (give --suite-data SUITE=FILE)": suite == "card" and data is not None,
                 "--split-by": split_by is not None,
                 "--ood": ood is not None,
-                "--plot": plot_out is not None,
+                "--plot (only with --suite card)": suite != "card" and plot_out is not None,
                 "--ties": ctx.get_parameter_source("ties") is not click.core.ParameterSource.DEFAULT,
             },
             n_boot=n_boot,

@@ -61,6 +61,9 @@ class BenchSpec:
     check: Callable[[list[BenchExample]], None] | None = None
     #: a field each hub row gets (when absent) naming the hub dataset it came from (several hub datasets)
     hub_tag: str | None = None
+    #: how ``data`` is read when the suite's layout is not one file or hub dataset (a folder of files):
+    #: ``read(data)`` -> [(source, records)]; it raises ``DataError`` where it has no source
+    read: Callable[[Any], list[tuple[str, Any]]] | None = None
 
 
 @dataclass
@@ -157,7 +160,9 @@ def load_bench(
     ``.parquet``, ``.csv``; a list of dicts; None: the official hub dataset(s))."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if data is None:
+    if spec.read is not None:
+        sources = spec.read(data)
+    elif data is None:
         sources = [_hub_records(name, split) for name, split in spec.hub]
         if spec.hub_tag:
             sources = [
@@ -184,7 +189,8 @@ def load_bench(
                 continue
             seen[key] = where
             examples.append(example)
-    source = ", ".join(s for s, _ in sources)
+    folder = spec.read is not None and isinstance(data, (str, os.PathLike))
+    source = str(data) if folder else ", ".join(s for s, _ in sources)
     if not examples:
         raise DataError(
             f"{source}: no valid {spec.name} rows" + (f" ({len(skipped)} skipped)" if skipped else "")

@@ -25,6 +25,7 @@ TITLES = {
     "judgebench": "JudgeBench",
     "ppe-preference": "PPE Preference",
     "ppe-correctness": "PPE Correctness",
+    "rmb": "RMB",
 }
 
 
@@ -117,6 +118,13 @@ class Card:
 
         rows = [{"suite": s, **row} for s, r in self.reports.items() for row in r.jsonl_rows()]
         atomic_write_text(path, "".join(dumps(row) + "\n" for row in rows))
+
+    def to_png(self, path: str | os.PathLike) -> None:
+        """The headline scores as dots with their 95% CIs: one panel per suite, one row per model
+        (written atomically; size :func:`rewardkit.eval.plots.card_png_size`)."""
+        from rewardkit.eval.plots import plot_card
+
+        plot_card(self.table(), TITLES, path)
 
     def to_markdown(self) -> str:
         suites = list(self.reports)

@@ -77,3 +77,46 @@ def plot_curve(
     ax.legend(fontsize=8)
     _save(fig, path)
     plt.close(fig)
+
+
+#: the card's figure: inches per suite panel, inches per model row, dots per inch (the PNG's size follows)
+CARD_PANEL_WIDTH, CARD_ROW_HEIGHT, CARD_BASE_HEIGHT, CARD_DPI = 2.4, 0.4, 1.2, 100
+
+
+def card_png_size(n_suites: int, n_models: int) -> tuple[int, int]:
+    """(width, height) in pixels of :func:`plot_card`'s PNG."""
+    width = CARD_PANEL_WIDTH * n_suites
+    height = CARD_BASE_HEIGHT + CARD_ROW_HEIGHT * n_models
+    return round(width * CARD_DPI), round(height * CARD_DPI)
+
+
+def plot_card(table: dict[str, dict[str, dict]], titles: dict[str, str], path: str | os.PathLike) -> None:
+    """One panel per suite, one row per model: the headline score (dot) and its 95% CI (bar), in %.
+
+    ``table``: {model: {suite: {"score", "ci": [lo, hi]}}} (a NaN score leaves its row empty)."""
+    plt = _figure()
+    models = list(table)
+    suites = list(next(iter(table.values())))
+    width, height = card_png_size(len(suites), len(models))
+    fig, axes = plt.subplots(
+        1, len(suites), figsize=(width / CARD_DPI, height / CARD_DPI), sharey=True, squeeze=False
+    )
+    y = np.arange(len(models))[::-1]
+    for ax, suite in zip(axes[0], suites):
+        for yi, m in zip(y, models):
+            cell = table[m][suite]
+            score, (lo, hi) = 100 * cell["score"], (100 * cell["ci"][0], 100 * cell["ci"][1])
+            ax.errorbar([score], [yi], xerr=[[score - lo], [hi - score]], fmt="o", ms=4, capsize=3)
+        ax.set_title(titles.get(suite, suite), fontsize=9)
+        ax.set_xlim(0, 100)
+        ax.axvline(50, color="grey", lw=0.6, ls=":")
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_yticks(y, models)
+    axes[0][0].set_ylim(-0.7, len(models) - 0.3)
+    fig.supxlabel("score, % (95% bootstrap CI)", fontsize=8)
+    fig.subplots_adjust(left=min(0.4, 0.9 / len(suites)), right=0.98, bottom=0.3, top=0.8, wspace=0.15)
+    from rewardkit.io import atomic_file
+
+    with atomic_file(path, suffix=".png") as tmp:  # a fixed size: no tight bounding box
+        fig.savefig(tmp, dpi=CARD_DPI, format="png")
+    plt.close(fig)

@@ -20,6 +20,7 @@ BENCH_SPECS: dict[str, tuple[str, str]] = {
     "judgebench": ("rewardkit.eval.judgebench", "JUDGEBENCH"),
     "ppe-preference": ("rewardkit.eval.ppe", "PPE_PREFERENCE"),
     "ppe-correctness": ("rewardkit.eval.ppe", "PPE_CORRECTNESS"),
+    "rmb": ("rewardkit.eval.rmb", "RMB"),
 }
 #: every suite name, in the card's order
 SUITE_NAMES: tuple[str, ...] = ("rewardbench", "rewardbench2", *BENCH_SPECS)
