@@ -131,9 +131,20 @@ def test_in_training_lora_tracks_adapter_sized_copies_and_resumes(tiny_lm, synth
         torch.testing.assert_close(t, blob[f"ema.{name}"])
 
 
-def test_cli_flags(tiny_lm, synthetic_split, tmp_path, capsys):
+def test_cli_flags(tiny_lm, synthetic_split, tmp_path, capsys, monkeypatch):
+    """--elastic-reset-every / --ema-decay reach the callback the trainer runs: its settings are the
+    flags', and 4 optimizer steps with a reset every 2 reset twice."""
     from rewardkit.cli import main
+    from rewardkit.train import elastic
 
+    made = []
+
+    class Recorded(elastic.ElasticResetCallback):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(elastic, "ElasticResetCallback", Recorded)
     data = tmp_path / "d.jsonl"
     synthetic_split[0][:16].save_jsonl(data)
     main(
@@ -155,3 +166,7 @@ def test_cli_flags(tiny_lm, synthetic_split, tmp_path, capsys):
         ]
     )
     assert "trained on 16 pairs in 4 steps" in capsys.readouterr().out
+    assert len(made) == 1
+    cb = made[0]
+    assert (cb.reset_every, cb.ema_decay, cb.resets) == (2, 0.99, 2)
+    assert cb.params and set(cb.ema) == set(cb.params)  # it tracked the trained parameters
