@@ -13,15 +13,39 @@ CHAT_TEMPLATE_HELP = (
 )
 
 
-class RewardTrainingConfig(BaseModel):
-    """Explicit (Bradley-Terry) reward model training."""
+class PairTrainingConfig(BaseModel):
+    """What every pair trainer takes (optimisation, LoRA, seeds, batching, checkpoints, logging): the
+    fields both :class:`RewardTrainingConfig` and :class:`DPOTrainingConfig` share, written once."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: float = Field(1.0, gt=0)
-    lr: float = Field(1e-5, gt=0, description="learning rate (LoRA usually wants ~1e-4)")
+    lr: float = Field(1e-5, gt=0, description="learning rate")
     batch_size: int = Field(8, ge=1, description="pairs per device per step")
     grad_accum: int = Field(1, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="fraction of steps of linear warm-up")
+    lr_scheduler: str = "linear"
+    bf16: bool | None = Field(None, description="bf16 autocast; None: on CUDA when supported")
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank; None = full fine-tuning")
+    lora_alpha: float | None = None
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    seed: int = Field(
+        0, ge=0, lt=2**32, description="everything not covered by the other seeds (e.g. dropout)"
+    )
+    data_seed: int = Field(0, ge=0, lt=2**32, description="order of the training pairs")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    group_by_length: bool = Field(True, description="batches of similar length (less padding), random order")
+    logging_steps: int = Field(10, ge=1)
+    save_checkpoints: bool = Field(False, description="keep checkpoints under OUT/checkpoints (resumable)")
+    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: every epoch)")
+    progress: bool | None = Field(None, description="progress bars; None: when stderr is a terminal")
+
+
+class RewardTrainingConfig(PairTrainingConfig):
+    """Explicit (Bradley-Terry) reward model training."""
+
+    lr: float = Field(1e-5, gt=0, description="learning rate (LoRA usually wants ~1e-4)")
     max_length: int | None = Field(
         None,
         ge=8,
@@ -30,46 +54,26 @@ class RewardTrainingConfig(BaseModel):
     chat_template: ChatTemplate | None = Field(
         None, description=CHAT_TEMPLATE_HELP + " (None: the model's own, auto for a new one)"
     )
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="fraction of steps of linear warm-up")
-    lr_scheduler: str = "linear"
-    bf16: bool | None = Field(None, description="bf16 autocast; None: on CUDA when supported")
-    lora_r: int | None = Field(None, ge=1, description="LoRA rank; None = full fine-tuning")
-    lora_alpha: float | None = None
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
     dropout: float | None = Field(None, ge=0, lt=1, description="override the backbone's dropout")
     num_heads: int = Field(
         1, ge=1, description="independent reward heads on one backbone (multi-head ensemble)"
     )
-    seed: int = Field(0, ge=0, lt=2**32, description="everything not covered by head_seed / data_seed (e.g. dropout)")
+    seed: int = Field(
+        0, ge=0, lt=2**32, description="everything not covered by head_seed / data_seed (e.g. dropout)"
+    )
     head_seed: int = Field(0, ge=0, lt=2**32, description="reward-head (and LoRA) initialisation")
-    data_seed: int = Field(0, ge=0, lt=2**32, description="order of the training pairs")
     margin_field: str | None = Field(None, description="metadata field holding a per-pair margin")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     center_coef: float = Field(0.0, ge=0, description="centring penalty coefficient (Eisenstein et al.)")
     lp_epochs: float = Field(0.0, ge=0, description="linear-probing warm-up: epochs training only the head")
     lp_lr: float | None = Field(None, gt=0, description="learning rate of the warm-up (default: 10 x lr)")
-    group_by_length: bool = Field(True, description="batches of similar length (less padding), random order")
-    logging_steps: int = Field(10, ge=1)
-    save_checkpoints: bool = Field(False, description="keep checkpoints under OUT/checkpoints (resumable)")
-    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: every epoch)")
-    progress: bool | None = Field(None, description="progress bars; None: when stderr is a terminal")
 
 
-class DPOTrainingConfig(BaseModel):
+class DPOTrainingConfig(PairTrainingConfig):
     """DPO training of a policy whose implicit reward is the DPORM."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    epochs: float = Field(1.0, gt=0)
-    lr: float = Field(1e-6, gt=0)
-    batch_size: int = Field(8, ge=1, description="pairs per device per step")
-    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-6, gt=0, description="learning rate")
     max_length: int = Field(512, ge=8)
     chat_template: ChatTemplate = Field("auto", description=CHAT_TEMPLATE_HELP)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    lr_scheduler: str = "linear"
     bf16: bool | None = Field(
         None, description="bf16 autocast for the policy and the reference pass; None: on CUDA when supported"
     )
@@ -80,16 +84,6 @@ class DPOTrainingConfig(BaseModel):
     loss: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO (sigmoid loss only)")
     reduction: Literal["sum", "mean"] = Field("sum", description="reduction the saved DPORM scores with")
-    lora_r: int | None = Field(None, ge=1)
-    lora_alpha: float | None = None
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    seed: int = Field(0, ge=0, lt=2**32)
-    data_seed: int = Field(0, ge=0, lt=2**32)
-    group_by_length: bool = Field(True, description="batches of similar length (less padding), random order")
-    logging_steps: int = Field(10, ge=1)
-    save_checkpoints: bool = Field(False, description="keep checkpoints under OUT/checkpoints (resumable)")
-    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: every epoch)")
-    progress: bool | None = Field(None, description="progress bars; None: when stderr is a terminal")
 
     @model_validator(mode="after")
     def _check(self) -> DPOTrainingConfig:
