@@ -104,7 +104,7 @@ def test_a_kind_is_found_by_the_registry_only(tmp_path):
     (tmp_path / "d" / "rewardkit.json").write_text(json.dumps({"kind": "test_declared_only", "format": 1}))
     with pytest.raises(ModelError, match="unknown kind 'test_declared_only'"):
         load_reward_model(tmp_path / "d")
-    KINDS["test_broken"] = "no.such.module:Cls"
+    register_kind("test_broken", "no.such.module:Cls")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "rewardkit.json").write_text(json.dumps({"kind": "test_broken", "format": 1}))
     with pytest.raises(ModelError, match=r"kind 'test_broken': cannot import 'no.such.module:Cls'"):

@@ -106,3 +106,28 @@ def test_encoding_key_follows_settings_and_hashes_the_tokenizer_once(tiny_lm):
     assert f.encoding_key == k1
     other = BradleyTerryRM.from_pretrained(tiny_lm, head_seed=3).formatter
     assert other.encoding_key == k1  # same tokenizer and settings: one shared encoding
+
+
+def test_texts_own_the_pair_layout():
+    """Texts.from_pairs lays out every chosen response, then every rejected; split_pairs cuts values of
+    that layout back (rewards [2n], member rows [M, 2n], columns [2n, k]), checked by hand."""
+    from rewardkit.records import PreferencePair
+
+    pairs = [
+        PreferencePair("p0", "c0", "r0"),
+        PreferencePair("p1", "c1", "r1"),
+        PreferencePair("p2", "c2", "r2"),
+    ]
+    texts = Texts.from_pairs(pairs)
+    assert texts.prompts == ["p0", "p1", "p2"] * 2 and texts.responses == ["c0", "c1", "c2", "r0", "r1", "r2"]
+    chosen, rejected = texts.split_pairs(np.array([1.0, 2.0, 3.0, 10.0, 20.0, 30.0]))
+    assert chosen.tolist() == [1.0, 2.0, 3.0] and rejected.tolist() == [10.0, 20.0, 30.0]
+    rows = np.arange(12.0).reshape(2, 6)  # two members
+    c, r = texts.split_pairs(rows, axis=1)
+    assert c.tolist() == [[0, 1, 2], [6, 7, 8]] and r.tolist() == [[3, 4, 5], [9, 10, 11]]
+    c, r = texts.split_pairs(np.arange(12.0).reshape(6, 2))  # a [2n, k] column
+    assert c.tolist() == [[0, 1], [2, 3], [4, 5]] and r.tolist() == [[6, 7], [8, 9], [10, 11]]
+    with pytest.raises(ValueError, match="5 values along axis 0 for 3 pairs"):
+        texts.split_pairs(np.zeros(5))
+    with pytest.raises(ValueError, match="needs pair texts"):
+        Texts(["p"], ["r"]).split_pairs(np.zeros(2))

@@ -71,8 +71,8 @@ class RewardModel(ABC):
     def score_pairs(self, pairs: Any) -> PairScores:
         """Score chosen and rejected of every pair in one call (so the engine batches them together)."""
         pairs = as_pairs(pairs)
-        r = self.score_texts(Texts.from_pairs(pairs))
-        return PairScores(r[: len(pairs)], r[len(pairs) :])
+        texts = Texts.from_pairs(pairs)
+        return PairScores(*texts.split_pairs(self.score_texts(texts)))
 
     def __call__(self, prompts: Sequence[Prompt], completions: Sequence[Any], **kwargs) -> list[float]:
         """TRL ``reward_funcs`` signature: plain or conversational prompts/completions -> list of floats.

@@ -82,8 +82,10 @@ class Encoded:
 class Texts:
     """What a model is asked to score: n (prompt, response) sequences.
 
-    ``pairs``: the sequences are the chosen responses of these pairs, then the rejected ones, and each
-    pair's two sequences share one response boundary (``Formatter.encode_pair``). ``reward_call``: the
+    ``pairs``: the sequences are the chosen responses of these pairs, then the rejected ones (this
+    layout is known here alone: :meth:`from_pairs` builds it, :meth:`split_pairs` cuts values of it back
+    into chosen and rejected), and each pair's two sequences share one response boundary
+    (``Formatter.encode_pair``). ``reward_call``: the
     TRL reward-function convention (module docstring). ``metadata``: per-sequence fields (the pairs'
     metadata; the dataset columns a TRL trainer passes to a reward function), for models that read them
     (e.g. a reference length). ``raw``: ``prompt + response`` is already-templated text (module
@@ -123,6 +125,19 @@ class Texts:
             pairs,
             metadata=[p.metadata for p in pairs] * 2,
         )
+
+    def split_pairs(self, values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(chosen, rejected): ``values`` of these pair texts (one per sequence along ``axis``, e.g. rewards
+        [2n], member rewards [M, 2n] with ``axis=1``, a column [2n, k]) cut into the two halves, [n] each
+        along ``axis``."""
+        if self.pairs is None:
+            raise ValueError("split_pairs needs pair texts (Texts.from_pairs)")
+        values = np.asarray(values)
+        n = len(self.pairs)
+        if values.shape[axis] != 2 * n:
+            raise ValueError(f"{values.shape[axis]} values along axis {axis} for {n} pairs (want {2 * n})")
+        chosen, rejected = np.split(values, [n], axis=axis)
+        return chosen, rejected
 
     def __len__(self) -> int:
         return len(self.responses)
@@ -221,7 +236,9 @@ class Formatter:
         digest = self.__dict__.get("_tokenizer_digest")
         if digest is None:
             backend = getattr(self.tokenizer, "backend_tokenizer", None)
-            tok = backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items()))
+            tok = (
+                backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items()))
+            )
             digest = self._tokenizer_digest = hashlib.sha256(tok.encode()).hexdigest()
         h = hashlib.sha256(digest.encode())
         h.update(

@@ -150,7 +150,8 @@ def evaluate(
             for m in _as_members(rm):
                 r = m.score_texts_reusing(texts, known)
                 known[id(m)] = r
-                margins[name][split].append(r[: len(pairs)] - r[len(pairs) :])
+                chosen, rejected = texts.split_pairs(r)
+                margins[name][split].append(chosen - rejected)
     per_seed = {
         name: {split: np.stack([correctness(m, ties) for m in ms]) for split, ms in by_split.items()}
         for name, by_split in margins.items()
