@@ -359,3 +359,31 @@ def test_ray_replica_health_check_without_ray():
     flaky.state.server.batcher.stopping.set()
     flaky.state.server.batcher.join(5)
     assert replica_health(flaky) == "the scoring thread stopped"
+
+
+def test_one_health_rule_behind_the_gate_health_info_and_ray():
+    """Server.problem is the one health rule: a failed load answers 500 on /health, /info and a request
+    alike; /health and the request hide the load error (it may name paths), /info and Ray's check give it."""
+    from starlette.testclient import TestClient
+
+    from rewardkit.errors import ModelError
+    from rewardkit.serve.app import build_app
+    from rewardkit.serve.runners import replica_health
+
+    def failing_load():
+        raise ModelError("/secret/rm: no weights")
+
+    app = build_app(failing_load)
+    with TestClient(app) as c:
+        for _ in range(100):
+            if c.get("/health").status_code != 503:
+                break
+            time.sleep(0.05)
+        found = app.state.server.problem(engine_faults=True)
+        assert (found.kind, found.status, found.detail) == ("load_failed", 500, "/secret/rm: no weights")
+        health, info = c.get("/health"), c.get("/info")
+        score = c.post("/score", json={"prompts": ["x"], "responses": ["y"]})
+        assert [r.status_code for r in (health, info, score)] == [500, 500, 500]
+        assert "/secret" not in health.text and "/secret" not in score.text
+        assert info.json()["error"]["message"] == "the model failed to load: /secret/rm: no weights"
+        assert replica_health(app) == "the model failed to load: /secret/rm: no weights"

@@ -246,7 +246,7 @@ def serve(cmd: ServeCommand) -> None:
     app = build_app(load, s)
 
     def ready():
-        info = app.state.rewardkit["info"]
+        info = app.state.server.info
         scheme = "https" if cmd.ssl_certfile else "http"
         click.echo(
             f"serving {info['kind']} reward model at {scheme}://{cmd.host}:{cmd.port} (docs/serving.md)",

@@ -20,7 +20,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -28,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from rewardkit.base import RewardModel
 from rewardkit.errors import ModelError
 from rewardkit.serve.batcher import Batcher, Job, Unavailable, request_fault
 from rewardkit.serve.limits import Guard, RequestError, check_chars, error_content
@@ -48,12 +50,28 @@ async def _disconnected(receive) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Why the server cannot score: the HTTP status a route answers, a reason with no internal detail
+    (safe for unauthenticated callers) and the detail (the load error) for ``/info`` and logs."""
+
+    kind: Literal["loading", "load_failed", "scoring_thread", "engine_fault"]
+    status: int
+    reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+
 class Server:
     """What the routes share: settings, metrics, model state and the batcher."""
 
     def __init__(self, settings: ServeSettings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
-        self.state: dict[str, Any] = {"model": None, "error": None, "info": {}}
+        self.model: RewardModel | None = None
+        self.error: BaseException | None = None  # why the model failed to load
+        self.info: dict[str, Any] = {}  # what /info shows of the model
         self.ready = threading.Event()
         self.formatter = None  # the model's one token convention (None for an ensemble)
         self.counter = None  # what counts tokens: the formatter, else an ensemble member's
@@ -65,7 +83,7 @@ class Server:
     def count(self, path: str, status: int) -> None:
         self.metrics.requests.labels(path if path in self.routes else "other", str(status)).inc()
 
-    def loaded(self, rm: Any, describe: dict | None) -> None:
+    def loaded(self, rm: RewardModel, describe: dict | None) -> None:
         if self.settings.deterministic:  # one sequence per forward, its prompt not shared: batch-invariant
             rm.configure(max_batch_size=1, prefix_sharing=False)
         self.formatter = rm.formatter
@@ -74,12 +92,12 @@ class Server:
         )
         self.token_limit = None if self.counter is None else self.counter.limit
         self.char_cap = sequence_char_cap(self.settings, self.token_limit)
-        self.state["info"] = model_info(rm, describe)
-        self.state["model"] = rm
+        self.info = model_info(rm, describe)
+        self.model = rm
 
     def _score(self, texts: Texts, members: bool) -> np.ndarray:
         """[n] rewards, or [1 + M + 1, n]: rewards, member rewards, their std."""
-        rm = self.state["model"]
+        rm = self.model
         if not members:
             return np.asarray(rm.score_texts(texts), dtype=np.float64)
         rewards, cols = rm.score_columns(texts)
@@ -88,15 +106,34 @@ class Server:
         rows = [np.asarray(rewards)[None], cols["members"].T, cols["std"][None]]
         return np.concatenate(rows).astype(np.float64)
 
-    def check_ready(self) -> None:
+    def load_problem(self) -> Problem | None:
+        """Why no model can score yet: still loading (503) or failed to load (500); None once loaded."""
         if not self.ready.is_set():
-            raise RequestError(
-                503, "the model is still loading", {"Retry-After": str(self.settings.retry_after_s)}
-            )
-        if self.state["error"] is not None:
-            raise RequestError(500, "the model failed to load (see the server log or /info)")
+            return Problem("loading", 503, "the model is still loading")
+        if self.error is not None:
+            return Problem("load_failed", 500, "the model failed to load", str(self.error))
+        return None
+
+    def problem(self, *, engine_faults: bool) -> Problem | None:
+        """The one health rule of the server (the request gate, ``/health`` and Ray's replica check): a
+        :meth:`load_problem`, a stopped scoring thread (500) and, with ``engine_faults``, an engine whose
+        last call failed (503, until one succeeds); None when healthy."""
+        found = self.load_problem()
+        if found is not None:
+            return found
         if not self.batcher.is_alive():
-            raise RequestError(500, "the server's scoring thread is not running")
+            return Problem("scoring_thread", 500, "the scoring thread stopped")
+        if engine_faults and self.batcher.fault is not None:
+            return Problem("engine_fault", 503, f"the last engine call failed ({self.batcher.fault})")
+        return None
+
+    def check_ready(self) -> None:
+        """The request gate: refuse while the model cannot score (an engine fault does not refuse)."""
+        found = self.problem(engine_faults=False)
+        if found is not None:
+            retry = {"Retry-After": str(self.settings.retry_after_s)} if found.status == 503 else None
+            reason = found.reason + (" (see the server log or /info)" if found.detail else "")
+            raise RequestError(found.status, reason, retry)
 
     def check_chars(self, fields: dict[str, list]) -> None:
         check_chars({k: [text_chars(x) for x in v] for k, v in fields.items()}, self.char_cap)
@@ -161,7 +198,7 @@ class Server:
             raise RequestError(500, f"scoring failed: {type(e).__name__}: {e}") from None
 
 
-def _lifecycle(srv: Server, load: Callable[[], Any], describe: dict | None):
+def _lifecycle(srv: Server, load: Callable[[], RewardModel], describe: dict | None):
     """``start()`` (load the model on a background thread and start the batcher, once) and the app's
     lifespan (on exit: finish what is queued, stop the batcher)."""
     started = threading.Event()
@@ -170,7 +207,7 @@ def _lifecycle(srv: Server, load: Callable[[], Any], describe: dict | None):
         try:
             srv.loaded(load(), describe)
         except BaseException as e:  # noqa: BLE001 - reported by /health, /info and the CLI
-            srv.state["error"] = e
+            srv.error = e
             logger.error("could not load the reward model: %s", e)
         finally:
             srv.ready.set()
@@ -254,7 +291,7 @@ def _error_handlers(app: FastAPI, srv: Server) -> None:
 
 
 def build_app(
-    load: Callable[[], Any],
+    load: Callable[[], RewardModel],
     settings: ServeSettings | None = None,
     describe: dict | None = None,
     start_in_lifespan: bool = True,
@@ -270,7 +307,7 @@ def build_app(
     srv = Server(settings, Metrics())
     start, lifespan = _lifecycle(srv, load, describe)
     app = FastAPI(title="rewardkit", lifespan=lambda a: lifespan(a, start_in_lifespan))
-    app.state.rewardkit, app.state.ready, app.state.metrics = srv.state, srv.ready, srv.metrics
+    app.state.ready, app.state.metrics = srv.ready, srv.metrics
     app.state.settings, app.state.start, app.state.server = settings, start, srv
     app.add_middleware(Guard, settings=settings, count=srv.count)
     _error_handlers(app, srv)
@@ -282,7 +319,7 @@ def build_app(
     return app
 
 
-def record_fields(rm: Any) -> list[str]:
+def record_fields(rm: RewardModel) -> list[str]:
     """The per-example record fields ``rm`` reads (a length penalty's reference field), its members'
     included: what a client sends beside the texts (``RemoteRewardModel`` sends only these)."""
     ref = rm.describe().get("reference") if rm.kind == "length_penalized" else None
@@ -292,7 +329,7 @@ def record_fields(rm: Any) -> list[str]:
     return own
 
 
-def model_info(rm: Any, extra: dict | None = None) -> dict[str, Any]:
+def model_info(rm: RewardModel, extra: dict | None = None) -> dict[str, Any]:
     """What ``/info`` says of a model: its ``describe()``, library versions, merge provenance."""
     from pathlib import Path
 

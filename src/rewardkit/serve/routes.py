@@ -100,12 +100,13 @@ def add_routes(route, app, srv) -> None:
         srv.check_chars({"pairs.prompt": [p.prompt for p in req.pairs], "pairs.chosen": [p.chosen for p in req.pairs],
                          "pairs.rejected": [p.rejected for p in req.pairs]})  # fmt: skip
         pairs = [PreferencePair(plain(p.prompt), p.chosen, p.rejected, p.metadata) for p in req.pairs]
-        out, _ = await srv.run(request, Texts.from_pairs(pairs), req.members)
-        n = len(pairs)
-        if out.ndim == 2:
-            return {"chosen": out[0, :n].tolist(), "rejected": out[0, n:].tolist(),
-                    "chosen_members": out[1:-1, :n].tolist(), "rejected_members": out[1:-1, n:].tolist()}  # fmt: skip
-        return {"chosen": out[:n].tolist(), "rejected": out[n:].tolist()}
+        texts = Texts.from_pairs(pairs)
+        out, _ = await srv.run(request, texts, req.members)
+        chosen, rejected = texts.split_pairs(out, axis=-1)
+        if out.ndim == 2:  # rows: rewards, member rewards, their std
+            return {"chosen": chosen[0].tolist(), "rejected": rejected[0].tolist(),
+                    "chosen_members": chosen[1:-1].tolist(), "rejected_members": rejected[1:-1].tolist()}  # fmt: skip
+        return {"chosen": chosen.tolist(), "rejected": rejected.tolist()}
 
     @route("/get_reward")
     async def get_reward(request: Request) -> dict:
@@ -130,28 +131,23 @@ def add_routes(route, app, srv) -> None:
     @route("/health", "GET")
     async def health(request: Request) -> dict:
         """No internal detail (paths, messages) for unauthenticated callers: status and counts only."""
-        if not srv.ready.is_set():
-            raise RequestError(503, "loading")
-        if srv.state["error"] is not None:
-            raise RequestError(500, "the model failed to load")
-        if not srv.batcher.is_alive():
-            raise RequestError(500, "the scoring thread stopped")
+        found = srv.problem(engine_faults=True)
+        if found is not None:
+            faults = f"; {srv.batcher.fault_count} so far" if found.kind == "engine_fault" else ""
+            raise RequestError(found.status, found.reason + faults)
         b = srv.batcher
-        if b.fault is not None:
-            raise RequestError(503, f"the last engine call failed ({b.fault}); {b.fault_count} so far")
         return {"status": "ok", "queue_sequences": b.pending, "engine_faults": b.fault_count}
 
     @route("/info", "GET")
     async def info(request: Request) -> dict:
-        if not srv.ready.is_set():
-            raise RequestError(503, "the model is not loaded")
-        if srv.state["error"] is not None:
-            raise RequestError(500, f"the model failed to load: {srv.state['error']}")
+        found = srv.load_problem()
+        if found is not None:
+            raise RequestError(found.status, str(found))
         keys = ("max_request_sequences", "max_request_bytes", "max_queue_sequences", "max_queue_bytes",
                 "max_wait_ms", "max_pool_sequences", "max_pool_tokens", "receive_timeout_s", "header_timeout_s",
                 "keep_alive_s", "max_connections", "max_json_values", "deterministic")  # fmt: skip
         limits = {k: getattr(settings, k) for k in keys}
-        return {**srv.state["info"], "limits": {**limits, "max_sequence_chars": srv.char_cap}}
+        return {**srv.info, "limits": {**limits, "max_sequence_chars": srv.char_cap}}
 
     @app.get("/metrics")
     async def prometheus():

@@ -7,7 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from rewardkit.base import RewardModel
 from rewardkit.errors import ModelError
+from rewardkit.serve.settings import ServeSettings
 
 
 def run_server(
@@ -54,14 +56,14 @@ def run_server(
 
     def watch() -> None:
         app.state.ready.wait()
-        if app.state.rewardkit["error"] is not None:
+        if app.state.server.error is not None:
             server.should_exit = True
         elif on_ready is not None:
             on_ready()
 
     threading.Thread(target=watch, name="rewardkit-watch", daemon=True).start()
     server.run()
-    error = app.state.rewardkit["error"]
+    error = app.state.server.error
     if error is not None:
         raise ModelError(str(error)) if not isinstance(error, ModelError) else error
 
@@ -69,7 +71,7 @@ def run_server(
 _REPLICA: dict[str, Any] = {}  # the app of this Ray Serve replica (its health check reads it)
 
 
-def _replica_app(load: Callable[[], Any], settings, describe: dict):
+def _replica_app(load: Callable[[], RewardModel], settings: ServeSettings, describe: dict):
     """Built inside each Ray Serve replica (so no model, thread or metrics registry is pickled): the same
     app, started at once."""
     from rewardkit.serve.app import build_app
@@ -84,14 +86,8 @@ def replica_health(app) -> str | None:
     """Why a replica is unhealthy (failed load, stopped scoring thread, faulting engine), or None."""
     if app is None:
         return "the app is not built"
-    srv = app.state.server
-    if srv.state["error"] is not None:
-        return f"the model failed to load: {srv.state['error']}"
-    if srv.ready.is_set() and not srv.batcher.is_alive():
-        return "the scoring thread stopped"
-    if srv.batcher.fault is not None:
-        return f"the last engine call failed ({srv.batcher.fault})"
-    return None
+    found = app.state.server.problem(engine_faults=True)
+    return None if found is None or found.kind == "loading" else str(found)  # loading is healthy
 
 
 def check_replica() -> None:
@@ -103,8 +99,8 @@ def check_replica() -> None:
 
 
 def run_ray(
-    load: Callable[[], Any],
-    settings,
+    load: Callable[[], RewardModel],
+    settings: ServeSettings,
     describe: dict,
     host: str,
     port: int,
