@@ -11,7 +11,7 @@ JSON list; every row holds ``conversation_input`` (turns of ``role`` / ``content
 and ``category_path`` (the file's path under ``RMB_dataset`` without ``.json``). A pairwise row holds
 ``pair_uid``, ``chosen`` and ``reject`` (each ``{"llm_name", "answer"}``); a best-of-N row holds ``bon_uid``,
 ``bon_best`` and ``loser_list`` (2 to 6 answers in the release). ``--data`` takes the folder (every
-``.json`` under it, sorted) or one file.
+``.json`` under it, sorted; links to folders are not followed) or one file.
 
 **Scoring.** A pair is right when r(chosen) > r(reject), strictly: ``my_run_rm.py``'s ``1 if chosen >
 rejected else 0``, so a reward tie is wrong. A best-of-N list is right when r(bon_best) is strictly higher
@@ -47,7 +47,7 @@ ROLES = ("system", "user", "assistant")
 
 
 def read_rmb(data: Any) -> list[tuple[str, Any]]:
-    """(source, records) per file: every ``.json`` under a folder (sorted, links not followed), a file,
+    """(source, records) per file: every ``.json`` under a folder (sorted, links to folders not followed), a file,
     or rows; None is an error, RMB having no hub dataset."""
     if data is None:
         raise DataError(
