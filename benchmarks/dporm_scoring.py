@@ -69,7 +69,7 @@ def _naive(rm, pairs, batch_size=8):
             t = torch.arange(1, b.input_ids.shape[1])
             m = (t[None] >= b.response_start[:, None]) & b.attention_mask[:, 1:].bool()
             sums = []
-            for model in (rm.policy, rm.reference):  # separate passes
+            for model in (rm.policy, rm.ref_model):  # separate passes
                 logp = torch.log_softmax(
                     model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits.float(), -1
                 )

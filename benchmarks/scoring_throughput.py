@@ -168,7 +168,7 @@ def engine_section(args, path, pairs) -> dict:
     from rewardkit.scoring import CPU_MAX_TOKENS, padded_tokens, plan_batches
 
     rm, dporm = demo_models(path, args.max_length)
-    policy, reference = dporm.policy, dporm.reference
+    policy, reference = dporm.policy, dporm.ref_model
     items = [rm.formatter.encode(p.prompt, r, i) for i, p in enumerate(pairs) for r in (p.chosen, p.rejected)]
     tokens = sum(len(x) for x in items)
     hf = rm.model  # the same HF AutoModelForSequenceClassification, called the way a user would

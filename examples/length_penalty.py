@@ -1,12 +1,12 @@
 """Length-penalised rewards (CourseGPT-zh): a reward model that prefers long answers, before and after
-the penalty s - alpha * max(0, len / ref_len - 1).
+the penalty s - length_penalty * max(0, len / ref_len - 1).
 
-    python examples/length_penalty.py [--alpha 10]
+    python examples/length_penalty.py [--length-penalty 10]
 
 A tiny reward model is trained on a synthetic task whose preferred answers are the longer ones (a length
 bias, as real RMs and LLM judges show); the penalty against a reference answer's length removes most of
-the preference for length. alpha is in reward units: CourseGPT-zh's 0.5 is for judge scores on a 1-10
-scale; this Bradley-Terry RM's margins are about 10, so alpha is 10 here.
+the preference for length. The weight is in reward units: CourseGPT-zh's 0.5 is for judge scores on a 1-10
+scale; this Bradley-Terry RM's margins are about 10, so it is 10 here.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def length_biased_pairs(n: int, seed: int) -> PreferenceDataset:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--alpha", type=float, default=10.0)
+    ap.add_argument("--length-penalty", type=float, default=10.0)
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rewardkit-length-") as tmp:
         work = Path(tmp)
@@ -47,7 +47,9 @@ def main(argv=None) -> dict:
         rm = train_reward_model(
             model, length_biased_pairs(200, 0), epochs=2, lr=3e-3, batch_size=16, progress=False
         ).model
-        penalised = LengthPenalizedRM(rm, alpha=args.alpha, reference="reference", unit="words")
+        penalised = LengthPenalizedRM(
+            rm, length_penalty=args.length_penalty, reference="reference", unit="words"
+        )
         test = length_biased_pairs(100, 1)
         report = evaluate({"RM": rm, "RM+LP": penalised}, {"test": test}, id_split=None, length_unit="words")
         result = {name: report.models[name]["splits"]["test"]["prefers_longer"] for name in ("RM", "RM+LP")}

@@ -104,7 +104,7 @@ def test_ensemble_cli_and_score_writes_members(members, tmp_path, capsys, batch_
     # engine settings reach every member: at most 2 sequences and 64 padded tokens per batch, same scores
     batch_shapes.clear()  # only the batches of the run below
     argv = ["score", "--rm", str(tmp_path / "ens"), "--data", str(data), "--out", str(tmp_path / "s2.jsonl")]
-    main([*argv, "--batch-size", "2", "--max-tokens", "64", "--no-progress"])
+    main([*argv, "--max-batch-size", "2", "--max-tokens", "64", "--no-progress"])
     assert len(batch_shapes) >= 3 * 24 / 2 and all(
         b <= 2 and (b * t <= 64 or b == 1) for b, t in batch_shapes
     )

@@ -44,7 +44,7 @@ def test_implicit_rewards_match_naive_computation(two_lms, reduction, side):
             for idx in rows:
                 b = collate(items, idx, rm.tokenizer.pad_token_id, padding_side=side)
                 pi, n = _naive_logprobs(rm.policy, b.input_ids, b.attention_mask, b.response_start)
-                ref, _ = _naive_logprobs(rm.reference, b.input_ids, b.attention_mask, b.response_start)
+                ref, _ = _naive_logprobs(rm.ref_model, b.input_ids, b.attention_mask, b.response_start)
                 d = pi - ref
                 out[idx] = (0.3 * (d / n if reduction == "mean" else d)).numpy()
             expected.append(out)
@@ -75,7 +75,7 @@ def test_dpo_training_learns_and_round_trips(tiny_lm, synthetic_split, tmp_path)
     assert acc >= 0.9
     loaded = load_reward_model(tmp_path / "dpo")
     assert isinstance(loaded, DPOImplicitRM) and loaded.beta == 0.1 and loaded.reduction == "sum"
-    assert loaded.reference_path == str(tiny_lm.resolve())
+    assert loaded.ref_model_path == str(tiny_lm.resolve())
     np.testing.assert_allclose(loaded.score_pairs(test).margins, rm.score_pairs(test).margins, atol=1e-5)
 
 
@@ -84,7 +84,7 @@ def test_lora_reference_is_the_adapter_disabled_base(tiny_lm, synthetic_split, t
     rm = train_dpo(
         tiny_lm, train[:64], out=tmp_path / "lora", epochs=1, lr=1e-2, lora_r=4, batch_size=16, progress=False
     ).model
-    assert rm.reference is None and rm.is_lora  # no second copy of the weights
+    assert rm.ref_model is None and rm.is_lora  # no second copy of the weights
     explicit_ref = DPOImplicitRM(
         rm.policy,
         DPOImplicitRM.from_pretrained(tiny_lm, reference_free=True, beta=1).policy,
@@ -94,7 +94,7 @@ def test_lora_reference_is_the_adapter_disabled_base(tiny_lm, synthetic_split, t
     a, b = rm.score_pairs(test[:16]).chosen, explicit_ref.score_pairs(test[:16]).chosen
     assert np.abs(a).max() > 1e-4 and np.abs(a - b).max() <= 1e-5
     loaded = load_reward_model(tmp_path / "lora")
-    assert loaded.reference is None and np.abs(loaded.score_pairs(test[:16]).chosen - a).max() <= 1e-5
+    assert loaded.ref_model is None and np.abs(loaded.score_pairs(test[:16]).chosen - a).max() <= 1e-5
 
 
 def test_pair_shares_the_earlier_boundary(two_lms):
@@ -261,7 +261,7 @@ def test_bf16_one_precision_rule_for_policy_and_reference(tiny_lm, synthetic_spl
     rm = trained.model
     assert trained.record.first_loss == pytest.approx(math.log(2), abs=1e-6)
     assert {p.dtype for p in rm.policy.parameters()} == {torch.bfloat16}
-    assert {p.dtype for p in rm.reference.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in rm.ref_model.parameters()} == {torch.bfloat16}
     reloaded = load_reward_model(tmp_path / "dpo", dtype="bfloat16")
     np.testing.assert_array_equal(rm.score_pairs(test[:16]).margins, reloaded.score_pairs(test[:16]).margins)
     same = DPOImplicitRM.from_pretrained(tiny_lm, tiny_lm, beta=0.1, dtype="bfloat16")

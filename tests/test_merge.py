@@ -355,7 +355,7 @@ def test_merged_lora_dpo_policies_load_and_score(tiny_lm, tmp_path):
     weight_average([tmp_path / "p0", tmp_path / "p1"], [1.0, 0.0], out=tmp_path / "m", progress=False)
     merged = load_reward_model(tmp_path / "m")
     assert isinstance(merged, DPOImplicitRM) and not merged.is_lora
-    assert merged.reference_path == str(tiny_lm.resolve()) and merged.beta == 0.5
+    assert merged.ref_model_path == str(tiny_lm.resolve()) and merged.beta == 0.5
     ds = make_synthetic_preferences(6, seed=2)
     expected = first.score_pairs(ds)
     assert np.abs(expected.chosen).max() > 1e-2

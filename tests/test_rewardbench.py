@@ -200,7 +200,7 @@ def model_dirs(tiny_lm, tmp_path_factory):
     dirs["warm"] = d / "warm"
     from rewardkit import load_reward_model
 
-    LengthPenalizedRM(load_reward_model(dirs["bt"]), alpha=0.1, reference=5).save(dirs["lp"])
+    LengthPenalizedRM(load_reward_model(dirs["bt"]), length_penalty=0.1, reference=5).save(dirs["lp"])
     return {k: v for k, v in dirs.items() if k != "bt2"}
 
 

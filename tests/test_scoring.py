@@ -76,7 +76,7 @@ def test_models_score_under_the_token_budget_and_match_one_at_a_time(tiny_lm, ki
     )
     if kind == "implicit":  # a reference different from the policy, so rewards are not all zero
         with torch.no_grad():
-            for p in rm.reference.parameters():
+            for p in rm.ref_model.parameters():
                 p.add_(torch.randn_like(p) * 0.05)
     ds = make_synthetic_preferences(24, seed=7)
     rm.configure(max_tokens=96)

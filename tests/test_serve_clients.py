@@ -182,7 +182,7 @@ def test_trl_grpo_step_with_64_long_completions_through_the_server(tmp_path):
         got = trainer._calculate_rewards(inputs, prompts, completions, ids)[:, 0].numpy()
         assert remote.info()["record_fields"] == []
     np.testing.assert_allclose(got, local(prompts=prompts, completions=completions), atol=1e-5)
-    penalised = LengthPenalizedRM(local, alpha=0.5, reference="reference", unit="chars")
+    penalised = LengthPenalizedRM(local, length_penalty=0.5, reference="reference", unit="chars")
     penalised.save(tmp_path / "lp")
     with server("--rm", str(tmp_path / "lp"), *args) as (url, _):
         remote = RemoteRewardModel(url)

@@ -1,4 +1,4 @@
-"""LoRA wrapping, one way for both trainers: every linear layer of the backbone, alpha = 2r unless
+"""LoRA wrapping, one way for both trainers: every linear layer of the backbone, lora_alpha = 2r unless
 given, adapter matrices seeded apart from everything else."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Literal
 def add_lora(
     model: Any,
     r: int,
-    alpha: float | None = None,
+    lora_alpha: float | None = None,
     dropout: float = 0.0,
     *,
     task: Literal["SEQ_CLS", "CAUSAL_LM"] = "SEQ_CLS",
@@ -26,7 +26,7 @@ def add_lora(
     config = LoraConfig(
         task_type=getattr(TaskType, task),
         r=r,
-        lora_alpha=alpha if alpha is not None else 2 * r,
+        lora_alpha=lora_alpha if lora_alpha is not None else 2 * r,
         lora_dropout=dropout,
         target_modules=target_modules,
         exclude_modules=list(exclude) or None,

@@ -35,7 +35,7 @@ def load_rm(
             raise click.UsageError("--dpo-policy needs --beta")
         rm = DPOImplicitRM.from_pretrained(
             dpo["policy"],
-            dpo["reference"],
+            dpo["ref_model"],
             beta=dpo["beta"],
             reduction=dpo["reduction"],
             reference_free=dpo["reference_free"],
@@ -49,7 +49,7 @@ def load_rm(
         else:
             rm = load_reward_model(rm_dir, **kwargs)
     else:
-        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
+        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-ref-model PATH --beta B)")
     rm.configure(chat_template, **engine)
     return rm
 

@@ -130,12 +130,12 @@ def _check(cmd: ServeCommand) -> None:
 
     dpo = cmd.load["dpo"]
     if not cmd.rm_dir and not dpo["policy"]:
-        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
+        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-ref-model PATH --beta B)")
     if dpo["policy"] and dpo["beta"] is None:
         raise click.UsageError("--dpo-policy needs --beta")
     if cmd.rm_dir:
         reward_model_manifest(cmd.rm_dir)
-    for folder, what in ((dpo["policy"], "policy"), (dpo["reference"], "reference model")):
+    for folder, what in ((dpo["policy"], "policy"), (dpo["ref_model"], "reference model")):
         if folder:
             check_model_folder(folder, what, weights=False)
     for flag, nets in (("--allow-from", cmd.settings.allow_from), ("--forwarded-allow-ips", cmd.settings.forwarded_allow_ips)):  # fmt: skip

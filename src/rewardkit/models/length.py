@@ -2,7 +2,7 @@
 response longer than a reference (human) answer loses reward in proportion to the excess:
 
     s = s_judge                                    if l_res <= l_ref
-    s = s_judge - alpha * (l_res / l_ref - 1)      otherwise            (alpha = 0.5 in the paper)
+    s = s_judge - w * (l_res / l_ref - 1)          otherwise            (w = 0.5 in the paper: alpha)
 
 :class:`LengthPenalizedRM` wraps any reward model (explicit, implicit, ensemble, merged). The reference
 length comes from a record field (a reference text, whose length is measured, or a number), a fixed
@@ -30,10 +30,10 @@ from rewardkit.templating import UNITS, Texts, Unit, text_length
 Reference = str | float | int | Callable[[Prompt, str], float]
 
 
-def length_penalty(response_length: np.ndarray, reference_length: np.ndarray, alpha: float) -> np.ndarray:
-    """``alpha * max(0, l_res / l_ref - 1)``, elementwise ([n] arrays; ``l_ref > 0``)."""
+def length_penalty(response_length: np.ndarray, reference_length: np.ndarray, weight: float) -> np.ndarray:
+    """``weight * max(0, l_res / l_ref - 1)``, elementwise ([n] arrays; ``l_ref > 0``)."""
     ratio = np.asarray(response_length, dtype=np.float64) / np.asarray(reference_length, dtype=np.float64)
-    return alpha * np.maximum(0.0, ratio - 1.0)
+    return weight * np.maximum(0.0, ratio - 1.0)
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class PenalizedScores:
 
 
 class LengthPenalizedRM(RewardModel):
-    """``rm``'s reward minus ``alpha * max(0, l_res / l_ref - 1)`` (CourseGPT-zh Eq. 1).
+    """``rm``'s reward minus ``length_penalty * max(0, l_res / l_ref - 1)`` (CourseGPT-zh Eq. 1, its alpha).
 
     ``reference``: a record field name (its value a reference text, measured in ``unit``, or a number:
     the reference length), a fixed length, or a callable ``(prompt, response) -> length``. Record fields
@@ -62,18 +62,20 @@ class LengthPenalizedRM(RewardModel):
     def __init__(
         self,
         rm: RewardModel,
-        alpha: float = 0.5,
+        length_penalty: float = 0.5,
         reference: Reference = "reference",
         unit: Unit = "tokens",
         tokenizer=None,
     ):
-        if not (isinstance(alpha, (int, float)) and np.isfinite(alpha) and alpha >= 0):
-            raise ModelError(f"alpha must be a non-negative finite number, got {alpha!r}")
+        if not (
+            isinstance(length_penalty, (int, float)) and np.isfinite(length_penalty) and length_penalty >= 0
+        ):
+            raise ModelError(f"length_penalty must be a non-negative finite number, got {length_penalty!r}")
         if unit not in UNITS:
             raise ModelError(f"unit must be one of {UNITS}, got {unit!r}")
         if isinstance(reference, (int, float)) and not (np.isfinite(reference) and reference > 0):
             raise ModelError(f"a fixed reference length must be positive and finite, got {reference!r}")
-        self.rm, self.alpha, self.reference, self.unit = rm, float(alpha), reference, unit
+        self.rm, self.length_penalty, self.reference, self.unit = rm, float(length_penalty), reference, unit
         if tokenizer is None:  # the model's own, or (an ensemble) its first member's
             members = [rm, *getattr(rm, "members", [])]
             tokenizer = next(
@@ -137,7 +139,7 @@ class LengthPenalizedRM(RewardModel):
         ref = self.reference if isinstance(self.reference, (str, int, float)) else "callable"
         return {
             **super().describe(),
-            "alpha": self.alpha,
+            "length_penalty": self.length_penalty,
             "unit": self.unit,
             "reference": ref,
             "wrapped": self.rm.describe(),
@@ -151,7 +153,7 @@ class LengthPenalizedRM(RewardModel):
         ref = self.reference_lengths(texts, references)
         raw = np.asarray(self.rm.score_texts(texts) if raw is None else raw, dtype=np.float64)
         length = text_length(texts.responses, self.unit, self.tokenizer)
-        pen = length_penalty(length, ref, self.alpha)
+        pen = length_penalty(length, ref, self.length_penalty)
         return PenalizedScores(raw, pen, raw - pen, length, ref)
 
     def score_texts(self, texts: Texts) -> np.ndarray:
@@ -160,7 +162,9 @@ class LengthPenalizedRM(RewardModel):
     def score_texts_reusing(self, texts: Texts, known: Mapping[int, np.ndarray]) -> np.ndarray:
         """The penalised reward over the wrapped model's rewards when they are known."""
         raw = known.get(id(self.rm))
-        return super().score_texts_reusing(texts, known) if raw is None else self.detailed(texts, raw=raw).reward
+        return (
+            super().score_texts_reusing(texts, known) if raw is None else self.detailed(texts, raw=raw).reward
+        )
 
     def score(
         self, prompts: Sequence[Prompt], responses: Sequence[str], references: Sequence[Any] | None = None
@@ -178,7 +182,7 @@ class LengthPenalizedRM(RewardModel):
         return self.rm.named_inputs()
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> None:
-        """The wrapped model under ``model/`` beside the manifest (alpha, unit, reference)."""
+        """The wrapped model under ``model/`` beside the manifest (length_penalty, unit, reference)."""
         if callable(self.reference):
             raise ModelError(
                 "a LengthPenalizedRM with a callable reference cannot be saved: use a field or a number"
@@ -191,7 +195,10 @@ class LengthPenalizedRM(RewardModel):
         with atomic_dir(path, force=force) as tmp:
             self.rm.save(Path(tmp) / "model")
             write_manifest(
-                tmp, self._manifest(alpha=self.alpha, unit=self.unit, length_reference=ref, model="model")
+                tmp,
+                self._manifest(
+                    length_penalty=self.length_penalty, unit=self.unit, length_reference=ref, model="model"
+                ),
             )
 
     @classmethod
@@ -206,7 +213,7 @@ class LengthPenalizedRM(RewardModel):
         inner = load_member(member_folder(path, str(manifest.get("model") or "model"), "wrapper"))
         rm = cls(
             inner,
-            manifest.get("alpha", 0.5),
+            manifest.get("length_penalty", 0.5),
             ref.get("field", ref.get("length")),
             manifest.get("unit", "tokens"),
         )

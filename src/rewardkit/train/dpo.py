@@ -119,12 +119,12 @@ def _starting_policy(model, config: DPOTrainingConfig, device) -> nn.Module:
     return policy
 
 
-def _implicit_rm(policy, tok, model, reference, config: DPOTrainingConfig, device) -> DPOImplicitRM:
-    """The trained policy's implicit reward against its reference: the ``reference`` checkpoint, else
+def _implicit_rm(policy, tok, model, ref_model, config: DPOTrainingConfig, device) -> DPOImplicitRM:
+    """The trained policy's implicit reward against its reference: the ``ref_model`` checkpoint, else
     the starting policy (for LoRA: the base with the adapter disabled, so no second copy is loaded)."""
     ref_path = (
-        str(Path(reference).resolve())
-        if reference is not None
+        str(Path(ref_model).resolve())
+        if ref_model is not None
         else (None if config.lora_r else str(Path(model).resolve()))
     )
     return DPOImplicitRM(
@@ -135,7 +135,7 @@ def _implicit_rm(policy, tok, model, reference, config: DPOTrainingConfig, devic
         reduction=config.reduction,
         max_length=config.max_length,
         device=device,
-        reference_path=ref_path,
+        ref_model_path=ref_path,
         chat_template=config.chat_template,
     )
 
@@ -144,7 +144,7 @@ def train_dpo(
     model: str | os.PathLike,
     train_data: Any,
     *,
-    reference: str | os.PathLike | None = None,
+    ref_model: str | os.PathLike | None = None,
     eval_data: Any = None,
     out: str | os.PathLike | None = None,
     config: DPOTrainingConfig | None = None,
@@ -156,7 +156,7 @@ def train_dpo(
     """DPO-train the causal LM at ``model``; returns :class:`~rewardkit.train.result.Trained`: its implicit
     reward model (``.model``) and the run's record (``.record``).
 
-    ``reference``: a frozen reference checkpoint; default: the starting policy itself (for LoRA, the
+    ``ref_model``: a frozen reference checkpoint (TRL's name); default: the starting policy itself (for LoRA, the
     base with the adapter disabled). With ``out``, saves a folder that ``load_reward_model`` restores as a
     ``DPOImplicitRM`` recording the reference, beta and reduction. Checkpoints (``save_checkpoints``),
     ``resume`` and ``callbacks`` work as in :func:`~rewardkit.train.train_reward_model`.
@@ -178,16 +178,16 @@ def train_dpo(
     # (train/precision.py)
     on_cpu, n = cpu_bf16(bf16, device), longest(*datasets)  # train_phase's rule: train and eval
     with frozen_weights_in(policy, torch.bfloat16, on_cpu), attention_for(policy, n, on_cpu):
-        ref_model = (
-            load_causal_lm(reference, device, torch.float32).requires_grad_(False)  # inference only
-            if reference is not None
+        frozen = (
+            load_causal_lm(ref_model, device, torch.float32).requires_grad_(False)  # inference only
+            if ref_model is not None
             else policy
         )
-        separate = on_cpu and ref_model is not policy
-        with frozen_weights_in(ref_model, torch.bfloat16, separate), attention_for(ref_model, n, separate):
+        separate = on_cpu and frozen is not policy
+        with frozen_weights_in(frozen, torch.bfloat16, separate), attention_for(frozen, n, separate):
             for ds in datasets:
-                _add_reference_logprobs(ds, ref_model, tok.pad_token_id, device, bf16)
-        del ref_model
+                _add_reference_logprobs(ds, frozen, tok.pad_token_id, device, bf16)
+        del frozen
         trainer = train_phase(
             DPOTrainer,
             PolicyModule(policy).train(),
@@ -204,7 +204,7 @@ def train_dpo(
             loss_type=config.loss,
             label_smoothing=config.label_smoothing,
         )
-    rm = _implicit_rm(policy.eval(), tok, model, reference, config, device)
+    rm = _implicit_rm(policy.eval(), tok, model, ref_model, config, device)
     if out is not None and trainer.is_world_process_zero():
         rm._write(out, force=True, keep=("checkpoints",))  # in the trained (fp32) precision
     if resolve_dtype(config.dtype, device) != torch.float32:  # as load_reward_model would give it back
