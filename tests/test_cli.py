@@ -201,7 +201,7 @@ def test_dpo_train_score_and_eval(tiny_lm, data_files, tmp_path, capsys):
             "score",
             "--dpo-policy",
             str(out),
-            "--dpo-reference",
+            "--dpo-ref-model",
             str(tiny_lm),
             "--beta",
             "0.1",
