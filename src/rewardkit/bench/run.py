@@ -70,7 +70,22 @@ def run_versions() -> dict[str, str]:
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}"
-    return versions(platform=platform.platform(), device=device)
+    return versions(platform=platform.platform(), device=device, cpu=cpu_model())
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name and its bf16 matmul features (``amx_bf16`` / ``avx512_bf16``), which decide
+    what ``--dtype auto`` picks and how fast a run is: times are comparable only on the same CPU."""
+    from rewardkit.dtypes import FAST_BF16_FLAGS, cpu_flags
+
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    name = names[0] if names else (platform.processor() or "unknown CPU")
+    fast = sorted(set(FAST_BF16_FLAGS) & cpu_flags(cpuinfo))
+    return f"{name} ({', '.join(fast) if fast else 'no hardware bf16'})"
 
 
 #: written first into a benchmark's --out, holding the benchmark's name: ``--force`` replaces a non-empty
