@@ -4,10 +4,11 @@ one ``error:`` line naming file, line and field, or a skipped record counted wit
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
-from tests.hostile import check_case, out_of, run
+from tests.hostile import assert_one_error, check_case, out_of, run
 
 # name -> (argv(env), inputs(env), output(env), error regex); env: tests.hostile.build_env
 CASES = {
@@ -210,3 +211,12 @@ def test_csv_cells_are_text_unless_a_conversation(tmp_path):
     ds = load_preferences(f)
     assert ds[0].chosen == "[1, 2, 3]" and ds[0].rejected == '{"role": "assistant", "content": "x"}'
     assert ds[1].prompt == [{"role": "user", "content": "hi"}]
+
+
+def test_a_fifo_as_data_is_not_called_a_directory(hostile_env, tmp_path, capsys):
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    out = tmp_path / "o.jsonl"
+    code, _, err = run(["score", "--rm", hostile_env.d / "rm0", "--data", fifo, "--out", out], capsys)
+    assert_one_error(code, err, rf"^error: {fifo}: not a regular file, expected a preference file$")
+    assert not out.exists()

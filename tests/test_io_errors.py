@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.hostile import check_case, digest, leftovers, run
+from tests.hostile import assert_one_error, check_case, digest, leftovers, run
 
 # name -> (argv(env), inputs(env), output(env), error regex); env: tests.hostile.build_env
 CASES = {
@@ -298,3 +298,39 @@ def test_an_hf_adapters_relative_base_is_read_from_the_working_directory(
     code, _, err = run([*argv, "base/t.jsonl", "--base-model", "base"], capsys)
     assert code == 2 and "inside the input" in err, err
     assert digest([tmp_path / "base"]) == before
+
+
+def test_a_dangling_symlink_at_the_output_is_replaced_only_with_force(hostile_env, tmp_path, capsys):
+    out = tmp_path / "s.jsonl"
+    out.symlink_to(tmp_path / "nowhere")
+    argv = ["score", "--rm", hostile_env.d / "rm0", "--data", hostile_env.data, "--out", out]
+    code, _, err = run(argv, capsys)
+    assert_one_error(code, err, r"s.jsonl: already exists \(use --force")
+    assert out.is_symlink() and not (tmp_path / "nowhere").exists()
+    code, _, err = run([*argv, "--force"], capsys)
+    assert code == 0 and not out.is_symlink() and len(out.read_text().splitlines()) == 12, err
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(28, "No space left on device"),  # os.write / file.write: no file name
+        RuntimeError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space" })'
+        ),
+    ],
+)
+def test_a_full_disk_is_one_line_naming_the_output(hostile_env, tmp_path, monkeypatch, capsys, failure):
+    import rewardkit.io
+
+    def full(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(rewardkit.io, "atomic_write_text", full)
+    out = tmp_path / "s.jsonl"
+    code, _, err = run(
+        ["score", "--rm", hostile_env.d / "rm0", "--data", hostile_env.data, "--out", out], capsys
+    )
+    assert code == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"error: {out}: No space left on device"
+    assert not out.exists() and leftovers(out) == []

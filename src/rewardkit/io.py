@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 _UMASK: int | None = None
 _RUN_INPUTS: list[set[Path]] = []  # open scopes (run_inputs), innermost last
-_LOCKS: list[dict[Path, tuple[int, bool]]] = []  # per scope: output lock file -> (descriptor, output existed)
+_LOCKS: list[dict[Path, tuple[int, bool, Path]]] = []  # per scope: lock file -> (descriptor, existed, output)
 
 
 @contextmanager
@@ -44,15 +44,20 @@ def run_inputs(paths: Iterable[str | os.PathLike | None] = ()):
     """A scope (a CLI command) whose inputs no write may touch: ``paths`` and whatever loaders
     :func:`protect` while it is open. Yields the set of resolved paths."""
     scope = {Path(p).resolve() for p in paths if p}
-    locks: dict[Path, tuple[int, bool]] = {}
+    locks: dict[Path, tuple[int, bool, Path]] = {}
     _RUN_INPUTS.append(scope)
     _LOCKS.append(locks)
     try:
         yield scope
+    except Exception as e:  # a full disk: name the outputs being written when the error names no file
+        full = _disk_full(e, [out for _, _, out in locks.values()])
+        if full is None:
+            raise
+        raise full from e
     finally:  # by identity: scopes that protect() filled alike compare equal
         del _RUN_INPUTS[next(i for i, x in enumerate(_RUN_INPUTS) if x is scope)]
         del _LOCKS[next(i for i, x in enumerate(_LOCKS) if x is locks)]
-        for lock, (fd, _) in locks.items():  # unlink first: a run that opened it sees another file and retries
+        for lock, (fd, _, _) in locks.items():  # unlink first: a run that opened it sees another file and retries
             Path(lock).unlink(missing_ok=True)
             os.close(fd)
 
@@ -96,7 +101,17 @@ def claim_output(path: str | os.PathLike) -> None:
         os.close(fd)
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
-    _LOCKS[-1][lock] = (fd, path.exists() or path.is_symlink())
+    _LOCKS[-1][lock] = (fd, path.exists() or path.is_symlink(), path)
+
+
+def _disk_full(e: Exception, outputs: list[Path]) -> OSError | None:
+    """``e`` as an OSError naming ``outputs`` when it is a full disk (or quota) that names no file
+    (torch's and safetensors' write errors name none); None otherwise."""
+    full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    full = full or "No space left on device" in str(e) or "StorageFull" in str(e)
+    if not full or not outputs or getattr(e, "filename", None):
+        return None
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), ", ".join(map(str, outputs)))
 
 
 def _lock_of(path: Path) -> Path:
@@ -273,7 +288,9 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, dumps(obj, indent=2) + "\n")
 
 
-def _set_modes(folder: Path) -> None:
+def set_modes(folder: Path) -> None:
+    """Folders and files under ``folder`` (itself included) opened up to what the umask allows (writers
+    that go through a private temporary file leave 0600)."""
     dir_mode, file_mode = 0o777 & ~_umask(), 0o666 & ~_umask()
     os.chmod(folder, dir_mode)
     for root, dirs, files in os.walk(folder):
@@ -302,7 +319,7 @@ def atomic_dir(target: str | os.PathLike, *, force: bool = False, keep: Iterable
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-{os.getpid()}-"))
     try:
         yield tmp
-        _set_modes(tmp)
+        set_modes(tmp)
         if not force:
             _rename_new(tmp, target)
         elif target.exists() or target.is_symlink():

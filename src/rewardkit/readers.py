@@ -101,6 +101,12 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
         raise _gzip_error(path, e, f" after line {lineno}") from None
 
 
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
+    """(``file:line``, record or :class:`DataError`) per non-empty line of any JSONL file (gzip by its
+    suffix), under the same bounds as preference files."""
+    return _iter_jsonl(Path(path))
+
+
 def _read_text(path: Path, limit: int) -> str:
     try:
         with _open_binary(path) as f:
@@ -324,8 +330,10 @@ def iter_source(source: Any, split: str) -> tuple[str, Iterator[tuple[str, Any]]
             if name.endswith(".parquet"):
                 return str(path), _iter_parquet(path)
             raise DataError(f"{path}: unsupported file type; expected one of {', '.join(FILE_SUFFIXES)}")
-        if path.exists():
+        if path.is_dir():
             raise DataError(f"{path}: is a directory, expected a preference file")
+        if path.exists():  # a FIFO, a socket, a device
+            raise DataError(f"{path}: not a regular file, expected a preference file")
         text = str(source)
         if text.count("/") == 1 and not text.startswith((".", "/")) and not name.endswith(FILE_SUFFIXES):
             return text, _iter_rows(_load_hub(text, split), text)

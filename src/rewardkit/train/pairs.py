@@ -25,6 +25,7 @@ from rewardkit.records import PreferencePair
 from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding
 from rewardkit.templating import Encoded, Formatter
 from rewardkit.train.precision import attention_for, cpu_bf16, frozen_weights_in, original_weights
+from rewardkit.train.snapshots import last_complete_checkpoint, save_atomically
 from rewardkit.util import show_progress
 
 logger = logging.getLogger(__name__)
@@ -173,6 +174,9 @@ class PairTrainer(Trainer):
     def pair_loss(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def _save_checkpoint(self, model, trial):  # complete or absent: rewardkit.train.snapshots
+        save_atomically(self, super()._save_checkpoint, model, trial)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, chosen, rejected = self.pair_loss(model, inputs)
         if model.training and not bool(torch.isfinite(loss)):
@@ -268,13 +272,11 @@ def prepare_run_dir(out: str | os.PathLike | None, config: Any, force: bool, res
 
 
 def run_phase(trainer: Trainer, output_dir: Path | None, resume: bool) -> None:
-    """``trainer.train()``, resuming from the last checkpoint under ``output_dir`` when asked and one
-    exists (a phase that already finished resumes to its end at once)."""
+    """``trainer.train()``, resuming from the last complete checkpoint under ``output_dir`` when asked and
+    one exists (a phase that already finished resumes to its end at once)."""
     last = None
     if resume and output_dir is not None and output_dir.is_dir():
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(str(output_dir))
+        last = last_complete_checkpoint(output_dir)
     if last is not None:
         logger.warning("resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)
