@@ -32,6 +32,7 @@ from rewardkit.bench.run import (
     train_member,
     zscore_members,
 )
+from rewardkit.templating import Texts
 
 SETUPS = ("clean", "corrupt")
 
@@ -51,22 +52,20 @@ class _Scorer:
         self.shape = task.gold.shape
         self.prompts = [p for p in task.prompts for _ in range(k)]
         self.responses = [c for row in task.candidates for c in row]
-        val = task.val
-        self.val_prompts = [p.prompt for p in val] * 2
-        self.val_responses = [p.chosen for p in val] + [p.rejected for p in val]
+        self.val = Texts.from_pairs(task.val)
         self.rank, self.size = rank, size
 
     def __call__(self, rm) -> tuple[np.ndarray, np.ndarray]:
         """(candidate rewards [P, K], held-out (chosen, rejected) rewards [2, n_val])."""
         both = gather_scores(
-            rm, self.prompts + self.val_prompts, self.responses + self.val_responses, self.rank, self.size
+            rm, self.prompts + self.val.prompts, self.responses + self.val.responses, self.rank, self.size
         )
         n = len(self.prompts)
-        return both[:n].reshape(self.shape), both[n:].reshape(2, -1)
+        return both[:n].reshape(self.shape), np.stack(self.val.split_pairs(both[n:]))
 
     @property
     def units(self) -> float:  # progress units of one scoring pass (a third of a training pair each)
-        return (len(self.prompts) + len(self.val_prompts)) / 3
+        return (len(self.prompts) + len(self.val)) / 3
 
 
 def _accuracy(val: np.ndarray) -> float:

@@ -63,9 +63,10 @@ def ensemble(
         load_kwargs=kw,
     )
     if cal is not None:
-        ens.fit_normalization(
-            [p.prompt for p in cal] * 2, [p.chosen for p in cal] + [p.rejected for p in cal]
-        )
+        from rewardkit.templating import Texts
+
+        texts = Texts.from_pairs(cal)
+        ens.fit_normalization(texts.prompts, texts.responses)
     ens.save(out, force=force)
     click.echo(f"saved {len(sources)}-member ensemble ({aggregation}, normalize={normalize}) to {out}")
 
