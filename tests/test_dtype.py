@@ -48,7 +48,12 @@ def test_cpu_fast_bf16_from_flags_or_torch(monkeypatch):
 def test_resolve_dtype(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_dtype(None, cpu) == torch.float32  # the Python default stays fp32 on CPU
-    assert resolve_dtype("bf16", cpu) == torch.bfloat16 and resolve_dtype(torch.float16, cpu) == torch.float16
+    assert (
+        resolve_dtype("bfloat16", cpu) == torch.bfloat16
+        and resolve_dtype(torch.float16, cpu) == torch.float16
+    )
+    with pytest.raises(ValueError, match="unknown dtype 'bf16'; use auto, float32, bfloat16, float16"):
+        resolve_dtype("bf16", cpu)  # one spelling per dtype: torch's names
     monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: True)
     assert resolve_dtype("auto", cpu) == torch.bfloat16
     monkeypatch.setattr(dtypes, "cpu_has_fast_bf16", lambda: False)
@@ -200,7 +205,7 @@ def test_dtype_is_part_of_the_contract(tiny_lm, tmp_path):
     want = load_reward_model(tmp_path / "bt", dtype="bfloat16").score(PROMPTS3, RESPONSES3)
     assert wrapped.to_dtype("bfloat16") is wrapped
     assert [m.dtype for m in (bt, dpo, ens, wrapped)] == ["bfloat16"] * 4
-    assert {p.dtype for p in dpo.reference.parameters() if p.is_floating_point()} == {torch.bfloat16}
+    assert {p.dtype for p in dpo.ref_model.parameters() if p.is_floating_point()} == {torch.bfloat16}
     assert np.array_equal(bt.score(PROMPTS3, RESPONSES3), want)  # as the bf16 load scores
     bt.to_dtype("float32")  # the members disagree: the ensemble has no one dtype
     assert (ens.dtype, dpo.dtype) == (None, "bfloat16")

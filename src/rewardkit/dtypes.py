@@ -31,7 +31,6 @@ def resolve_device(device=None) -> torch.device:
 
 #: ``dtype=`` names rewardkit takes (``auto`` is resolved per device by :func:`auto_dtype_name`)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-_DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: CPU flags (``/proc/cpuinfo``) of hardware bf16 matmuls: AMX tiles (Sapphire Rapids and later Xeons),
 #: AVX512-BF16 (Cooper Lake, Zen 4 and later)
 FAST_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -70,14 +69,14 @@ def auto_dtype_name(device_type: str, cuda_bf16: bool, cpu_fast_bf16: bool) -> s
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     """The torch dtype to load in. ``None``: bf16 on CUDA, fp32 on CPU (the Python API's default, which
     parity tests rely on); ``"auto"``: :func:`auto_dtype_name` for this device and hardware (the
-    command-line default); a name (``float32``, ``bfloat16``, ``float16``, or ``fp32`` / ``bf16`` /
-    ``fp16``) or a ``torch.dtype`` as given."""
+    command-line default); a name (``float32``, ``bfloat16``, ``float16``: torch's) or a ``torch.dtype`` as
+    given."""
     import torch
 
     if dtype is None:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, str):
-        name = _DTYPE_ALIASES.get(dtype, dtype)
+        name = dtype
         if name == "auto":
             cuda = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
             name = auto_dtype_name(device.type, cuda, device.type == "cpu" and cpu_has_fast_bf16())
