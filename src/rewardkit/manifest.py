@@ -3,10 +3,10 @@ saved model depends on.
 
 A saved reward model is a folder with a manifest (``{"kind": ..., "format": 1, ...}``) beside the
 kind's own files. Some fields name other folders: a LoRA model's ``base_model``, a DPO model's
-``reference``, an ensemble's ``members`` (or a wrapper's ``wrapped``). Those folders are inputs of any
+``ref_model``, an ensemble's ``members`` (or a wrapper's ``wrapped``). Those folders are inputs of any
 run that loads the model, exactly as the folders named on the command line are
 (:func:`model_dependencies`): no output may be written over them or inside them, ``--force`` or not.
-Paths rewardkit writes are absolute (``base_model``, ``reference``) or relative names inside the
+Paths rewardkit writes are absolute (``base_model``, ``ref_model``) or relative names inside the
 folder (``members``); a relative path that leaves the folder (``../victim``) is refused.
 Torch-free.
 """
@@ -35,7 +35,7 @@ MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "chat_template": str,
     "beta": (int, float),
     "reduction": str,
-    "reference": str,
+    "ref_model": str,
     "reference_free": bool,
     "members": list,
     "aggregation": str,
@@ -44,7 +44,7 @@ MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
     "normalize": str,
     "stats": dict,
     "pad_token_id": int,
-    "alpha": (int, float),
+    "length_penalty": (int, float),
     "unit": str,
     "length_reference": dict,
     "url": str,
@@ -64,7 +64,7 @@ def _finite(x: Any) -> bool:
 
 
 #: Fields renamed in 0.4 (old -> new): a folder that still carries the old one is refused, never misread
-RENAMED_FIELDS = {"lam": "uncertainty_penalty"}
+RENAMED_FIELDS = {"lam": "uncertainty_penalty", "alpha": "length_penalty", "reference": "ref_model"}
 
 
 def _check_values(file: Path, m: dict[str, Any]) -> None:
@@ -83,7 +83,7 @@ def _check_values(file: Path, m: dict[str, Any]) -> None:
             raise bad(field, "a positive integer")
     if m.get("beta") is not None and not (_finite(m["beta"]) and m["beta"] > 0):
         raise bad("beta", "a positive finite number")
-    for field in ("uncertainty_penalty", "alpha"):
+    for field in ("uncertainty_penalty", "length_penalty"):
         if m.get(field) is not None and not (_finite(m[field]) and m[field] >= 0):
             raise bad(field, "a non-negative finite number")
     for field, choices in _CHOICES.items():
@@ -167,7 +167,7 @@ def member_folder(folder: Path, name: str, what: str = "ensemble") -> Path:
 
 
 def named_folder(folder: Path, field: str, value: str) -> Path:
-    """A folder named by a manifest or adapter config field (``base_model``, ``reference``): an absolute
+    """A folder named by a manifest or adapter config field (``base_model``, ``ref_model``): an absolute
     path as rewardkit writes it, or a relative one that stays inside ``folder``."""
     p = Path(value)
     if p.is_absolute():
@@ -207,8 +207,8 @@ def model_dependencies(path: str | os.PathLike, base_model: str | os.PathLike | 
             if isinstance(base, str) and base and "\0" not in base:
                 # HF's field, not rewardkit's: relative to the working directory, as peft reads it
                 out.append(Path(base).resolve())
-        if manifest.get("reference"):
-            out.append(named_folder(folder, "reference", manifest["reference"]))
+        if manifest.get("ref_model"):
+            out.append(named_folder(folder, "ref_model", manifest["ref_model"]))
         for name in manifest.get("members") or ():
             todo.append((member_folder(folder, name), override))
         if isinstance(manifest.get("model"), str) and manifest.get("kind") == "length_penalized":

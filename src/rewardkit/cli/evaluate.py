@@ -50,7 +50,7 @@ def _named_rms(specs: tuple[str, ...], dpo: dict, **load) -> dict:
     if dpo.get("policy"):
         add(Path(dpo["policy"]).name, [load_rm(None, dpo=dpo, **load)])
     if not rms:
-        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-reference PATH --beta B)")
+        raise click.UsageError("give --rm DIR (or --dpo-policy PATH --dpo-ref-model PATH --beta B)")
     return {k: v[0] if len(v) == 1 else v for k, v in rms.items()}
 
 
@@ -118,7 +118,7 @@ def _suite_eval(
     if given:
         why = " (RewardBench counts a tie wrong)" if "--ties" in given else ""
         raise click.UsageError(f"--suite does not take {', '.join(given)}{why}")
-    inputs = [data, dpo["policy"], dpo["reference"], load["base_model"], *suite_files.values()]
+    inputs = [data, dpo["policy"], dpo["ref_model"], load["base_model"], *suite_files.values()]
     inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
     paths = [o for o in outs.values() if o]
     if len({Path(o).resolve() for o in paths}) < len(paths):
@@ -202,7 +202,7 @@ def eval_cmd(
     plot_out,
     per_example,
     n_boot,
-    batch_size,
+    max_batch_size,
     max_tokens,
     dtype,
     chat_template,
@@ -217,7 +217,7 @@ def eval_cmd(
         base_model=base_model,
         dtype=dtype,
         chat_template=chat_template,
-        max_batch_size=batch_size,
+        max_batch_size=max_batch_size,
         max_tokens=max_tokens,
     )
     if suite:
@@ -251,7 +251,7 @@ def eval_cmd(
 
     if ood and not split_by:
         raise click.UsageError("--ood needs --split-by")
-    inputs = [data, dpo["policy"], dpo["reference"], base_model]
+    inputs = [data, dpo["policy"], dpo["ref_model"], base_model]
     inputs += [d for spec in rm_specs for d in _folders(spec) if not is_url(d)]
     _check_outputs([json_out, md_out, plot_out], inputs, force, base_model)
     pairs = load_preferences(data, on_error=on_error)

@@ -139,7 +139,9 @@ def engine_options(fn):
     """Scoring-engine settings (they reach every ensemble member)."""
     for opt in reversed(
         [
-            click.option("--batch-size", type=COUNT, default=None, help="upper bound on sequences per batch"),
+            click.option(
+                "--max-batch-size", type=COUNT, default=None, help="upper bound on sequences per scoring batch"
+            ),
             click.option(
                 "--max-tokens",
                 type=COUNT,
@@ -154,12 +156,12 @@ def engine_options(fn):
 
 def dpo_options(fn):
     """Score with the implicit reward of any two causal LMs, no training needed. The command receives
-    the five options as one ``dpo`` dict (policy, reference, reference_free, beta, reduction)."""
+    the five options as one ``dpo`` dict (policy, ref_model, reference_free, beta, reduction)."""
     import functools
 
     names = {
         "dpo_policy": "policy",
-        "dpo_reference": "reference",
+        "dpo_ref_model": "ref_model",
         "reference_free": "reference_free",
         "beta": "beta",
         "reduction": "reduction",
@@ -173,7 +175,7 @@ def dpo_options(fn):
         [
             click.option("--dpo-policy", default=None, help="policy checkpoint (or LoRA adapter folder)"),
             click.option(
-                "--dpo-reference",
+                "--dpo-ref-model",
                 default=None,
                 help="reference checkpoint (default for a LoRA adapter policy: its base model)",
             ),

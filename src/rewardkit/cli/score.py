@@ -33,7 +33,7 @@ def score(
     base_model,
     data,
     out,
-    batch_size,
+    max_batch_size,
     max_tokens,
     dtype,
     no_prefix_sharing,
@@ -60,7 +60,7 @@ def score(
             raise click.UsageError("give either --rm or --server, not both")
         rm_dir = server
     local = None if is_url(rm_dir) else rm_dir
-    check_file_output(out, [data, local, dpo["policy"], dpo["reference"], base_model], force, base_model)
+    check_file_output(out, [data, local, dpo["policy"], dpo["ref_model"], base_model], force, base_model)
     pairs = load_preferences(data, on_error=on_error)
     rank, size, device = init_distributed()  # under torchrun: each rank scores pairs rank, rank+size, ...
     rm = load_rm(
@@ -70,7 +70,7 @@ def score(
         base_model=base_model,
         chat_template=chat_template,
         dtype=dtype,
-        max_batch_size=batch_size,
+        max_batch_size=max_batch_size,
         max_tokens=max_tokens,
         prefix_sharing=False if no_prefix_sharing else None,
         progress=False if no_progress else None,

@@ -165,18 +165,18 @@ def train_explicit(seed, **flags) -> None:
 @train.command("dpo")
 @common_training_options
 @click.option(
-    "--reference", default=None, help="reference checkpoint (default: the starting policy / LoRA base)"
+    "--ref-model", default=None, help="reference checkpoint (default: the starting policy / LoRA base)"
 )
 @click.option("--beta", type=POSITIVE, default=None)
 @click.option("--loss", type=click.Choice(["sigmoid", "ipo", "hinge"]), default=None)
 @click.option("--label-smoothing", type=FiniteFloat(0.0, max=0.49), default=None, help="conservative DPO")
 @click.option("--reduction", type=click.Choice(["sum", "mean"]), default=None, help="how the DPORM scores")
 @click.option("--seed", type=SEED, default=None, help="sets seed and data seed")
-def train_dpo_cmd(reference, seed, **flags) -> None:
+def train_dpo_cmd(ref_model, seed, **flags) -> None:
     """DPO-train a policy; its implicit reward is saved as a reward model."""
-    if reference is not None:
+    if ref_model is not None:
         from rewardkit.checkpoints import check_model_folder
 
-        check_model_folder(reference, "reference model")
+        check_model_folder(ref_model, "reference model")
     seeds = dict(seed=seed, data_seed=seed) if seed is not None else {}
-    _run("dpo", flags, seeds, {"reference": reference} if reference is not None else None)
+    _run("dpo", flags, seeds, {"ref_model": ref_model} if ref_model is not None else None)

@@ -154,8 +154,8 @@ def _average_adapters(srcs, w, manifests, out, readers, scalings, base, dtype, f
         model = model.to(getattr(torch, dtype))  # float32 / bfloat16 / float16, checked by the caller
     hashes = [hashlib.sha256((s / "adapter_model.safetensors").read_bytes()).hexdigest() for s in srcs]
     manifest = dict(manifests[0])
-    if kind == "implicit" and not manifest.get("reference") and not manifest.get("reference_free"):
-        manifest["reference"] = base  # the members' reference was their adapter-disabled base
+    if kind == "implicit" and not manifest.get("ref_model") and not manifest.get("reference_free"):
+        manifest["ref_model"] = base  # the members' reference was their adapter-disabled base
     bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise ModelError(f"merged tensor(s) {bad[:3]} hold NaN or infinite values; nothing written")

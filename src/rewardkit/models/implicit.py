@@ -103,7 +103,7 @@ def adapter_disabled(model: nn.Module):
 class DPOImplicitRM(EngineRewardModel):
     """Implicit reward of a DPO policy against a reference model.
 
-    ``reference=None`` with a LoRA (peft) policy means "the policy's base model, adapter disabled".
+    ``ref_model=None`` with a LoRA (peft) policy means "the policy's base model, adapter disabled".
     """
 
     kind = "implicit"
@@ -111,7 +111,7 @@ class DPOImplicitRM(EngineRewardModel):
     def __init__(
         self,
         policy: nn.Module,
-        reference: nn.Module | None,
+        ref_model: nn.Module | None,
         tokenizer,
         *,
         beta: float,
@@ -122,7 +122,7 @@ class DPOImplicitRM(EngineRewardModel):
         max_tokens: int | None = None,
         max_batch_size: int | None = None,
         chunk_size: int | None = DEFAULT_CHUNK,
-        reference_path: str | None = None,
+        ref_model_path: str | None = None,
         progress: bool | None = None,
         chat_template: ChatTemplateMode = "auto",
     ):
@@ -130,23 +130,23 @@ class DPOImplicitRM(EngineRewardModel):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
             raise ValueError(f"beta must be a positive finite number, got {beta}")
-        if reference is None and not reference_free and not hasattr(policy, "disable_adapter"):
-            raise ModelError("a full (non-LoRA) policy needs a reference model, or reference_free=True")
+        if ref_model is None and not reference_free and not hasattr(policy, "disable_adapter"):
+            raise ModelError("a full (non-LoRA) policy needs a reference model (ref_model=), or reference_free=True")
         self.engine = EngineSettings(resolve_device(device), max_tokens, max_batch_size, progress)
         self.policy = policy.to(self.device).eval()
-        self.reference = reference.to(self.device).eval() if reference is not None else None
-        if self.reference is not None:
-            p_dtype, r_dtype = next(self.policy.parameters()).dtype, next(self.reference.parameters()).dtype
+        self.ref_model = ref_model.to(self.device).eval() if ref_model is not None else None
+        if self.ref_model is not None:
+            p_dtype, r_dtype = next(self.policy.parameters()).dtype, next(self.ref_model.parameters()).dtype
             if p_dtype != r_dtype:  # one dtype rule: identical weights must give a zero reward
                 raise ModelError(f"policy is {p_dtype} but reference is {r_dtype}: load both in one dtype")
-        for m in (self.policy, self.reference):
+        for m in (self.policy, self.ref_model):
             if m is not None:
                 verify_logits(m)
         self.tokenizer = tokenizer
         self.formatter = Formatter(tokenizer, max_length, chat_template, context=model_context(self.policy))
         self.source: str | None = None  # the folder it was loaded from, to name it in errors
         self.beta, self.reduction, self.reference_free = float(beta), reduction, reference_free
-        self.chunk_size, self.reference_path = chunk_size, reference_path
+        self.chunk_size, self.ref_model_path = chunk_size, ref_model_path
 
     @property
     def is_lora(self) -> bool:
@@ -156,7 +156,7 @@ class DPOImplicitRM(EngineRewardModel):
     def from_pretrained(
         cls,
         policy: str | os.PathLike,
-        reference: str | os.PathLike | None = None,
+        ref_model: str | os.PathLike | None = None,
         *,
         beta: float = 0.1,
         reduction: Reduction = "sum",
@@ -179,8 +179,8 @@ class DPOImplicitRM(EngineRewardModel):
         )
         ref = (
             None
-            if reference is None or reference_free
-            else load_causal_lm(reference, dev, dtype, trust_remote_code)
+            if ref_model is None or reference_free
+            else load_causal_lm(ref_model, dev, dtype, trust_remote_code)
         )
         return cls(
             pol,
@@ -191,7 +191,7 @@ class DPOImplicitRM(EngineRewardModel):
             reference_free=reference_free,
             max_length=max_length,
             device=dev,
-            reference_path=str(Path(reference).resolve()) if ref is not None else None,
+            ref_model_path=str(Path(ref_model).resolve()) if ref is not None else None,
             chat_template=chat_template,
             **kwargs,
         )
@@ -212,16 +212,16 @@ class DPOImplicitRM(EngineRewardModel):
         pi, n = run(self.policy)
         if self.reference_free:
             ref = torch.zeros_like(pi)
-        elif self.reference is None:
+        elif self.ref_model is None:
             with adapter_disabled(self.policy):
                 ref, _ = run(self.policy)
         else:
-            ref, _ = run(self.reference)
+            ref, _ = run(self.ref_model)
         return pi, ref, n
 
     def can_share_prefix(self) -> bool:
         """Whether prompts can run once per group (policy and reference take a cache)."""
-        return all(can_share_prefix(m) for m in (self.policy, self.reference) if m is not None)
+        return all(can_share_prefix(m) for m in (self.policy, self.ref_model) if m is not None)
 
     def _rewards(self, batch: Batch | SharedBatch) -> torch.Tensor:
         pi, ref, n = self.logprobs(batch)
@@ -242,7 +242,7 @@ class DPOImplicitRM(EngineRewardModel):
         return base.base_model_name_or_path if base is not None else None
 
     def named_inputs(self) -> list[Path]:
-        return [Path(p) for p in (self.source, self.reference_path, self._base_path()) if p]
+        return [Path(p) for p in (self.source, self.ref_model_path, self._base_path()) if p]
 
     @property
     def dtype(self) -> str:
@@ -251,7 +251,7 @@ class DPOImplicitRM(EngineRewardModel):
 
     def to_dtype(self, dtype) -> DPOImplicitRM:
         scoring = resolve_dtype(dtype, self.device)
-        for model in (self.policy, self.reference):
+        for model in (self.policy, self.ref_model):
             if model is not None:
                 cast_like_loaded(model, scoring)
         return self
@@ -262,7 +262,7 @@ class DPOImplicitRM(EngineRewardModel):
             "beta": self.beta,
             "reduction": self.reduction,
             "reference_free": self.reference_free,
-            "reference": self.reference_path,
+            "ref_model": self.ref_model_path,
             "lora": self.is_lora,
             "max_tokens": self.engine.max_tokens,
         }
@@ -270,8 +270,8 @@ class DPOImplicitRM(EngineRewardModel):
     def _write(self, path: str | os.PathLike, *, force: bool, keep: Sequence[str] = ()) -> None:
         """Policy (LoRA adapter or full weights, safetensors) + tokenizer + manifest recording beta,
         reduction and the reference (a path, or ``null`` = the LoRA policy's base)."""
-        if self.reference is not None and not self.reference_path:
-            raise ModelError("cannot save: the reference model has no path on disk (set reference_path)")
+        if self.ref_model is not None and not self.ref_model_path:
+            raise ModelError("cannot save: the reference model has no path on disk (set ref_model_path)")
         base_path = self._base_path()
         base_path = str(Path(base_path).resolve()) if base_path and Path(base_path).is_dir() else base_path
         check_finite_weights(self.policy, self.source or "DPO policy")
@@ -285,7 +285,7 @@ class DPOImplicitRM(EngineRewardModel):
                     beta=self.beta,
                     reduction=self.reduction,
                     reference_free=self.reference_free,
-                    reference=self.reference_path,
+                    ref_model=self.ref_model_path,
                     lora=self.is_lora,
                     max_length=self.formatter.max_length,
                     chat_template=self.formatter.chat_template,
@@ -309,9 +309,9 @@ class DPOImplicitRM(EngineRewardModel):
         load_member: Any = None,  # holds no other model
         **kwargs: Any,
     ) -> DPOImplicitRM:
-        ref = manifest.get("reference")
+        ref = manifest.get("ref_model")
         if ref is not None:
-            ref = named_folder(path, "reference", ref)
+            ref = named_folder(path, "ref_model", ref)
             if not ref.exists():
                 raise ModelError(f"{path}: reference model not found at {str(ref)!r}")
         if base_model is None and manifest.get("base_model"):
