@@ -15,7 +15,7 @@ from rewardkit.templating import Texts
 
 
 def test_penalty_hand_computed():
-    # l_res <= l_ref: no penalty; 30 vs 20 at alpha 0.5: 0.5 * (30/20 - 1) = 0.25; 60 vs 20: 0.5 * 2 = 1
+    # l_res <= l_ref: no penalty; 30 vs 20 at weight 0.5: 0.5 * (30/20 - 1) = 0.25; 60 vs 20: 0.5 * 2 = 1
     np.testing.assert_allclose(length_penalty([10, 20, 30, 60], [20, 20, 20, 20], 0.5), [0, 0, 0.25, 1.0])
     assert text_length(["a bb  ccc", ""], "words").tolist() == [3, 0]
     assert text_length(["a bb  ccc", ""], "chars").tolist() == [9, 0]
@@ -27,7 +27,7 @@ def rm(tiny_lm):
 
 
 def test_wrapped_reward_is_raw_minus_the_penalty(rm):
-    lp = LengthPenalizedRM(rm, alpha=0.5, reference="reference", unit="words")
+    lp = LengthPenalizedRM(rm, length_penalty=0.5, reference="reference", unit="words")
     pairs = PreferenceDataset(
         [
             PreferencePair("tell me", " good clear kind", " bad", {"reference": "one two"}),  # 3 words vs 2
@@ -46,12 +46,12 @@ def test_wrapped_reward_is_raw_minus_the_penalty(rm):
 
 def test_units_references_and_errors(rm):
     tok_len = len(rm.tokenizer(" good clear kind", add_special_tokens=False)["input_ids"])
-    lp = LengthPenalizedRM(rm, alpha=1.0, reference=1, unit="tokens")
+    lp = LengthPenalizedRM(rm, length_penalty=1.0, reference=1, unit="tokens")
     raw = rm.score(["tell me"], [" good clear kind"])
     np.testing.assert_allclose(lp.score(["tell me"], [" good clear kind"]), raw - (tok_len - 1), atol=1e-5)
-    fixed = LengthPenalizedRM(rm, alpha=1.0, reference=lambda p, r: 2.0, unit="chars")
+    fixed = LengthPenalizedRM(rm, length_penalty=1.0, reference=lambda p, r: 2.0, unit="chars")
     np.testing.assert_allclose(fixed.score(["x"], ["abcd"]), rm.score(["x"], ["abcd"]) - 1.0, atol=1e-6)
-    field = LengthPenalizedRM(rm, alpha=1.0, unit="words")
+    field = LengthPenalizedRM(rm, length_penalty=1.0, unit="words")
     with pytest.raises(DataError, match="example 0: no reference field 'reference'"):
         field.score(["x"], [" good"])
     np.testing.assert_allclose(
@@ -59,12 +59,12 @@ def test_units_references_and_errors(rm):
     )
     with pytest.raises(DataError, match="reference length 0.0"):
         field.score(["x"], [" good"], references=[""])
-    with pytest.raises(Exception, match="alpha must be a non-negative finite number"):
-        LengthPenalizedRM(rm, alpha=float("nan"))
+    with pytest.raises(Exception, match="length_penalty must be a non-negative finite number"):
+        LengthPenalizedRM(rm, length_penalty=float("nan"))
 
 
 def test_trl_call_reads_the_reference_column(rm):
-    lp = LengthPenalizedRM(rm, alpha=0.5, unit="words")
+    lp = LengthPenalizedRM(rm, length_penalty=0.5, unit="words")
     out = lp(
         prompts=["tell me", "tell me"],
         completions=[" good good good good", " good"],
@@ -75,10 +75,10 @@ def test_trl_call_reads_the_reference_column(rm):
 
 
 def test_save_and_load(rm, tmp_path):
-    lp = LengthPenalizedRM(rm, alpha=0.3, reference="ref", unit="chars")
+    lp = LengthPenalizedRM(rm, length_penalty=0.3, reference="ref", unit="chars")
     lp.save(tmp_path / "lp")
     again = load_reward_model(tmp_path / "lp")
-    assert isinstance(again, LengthPenalizedRM) and (again.alpha, again.reference, again.unit) == (
+    assert isinstance(again, LengthPenalizedRM) and (again.length_penalty, again.reference, again.unit) == (
         0.3,
         "ref",
         "chars",
@@ -156,7 +156,7 @@ def test_evaluate_scores_a_penalised_models_inner_model_once(rm, monkeypatch):
         [PreferencePair("tell me", " good clear kind", " bad", {"reference": 2})] * 3
         + [PreferencePair("tell me", " good", " bad bad bad bad", {"reference": 2})] * 2
     )
-    lp = LengthPenalizedRM(rm, alpha=0.5, reference="reference", unit="words")
+    lp = LengthPenalizedRM(rm, length_penalty=0.5, reference="reference", unit="words")
     alone = lp.score_pairs(pairs).accuracy()
     calls = []
     real = type(rm).score_texts

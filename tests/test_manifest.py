@@ -46,6 +46,8 @@ def test_round_trip_and_absent(tmp_path):
             "'uncertainty_penalty' must be a non-negative finite number",
         ),
         ({"kind": "x", "lam": 1}, "field 'lam' was renamed 'uncertainty_penalty'"),
+        ({"kind": "x", "alpha": 0.5}, "field 'alpha' was renamed 'length_penalty'"),
+        ({"kind": "x", "reference": "/m"}, "field 'reference' was renamed 'ref_model'"),
         ({"kind": "x", "reduction": "max"}, "'reduction' must be one of sum, mean"),
         ({"kind": "x", "members": ["a", ""]}, "'members' must be a list of folder names"),
         ({"kind": "x", "weights": [1, -2]}, "'weights' must be a list of finite non-negative numbers"),
@@ -87,7 +89,7 @@ def test_named_folders_stay_inside(tmp_path):
         member_folder(ens, "m9")
     assert named_folder(ens, "base_model", str(tmp_path / "b")) == (tmp_path / "b").resolve()
     with pytest.raises(ModelError, match="relative path that leaves the folder"):
-        named_folder(ens, "reference", "../victim")
+        named_folder(ens, "ref_model", "../victim")
 
 
 def test_model_dependencies_follow_every_named_folder(tmp_path):
@@ -95,7 +97,7 @@ def test_model_dependencies_follow_every_named_folder(tmp_path):
     outer = _folder(tmp_path, "outer", {"kind": "length_penalized", "model": "model"})
     ens = _folder(outer, "model", {"kind": "ensemble", "members": ["lora", "dpo"]})
     _folder(ens, "lora", {"kind": "explicit", "lora": True, "base_model": str(base)})
-    _folder(ens, "dpo", {"kind": "implicit", "reference": str(ref)})
+    _folder(ens, "dpo", {"kind": "implicit", "ref_model": str(ref)})
     got = model_dependencies(outer)
     assert set(got) == {p.resolve() for p in (outer, ens, ens / "lora", ens / "dpo", base, ref)}
     assert len(got) == len(set(got)) and got[0] == outer.resolve()

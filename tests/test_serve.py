@@ -259,7 +259,7 @@ def test_errors_answer_with_their_status_and_the_server_keeps_serving(models):
 
 
 def test_a_failing_request_does_not_affect_the_others(models, tmp_path):
-    local = LengthPenalizedRM(load_reward_model(models / "rm"), alpha=0.5, unit="words")
+    local = LengthPenalizedRM(load_reward_model(models / "rm"), length_penalty=0.5, unit="words")
     with server(
         "--rm",
         str(models / "rm"),

@@ -68,12 +68,12 @@ def init_head(model: nn.Module, seed: int) -> None:
 def add_lora(
     model: nn.Module,
     r: int,
-    alpha: float | None = None,
+    lora_alpha: float | None = None,
     dropout: float = 0.0,
     target_modules: str | list[str] = "all-linear",
 ) -> nn.Module:
     """Wrap with LoRA on every linear layer of the backbone; the reward head is trained in full and saved."""
-    return adapters.add_lora(model, r, alpha, dropout, target_modules=target_modules, exclude=HEAD_NAMES)
+    return adapters.add_lora(model, r, lora_alpha, dropout, target_modules=target_modules, exclude=HEAD_NAMES)
 
 
 class BradleyTerryRM(EngineRewardModel):
