@@ -30,11 +30,26 @@ def test_load_data():
 
 
 def test_trl_reward_func(tiny_lm, tmp_path):
+    """The example's rewards are what GRPOTrainer computes for the same checkpoint as an nn.Module: TRL's
+    apply_chat_template on prompt + completion, tokenised without special tokens, HF's forward."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl.data_utils import apply_chat_template
+
     from rewardkit import BradleyTerryRM
 
     BradleyTerryRM.from_pretrained(tiny_lm, head_seed=5).save(tmp_path / "rm")
     rewards = _load("trl_reward_func").main(["--rm", str(tmp_path / "rm")])
-    assert len(rewards) == 2 and rewards[0] != rewards[1]
+    module = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "rm")
+    prompt = [{"role": "user", "content": "tell me about pasta"}]
+    want = []
+    for reply in ("great helpful recipe", "wrong rude"):  # the example's two completions
+        text = apply_chat_template({"messages": [*prompt, {"role": "assistant", "content": reply}]}, tok)["text"]
+        with torch.inference_mode():
+            want.append(float(module(**tok(text, return_tensors="pt", add_special_tokens=False)).logits[0, 0]))
+    assert len(rewards) == 2 and abs(rewards[0] - rewards[1]) > 1e-4
+    assert max(abs(a - b) for a, b in zip(rewards, want)) <= 1e-5, (rewards, want)
 
 
 def test_dporm_example():

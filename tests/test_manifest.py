@@ -10,12 +10,12 @@ from rewardkit.manifest import (
     FORMAT_VERSION,
     MANIFEST,
     member_folder,
-    model_dependencies,
     named_folder,
     read_manifest,
     reward_model_manifest,
     write_manifest,
 )
+from rewardkit.models.registry import model_dependencies
 
 
 def _folder(root: Path, name: str, manifest: dict | None = None) -> Path:
@@ -110,3 +110,43 @@ def test_model_dependencies_follow_every_named_folder(tmp_path):
     adapter = _folder(tmp_path, "adapter")
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
     assert model_dependencies(adapter) == [adapter.resolve(), base.resolve()]
+
+
+def test_lora_base_precedence(tmp_path, monkeypatch):
+    """The one rule for the base a LoRA folder needs: the caller's override, then rewardkit's manifest
+    (inside the folder when relative), then peft's adapter_config.json (relative to the working
+    directory, as peft reads it); nothing named: None."""
+    from rewardkit.manifest import lora_base
+
+    monkeypatch.chdir(tmp_path)
+    lora = _folder(tmp_path, "lora")
+    assert lora_base(lora) is None
+    (lora / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "hf_base"}))
+    assert lora_base(lora) == tmp_path / "hf_base"  # 3. peft's record, from the working directory
+    write_manifest(lora, {"kind": "explicit", "format": FORMAT_VERSION, "lora": True, "base_model": "inner"})
+    assert lora_base(lora) == lora / "inner"  # 2. the manifest beats peft's record
+    assert lora_base(lora, {}) == tmp_path / "hf_base"  # a manifest the caller read (here: none) is used
+    assert lora_base(lora, override="given") == tmp_path / "given"  # 1. the override beats both
+    write_manifest(lora, {"kind": "explicit", "format": FORMAT_VERSION, "base_model": "../outside"})
+    with pytest.raises(ModelError, match="relative path that leaves the folder"):
+        lora_base(lora)
+    bad = _folder(tmp_path, "bad")
+    (bad / "adapter_config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="adapter_config.json: invalid JSON"):
+        lora_base(bad)
+    (bad / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "a\0b"}))
+    assert lora_base(bad) is None
+    assert model_dependencies(lora, "given") == [lora.resolve(), tmp_path / "given"]
+
+
+def test_model_dependencies_ask_each_kind(tmp_path, monkeypatch):
+    """The folders followed are the ones the folder's kind declares (KindSpec, no kind imported): a
+    registered kind's own field is followed, another kind's field in its manifest is not."""
+    from rewardkit.models import registry
+
+    monkeypatch.setattr(registry, "KINDS", dict(registry.KINDS))
+    registry.register_kind("test_judged", "nowhere:Judged", folders=("judge",))
+    judge = _folder(tmp_path, "judge")
+    plug = _folder(tmp_path, "plug", {"kind": "test_judged", "judge": str(judge), "ref_model": str(tmp_path)})
+    assert model_dependencies(plug) == [plug.resolve(), judge.resolve()]
+    assert registry.KINDS["implicit"].folders == ("ref_model",) and registry.KINDS["ensemble"].models == ("members",)

@@ -5,7 +5,7 @@ A saved reward model is a folder with a manifest (``{"kind": ..., "format": 1, .
 kind's own files. Some fields name other folders: a LoRA model's ``base_model``, a DPO model's
 ``ref_model``, an ensemble's ``members`` (or a wrapper's ``wrapped``). Those folders are inputs of any
 run that loads the model, exactly as the folders named on the command line are
-(:func:`model_dependencies`): no output may be written over them or inside them, ``--force`` or not.
+(``rewardkit.models.registry.model_dependencies``): no output may be written over them or inside them, ``--force`` or not.
 Paths rewardkit writes are absolute (``base_model``, ``ref_model``) or relative names inside the
 folder (``members``); a relative path that leaves the folder (``../victim``) is refused.
 Torch-free.
@@ -178,39 +178,34 @@ def named_folder(folder: Path, field: str, value: str) -> Path:
     return resolved
 
 
-def model_dependencies(path: str | os.PathLike, base_model: str | os.PathLike | None = None) -> list[Path]:
-    """Every folder loading ``path`` reads, resolved (symlinks and ``..``): the folder itself, a LoRA
-    model's base (``base_model`` overrides the recorded one), a DPO model's reference, and each member
-    of an ensemble, recursively. An HF adapter folder without a manifest names its base in
-    ``adapter_config.json``. Paths that do not exist are listed too (the loader refuses them)."""
-    out: list[Path] = []
-    todo = [(Path(path), base_model)]
-    while todo:
-        folder, override = todo.pop()
-        resolved = folder.resolve()
-        if resolved in out or not folder.is_dir():
-            if resolved not in out:
-                out.append(resolved)
-            continue
-        out.append(resolved)
+def lora_base(
+    folder: str | os.PathLike,
+    manifest: dict[str, Any] | None = None,
+    override: str | os.PathLike | None = None,
+) -> Path | None:
+    """The base model a LoRA folder needs, resolved; None when nothing names one. The one precedence
+    every loader, the merge and ``rewardkit.models.registry.model_dependencies`` follow:
+
+    1. ``override`` (the caller's ``base_model=`` / ``--base-model``), as given;
+    2. the manifest's ``base_model`` (rewardkit's record: absolute, or a relative path inside the folder,
+       :func:`named_folder`);
+    3. ``adapter_config.json``'s ``base_model_name_or_path`` (HF peft's record, for a folder without
+       rewardkit's: relative to the working directory, as peft reads it).
+
+    ``manifest``: the folder's manifest when the caller has read it already (else it is read here)."""
+    folder = Path(folder)
+    if override:
+        return Path(override).resolve()
+    if manifest is None:
         manifest = read_manifest(folder) or {}
-        if override:
-            out.append(Path(override).resolve())
-        elif manifest.get("base_model"):
-            out.append(named_folder(folder, "base_model", manifest["base_model"]))
-        elif (folder / "adapter_config.json").is_file():
-            try:
-                cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ModelError(f"{folder / 'adapter_config.json'}: invalid JSON ({e})") from None
-            base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
-            if isinstance(base, str) and base and "\0" not in base:
-                # HF's field, not rewardkit's: relative to the working directory, as peft reads it
-                out.append(Path(base).resolve())
-        if manifest.get("ref_model"):
-            out.append(named_folder(folder, "ref_model", manifest["ref_model"]))
-        for name in manifest.get("members") or ():
-            todo.append((member_folder(folder, name), override))
-        if isinstance(manifest.get("model"), str) and manifest.get("kind") == "length_penalized":
-            todo.append((member_folder(folder, manifest["model"], "wrapper"), override))
-    return list(dict.fromkeys(out))
+    if manifest.get("base_model"):
+        return named_folder(folder, "base_model", manifest["base_model"])
+    config = folder / "adapter_config.json"
+    if not config.is_file():
+        return None
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{config}: invalid JSON ({e})") from None
+    base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+    return Path(base).resolve() if isinstance(base, str) and base and "\0" not in base else None

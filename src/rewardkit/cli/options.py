@@ -212,11 +212,11 @@ def refuse_existing(path: str | None, force: bool) -> None:
 
 def run_inputs_of(inputs: list, base_model: str | None = None) -> list:
     """The inputs of a run: the paths given, and for each model folder among them every folder it
-    depends on (LoRA base, DPO reference, ensemble members: :func:`rewardkit.manifest.model_dependencies`).
+    depends on (LoRA base, DPO reference, ensemble members: :func:`rewardkit.models.registry.model_dependencies`).
     They are protected for the rest of the command, whatever later loads. ``base_model``: the
     ``--base-model`` that replaces the base a LoRA model records."""
     from rewardkit.io import protect
-    from rewardkit.manifest import model_dependencies
+    from rewardkit.models.registry import model_dependencies
 
     out = []
     for raw in inputs:

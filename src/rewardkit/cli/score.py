@@ -101,17 +101,18 @@ def pair_rows(rm, pairs, positions: list[int]) -> list[dict]:
 
     from rewardkit.templating import Texts
 
-    shard = [pairs[i] for i in positions]
-    n = len(shard)
-    rewards, extra = (np.zeros(0), {}) if not shard else rm.score_columns(Texts.from_pairs(shard))
+    texts = Texts.from_pairs([pairs[i] for i in positions])
+    rewards, extra = (np.zeros(0), {}) if not positions else rm.score_columns(texts)
+    chosen, rejected = texts.split_pairs(rewards)
+    columns = {name: texts.split_pairs(col) for name, col in extra.items()}
     rows = [
-        {"index": pairs.indices[i], "chosen": float(rewards[j]), "rejected": float(rewards[n + j])}
+        {"index": pairs.indices[i], "chosen": float(chosen[j]), "rejected": float(rejected[j])}
         for j, i in enumerate(positions)
     ]
     for j, row in enumerate(rows):
         row["margin"] = row["chosen"] - row["rejected"]
-        for name, col in extra.items():
-            c, r = col[j], col[n + j]
+        for name, (chosen_col, rejected_col) in columns.items():
+            c, r = chosen_col[j], rejected_col[j]
             row[f"chosen_{name}"] = c.tolist() if np.ndim(c) else float(c)
             row[f"rejected_{name}"] = r.tolist() if np.ndim(r) else float(r)
     return rows

@@ -23,7 +23,7 @@ import numpy as np
 
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_distinct, check_output, refuse_existing
-from rewardkit.manifest import model_dependencies, read_manifest
+from rewardkit.manifest import read_manifest
 from rewardkit.merge.common import (
     DTYPES,
     check_weights,
@@ -41,6 +41,7 @@ from rewardkit.merge.kernel import (
     exact_product,
     fused_scratch,
 )
+from rewardkit.models.registry import model_dependencies
 from rewardkit.safetensors_io import FLOATS, STORAGE, CheckpointReader, StreamingShardWriter, aligned_empty
 
 

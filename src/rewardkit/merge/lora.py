@@ -12,6 +12,7 @@ import torch
 
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir
+from rewardkit.manifest import lora_base
 from rewardkit.merge.common import copy_model_files, lora_scaling, mismatch, provenance
 from rewardkit.safetensors_io import CheckpointReader
 
@@ -63,7 +64,7 @@ def average_lora(
     if base_model is not None:
         base = str(Path(base_model).resolve())
     else:
-        bases = [str(Path(c.get("base_model_name_or_path") or "").resolve()) for c in configs]
+        bases = [str(lora_base(s, m) or Path("").resolve()) for s, m in zip(srcs, manifests)]
         if len(set(bases)) > 1:
             raise ModelError(
                 f"cannot merge: members were trained on different base models: {sorted(set(bases))}"

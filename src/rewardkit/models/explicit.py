@@ -35,7 +35,7 @@ from rewardkit.checkpoints import (
 from rewardkit.dtypes import adapters_like_base, cast_like_loaded, dtype_name, resolve_device, resolve_dtype
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
-from rewardkit.manifest import named_folder, write_manifest
+from rewardkit.manifest import lora_base, write_manifest
 from rewardkit.models.engine import EngineRewardModel
 from rewardkit.models.sequence import HEAD_NAMES, SequenceRewardModule, reward_head, reward_index  # noqa: F401 (re-exported)
 from rewardkit.scoring import Batch, EngineSettings, SharedBatch
@@ -43,6 +43,7 @@ from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
 from rewardkit.util import unwrap_peft
 
 logger = logging.getLogger(__name__)
+
 
 def init_head(model: nn.Module, seed: int) -> None:
     """Re-initialise the reward head from its own seed: N(0, 1/(d+1)) weights, zero bias.
@@ -136,7 +137,9 @@ class BradleyTerryRM(EngineRewardModel):
             check_model_folder(p, "LoRA reward model", weights=False)
             if self.base_model:
                 man = read_manifest(p) or {}
-                check_base(p, man.get("base_fingerprint"), self.base_model, required="base_fingerprint" in man)
+                check_base(
+                    p, man.get("base_fingerprint"), self.base_model, required="base_fingerprint" in man
+                )
             name = f"member_{len(self.adapter_names)}"
             hf_load(lambda q, n=name: self.model.load_adapter(q, adapter_name=n), p, "LoRA adapter")
             check_adapter_keys(self.model, p, name)
@@ -330,9 +333,8 @@ class BradleyTerryRM(EngineRewardModel):
         if manifest.get("lora"):
             from peft import PeftModel
 
-            base = base_model or manifest.get("base_model")
-            if base and base_model is None:
-                base = str(named_folder(path, "base_model", base))
+            found = lora_base(path, manifest, base_model)
+            base = None if found is None else str(found)
             if not base or not Path(base).is_dir():
                 raise ModelError(
                     f"{path}: LoRA reward model needs its base model, not found at {base!r} "

@@ -12,7 +12,6 @@ pass runs through the same modules with the adapter disabled.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ from rewardkit.dtypes import adapters_like_base, cast_like_loaded, dtype_name, r
 from rewardkit.errors import ModelError
 from rewardkit.io import atomic_dir, check_output, protect
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, shared_sequence_logprobs, verify_logits
-from rewardkit.manifest import model_dependencies, named_folder, write_manifest
+from rewardkit.manifest import lora_base, named_folder, write_manifest
 from rewardkit.models.engine import EngineRewardModel
 from rewardkit.scoring import Batch, EngineSettings, SharedBatch
 from rewardkit.templating import ChatTemplateMode, Encoded, Formatter, Texts
@@ -68,16 +67,14 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM
 
     path = check_model_folder(path, "model", weights=not is_adapter_dir(path))
-    protect(model_dependencies(path, base_model))
+    protect([p for p in (Path(path).resolve(), lora_base(path, override=base_model)) if p is not None])
     dt = resolve_dtype(dtype, device)
     load = dict(dtype=dt, trust_remote_code=trust_remote_code, use_safetensors=True, output_loading_info=True)
     if is_adapter_dir(path):
         from peft import PeftModel
 
-        base = base_model or json.loads((path / "adapter_config.json").read_text()).get(
-            "base_model_name_or_path"
-        )
-        if not base or not Path(base).is_dir():
+        base = lora_base(path, override=base_model)
+        if base is None or not base.is_dir():
             raise ModelError(
                 f"{path}: LoRA adapter needs its base model, not found at {base!r} (pass --base-model PATH)"
             )
@@ -314,8 +311,6 @@ class DPOImplicitRM(EngineRewardModel):
             ref = named_folder(path, "ref_model", ref)
             if not ref.exists():
                 raise ModelError(f"{path}: reference model not found at {str(ref)!r}")
-        if base_model is None and manifest.get("base_model"):
-            base_model = named_folder(path, "base_model", manifest["base_model"])
         rm = cls.from_pretrained(
             path,
             ref,

@@ -12,33 +12,58 @@ import functools
 import importlib
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rewardkit.base import RewardModel
 from rewardkit.errors import ModelError
 from rewardkit.io import protect
-from rewardkit.manifest import MANIFEST, model_dependencies, reward_model_manifest
+from rewardkit.manifest import (
+    MANIFEST,
+    lora_base,
+    member_folder,
+    named_folder,
+    read_manifest,
+    reward_model_manifest,
+)
 
 if TYPE_CHECKING:
     from rewardkit.models.ensemble import EnsembleRM
 
-#: kind (the manifest's "kind") -> "module:Class"
-KINDS: dict[str, str] = {
-    "explicit": "rewardkit.models.explicit:BradleyTerryRM",
-    "implicit": "rewardkit.models.implicit:DPOImplicitRM",
-    "ensemble": "rewardkit.models.ensemble:EnsembleRM",
-    "length_penalized": "rewardkit.models.length:LengthPenalizedRM",
-    "remote": "rewardkit.models.remote:RemoteRewardModel",
+@dataclass(frozen=True)
+class KindSpec:
+    """A kind as the registry knows it without importing it (a kind's module imports torch): where its
+    class is (``"module:Class"``) and the manifest fields naming the folders a load of it reads, which
+    :func:`model_dependencies` follows. Every kind may also need a LoRA base
+    (:func:`rewardkit.manifest.lora_base`)."""
+
+    target: str
+    #: fields naming a folder loaded as it is (a DPO model's ``ref_model``)
+    folders: tuple[str, ...] = ()
+    #: fields naming saved reward models inside the folder (a name or a list of names), followed in turn
+    models: tuple[str, ...] = ()
+
+
+#: kind (the manifest's "kind") -> its :class:`KindSpec`
+KINDS: dict[str, KindSpec] = {
+    "explicit": KindSpec("rewardkit.models.explicit:BradleyTerryRM"),
+    "implicit": KindSpec("rewardkit.models.implicit:DPOImplicitRM", folders=("ref_model",)),
+    "ensemble": KindSpec("rewardkit.models.ensemble:EnsembleRM", models=("members",)),
+    "length_penalized": KindSpec("rewardkit.models.length:LengthPenalizedRM", models=("model",)),
+    "remote": KindSpec("rewardkit.models.remote:RemoteRewardModel"),
 }
 _ENTRY_POINTS_READ = False
 
 
-def register_kind(kind: str, target: str) -> None:
-    """Add a kind (``target``: ``"module:Class"`` of a :class:`RewardModel` subclass)."""
-    if kind in KINDS and KINDS[kind] != target:
-        raise ModelError(f"reward model kind {kind!r} is already registered as {KINDS[kind]}")
-    KINDS[kind] = target
+def register_kind(
+    kind: str, target: str, *, folders: Sequence[str] = (), models: Sequence[str] = ()
+) -> None:
+    """Add a kind (``target``: ``"module:Class"`` of a :class:`RewardModel` subclass; ``folders`` /
+    ``models``: its manifest fields naming folders a load reads, :class:`KindSpec`)."""
+    if kind in KINDS and KINDS[kind].target != target:
+        raise ModelError(f"reward model kind {kind!r} is already registered as {KINDS[kind].target}")
+    KINDS[kind] = KindSpec(target, tuple(folders), tuple(models))
 
 
 def _read_entry_points() -> None:
@@ -49,7 +74,7 @@ def _read_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="rewardkit.kinds"):
-        KINDS.setdefault(ep.name, ep.value)
+        KINDS.setdefault(ep.name, KindSpec(ep.value))
 
 
 def kind_class(kind: str, where: str | os.PathLike = "") -> type[RewardModel]:
@@ -58,7 +83,7 @@ def kind_class(kind: str, where: str | os.PathLike = "") -> type[RewardModel]:
         _read_entry_points()
     if kind not in KINDS:
         raise ModelError(f"{where}: unknown kind {kind!r}; known: {sorted(KINDS)}")
-    target = KINDS[kind]
+    target = KINDS[kind].target
     module, _, name = target.partition(":")
     try:
         cls = importlib.import_module(module)
@@ -69,6 +94,41 @@ def kind_class(kind: str, where: str | os.PathLike = "") -> type[RewardModel]:
     if not (isinstance(cls, type) and issubclass(cls, RewardModel)):
         raise ModelError(f"kind {kind!r}: {target} is not a RewardModel class")
     return cls
+
+
+def model_dependencies(path: str | os.PathLike, base_model: str | os.PathLike | None = None) -> list[Path]:
+    """Every folder loading ``path`` reads, resolved (symlinks and ``..``), asked of each folder's kind
+    (:class:`KindSpec`, no kind imported): the folder itself, a LoRA base (``base_model`` overrides the
+    recorded one, :func:`rewardkit.manifest.lora_base`), the folders its kind names (a DPO model's
+    reference) and the models inside it (an ensemble's members, a wrapper's model), recursively. Paths
+    that do not exist are listed too (the loader refuses them)."""
+    out: list[Path] = []
+    todo = [Path(path)]
+    while todo:
+        folder = todo.pop()
+        resolved = folder.resolve()
+        if resolved in out:
+            continue
+        out.append(resolved)
+        if not folder.is_dir():
+            continue
+        manifest = read_manifest(folder) or {}
+        base = lora_base(folder, manifest, base_model)
+        if base is not None:
+            out.append(base)
+        kind = manifest.get("kind")
+        if isinstance(kind, str) and kind not in KINDS:
+            _read_entry_points()
+        spec = KINDS.get(kind) if isinstance(kind, str) else None
+        for field in spec.folders if spec else ():
+            if isinstance(manifest.get(field), str):
+                out.append(named_folder(folder, field, manifest[field]))
+        for field in spec.models if spec else ():
+            names = manifest.get(field)
+            what = "wrapper" if isinstance(names, str) else "ensemble"
+            names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+            todo.extend(member_folder(folder, n, what) for n in names)
+    return list(dict.fromkeys(out))
 
 
 def load_reward_model(
