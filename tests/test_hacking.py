@@ -266,7 +266,7 @@ def test_bad_flags_and_files_are_one_line_errors(tmp_path, capsys):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "candidates": ["a", "b"]}) + "\n{oops\n")
-    with pytest.raises(DataError, match=r"bad.jsonl:2: not JSON"):
+    with pytest.raises(DataError, match=r"bad.jsonl:2: invalid JSON"):
         read_candidates(bad, 2)
     short = tmp_path / "short.jsonl"
     short.write_text(json.dumps({"prompt": "p", "candidates": ["a"]}) + "\n")
@@ -278,7 +278,7 @@ def test_bad_flags_and_files_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "gold").mkdir()
     real = ["--data", str(pairs), "--gold", str(tmp_path / "gold")]
     for args, expect in [
-        (["--k", "1"], "'--k': 1 is not in the range x>=2"),
+        (["--k", "1"], "'--k': 1 is not in the range 2<=x<=4096"),
         (["--corruption", "1"], "'--corruption': '1' must be < 1"),
         (
             ["--config", str(yml)],
@@ -289,7 +289,7 @@ def test_bad_flags_and_files_are_one_line_errors(tmp_path, capsys):
         ([*real, "--policy", "a", "--candidates", "b"], "give --policy or --candidates, not both"),
         (["--gold", str(tmp_path / "gold")], "--gold needs --data or --recipe"),
         ([*real, "--policy", str(tmp_path / "nope")], f"error: --policy {tmp_path / 'nope'}: no such file"),
-        ([*real, "--candidates", str(bad), "--k", "2"], f"error: {bad}:2: not JSON"),
+        ([*real, "--candidates", str(bad), "--k", "2"], f"error: {bad}:2: invalid JSON"),
         ([*real, "--candidates", str(bad), "--out", str(tmp_path)], "contains the input"),
     ]:
         with pytest.raises(SystemExit) as e:

@@ -157,7 +157,7 @@ def test_bad_rl_flags_are_one_line_errors(tmp_path, capsys, monkeypatch):
         (["--optimizer", "ppo"], "'--optimizer': 'ppo' is not one of 'bon', 'rl', 'both'"),
         (["--rl-seeds", "a,b"], "'a,b' is not a list of integers"),
         (["--ema-decay", "1.5"], "'--ema-decay'"),
-        (["--rl-steps", "0"], "'--rl-steps': 0 is not in the range x>=1"),
+        (["--rl-steps", "0"], "'--rl-steps': 0 is not in the range 1<=x<=10000000"),
         (["--optimizer", "rl", "--rl-steps", "5"], "rl.eval_every (10) is larger than rl.steps (5)"),
         (["--optimizer", "rl", "--config", str(yml)], "unknown RL proxy 'EXRM-9'"),
         (["--config", str(extra)], "'rl.stepz': Extra inputs are not permitted"),

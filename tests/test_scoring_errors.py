@@ -39,7 +39,7 @@ CASES = {
         lambda e: ["eval", "--rm", e.d / "rm0", "--data", e.data, "--n-boot", "0", "--json", out_of(e)],
         lambda e: [e.data],
         out_of,
-        r"--n-boot.*0 is not in the range x>=1",
+        r"--n-boot.*0 is not in the range 1<=x<=100000",
     ),
     "eval: a DPO policy named like an --rm": (
         lambda e: [
@@ -61,28 +61,48 @@ CASES = {
         r"two reward models named",
     ),
     "batch size 0": (
-        lambda e: ["score", "--rm", e.d / "rm0", "--data", e.data, "--out", out_of(e), "--batch-size", "0"],
+        lambda e: [
+            "score",
+            "--rm",
+            e.d / "rm0",
+            "--data",
+            e.data,
+            "--out",
+            out_of(e),
+            "--max-batch-size",
+            "0",
+        ],
         lambda e: [e.data],
         out_of,
-        r"--batch-size.*0 is not in the range x>=1",
+        r"--max-batch-size.*0 is not in the range 1<=x<=65536",
     ),
     "batch size -3": (
-        lambda e: ["score", "--rm", e.d / "rm0", "--data", e.data, "--out", out_of(e), "--batch-size", "-3"],
+        lambda e: [
+            "score",
+            "--rm",
+            e.d / "rm0",
+            "--data",
+            e.data,
+            "--out",
+            out_of(e),
+            "--max-batch-size",
+            "-3",
+        ],
         lambda e: [e.data],
         out_of,
-        r"--batch-size.*-3 is not in the range x>=1",
+        r"--max-batch-size.*-3 is not in the range 1<=x<=65536",
     ),
     "max tokens 0": (
         lambda e: ["score", "--rm", e.d / "rm0", "--data", e.data, "--out", out_of(e), "--max-tokens", "0"],
         lambda e: [e.data],
         out_of,
-        r"--max-tokens.*0 is not in the range x>=1",
+        r"--max-tokens.*0 is not in the range 1<=x<=16777216",
     ),
     "max tokens -1": (
         lambda e: ["score", "--rm", e.d / "rm0", "--data", e.data, "--out", out_of(e), "--max-tokens", "-1"],
         lambda e: [e.data],
         out_of,
-        r"--max-tokens.*-1 is not in the range x>=1",
+        r"--max-tokens.*-1 is not in the range 1<=x<=16777216",
     ),
     "every value is OOD": (
         lambda e: [

@@ -99,28 +99,28 @@ def _key(prompt: Any) -> str:
 
 def read_candidates(path: str | Path, k: int) -> tuple[list[Any], list[list[str]]]:
     """Prompts and their first ``k`` candidates from a JSONL file of ``{"prompt": str | messages,
-    "candidates": [str, ...]}`` lines; every line needs at least ``k`` candidates."""
+    "candidates": [str, ...]}`` lines (read under the preference files' bounds); every line needs at
+    least ``k`` candidates, and a line that is not that is one error naming it."""
+    from rewardkit.readers import iter_jsonl
+    from rewardkit.records import _check_messages, _check_unicode
+
     prompts, cands = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: not JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or "prompt" not in rec or "candidates" not in rec:
-                raise DataError(f"{where}: needs fields 'prompt' and 'candidates'")
-            c = rec["candidates"]
-            if not isinstance(c, list) or not all(isinstance(x, str) for x in c):
-                raise DataError(f"{where}: field 'candidates' must be a list of strings")
-            if len(c) < k:
-                raise DataError(f"{where}: field 'candidates' has {len(c)} responses; --k is {k}")
-            if not isinstance(rec["prompt"], (str, list)):
-                raise DataError(f"{where}: field 'prompt' must be a string or a list of messages")
-            prompts.append(rec["prompt"])
-            cands.append(c[:k])
+    for where, rec in iter_jsonl(path):
+        if isinstance(rec, DataError):  # bad bytes, bad JSON, JSON nested too deeply, a line too long
+            raise rec
+        if not isinstance(rec, dict) or "prompt" not in rec or "candidates" not in rec:
+            raise DataError(f"{where}: needs fields 'prompt' and 'candidates'")
+        _check_unicode(rec, where)
+        c = rec["candidates"]
+        if not isinstance(c, list) or not all(isinstance(x, str) for x in c):
+            raise DataError(f"{where}: field 'candidates' must be a list of strings")
+        if len(c) < k:
+            raise DataError(f"{where}: field 'candidates' has {len(c)} responses; --k is {k}")
+        prompt = rec["prompt"]
+        if not isinstance(prompt, str):  # a conversation: a non-empty list of {role, content} strings
+            prompt = _check_messages(prompt, where, "prompt")
+        prompts.append(prompt)
+        cands.append(c[:k])
     if len(prompts) < 2:
         raise DataError(f"{path}: needs at least 2 prompts, found {len(prompts)}")
     return prompts, cands

@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from rewardkit.cli.options import (
-    COUNT,
     NON_NEGATIVE,
     POSITIVE,
     SEED,
     FiniteFloat,
+    bounded,
     chat_template_option,
     csv_list,
     dtype_choice,
@@ -31,17 +31,17 @@ def bench() -> None:
 @click.option("--data", default=None, help="preference source (default: the built-in synthetic task)")
 @click.option("--recipe", default=None, help="named data recipe: alpaca_eval, hh_rlhf, ultrafeedback, ...")
 @click.option("--model", default=None, help="base checkpoint (default: the preset's)")
-@click.option("--n-train", type=COUNT, default=None)
-@click.option("--n-eval", type=COUNT, default=None, help="pairs per evaluation split (at most)")
-@click.option("--max-length", type=click.IntRange(min=8), default=None)
+@click.option("--n-train", type=bounded("pairs"), default=None)
+@click.option("--n-eval", type=bounded("pairs"), default=None, help="pairs per evaluation split (at most)")
+@click.option("--max-length", type=bounded("max_length", 8), default=None)
 @chat_template_option
 @dtype_choice(None)
 @click.option("--drop-long/--no-drop-long", default=None, help="drop pairs longer than --max-length")
 @click.option("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
 @click.option(
-    "--members", type=click.IntRange(min=2), default=None, help="explicit RMs per seed for WARM and ensembles"
+    "--members", type=bounded("members", 2), default=None, help="explicit RMs per seed for WARM and ensembles"
 )
-@click.option("--lora-r", type=COUNT, default=None)
+@click.option("--lora-r", type=bounded("lora_r"), default=None)
 @click.option("--beta", type=POSITIVE, default=None, help="DPO beta")
 @click.option("--prompt-field", default=None, help="metadata field of the prompt source")
 @click.option("--id-prompts", default=None, help="comma-separated ID prompt sources")
@@ -109,18 +109,18 @@ _RL_FLAGS = {
 @click.option("--gold", default=None, help="gold reward model folder (default: the synthetic gold reward)")
 @click.option("--policy", default=None, help="HF causal LM folder that samples the K candidates (cached)")
 @click.option("--candidates", default=None, help="JSONL of {prompt, candidates: [...]} per line")
-@click.option("--n-train", type=click.IntRange(min=4), default=None, help="training pairs of every proxy")
-@click.option("--n-prompts", type=click.IntRange(min=2), default=None, help="best-of-N prompts")
-@click.option("--k", type=click.IntRange(min=2), default=None, help="candidates per prompt (largest N)")
+@click.option("--n-train", type=bounded("pairs", 4), default=None, help="training pairs of every proxy")
+@click.option("--n-prompts", type=bounded("pairs", 2), default=None, help="best-of-N prompts")
+@click.option("--k", type=bounded("k", 2), default=None, help="candidates per prompt (largest N)")
 @click.option(
     "--corruption",
     type=FiniteFloat(0.0, open_min=True, max=1.0, open_max=True),
     default=None,
     help="share of swapped labels in the corrupt setup (default 0.25)",
 )
-@click.option("--members", type=click.IntRange(min=2), default=None, help="explicit RMs per setup")
-@click.option("--lora-r", type=COUNT, default=None)
-@click.option("--max-length", type=click.IntRange(min=8), default=None)
+@click.option("--members", type=bounded("members", 2), default=None, help="explicit RMs per setup")
+@click.option("--lora-r", type=bounded("lora_r"), default=None)
+@click.option("--max-length", type=bounded("max_length", 8), default=None)
 @chat_template_option
 @dtype_choice(None)
 @click.option("--beta", type=POSITIVE, default=None, help="DPO beta")
@@ -135,10 +135,12 @@ _RL_FLAGS = {
     default=None,
     help="best-of-N (default), RL through TRL's GRPOTrainer (needs rewardkit[rl]), or both",
 )
-@click.option("--rl-steps", type=COUNT, default=None, help="GRPO steps per RL run")
+@click.option("--rl-steps", type=bounded("steps"), default=None, help="GRPO steps per RL run")
 @click.option("--rl-seeds", default=None, help="comma-separated RL seeds, e.g. 0,1")
 @click.option("--kl-coef", type=NON_NEGATIVE, default=None, help="GRPO's KL-penalty coefficient (TRL's beta)")
-@click.option("--elastic-reset-every", type=COUNT, default=None, help="EXRM-1+ER: steps between resets")
+@click.option(
+    "--elastic-reset-every", type=bounded("steps"), default=None, help="EXRM-1+ER: steps between resets"
+)
 @click.option(
     "--ema-decay",
     type=FiniteFloat(0.0, open_min=True, max=1.0, open_max=True),

@@ -8,8 +8,8 @@ import click
 
 from rewardkit.cli.loaders import endpoints_of, length_penalized, load_rm
 from rewardkit.cli.options import (
-    COUNT,
     allow_remote_option,
+    bounded,
     check_file_output,
     model_options,
     on_error_option,
@@ -184,7 +184,9 @@ def _suite_eval(
 )
 @model_options
 @allow_remote_option
-@click.option("--n-boot", type=COUNT, default=2000, help="bootstrap resamples for CIs and paired tests")
+@click.option(
+    "--n-boot", type=bounded("n_boot"), default=2000, help="bootstrap resamples for CIs and paired tests"
+)
 @on_error_option
 @click.option("--force", is_flag=True, help="overwrite existing output files")
 def eval_cmd(

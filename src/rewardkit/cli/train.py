@@ -5,13 +5,15 @@ from __future__ import annotations
 import click
 
 from rewardkit.cli.options import (
-    COUNT,
+    EPOCHS,
     NON_NEGATIVE,
     POSITIVE,
     SEED,
     FiniteFloat,
+    bounded,
     chat_template_option,
     check_dir_output,
+    check_lora_rank,
     dtype_option,
     load_yaml,
     on_error_option,
@@ -38,12 +40,16 @@ def common_training_options(fn):
             ),
             click.option("--out", required=True, help="output folder for the trained model"),
             click.option("--eval-data", default=None, help="held-out preference file, evaluated each epoch"),
-            click.option("--epochs", type=POSITIVE, default=None),
+            click.option("--epochs", type=EPOCHS, default=None),
             click.option("--lr", type=POSITIVE, default=None, help="learning rate"),
-            click.option("--batch-size", type=COUNT, default=None, help="pairs per device per step"),
-            click.option("--lora-r", type=COUNT, default=None, help="LoRA rank (default: full fine-tuning)"),
             click.option(
-                "--max-length", type=click.IntRange(min=8), default=None, help="tokens per sequence"
+                "--batch-size", type=bounded("batch_size"), default=None, help="pairs per device per step"
+            ),
+            click.option(
+                "--lora-r", type=bounded("lora_r"), default=None, help="LoRA rank (default: full fine-tuning)"
+            ),
+            click.option(
+                "--max-length", type=bounded("max_length", 8), default=None, help="tokens per sequence"
             ),
             chat_template_option,
             dtype_option,
@@ -53,13 +59,15 @@ def common_training_options(fn):
                 default=None,
                 help="keep checkpoints under OUT/checkpoints (each epoch, or --save-steps), beside the final model",
             ),
-            click.option("--save-steps", type=COUNT, default=None, help="checkpoint every N optimizer steps"),
+            click.option(
+                "--save-steps", type=bounded("steps"), default=None, help="checkpoint every N optimizer steps"
+            ),
             click.option(
                 "--resume", is_flag=True, help="continue an interrupted run from its last checkpoint in OUT"
             ),
             click.option(
                 "--elastic-reset-every",
-                type=COUNT,
+                type=bounded("steps"),
                 default=None,
                 help="Elastic Reset: reset to the EMA every N steps (Noukhovitch et al.)",
             ),
@@ -117,6 +125,7 @@ def _run(kind: str, flags: dict, seeds: dict, extra: dict | None = None) -> None
 
         what = "DPO implicit reward model"
     config = Config(**fields)
+    check_lora_rank(model, config.lora_r)  # before any work, also for a rank from --config
     if config.bf16 is None:  # --dtype auto: the machine's rule, recorded as the precision the run used
         from rewardkit.train.pairs import auto_bf16
 
