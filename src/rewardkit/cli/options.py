@@ -4,6 +4,7 @@ module imports its heavy dependencies inside the command, so ``rewardkit --help`
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import click
@@ -80,6 +81,47 @@ POSITIVE = FiniteFloat(0.0, open_min=True)
 NON_NEGATIVE = FiniteFloat(0.0)
 COUNT = click.IntRange(min=1)
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy and torch seeding accept
+EPOCHS = FiniteFloat(0.0, open_min=True, max=10_000.0)
+
+#: Upper bounds of the counts that size a run's memory or time (docs/cli.md "Guarantees"): a request above
+#: one is refused before any work, naming the limit (click: "... is not in the range 1<=x<=LIMIT").
+LIMITS = {
+    "n_boot": 100_000,  # bootstrap resamples (each one a pass over every pair)
+    "batch_size": 65_536,  # pairs per device per training step
+    "max_batch_size": 65_536,  # sequences per scoring batch
+    "max_tokens": 2**24,  # padded tokens per scoring batch
+    "max_length": 2**20,  # tokens per sequence
+    "lora_r": 65_536,  # and at most the model's hidden size (check_lora_rank)
+    "steps": 10_000_000,  # optimizer steps: --save-steps, --elastic-reset-every, --rl-steps
+    "pairs": 10_000_000,  # pairs or prompts a benchmark draws
+    "k": 4_096,  # candidates per prompt
+    "members": 64,  # models a benchmark trains per setup
+}
+
+
+def bounded(name: str, low: int = 1) -> click.IntRange:
+    """An integer option in ``low..LIMITS[name]``."""
+    return click.IntRange(low, LIMITS[name])
+
+
+def check_lora_rank(model: str | os.PathLike, rank: int | None) -> None:
+    """Refuse a LoRA rank above the hidden size in ``model``'s config.json (it adds memory, not capacity:
+    a rank is at most the smaller side of the matrices it adapts); a model without one is not checked."""
+    import json
+
+    cfg = Path(model) / "config.json"
+    if not rank or not cfg.is_file():
+        return
+    try:
+        fields = json.loads(cfg.read_text(encoding="utf-8"))
+        hidden = next((fields[k] for k in ("hidden_size", "n_embd", "d_model") if k in fields), None)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return  # the loader reports a broken config.json with its own line
+    if isinstance(hidden, int) and 0 < hidden < rank:
+        raise RewardkitError(
+            f"--lora-r {rank} is above the hidden size {hidden} of {cfg}: a LoRA rank is at most the "
+            "smaller side of the matrices it adapts"
+        )
 
 
 #: ``--on-error``: what a malformed data record does (one home for every command that reads data)
@@ -140,11 +182,14 @@ def engine_options(fn):
     for opt in reversed(
         [
             click.option(
-                "--max-batch-size", type=COUNT, default=None, help="upper bound on sequences per scoring batch"
+                "--max-batch-size",
+                type=bounded("max_batch_size"),
+                default=None,
+                help="upper bound on sequences per scoring batch",
             ),
             click.option(
                 "--max-tokens",
-                type=COUNT,
+                type=bounded("max_tokens"),
                 default=None,
                 help="padded tokens per batch (default 1024 on CPU, 16384 on CUDA)",
             ),
