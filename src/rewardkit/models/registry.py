@@ -89,8 +89,10 @@ def kind_class(kind: str, where: str | os.PathLike = "") -> type[RewardModel]:
         cls = importlib.import_module(module)
         for part in name.split("."):
             cls = getattr(cls, part)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise ModelError(f"kind {kind!r}: cannot import {target!r} ({type(e).__name__}: {e})") from None
+    except Exception as e:  # a plugin's module may raise anything on import
+        msg = " ".join(str(e).split())[:200]
+        at = f"{where}: " if where else ""
+        raise ModelError(f"{at}kind {kind!r}: cannot import {target!r} ({type(e).__name__}: {msg})") from None
     if not (isinstance(cls, type) and issubclass(cls, RewardModel)):
         raise ModelError(f"kind {kind!r}: {target} is not a RewardModel class")
     return cls
