@@ -288,7 +288,7 @@ def build_named(d: Path) -> SimpleNamespace:
                 "kind": "length_penalized",
                 "format": 1,
                 "model": "../victim",
-                "alpha": 0.5,
+                "length_penalty": 0.5,
                 "unit": "words",
                 "length_reference": {"length": 10},
             }

@@ -231,7 +231,10 @@ def test_errors_answer_with_their_status_and_the_server_keeps_serving(models):
         ]
         for kwargs, status, message in cases:
             r = httpx.post(f"{url}/score", headers=key, **kwargs)
-            assert r.status_code == status and message in r.json()["error"]["message"], (r.status_code, r.text)
+            assert r.status_code == status and message in r.json()["error"]["message"], (
+                r.status_code,
+                r.text,
+            )
             assert "\n" not in r.json()["error"]["message"]
             assert httpx.post(f"{url}/score", headers=key, json=ok).status_code == 200
         r = httpx.post(f"{url}/score", json=ok)
