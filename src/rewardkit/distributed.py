@@ -6,7 +6,10 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
@@ -44,15 +47,28 @@ def leave_group() -> None:
         dist.destroy_process_group()
 
 
-def all_gather_rows(rows: list[Any], size: int) -> list[Any]:
-    """Every rank receives every rank's rows (tuples or lists starting with their index), sorted."""
+def shard(n: int, rank: int, size: int) -> list[int]:
+    """This rank's strided share of ``n`` items (``rank, rank + size, ...``): the one sharding rule."""
+    return list(range(rank, n, size))
+
+
+def score_sharded(score: Callable[[list[int]], Any], n: int, rank: int = 0, size: int = 1) -> np.ndarray:
+    """``score(indices)`` over this rank's :func:`shard` of ``n`` items (an array with one row per
+    index); every rank receives all ``n`` rows, in input order, as float64."""
+    idx = shard(n, rank, size)
+    mine = np.asarray(score(idx), dtype=np.float64) if idx else np.zeros(0)
     if size == 1:
-        return sorted(rows)
+        return mine
     import torch.distributed as dist
 
     parts: list[Any] = [None] * size
-    dist.all_gather_object(parts, rows)
-    return sorted(r for part in parts for r in part)
+    dist.all_gather_object(parts, (idx, mine.tolist()))
+    rows = [np.asarray(values, dtype=np.float64) for part_idx, values in parts if part_idx]
+    out = np.empty((n,) + rows[0].shape[1:]) if rows else np.zeros(0)
+    for part_idx, values in parts:
+        if part_idx:
+            out[part_idx] = values
+    return out
 
 
 def gather_rows(rows: list[dict[str, Any]], rank: int, size: int) -> list[dict[str, Any]] | None:

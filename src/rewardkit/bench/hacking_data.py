@@ -16,6 +16,7 @@ import numpy as np
 
 from rewardkit.bench.hacking_config import HackingConfig
 from rewardkit.data import PreferenceDataset
+from rewardkit.distributed import score_sharded, shard
 from rewardkit.errors import DataError, RewardkitError
 from rewardkit.records import PreferencePair
 
@@ -38,18 +39,11 @@ class Task:
 def gather_scores(rm, prompts: list[Any], responses: list[str], rank: int = 0, size: int = 1) -> np.ndarray:
     """[n] rewards of ``(prompts[i], responses[i])``; under torchrun each rank scores a strided shard
     and every rank receives all of them in input order."""
-    idx = list(range(rank, len(prompts), size))
-    mine = rm.score([prompts[i] for i in idx], [responses[i] for i in idx]) if idx else np.zeros(0)
-    if size == 1:
-        return np.asarray(mine, dtype=np.float64)
-    import torch.distributed as dist
 
-    parts: list = [None] * size
-    dist.all_gather_object(parts, (idx, np.asarray(mine, dtype=np.float64).tolist()))
-    out = np.empty(len(prompts))
-    for part_idx, values in parts:
-        out[part_idx] = values
-    return out
+    def score(idx: list[int]) -> np.ndarray:
+        return rm.score([prompts[i] for i in idx], [responses[i] for i in idx])
+
+    return score_sharded(score, len(prompts), rank, size)
 
 
 def builtin_task(config: HackingConfig) -> Task:
@@ -156,7 +150,7 @@ def sample_candidates(
     if cache.is_file():
         log(f"candidates: cached sample in {cache}")
         return read_candidates(cache, config.k)[1]
-    idx = list(range(rank, len(prompts), size))
+    idx = shard(len(prompts), rank, size)
     mine = generate_candidates(
         config.policy,
         [prompts[i] for i in idx],

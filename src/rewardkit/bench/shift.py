@@ -33,7 +33,7 @@ from rewardkit.bench.run import (
 from rewardkit.bench.shift_config import BenchConfig
 from rewardkit.bench.splits import ShiftSplits, make_shift_splits
 from rewardkit.data import PreferenceDataset, load_preferences
-from rewardkit.distributed import all_gather_rows
+from rewardkit.distributed import score_sharded
 from rewardkit.errors import RewardkitError
 from rewardkit.eval.evaluator import EvalReport, report_from_correctness
 from rewardkit.io import atomic_write_text
@@ -131,13 +131,13 @@ def _scores(rm, evals: dict[str, PreferenceDataset], rank: int = 0, size: int = 
     every rank receives all the scores in input order."""
     out = {}
     for k, pairs in evals.items():
-        idx = list(range(rank, len(pairs), size))
-        rows: list = []
-        if idx:
+
+        def both(idx: list[int], pairs=pairs) -> np.ndarray:
             s = rm.score_pairs(PreferenceDataset([pairs[i] for i in idx]))
-            rows = list(zip(idx, s.chosen.tolist(), s.rejected.tolist()))
-        rows = all_gather_rows(rows, size)
-        out[k] = (np.array([r[1] for r in rows]), np.array([r[2] for r in rows]))
+            return np.stack([s.chosen, s.rejected], axis=1)
+
+        rows = score_sharded(both, len(pairs), rank, size).reshape(len(pairs), 2)
+        out[k] = (rows[:, 0], rows[:, 1])
     return out
 
 

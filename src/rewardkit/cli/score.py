@@ -52,7 +52,7 @@ def score(
 
     from rewardkit.accuracy import pairwise_accuracy
     from rewardkit.data import load_preferences
-    from rewardkit.distributed import gather_rows, init_distributed
+    from rewardkit.distributed import gather_rows, init_distributed, shard
     from rewardkit.io import atomic_write_text, dumps
 
     if server is not None:
@@ -76,7 +76,7 @@ def score(
         progress=False if no_progress else None,
     )
     rm = length_penalized(rm, length_penalty)
-    rows = gather_rows(pair_rows(rm, pairs, list(range(rank, len(pairs), size))), rank, size)
+    rows = gather_rows(pair_rows(rm, pairs, shard(len(pairs), rank, size)), rank, size)
     if rows is None:  # not rank 0
         return
     atomic_write_text(out, "".join(dumps(row) + "\n" for row in rows))
