@@ -208,3 +208,17 @@ def test_a_cli_output_absent_when_claimed_is_not_replaced_at_the_end(
     code, _, err = run(_score(hostile_env, out), capsys)
     assert_one_error(code, err, r"s.jsonl: appeared while this run was writing it")
     assert out.read_text() == '{"other": 1}\n' and leftovers(out) == []
+
+
+@pytest.mark.parametrize("spelling", [".", "./", "../t"])
+def test_the_lock_of_an_output_given_as_dot_is_beside_it_not_inside(tmp_path, monkeypatch, spelling):
+    """``bench --out .`` in an empty folder: the lock goes beside the folder (``../.t.lock``), so the
+    folder stays empty and the benchmark's emptiness check still passes."""
+    from rewardkit.bench.run import check_run_output
+
+    (tmp_path / "t").mkdir()
+    monkeypatch.chdir(tmp_path / "t")
+    with run_inputs():
+        check_run_output(spelling, force=False, bench="shift")  # empty: accepted
+        assert (tmp_path / ".t.lock").is_file()
+        assert list((tmp_path / "t").iterdir()) == []

@@ -150,3 +150,16 @@ def test_model_dependencies_ask_each_kind(tmp_path, monkeypatch):
     plug = _folder(tmp_path, "plug", {"kind": "test_judged", "judge": str(judge), "ref_model": str(tmp_path)})
     assert model_dependencies(plug) == [plug.resolve(), judge.resolve()]
     assert registry.KINDS["implicit"].folders == ("ref_model",) and registry.KINDS["ensemble"].models == ("members",)
+
+
+def test_a_kind_that_declares_nothing_keeps_its_conventional_folders_protected(tmp_path, monkeypatch):
+    """A plugin kind from an entry point (or a kind the registry does not know) declares no fields: its
+    members and DPO reference are still followed, so a command never writes over them."""
+    from rewardkit.models import registry
+
+    monkeypatch.setattr(registry, "_ENTRY_POINTS_READ", True)  # no installed plugins read
+    ref = _folder(tmp_path, "ref")
+    ens = _folder(tmp_path, "ens", {"kind": "someone_elses", "members": ["m1", "m2"], "ref_model": str(ref)})
+    m1, m2 = _folder(ens, "m1"), _folder(ens, "m2")
+    got = model_dependencies(ens)
+    assert set(got) == {ens.resolve(), m1.resolve(), m2.resolve(), ref.resolve()}

@@ -64,3 +64,23 @@ def test_a_failed_save_leaves_no_checkpoint_and_resume_takes_the_last_complete_o
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert sorted(p.name for p in cut.iterdir()) == ["checkpoint-12", "checkpoint-4", "checkpoint-8"]
     assert json.loads((cut / "checkpoint-8" / "trainer_state.json").read_text())["global_step"] == 8
+
+
+def test_resume_is_refused_when_only_incomplete_or_staged_checkpoints_exist(tmp_path):
+    """A killed save's staging folder or a checkpoint without its trainer state is nothing to resume
+    from: refused in one line, never a silent fresh start."""
+    from rewardkit.errors import RewardkitError
+    from rewardkit.train.config import RewardTrainingConfig
+    from rewardkit.train.pairs import checkpoint_root, prepare_run_dir
+
+    config = RewardTrainingConfig(save_checkpoints=True)
+    out = tmp_path / "run"
+    root = checkpoint_root(out, config)
+    (root / ".checkpoint-8.tmp" / "checkpoint-8").mkdir(parents=True)
+    (root / ".checkpoint-8.tmp" / "checkpoint-8" / "trainer_state.json").write_text('{"global_step": 8}')
+    (root / "checkpoint-4").mkdir()
+    (root / "checkpoint-4" / "trainer_state.json").write_text("{trunc")
+    with pytest.raises(RewardkitError, match="no complete checkpoint to resume from"):
+        prepare_run_dir(out, config, force=False, resume=True)
+    (root / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
+    prepare_run_dir(out, config, force=False, resume=True)  # now checkpoint-4 is complete: accepted

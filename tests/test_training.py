@@ -268,7 +268,7 @@ def test_checkpoints_survive_and_an_interrupted_run_resumes_to_the_same_model(
     b = resumed.module.state_dict() if kind == "explicit" else resumed.policy.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "cut" / "checkpoints" / sub / "checkpoint-8").is_dir()
-    with pytest.raises(RewardkitError, match="no checkpoint to resume from"):
+    with pytest.raises(RewardkitError, match="no complete checkpoint to resume from"):
         fn(tiny_lm, train, out=tmp_path / "nothing", resume=True, **kw)
 
 

@@ -115,7 +115,10 @@ def _disk_full(e: Exception, outputs: list[Path]) -> OSError | None:
 
 
 def _lock_of(path: Path) -> Path:
-    return path.parent.resolve() / f".{path.name}.lock"
+    """The lock file of output ``path``: beside it, never inside it (``.``, ``out/`` and ``x/..`` are
+    normalised first, so ``--out .`` locks ``../.NAME.lock``)."""
+    p = Path(os.path.abspath(path))
+    return p.parent.resolve() / f".{p.name or 'root'}.lock"
 
 
 def _claimed_absent(path: Path) -> bool:

@@ -56,7 +56,7 @@ def _named_rms(specs: tuple[str, ...], dpo: dict, **load) -> dict:
 
 def _add_length_penalised(rms: dict, length_penalty: dict) -> None:
     """With --length-penalty, every model is also evaluated length-penalised, as NAME+LP."""
-    if length_penalty["alpha"] is None:
+    if length_penalty["weight"] is None:
         return
     for name in list(rms):
         models = rms[name] if isinstance(rms[name], list) else [rms[name]]

@@ -72,10 +72,10 @@ def remote_note(models) -> str:
 
 def length_penalized(rm, spec: dict):
     """``rm`` wrapped in CourseGPT-zh's length penalty (``spec`` from ``length_penalty_options``), or
-    ``rm`` itself when its alpha is None."""
-    if spec["alpha"] is None:
+    ``rm`` itself when its weight is None."""
+    if spec["weight"] is None:
         return rm
     from rewardkit.models.length import LengthPenalizedRM
 
     reference = spec["reference_length"] if spec["reference_length"] is not None else spec["reference_field"]
-    return LengthPenalizedRM(rm, spec["alpha"], reference, spec["unit"] or "tokens")
+    return LengthPenalizedRM(rm, spec["weight"], reference, spec["unit"] or "tokens")

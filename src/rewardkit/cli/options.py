@@ -309,12 +309,12 @@ def csv_list(value: str | None, cast=str) -> list | None:
 
 def length_penalty_options(fn):
     """CourseGPT-zh's length penalty on top of any reward model (see docs/length-penalty.md). The
-    command receives the four options as one ``length_penalty`` dict (alpha, reference_field,
-    reference_length, unit); alpha None: no penalty."""
+    command receives the four options as one ``length_penalty`` dict (weight, reference_field,
+    reference_length, unit); weight None: no penalty."""
     import functools
 
     names = {
-        "length_penalty": "alpha",
+        "length_penalty": "weight",
         "reference_field": "reference_field",
         "reference_length": "reference_length",
         "length_unit": "unit",
@@ -330,7 +330,7 @@ def length_penalty_options(fn):
                 "--length-penalty",
                 type=NON_NEGATIVE,
                 default=None,
-                help="alpha: subtract alpha * max(0, len/ref_len - 1) from every reward (0.5 in CourseGPT-zh)",
+                help="subtract LENGTH_PENALTY * max(0, len/ref_len - 1) from every reward (0.5 in CourseGPT-zh)",
             ),
             click.option(
                 "--reference-field",

@@ -47,12 +47,13 @@ class BenchSpec:
     rewards)`` -> [n, F] per-example credit (NaN: the example does not count in that column);
     ``combine({group: [..., F] means}, {group: n})`` -> {metric: [...]} with ``"score"`` (the headline),
     evaluated on the full data and on every bootstrap resample; ``row(example, rewards)`` -> the
-    per-example JSONL fields; ``check(examples)``: checks across rows (equal shapes)."""
+    per-example JSONL fields; ``check(examples)``: checks across rows (equal shapes);
+    ``scoring_source``: the official code (file @ commit) or paper the scoring follows, in every report."""
 
     name: str
     title: str
     hub: tuple[tuple[str, str], ...]
-    reference: str
+    scoring_source: str
     parse: Callable[[Any, str], BenchExample]
     features: Callable[[list[BenchExample], list[np.ndarray]], np.ndarray]
     combine: Callable[[dict[str, np.ndarray], dict[str, int]], dict[str, Any]]

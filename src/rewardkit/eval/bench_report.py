@@ -105,7 +105,7 @@ class BenchReport:
         return {
             "suite": self.suite,
             "data": self.data.source,
-            "reference": self.data.spec.reference,
+            "scoring_source": self.data.spec.scoring_source,
             "examples": len(self.data),
             "counts": counts,
             "skipped": [{"location": s.location, "reason": s.reason} for s in self.data.skipped],

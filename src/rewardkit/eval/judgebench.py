@@ -31,7 +31,7 @@ from rewardkit.eval.bench_data import BenchExample, BenchSpec, id_of, object_of,
 CATEGORIES: tuple[str, ...] = ("mmlu-pro", "livebench-reasoning", "livebench-math", "livecodebench")
 LABELS = ("A>B", "B>A")
 ALL = "overall"
-REFERENCE = (
+SCORING_SOURCE = (
     "ScalerLab/JudgeBench utils/metrics.py (compute_final_metrics) @ e2c52c284e735e139b3daa61c206ee208f36c461; "
     "utils/judges.py, run_judge.py @ d8740a811eb8c64a37eb22a1f3c80ff194ec284d"
 )
@@ -108,7 +108,7 @@ JUDGEBENCH = BenchSpec(
     name="judgebench",
     title="JudgeBench",
     hub=(("ScalerLab/JudgeBench", "gpt"),),
-    reference=REFERENCE,
+    scoring_source=SCORING_SOURCE,
     parse=parse_row,
     features=features,
     combine=combine,

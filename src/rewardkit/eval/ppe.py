@@ -50,7 +50,7 @@ from rewardkit.eval.bench_data import (
 )
 from rewardkit.eval.bon import bon_expectations
 
-REFERENCE = (
+SCORING_SOURCE = (
     "PPE (Frick et al., arXiv:2410.14872); lmarena/PPE not readable here (no snapshot): rules from the paper"
 )
 PREFERENCE_CATEGORIES: tuple[str, ...] = (
@@ -126,7 +126,7 @@ PPE_PREFERENCE = BenchSpec(
     name="ppe-preference",
     title="PPE Preference",
     hub=(("lmarena-ai/PPE-Human-Preference-V1", "test"),),
-    reference=REFERENCE,
+    scoring_source=SCORING_SOURCE,
     parse=parse_preference,
     features=preference_features,
     combine=preference_combine,
@@ -255,7 +255,7 @@ PPE_CORRECTNESS = BenchSpec(
     name="ppe-correctness",
     title="PPE Correctness",
     hub=CORRECTNESS_HUB,
-    reference=REFERENCE,
+    scoring_source=SCORING_SOURCE,
     parse=parse_correctness,
     features=correctness_features,
     combine=correctness_combine,

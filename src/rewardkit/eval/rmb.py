@@ -34,7 +34,7 @@ from rewardkit.errors import DataError
 from rewardkit.eval.bench_data import BenchExample, BenchSpec, field_of, id_of, object_of
 from rewardkit.readers import iter_source
 
-REFERENCE = (
+SCORING_SOURCE = (
     "Zhou-Zoey/RMB-Reward-Model-Benchmark eval/scripts/my_run_rm.py (pairwise ACC), RMB_dataset/ layout "
     "@ 2be3180857f2190b7ffa929d43190835627f1f4d; best-of-N rule from the paper (arXiv:2410.09893)"
 )
@@ -145,7 +145,7 @@ RMB = BenchSpec(
     name="rmb",
     title="RMB",
     hub=(),
-    reference=REFERENCE,
+    scoring_source=SCORING_SOURCE,
     parse=parse_row,
     features=features,
     combine=combine,

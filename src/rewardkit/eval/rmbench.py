@@ -43,7 +43,7 @@ from rewardkit.eval.bench_data import (
 DOMAINS: tuple[str, ...] = ("chat", "math", "code", "safety")
 STYLES: tuple[str, ...] = ("concise", "detailed_plain", "detailed_markdown")
 LEVELS: tuple[str, ...] = ("hard", "normal", "easy")
-REFERENCE = "THU-KEG/RM-Bench scripts/utils.py (compute_accuracy) @ 73c52d7b27b361621361ec959ac6c0eb9bb7a689"
+SCORING_SOURCE = "THU-KEG/RM-Bench scripts/utils.py (compute_accuracy) @ 73c52d7b27b361621361ec959ac6c0eb9bb7a689"
 
 
 def style_matrix(chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
@@ -132,7 +132,7 @@ RM_BENCH = BenchSpec(
     name="rm-bench",
     title="RM-Bench",
     hub=(("THU-KEG/RM-Bench", "train"),),
-    reference=REFERENCE,
+    scoring_source=SCORING_SOURCE,
     parse=parse_row,
     features=features,
     combine=combine,

@@ -54,6 +54,9 @@ KINDS: dict[str, KindSpec] = {
     "remote": KindSpec("rewardkit.models.remote:RemoteRewardModel"),
 }
 _ENTRY_POINTS_READ = False
+#: the fields followed for a kind that declares none (a plugin from an entry point, an unknown kind): the
+#: conventional ones, so a plugin ensemble's members and a plugin DPO model's reference stay protected
+CONVENTIONAL = KindSpec("", folders=("ref_model",), models=("members",))
 
 
 def register_kind(
@@ -74,7 +77,7 @@ def _read_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="rewardkit.kinds"):
-        KINDS.setdefault(ep.name, KindSpec(ep.value))
+        KINDS.setdefault(ep.name, KindSpec(ep.value, CONVENTIONAL.folders, CONVENTIONAL.models))
 
 
 def kind_class(kind: str, where: str | os.PathLike = "") -> type[RewardModel]:
@@ -121,11 +124,11 @@ def model_dependencies(path: str | os.PathLike, base_model: str | os.PathLike | 
         kind = manifest.get("kind")
         if isinstance(kind, str) and kind not in KINDS:
             _read_entry_points()
-        spec = KINDS.get(kind) if isinstance(kind, str) else None
-        for field in spec.folders if spec else ():
+        spec = KINDS.get(kind, CONVENTIONAL) if isinstance(kind, str) else CONVENTIONAL
+        for field in spec.folders:
             if isinstance(manifest.get(field), str):
                 out.append(named_folder(folder, field, manifest[field]))
-        for field in spec.models if spec else ():
+        for field in spec.models:
             names = manifest.get(field)
             what = "wrapper" if isinstance(names, str) else "ensemble"
             names = [names] if isinstance(names, str) else names if isinstance(names, list) else []

@@ -132,7 +132,7 @@ class Server:
         found = self.problem(engine_faults=False)
         if found is not None:
             retry = {"Retry-After": str(self.settings.retry_after_s)} if found.status == 503 else None
-            reason = found.reason + (" (see the server log or /info)" if found.detail else "")
+            reason = found.reason + (" (see the server log or /info)" if found.kind == "load_failed" else "")
             raise RequestError(found.status, reason, retry)
 
     def check_chars(self, fields: dict[str, list]) -> None:
