@@ -63,10 +63,12 @@ def score_sharded(score: Callable[[list[int]], Any], n: int, rank: int = 0, size
 
     parts: list[Any] = [None] * size
     dist.all_gather_object(parts, (idx, mine.tolist()))
-    rows = [np.asarray(values, dtype=np.float64) for part_idx, values in parts if part_idx]
-    out = np.empty((n,) + rows[0].shape[1:]) if rows else np.zeros(0)
+    out = np.zeros(0)
     for part_idx, values in parts:
         if part_idx:
+            values = np.asarray(values, dtype=np.float64)
+            if out.shape[0] != n:  # the first non-empty shard gives the row shape
+                out = np.empty((n,) + values.shape[1:])
             out[part_idx] = values
     return out
 
