@@ -187,9 +187,10 @@ def glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path, *, ignore_errors: bool = True) -> None:
+    """Remove a file, a link (never what it points to) or a folder tree; absent: nothing."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=ignore_errors)
     else:
         path.unlink(missing_ok=True)
 
@@ -327,13 +328,13 @@ def atomic_dir(target: str | os.PathLike, *, force: bool = False, keep: Iterable
             _rename_new(tmp, target)
         elif target.exists() or target.is_symlink():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            _remove(old)
+            remove_path(old)
             os.replace(target, old)
             os.replace(tmp, target)
             for name in keep:  # after the swap: the new output is in place before anything moves
                 if (old / name).exists():
                     os.replace(old / name, target / name)
-            _remove(old)
+            remove_path(old)
         else:
             os.replace(tmp, target)
     except BaseException:

@@ -19,19 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rewardkit.io import set_modes
+from rewardkit.io import remove_path, set_modes
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 STATE = "trainer_state.json"  # written last by Trainer._save_checkpoint
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def save_atomically(trainer: Any, save: Callable[[Any, Any], None], model: Any, trial: Any) -> None:
@@ -43,7 +36,7 @@ def save_atomically(trainer: Any, save: Callable[[Any, Any], None], model: Any, 
     staging = run_dir / f".{name}.tmp"
     if args.should_save:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _remove(staging)  # what a killed save left
+        remove_path(staging, ignore_errors=False)  # what a killed save left
     trainer.accelerator.wait_for_everyone()
     args.output_dir = str(staging)
     try:
@@ -59,11 +52,11 @@ def save_atomically(trainer: Any, save: Callable[[Any, Any], None], model: Any, 
         set_modes(staging / name)  # transformers writes weight shards through a 0600 temporary file
         final, old = run_dir / name, run_dir / f".{name}.old"
         if final.exists() or final.is_symlink():  # a stale one (a resumed run saving step N again)
-            _remove(old)
+            remove_path(old, ignore_errors=False)
             os.rename(final, old)
         os.rename(staging / name, final)
-        _remove(staging)
-        _remove(old)
+        remove_path(staging, ignore_errors=False)
+        remove_path(old, ignore_errors=False)
     trainer.accelerator.wait_for_everyone()
 
 
