@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval_gpt4.jsonl.gz"
+# The AlpacaEval pairs: $REWARDKIT_ALPACA, else ../shared/data/ beside the checkout.
+DATA = Path(
+    os.environ.get("REWARDKIT_ALPACA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval_gpt4.jsonl.gz"
+)
 
 
 def proc_status(key: str) -> int:
