@@ -45,16 +45,34 @@ from rewardkit.models.registry import model_dependencies
 from rewardkit.safetensors_io import FLOATS, STORAGE, CheckpointReader, StreamingShardWriter, aligned_empty
 
 
-def _check_same_tensors(readers: Sequence[CheckpointReader], sources: Sequence[Path]) -> None:
+def _check_same_tensors(
+    readers: Sequence[CheckpointReader], sources: Sequence[Path], mixed_floats: bool
+) -> None:
+    """Every member has the first one's tensor names, shapes and dtypes; with ``mixed_floats`` (an
+    output dtype was given) floating tensors may differ in dtype: each is widened exactly to float32."""
     ref = readers[0]
     ref_keys = set(ref.keys())
     for r, src in zip(readers[1:], sources[1:]):
         keys = set(r.keys())
         if keys != ref_keys:
             raise mismatch(f"{src} has different tensors than {sources[0]}", list(keys ^ ref_keys))
-        bad = [k for k in ref_keys if r.meta(k) != ref.meta(k)]
+        bad, mixed = [], []
+        for k in ref_keys:
+            (shape, dt), (ref_shape, ref_dt) = r.meta(k), ref.meta(k)
+            if shape != ref_shape or (dt != ref_dt and not (dt in FLOATS and ref_dt in FLOATS)):
+                bad.append(k)
+            elif dt != ref_dt:
+                mixed.append(k)
         if bad:
             raise mismatch(f"{src} differs in shape or dtype from {sources[0]}", bad)
+        if mixed and not mixed_floats:
+            k = min(mixed)
+            more = f" (and {len(mixed) - 1} more tensors)" if len(mixed) > 1 else ""
+            raise ModelError(
+                f"cannot merge: tensor {k!r} is {ref.meta(k)[1]} in {sources[0]} but {r.meta(k)[1]} in "
+                f"{src}{more}; pass --dtype float32 (or bfloat16 / float16) to merge members of "
+                "different dtypes"
+            )
 
 
 def _architecture(folder: Path) -> Any:
@@ -83,8 +101,10 @@ def weight_average(
 ) -> Path:
     """Average saved reward models (or DPO policies) into ``out``; returns ``out``.
 
-    All members must share architecture, tensor names and shapes (LoRA members: the same base model,
-    checked against the fingerprint each recorded; ``base_model`` overrides where the base is); any
+    All members must share architecture, tensor names, shapes and dtypes (floating tensors may differ
+    in dtype when ``dtype`` is given: each is widened exactly and accumulated in float32; LoRA members:
+    the same base model, checked against the fingerprint each recorded; ``base_model`` overrides where
+    the base is); any
     mismatch, a source given twice, an ``out`` that is or holds a source, or a NaN / infinite merged
     tensor raises before anything is written. ``out`` is written atomically and never overwritten
     unless ``force``. ``merge.json`` beside the weights records inputs, content hashes, normalised
@@ -147,7 +167,7 @@ def weight_average(
 def _average_full(
     srcs, readers, raw, manifest, out: Path, dtype, shard_size, force, progress, extra_files
 ) -> Path:
-    _check_same_tensors(readers, srcs)
+    _check_same_tensors(readers, srcs, mixed_floats=dtype is not None)
     ref = readers[0]
     specs = []
     for k in ref.keys():
@@ -163,7 +183,7 @@ def _average_full(
     hashes = [_hasher() for _ in srcs]
     with atomic_dir(out, force=force) as tmp:
         writer = StreamingShardWriter(tmp, specs, shard_size)
-        blocks = {k: _blocks(ref, k) for k in writer.order}
+        blocks = {k: _blocks(readers, k) for k in writer.order}
         prefetcher = _Prefetcher(readers, [b for k in writer.order for b in blocks[k]])
         accs = _Accumulators()
         try:
@@ -173,9 +193,10 @@ def _average_full(
 
                 keys = tqdm(keys, desc="merging", unit="tensor")
             for k in keys:
-                in_dtype, out_dtype = ref.meta(k)[1], writer._expected[k][2]
+                in_dtypes, out_dtype = tuple(r.meta(k)[1] for r in readers), writer._expected[k][2]
                 writer.write_parts(
-                    k, _averaged_blocks(k, len(blocks[k]), prefetcher, accs, raw, hashes, in_dtype, out_dtype)
+                    k,
+                    _averaged_blocks(k, len(blocks[k]), prefetcher, accs, raw, hashes, in_dtypes, out_dtype),
                 )
         except BaseException:
             writer.abort()
@@ -194,12 +215,14 @@ def _average_full(
 BLOCK_BYTES = 4 * 2**20  # rows of a large tensor are merged in blocks of about this many input bytes
 
 
-def _blocks(reader: CheckpointReader, key: str) -> list[tuple[str, int, int]]:
-    """(key, first row, end row) of each block of ``key``; one block for a scalar."""
-    shape, _ = reader.meta(key)
+def _blocks(readers: Sequence[CheckpointReader], key: str) -> list[tuple[str, int, int]]:
+    """(key, first row, end row) of each block of ``key``, sized by its widest member; one block for
+    a scalar."""
+    shape, _ = readers[0].meta(key)
     if not shape:
         return [(key, 0, 0)]
-    step = max(1, shape[0] * BLOCK_BYTES // max(reader.entries[key][4], 1))
+    nbytes = max(r.entries[key][4] for r in readers)
+    step = max(1, shape[0] * BLOCK_BYTES // max(nbytes, 1))
     return [(key, lo, min(shape[0], lo + step)) for lo in range(0, max(shape[0], 1), step)]
 
 
@@ -273,13 +296,14 @@ class _Accumulators:
 
 
 def _averaged_blocks(
-    key, n_blocks, prefetcher, accs, raw: Sequence[float], hashes, in_dtype: str, out_dtype: str
+    key, n_blocks, prefetcher, accs, raw: Sequence[float], hashes, in_dtypes: tuple[str, ...], out_dtype: str
 ):
     """Yield the weighted average of ``key`` over the members block of rows by block of rows, so peak
     memory is a few blocks however large the tensor. Each yielded block stays valid until the one after
     the next has been computed.
 
-    Every term is computed in float32 (a bf16 or fp16 input is widened exactly first), in mergekit's
+    Every term is computed in float32 (a bf16 or fp16 input, each member in its own dtype
+    ``in_dtypes[i]``, is widened exactly first), in mergekit's
     order and rounding: ``acc = fma(t_i, w_i, acc)`` for each member from ``acc = 0`` (torch's
     ``addcmul_``: the product is not rounded before it is added), then ``acc / sum_i w_i``, with the
     weights as given, so the result equals mergekit's linear merge bit for bit. Where every product is
@@ -288,18 +312,18 @@ def _averaged_blocks(
     (:data:`CHUNK` elements), every member and step at once, so it stays in the CPU's cache."""
     coef = np.asarray(raw, dtype=np.float32)
     denom = denominator(coef)
-    fused = in_dtype != "F64" and not all(exact_product(c, in_dtype) for c in coef)
+    fused = not all(exact_product(c, d) for c, d in zip(coef, in_dtypes) if d != "F64")
     mantissa = int(denom.view(np.uint32)) & 0x7FFFFF
     # dividing by a power of two is multiplying by its inverse, bit for bit, and cheaper
     scale = np.float32(1 / denom) if mantissa == 0 and 2.0**-100 < denom < 2.0**100 else None
-    plan = Plan(coef, denom, scale, fused, in_dtype, out_dtype)
+    plan = Plan(coef, denom, scale, fused, in_dtypes, out_dtype)
     for _ in range(n_blocks):
         tensors, bufs = prefetcher.next()
         for h, t in zip(hashes, tensors):
             if t.size:
                 h.update(t.reshape(-1).view(np.uint8))
         shape = tensors[0].shape
-        if in_dtype not in FLOATS:  # integer buffers cannot be averaged: they must agree
+        if in_dtypes[0] not in FLOATS:  # integer buffers cannot be averaged: they must agree
             if any(not np.array_equal(tensors[0], t) for t in tensors[1:]):
                 raise mismatch("integer tensors differ between members", [key])
             out = tensors[0].copy()

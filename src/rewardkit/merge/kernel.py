@@ -113,7 +113,7 @@ class Plan(NamedTuple):
     denom: np.float32  # their float32 sum
     scale: np.float32 | None  # 1 / denom where that is exact
     fused: bool  # whether products need the fused multiply-add emulation
-    in_dtype: str
+    in_dtypes: tuple[str, ...]  # each member's dtype (they differ only where the output dtype is given)
     out_dtype: str
 
 
@@ -121,8 +121,9 @@ def average_part(
     acc: np.ndarray, out: np.ndarray, flat: list[np.ndarray], scratch, plan: Plan
 ) -> tuple[bool, bool]:
     """Average a block, chunk by chunk (every member and step at once, in cache): ``acc`` gets the
-    float32 average, ``out`` (``acc`` itself for float32) the average in the output dtype. Returns
-    whether any average is NaN or infinite, and whether any overflowed the output dtype."""
+    float32 average, ``out`` (``acc`` itself for float32) the average in the output dtype; ``flat[i]``
+    is member i's block in its storage type (``plan.in_dtypes[i]``), widened exactly as it is used.
+    Returns whether any average is NaN or infinite, and whether any overflowed the output dtype."""
     term_buf, bits_buf, fused_scratch = scratch
     zero = np.float32(0)
     nonfinite = overflow = False
@@ -130,14 +131,14 @@ def average_part(
         a = acc[lo : lo + CHUNK]
         o = a if out is acc else out[lo : lo + CHUNK]
         term, bits = term_buf[: a.size], bits_buf[: a.size]
-        for j, (c, t) in enumerate(zip(plan.coef, flat)):
-            x = as_float32(t[lo : lo + CHUNK], plan.in_dtype, bits)
-            if plan.fused:
+        for j, (c, t, dtype) in enumerate(zip(plan.coef, flat, plan.in_dtypes)):
+            x = as_float32(t[lo : lo + CHUNK], dtype, bits)
+            if plan.fused and dtype != "F64":
                 if j == 0:
                     a.fill(0)
                 fused_add(a, x, c, fused_scratch)
                 continue
-            if c != 1 or plan.in_dtype == "F64":  # F64 terms are rounded to float32 here
+            if c != 1 or dtype == "F64":  # F64 terms are rounded to float32 here
                 np.multiply(x, c, out=term, casting="same_kind")
                 x = term
             np.add(x, zero, out=a) if j == 0 else np.add(a, x, out=a)  # 0 + x: -0 becomes +0
