@@ -81,6 +81,18 @@ def first_error(e: Any) -> tuple[str, str]:
     return loc, str(err.get("msg", "")).removeprefix("Value error, ")
 
 
+def config_error(e: Any, what: str, config_file: Any = None) -> Exception:
+    """A pydantic ``ValidationError`` of a config as one line naming ``what``, the first bad field (its
+    limit or rule, in pydantic's words) and the config file the fields came from."""
+    from rewardkit.errors import RewardkitError
+
+    loc, msg = first_error(e)
+    src = f" (config file {config_file})" if config_file is not None else ""
+    if not loc:  # a check across fields
+        return RewardkitError(f"{what}: {msg}{src}")
+    return RewardkitError(f"{what} field {loc!r}: {msg}{src}")
+
+
 def is_url(text: Any) -> bool:
     """An http(s) URL (a served model) rather than a folder."""
     return isinstance(text, str) and text.startswith(("http://", "https://"))

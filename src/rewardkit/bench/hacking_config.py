@@ -12,10 +12,11 @@ from rewardkit.bench.hacking_rl_config import RL_MODE_FIELDS, RL_PRESETS, Optimi
 from rewardkit.bench.proxy_config import (
     GPU_TRAINING,
     ProxyTraining,
-    config_error,
     layered_fields,
     merge_fields,
 )
+from rewardkit.limits import LIMITS
+from rewardkit.util import config_error
 
 
 class SpuriousTask(BaseModel):
@@ -27,7 +28,9 @@ class SpuriousTask(BaseModel):
     p_chosen: float = Field(0.9, ge=0, le=1, description="chance a chosen training response has the word")
     p_rejected: float = Field(0.1, ge=0, le=1, description="chance a rejected training response has it")
     p_candidate: float = Field(0.2, ge=0, le=1, description="chance a base-policy candidate pads with it")
-    max_count: int = Field(6, ge=1, description="most copies a padded candidate holds")
+    max_count: int = Field(
+        6, ge=1, le=LIMITS["max_length"], description="most copies a padded candidate holds"
+    )
 
 
 class HackingConfig(ProxyTraining):
@@ -40,22 +43,29 @@ class HackingConfig(ProxyTraining):
     )
     policy: str | None = Field(None, description="HF causal LM that samples the K candidates (cached)")
     candidates: str | None = Field(None, description="JSONL of {prompt, candidates: [...]} per line")
-    n_train: int = Field(256, ge=4, description="training pairs of every proxy")
-    n_val: int = Field(64, ge=4, description="held-out pairs ordering the explicit RMs by accuracy")
-    n_prompts: int = Field(64, ge=2, description="best-of-N prompts (at most)")
-    k: int = Field(16, ge=2, description="candidates per prompt (largest N)")
+    n_train: int = Field(256, ge=4, le=LIMITS["pairs"], description="training pairs of every proxy")
+    n_val: int = Field(
+        64, ge=4, le=LIMITS["pairs"], description="held-out pairs ordering the explicit RMs by accuracy"
+    )
+    n_prompts: int = Field(64, ge=2, le=LIMITS["pairs"], description="best-of-N prompts (at most)")
+    k: int = Field(16, ge=2, le=LIMITS["k"], description="candidates per prompt (largest N)")
     corruption: float = Field(0.25, gt=0, lt=1, description="share of swapped labels in the corrupt setup")
     task: SpuriousTask = Field(default_factory=SpuriousTask)
     seed: int = 0
     pretrain_seeds: list[int] = Field(
         default_factory=list,
+        max_length=LIMITS["members"],
         description="ci preset: extra tiny backbones of these initial seeds, for a pretrain ensemble",
     )
     pretrain_models: list[str] = Field(
-        default_factory=list, description="other pretrained backbones, for a pretrain ensemble"
+        default_factory=list,
+        max_length=LIMITS["members"],
+        description="other pretrained backbones, for a pretrain ensemble",
     )
     dporm: bool = Field(True, description="also train the DPO policy and report its implicit reward")
-    max_new_tokens: int = Field(64, ge=1, description="--policy sampling: new tokens per candidate")
+    max_new_tokens: int = Field(
+        64, ge=1, le=LIMITS["max_length"], description="--policy sampling: new tokens per candidate"
+    )
     temperature: float = Field(1.0, gt=0, description="--policy sampling temperature")
     top_p: float = Field(1.0, gt=0, le=1, description="--policy nucleus sampling")
     optimizer: Optimizer = Field("bon", description="best-of-N (bon), RL through TRL's GRPOTrainer, or both")

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rewardkit.limits import LIMITS
+
 #: every proxy an RL run can optimise; ``EXRM-1+ER`` is EXRM-1 with Elastic Reset on the policy
 RL_PROXIES = ("EXRM-1", "WARM-M", "ENS-mean", "ENS-mean_minus_std", "DPORM", "EXRM-1+ER")
 
@@ -18,36 +20,60 @@ class RLSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    steps: int = Field(60, ge=1, description="GRPO optimizer steps per run")
-    eval_every: int = Field(10, ge=1, description="measure the policy every this many steps (and at 0)")
-    eval_prompts: int = Field(
-        16, ge=2, description="held-out prompts measured (the first of the BoN prompts)"
+    steps: int = Field(60, ge=1, le=LIMITS["steps"], description="GRPO optimizer steps per run")
+    eval_every: int = Field(
+        10, ge=1, le=LIMITS["steps"], description="measure the policy every this many steps (and at 0)"
     )
-    eval_samples: int = Field(4, ge=1, description="samples per held-out prompt at each measurement")
+    eval_prompts: int = Field(
+        16, ge=2, le=LIMITS["pairs"], description="held-out prompts measured (the first of the BoN prompts)"
+    )
+    eval_samples: int = Field(
+        4, ge=1, le=LIMITS["k"], description="samples per held-out prompt at each measurement"
+    )
     shifted_prompts: int = Field(
         0,
         ge=0,
+        le=LIMITS["pairs"],
         description="built-in task: held-out prompts of a domain no policy saw (finance), measured apart",
     )
-    eval_batch: int = Field(64, ge=1, description="sequences per generate / KL forward at a measurement")
-    train_prompts: int = Field(128, ge=1, description="GRPO training prompts (disjoint from the held-out)")
-    prompts_per_step: int = Field(2, ge=1, description="prompts per optimizer step")
-    num_generations: int = Field(8, ge=2, description="GRPO group size: completions per prompt")
-    max_completion_length: int = Field(16, ge=1, description="new tokens per completion (training and eval)")
+    eval_batch: int = Field(
+        64,
+        ge=1,
+        le=LIMITS["max_batch_size"],
+        description="sequences per generate / KL forward at a measurement",
+    )
+    train_prompts: int = Field(
+        128, ge=1, le=LIMITS["pairs"], description="GRPO training prompts (disjoint from the held-out)"
+    )
+    prompts_per_step: int = Field(2, ge=1, le=LIMITS["batch_size"], description="prompts per optimizer step")
+    num_generations: int = Field(
+        8, ge=2, le=LIMITS["k"], description="GRPO group size: completions per prompt"
+    )
+    max_completion_length: int = Field(
+        16, ge=1, le=LIMITS["max_length"], description="new tokens per completion (training and eval)"
+    )
     beta: float = Field(0.0, ge=0, description="KL-penalty coefficient of GRPO's loss (TRL's beta)")
     lr: float = Field(1e-3, gt=0, description="policy learning rate")
-    lora_r: int | None = Field(None, ge=1, description="policy LoRA rank; None: full fine-tuning")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="RL seeds")
-    elastic_reset_every: int = Field(20, ge=1, description="EXRM-1+ER: optimizer steps between resets")
+    lora_r: int | None = Field(
+        None, ge=1, le=LIMITS["lora_r"], description="policy LoRA rank; None: full fine-tuning"
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [0], min_length=1, max_length=LIMITS["members"], description="RL seeds"
+    )
+    elastic_reset_every: int = Field(
+        20, ge=1, le=LIMITS["steps"], description="EXRM-1+ER: optimizer steps between resets"
+    )
     ema_decay: float = Field(0.9, gt=0, lt=1, description="EXRM-1+ER: eta of the EMA update")
     proxies: list[str] = Field(default_factory=lambda: list(RL_PROXIES), min_length=1)
     embedding: Literal["auto", "on", "off"] = Field(
         "auto",
         description="embedding diversity of each prompt's samples (all-MiniLM-L6-v2): auto = where installed",
     )
-    sft_epochs: int = Field(2, ge=1, description="initial policy: SFT epochs on base-policy samples")
+    sft_epochs: int = Field(
+        2, ge=1, le=LIMITS["epochs"], description="initial policy: SFT epochs on base-policy samples"
+    )
     sft_lr: float = Field(3e-3, gt=0, description="initial policy: SFT learning rate")
-    sft_examples: int = Field(512, ge=1, description="initial policy: SFT examples")
+    sft_examples: int = Field(512, ge=1, le=LIMITS["pairs"], description="initial policy: SFT examples")
     use_vllm: bool = Field(False, description="generate GRPO completions with vLLM (GPU)")
     bf16: bool = Field(False, description="train the policy in bf16 (GPU)")
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rewardkit.errors import RewardkitError
+from rewardkit.limits import LIMITS
 from rewardkit.models.ensemble import AGGREGATIONS
 from rewardkit.util import first_error
 
@@ -19,12 +20,24 @@ class ModelBudget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0, le=LIMITS["epochs"])
     lr: float = Field(1e-5, gt=0)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
+    batch_size: int = Field(8, ge=1, le=LIMITS["batch_size"])
+    grad_accum: int = Field(1, ge=1, le=LIMITS["batch_size"])
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+
+
+def _check_member(index: int, fields: dict[str, Any]) -> None:
+    """A warm_grid entry's training fields as :class:`RewardTrainingConfig` checks them (names, ranges and
+    limits), as a ValueError naming the entry and the field."""
+    from rewardkit.train.config import RewardTrainingConfig
+
+    try:
+        RewardTrainingConfig(**fields)
+    except ValidationError as e:
+        loc, msg = first_error(e)
+        raise ValueError(f"warm_grid[{index}].{loc}: {msg}") from None
 
 
 class ProxyTraining(BaseModel):
@@ -41,12 +54,21 @@ class ProxyTraining(BaseModel):
     recipe: str | None = Field(
         None, description="named data recipe (fields + default shifts), e.g. alpaca_eval"
     )
-    max_length: int = Field(512, ge=8, description="tokens per sequence (prompt + response)")
+    max_length: int = Field(
+        512, ge=8, le=LIMITS["max_length"], description="tokens per sequence (prompt + response)"
+    )
     chat_template: Literal["auto", "always", "never"] = Field(
         "auto", description="token convention of every model (see rewardkit.templating)"
     )
-    lora_r: int | None = Field(None, ge=1, description="LoRA rank for every model; None: full fine-tuning")
-    members: int = Field(3, ge=2, description="explicit RMs (per seed / setup) for WARM and the ensembles")
+    lora_r: int | None = Field(
+        None, ge=1, le=LIMITS["lora_r"], description="LoRA rank for every model; None: full fine-tuning"
+    )
+    members: int = Field(
+        3,
+        ge=2,
+        le=LIMITS["members"],
+        description="explicit RMs (per seed / setup) for WARM and the ensembles",
+    )
     warm_grid: list[dict[str, Any]] | None = Field(
         None,
         description="per-member overrides (head_seed, data_seed, lr, dropout, ...); default: "
@@ -59,7 +81,7 @@ class ProxyTraining(BaseModel):
         default_factory=lambda: ["mean", "median", "mean_minus_std"],
         description="ensemble aggregations, over members z-scored on calibration rewards",
     )
-    n_boot: int = Field(2000, ge=100)
+    n_boot: int = Field(2000, ge=100, le=LIMITS["n_boot"])
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "float32",
         description="precision the proxies are scored in; where it is bfloat16 they also train in bf16 "
@@ -77,6 +99,10 @@ class ProxyTraining(BaseModel):
             raise ValueError(f"unknown aggregations {unknown}; known: {known} ('weighted' needs weights)")
         if self.warm_grid is not None and len(self.warm_grid) != self.members:
             raise ValueError(f"warm_grid has {len(self.warm_grid)} entries but members is {self.members}")
+        for i, overrides in enumerate(
+            self.warm_grid or []
+        ):  # each entry's fields and limits, before any work
+            _check_member(i, {**self.exrm.model_dump(), "lora_r": self.lora_r, **overrides})
         return self
 
     def scoring_dtype(self) -> str:
@@ -149,6 +175,7 @@ GPU_TRAINING: dict[str, Any] = {
     "beta": 0.03,
 }
 
+
 def merge_fields(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -183,12 +210,3 @@ def read_config_file(yaml_file: str | Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise RewardkitError(f"{yaml_file}: expected a mapping of bench config fields")
     return loaded
-
-
-def config_error(e: ValidationError, what: str, yaml_file: str | Path | None) -> RewardkitError:
-    """A pydantic error as one line naming the first bad field (and the config file)."""
-    loc, msg = first_error(e)
-    src = f" (config file {yaml_file})" if yaml_file is not None else ""
-    if not loc:  # a check across fields
-        return RewardkitError(f"{what}: {msg}{src}")
-    return RewardkitError(f"{what} field {loc!r}: {msg}{src}")

@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rewardkit.bench.proxy_config import (
     GPU_TRAINING,
     ProxyTraining,
-    config_error,
     layered_fields,
     merge_fields,
 )
+from rewardkit.limits import LIMITS
+from rewardkit.util import config_error
 
 
 class ShiftSpec(BaseModel):
@@ -60,15 +61,22 @@ class BenchConfig(ProxyTraining):
     """Everything one ``rewardkit bench shift`` run needs; saved as ``config.yaml`` next to the report."""
 
     shift: ShiftSpec = Field(default_factory=ShiftSpec)
-    n_train: int = Field(256, ge=4, description="training pairs (sampled from the ID training pool)")
-    n_eval: int = Field(128, ge=4, description="pairs per evaluation split (at most)")
-    synthetic_pairs: int = Field(4000, ge=100, description="size of the synthetic pool when data is None")
+    n_train: int = Field(
+        256, ge=4, le=LIMITS["pairs"], description="training pairs (sampled from the ID training pool)"
+    )
+    n_eval: int = Field(128, ge=4, le=LIMITS["pairs"], description="pairs per evaluation split (at most)")
+    synthetic_pairs: int = Field(
+        4000, ge=100, le=LIMITS["pairs"], description="size of the synthetic pool when data is None"
+    )
     drop_long: bool = Field(
         True, description="drop pairs longer than max_length (counted in the report) instead of truncating"
     )
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=LIMITS["members"])
     n_calibration: int = Field(
-        64, ge=2, description="training pairs whose responses fit each member's z-score statistics"
+        64,
+        ge=2,
+        le=LIMITS["pairs"],
+        description="training pairs whose responses fit each member's z-score statistics",
     )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="ID prompts held out for ID evaluation")
     mixture: bool = Field(True, description="also evaluate on pairs with both prompt and response shift")

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from rewardkit.errors import RewardkitError
+from rewardkit.limits import LIMITS  # the one table (also read by the configs behind the flags)
 
 
 class FiniteFloat(click.ParamType):
@@ -81,26 +82,11 @@ POSITIVE = FiniteFloat(0.0, open_min=True)
 NON_NEGATIVE = FiniteFloat(0.0)
 COUNT = click.IntRange(min=1)
 SEED = click.IntRange(0, 2**32 - 1)  # what numpy and torch seeding accept
-EPOCHS = FiniteFloat(0.0, open_min=True, max=10_000.0)
-
-#: Upper bounds of the counts that size a run's memory or time (docs/cli.md "Guarantees"): a request above
-#: one is refused before any work, naming the limit (click: "... is not in the range 1<=x<=LIMIT").
-LIMITS = {
-    "n_boot": 100_000,  # bootstrap resamples (each one a pass over every pair)
-    "batch_size": 65_536,  # pairs per device per training step
-    "max_batch_size": 65_536,  # sequences per scoring batch
-    "max_tokens": 2**24,  # padded tokens per scoring batch
-    "max_length": 2**20,  # tokens per sequence
-    "lora_r": 65_536,  # and at most the model's hidden size (check_lora_rank)
-    "steps": 10_000_000,  # optimizer steps: --save-steps, --elastic-reset-every, --rl-steps
-    "pairs": 10_000_000,  # pairs or prompts a benchmark draws
-    "k": 4_096,  # candidates per prompt
-    "members": 64,  # models a benchmark trains per setup
-}
+EPOCHS = FiniteFloat(0.0, open_min=True, max=float(LIMITS["epochs"]))
 
 
 def bounded(name: str, low: int = 1) -> click.IntRange:
-    """An integer option in ``low..LIMITS[name]``."""
+    """An integer option in ``low..LIMITS[name]`` (click: "... is not in the range LOW<=x<=LIMIT")."""
     return click.IntRange(low, LIMITS[name])
 
 

@@ -89,7 +89,10 @@ def common_training_options(fn):
 def _run(kind: str, flags: dict, seeds: dict, extra: dict | None = None) -> None:
     """Config from YAML < --seed < explicit flags, validated; then data; then training (``extra``:
     further arguments of the training function)."""
+    from pydantic import ValidationError
+
     from rewardkit.data import load_preferences
+    from rewardkit.util import config_error
 
     model, data, out, eval_data = (
         flags.pop("model"),
@@ -124,7 +127,10 @@ def _run(kind: str, flags: dict, seeds: dict, extra: dict | None = None) -> None
         from rewardkit.train import train_dpo as train_fn
 
         what = "DPO implicit reward model"
-    config = Config(**fields)
+    try:  # a field of the YAML file out of its range or above its limit: one line naming the file
+        config = Config(**fields)
+    except ValidationError as e:
+        raise config_error(e, f"train {kind} config", config_file) from None
     check_lora_rank(model, config.lora_r)  # before any work, also for a rank from --config
     if config.bf16 is None:  # --dtype auto: the machine's rule, recorded as the precision the run used
         from rewardkit.train.pairs import auto_bf16

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rewardkit.limits import LIMITS
+
 ChatTemplate = Literal["auto", "always", "never"]
 CHAT_TEMPLATE_HELP = (
     "when to apply the tokenizer's chat template: auto (conversational prompts only, TRL's rule), "
@@ -19,15 +21,17 @@ class PairTrainingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0, le=LIMITS["epochs"])
     lr: float = Field(1e-5, gt=0, description="learning rate")
-    batch_size: int = Field(8, ge=1, description="pairs per device per step")
-    grad_accum: int = Field(1, ge=1)
+    batch_size: int = Field(8, ge=1, le=LIMITS["batch_size"], description="pairs per device per step")
+    grad_accum: int = Field(1, ge=1, le=LIMITS["batch_size"])
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="fraction of steps of linear warm-up")
     lr_scheduler: str = "linear"
     bf16: bool | None = Field(None, description="bf16 autocast; None: on CUDA when supported")
-    lora_r: int | None = Field(None, ge=1, description="LoRA rank; None = full fine-tuning")
+    lora_r: int | None = Field(
+        None, ge=1, le=LIMITS["lora_r"], description="LoRA rank; None = full fine-tuning"
+    )
     lora_alpha: float | None = None
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     seed: int = Field(
@@ -38,7 +42,9 @@ class PairTrainingConfig(BaseModel):
     group_by_length: bool = Field(True, description="batches of similar length (less padding), random order")
     logging_steps: int = Field(10, ge=1)
     save_checkpoints: bool = Field(False, description="keep checkpoints under OUT/checkpoints (resumable)")
-    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps (None: every epoch)")
+    save_steps: int | None = Field(
+        None, ge=1, le=LIMITS["steps"], description="checkpoint every N steps (None: every epoch)"
+    )
     progress: bool | None = Field(None, description="progress bars; None: when stderr is a terminal")
 
 
@@ -49,6 +55,7 @@ class RewardTrainingConfig(PairTrainingConfig):
     max_length: int | None = Field(
         None,
         ge=8,
+        le=LIMITS["max_length"],
         description="tokens; longer sequences keep their last tokens (None: the model's own, 512 for a new one)",
     )
     chat_template: ChatTemplate | None = Field(
@@ -56,7 +63,10 @@ class RewardTrainingConfig(PairTrainingConfig):
     )
     dropout: float | None = Field(None, ge=0, lt=1, description="override the backbone's dropout")
     num_heads: int = Field(
-        1, ge=1, description="independent reward heads on one backbone (multi-head ensemble)"
+        1,
+        ge=1,
+        le=LIMITS["members"],
+        description="independent reward heads on one backbone (multi-head ensemble)",
     )
     seed: int = Field(
         0, ge=0, lt=2**32, description="everything not covered by head_seed / data_seed (e.g. dropout)"
@@ -64,7 +74,9 @@ class RewardTrainingConfig(PairTrainingConfig):
     head_seed: int = Field(0, ge=0, lt=2**32, description="reward-head (and LoRA) initialisation")
     margin_field: str | None = Field(None, description="metadata field holding a per-pair margin")
     center_coef: float = Field(0.0, ge=0, description="centring penalty coefficient (Eisenstein et al.)")
-    lp_epochs: float = Field(0.0, ge=0, description="linear-probing warm-up: epochs training only the head")
+    lp_epochs: float = Field(
+        0.0, ge=0, le=LIMITS["epochs"], description="linear-probing warm-up: epochs training only the head"
+    )
     lp_lr: float | None = Field(None, gt=0, description="learning rate of the warm-up (default: 10 x lr)")
 
 
@@ -72,7 +84,7 @@ class DPOTrainingConfig(PairTrainingConfig):
     """DPO training of a policy whose implicit reward is the DPORM."""
 
     lr: float = Field(1e-6, gt=0, description="learning rate")
-    max_length: int = Field(512, ge=8)
+    max_length: int = Field(512, ge=8, le=LIMITS["max_length"])
     chat_template: ChatTemplate = Field("auto", description=CHAT_TEMPLATE_HELP)
     bf16: bool | None = Field(
         None, description="bf16 autocast for the policy and the reference pass; None: on CUDA when supported"
