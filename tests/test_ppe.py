@@ -1,6 +1,6 @@
 """PPE preference and correctness. lmarena/PPE could not be read here (no snapshot) and is not a package,
-so the rules follow the paper (docs/evaluation.md says which choices are rewardkit's) and the summaries
-are checked against values worked out by hand (tests/bench_fixtures.py)."""
+so the rules follow the paper and the hub dataset cards (docs/evaluation.md says which choices are
+rewardkit's) and the summaries are checked against values worked out by hand (tests/bench_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -34,16 +34,17 @@ def test_preference_accuracy_categories_and_lower_bound(tmp_path):
         n_boot=200,
     )
     p = report.points["words"]
-    # counted: q1 right, q2 wrong, q3 wrong (reward tie), q5 right; q4 is a human tie
+    # counted: q1 right, q2 wrong, q3 wrong (reward tie), q5 right; q4 is a human tie. Every row's
+    # language is English: q1-q4 get english_prompt from it, q5 gives the boolean itself
     assert p == pytest.approx(
-        {"hard_prompt": 0.5, "is_code": 0.0, "english_prompt": 1.0, "lower_bound": 0.0, "score": 0.5}
+        {"hard_prompt": 0.5, "is_code": 0.0, "english_prompt": 0.5, "lower_bound": 0.0, "score": 0.5}
     )
-    assert report.to_dict()["counts"] == {"overall": 5, "hard_prompt": 2, "is_code": 3, "english_prompt": 1}
+    assert report.to_dict()["counts"] == {"overall": 5, "hard_prompt": 2, "is_code": 3, "english_prompt": 5}
     assert report.jsonl_rows()[3] == {
         "model": "words",
         "id": "q4",
         "winner": "tie (bothbad)",
-        "categories": ["is_code"],
+        "categories": ["is_code", "english_prompt"],
         "score_1": 1.0,
         "score_2": 2.0,
     }
@@ -162,3 +163,55 @@ def test_online_reads_every_correctness_set_and_tags_its_benchmark(monkeypatch):
     data = load_bench(PPE_CORRECTNESS)
     assert data.groups == ["MMLU-Pro", "MATH", "GPQA", "IFEval", "MBPP-Plus"] and len(asked) == 5
     assert asked[0] == ("lmarena-ai/PPE-MMLU-Pro-Best-of-K", "train")
+
+
+def hub_preference_row(qid: str, r1: int, r2: int, winner: str, language: str, **tags) -> dict:
+    """A row of lmarena-ai/PPE-Human-Preference-V1 with every feature of its dataset card: a language
+    string, nested metadata, ``sim`` and ``longer_won``, and the five boolean tags the hub has."""
+    row = {k: v for k, v in ppe_preference_row(qid, r1, r2, winner).items() if k != "language"}
+    flags = ("hard_prompt", "easy_prompt", "if_prompt", "math_prompt", "is_code")
+    return {
+        **row,
+        "language": language,
+        "conv_metadata": {"context_a_tokens": 5, "turns": 1},
+        "is_refusal": False,
+        "category_tag": {"criteria_v0.1": {"complexity": True}, "math_v0.1": {"math": False}},
+        "sim": 0.5,
+        "length_a": r1,
+        "length_b": r2,
+        "token_diff": 0.1,
+        "longer_won": "no",
+        **{f: tags.get(f, False) for f in flags},
+    }
+
+
+def test_hub_layout_language_categories_from_the_language_string(tmp_path):
+    rows = [
+        hub_preference_row("h1", 3, 1, "model_a", "English", hard_prompt=True),  # right
+        hub_preference_row("h2", 3, 1, "model_b", "Chinese", math_prompt=True),  # wrong
+        hub_preference_row("h3", 1, 2, "model_b", "Russian"),  # right
+        hub_preference_row("h4", 2, 1, "model_a", "German", hard_prompt=True),  # right
+    ]
+    report = run_bench(
+        {"words": WordCountRM()}, PPE_PREFERENCE, write_jsonl(tmp_path / "hub.jsonl", rows), n_boot=50
+    )
+    p = report.points["words"]
+    assert p == pytest.approx(
+        {
+            "hard_prompt": 1.0,
+            "math_prompt": 0.0,
+            "english_prompt": 1.0,
+            "non_english_prompt": 2 / 3,
+            "chinese_prompt": 0.0,
+            "russian_prompt": 1.0,
+            "lower_bound": 0.0,
+            "score": 0.75,
+        }
+    )
+    assert report.jsonl_rows()[1]["categories"] == ["math_prompt", "non_english_prompt", "chinese_prompt"]
+    # the hub has no shorter_won / similar_response column: listed as missing, never guessed
+    missing = report.to_dict()["missing_groups"]
+    assert {"shorter_won", "similar_response", "easy_prompt", "if_prompt", "is_code"} <= set(missing)
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{**rows[0], "language": 3}])
+    with pytest.raises(DataError, match=rf"^{bad}:1: field 'language': expected a string, got int$"):
+        load_bench(PPE_PREFERENCE, bad)

@@ -149,6 +149,13 @@ def _hub_records(name: str, split: str):
         raise DataError(f"{str(e).splitlines()[0]}; pass a local copy, --data FILE") from None
 
 
+def id_key(example: BenchExample) -> str | tuple[str, ...]:
+    """What must be unique: the example's ``key`` (or ``id``), each part as text, so ``1`` and ``"1"``
+    (a JSON file beside a CSV or parquet copy, or a per-example file joined on ``id``) are one id."""
+    key = example.id if example.key is None else example.key
+    return tuple(str(k) for k in key) if isinstance(key, tuple) else str(key)
+
+
 def _tagged(records, tag: str, value: str):
     for where, rec in records:
         yield where, {tag: value, **rec} if isinstance(rec, dict) else rec
@@ -173,16 +180,18 @@ def load_bench(
         sources = [iter_source(data, spec.hub[0][1])]
     examples: list[BenchExample] = []
     skipped: list[SkippedRecord] = []
-    seen: dict[Any, str] = {}
+    seen: dict[str | tuple[str, ...], str] = {}
     for _, records in sources:
         for where, rec in records:
             try:
                 if isinstance(rec, DataError):
                     raise rec
                 example = spec.parse(rec, where)
-                key = example.id if example.key is None else example.key
+                key = id_key(example)
                 if key in seen:
-                    raise DataError(f"{where}: field 'id': {example.id!r} repeats the id of {seen[key]}")
+                    raise DataError(
+                        f"{where}: field 'id': {example.id!r} repeats the id of {seen[key]} (as {key!r})"
+                    )
             except DataError as e:
                 if on_error == "raise":
                     raise

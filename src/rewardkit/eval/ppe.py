@@ -1,19 +1,27 @@
 """PPE, Preference Proxy Evaluations (Frick et al., ICLR 2025, arXiv:2410.14872): its human-preference
 set and its correctness (best-of-K) sets.
 
-**Source.** The official code (lmarena/PPE) has no snapshot reachable from here, so these rules follow
-the paper and the dataset layouts as rewardkit reads them, not a line-by-line reading of the code;
-each choice below that the paper leaves open is marked *(rewardkit)* and is the first thing to check
-against lmarena/PPE.
+**Source.** The official code (lmarena/PPE) has no snapshot reachable from here (tried again
+2026-12-07: ``fetch`` has none; the code index holds only the first lines of its ``utils/scorers.py``,
+which read a result file with ``"$ERROR$"`` rewards replaced by -inf, and its ``mmlu_pro_best_of_k``
+benchmark: ``lmarena-ai/PPE-MMLU-Pro-Best-of-K``, 32 responses per question, scored by its
+``ConflictScorer``, ``AUCScorer`` and ``BestOfKScorer``), so these rules follow the paper and the
+dataset layouts (the hub dataset cards' feature lists), not a line-by-line reading of the code; each
+choice below that the paper leaves open is marked *(rewardkit)* and is the first thing to check against
+lmarena/PPE.
 
 **ppe-preference** (``lmarena-ai/PPE-Human-Preference-V1``, split ``test``): a row holds
-``question_id``, ``prompt``, ``response_1``, ``response_2`` and ``winner`` (``model_a`` / ``model_b``;
-any other value is a human tie). A pair is right when the response the human preferred gets the
-strictly higher reward (a reward tie is wrong *(rewardkit)*); human ties do not count (their
+``question_id``, ``prompt``, ``response_1``, ``response_2``, ``winner`` (``model_a`` / ``model_b``;
+any other value is a human tie), ``language`` and PPE's boolean tag columns. A pair is right when the
+response the human preferred gets the strictly higher reward (a reward tie is wrong *(rewardkit)*); human ties do not count (their
 per-example credit is NaN, and the report's counts say how many rows each category holds). Accuracy
-is reported overall and per category, a category being each of PPE's boolean tag columns that is true
-on the row (:data:`PREFERENCE_CATEGORIES`); ``lower_bound`` is the lowest category accuracy *(rewardkit:
-the minimum)*.
+is reported overall and per category (:data:`PREFERENCE_CATEGORIES`): a boolean column that is true on
+the row (the hub's ``hard_prompt``, ``easy_prompt``, ``if_prompt``, ``math_prompt``, ``is_code``; a local
+file may give the others as booleans too), and on a hub row, which has no language booleans, the
+language categories from its ``language`` string (:func:`language_tags`, *(rewardkit)*). The hub has no
+column for ``shorter_won`` or ``similar_response`` (it has ``longer_won`` and ``sim``, whose thresholds
+the official code sets), so on hub data they are listed as missing groups. ``lower_bound`` is the lowest
+category accuracy *(rewardkit: the minimum)*.
 
 **ppe-correctness** (``lmarena-ai/PPE-{MMLU-Pro, MATH, GPQA, IFEval, MBPP-Plus}-Best-of-K``, split
 ``train``): a row holds ``question_id``, ``prompt`` and K sampled responses with 0/1 correctness: the responses as numbered
@@ -51,7 +59,8 @@ from rewardkit.eval.bench_data import (
 from rewardkit.eval.bon import bon_expectations
 
 SCORING_SOURCE = (
-    "PPE (Frick et al., arXiv:2410.14872); lmarena/PPE not readable here (no snapshot): rules from the paper"
+    "PPE (Frick et al., arXiv:2410.14872); lmarena/PPE not readable here (no snapshot, 2026-12-07): "
+    "rules from the paper and the hub dataset cards"
 )
 PREFERENCE_CATEGORIES: tuple[str, ...] = (
     "hard_prompt",
@@ -66,6 +75,7 @@ PREFERENCE_CATEGORIES: tuple[str, ...] = (
     "chinese_prompt",
     "russian_prompt",
 )
+LANGUAGE_CATEGORIES = PREFERENCE_CATEGORIES[-4:]
 ALL = "overall"
 WINNERS = ("model_a", "model_b")
 CORRECTNESS_HUB = tuple(
@@ -76,6 +86,23 @@ CORRECTNESS_HUB = tuple(
 # ----------------------------------------------------------------------------- preference
 
 
+def language_tags(rec: dict, where: str) -> dict[str, bool]:
+    """The language categories of a hub row, which has a ``language`` string and no language booleans:
+    English, Chinese, Russian and non-English (every other value) *(rewardkit: the rule lmarena/PPE
+    applies could not be read)*; {} when the row gives any of the four booleans itself or no language."""
+    if any(tag in rec for tag in LANGUAGE_CATEGORIES) or rec.get("language") is None:
+        return {}
+    language = rec["language"]
+    if not isinstance(language, str):
+        raise DataError(f"{where}: field 'language': expected a string, got {type(language).__name__}")
+    return {
+        "english_prompt": language == "English",
+        "non_english_prompt": language != "English",
+        "chinese_prompt": language == "Chinese",
+        "russian_prompt": language == "Russian",
+    }
+
+
 def parse_preference(rec: Any, where: str) -> BenchExample:
     rec = object_of(rec, where)
     winner = text_of(rec, "winner", where)
@@ -84,8 +111,9 @@ def parse_preference(rec: Any, where: str) -> BenchExample:
             f"{where}: field 'winner': expected 'model_a', 'model_b' or a tie ('tie...'), got {winner!r}"
         )
     tags = []
+    derived = language_tags(rec, where)
     for tag in PREFERENCE_CATEGORIES:
-        value = rec.get(tag)
+        value = rec.get(tag, derived.get(tag))
         if value is not None and not isinstance(value, bool):
             raise DataError(f"{where}: field {tag!r}: expected true or false, got {value!r}")
         if value:
