@@ -8,6 +8,9 @@ import errno
 import json
 import os
 import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +18,14 @@ from transformers import Trainer
 
 import rewardkit.io
 from rewardkit import train_reward_model
-from rewardkit.train.snapshots import is_complete, last_complete_checkpoint
+from rewardkit.train import snapshots
+from rewardkit.train.snapshots import (
+    STATE,
+    has_complete_checkpoint,
+    is_complete,
+    last_complete_checkpoint,
+    save_atomically,
+)
 
 
 def test_a_failed_save_leaves_no_checkpoint_and_resume_takes_the_last_complete_one(
@@ -84,3 +94,158 @@ def test_resume_is_refused_when_only_incomplete_or_staged_checkpoints_exist(tmp_
         prepare_run_dir(out, config, force=False, resume=True)
     (root / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
     prepare_run_dir(out, config, force=False, resume=True)  # now checkpoint-4 is complete: accepted
+
+
+class Crash(BaseException):
+    """A kill: nothing after the point it is raised at runs, no clean-up (it is no ``Exception``)."""
+
+
+class _Trainer:
+    """What :func:`save_atomically` uses of a Trainer, for one process."""
+
+    def __init__(self, run_dir, step):
+        self.args = SimpleNamespace(output_dir=str(run_dir), should_save=True)
+        self.state = SimpleNamespace(global_step=step)
+        self.accelerator = SimpleNamespace(num_processes=1, wait_for_everyone=lambda: None)
+        self.callback_handler = SimpleNamespace(callbacks=[])
+
+    def _get_output_dir(self, trial):
+        return self.args.output_dir
+
+    def save(self, marker):
+        """A ``save(model, trial)`` writing a complete checkpoint that holds ``marker``."""
+
+        def save(model, trial):
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            folder.mkdir(parents=True)
+            (folder / "marker").write_text(marker)
+            (folder / STATE).write_text(json.dumps({"global_step": self.state.global_step}))
+
+        return save
+
+
+# where a save that replaces checkpoint-8 is killed -> (swap available, the call killed, its nth
+# call, what checkpoint-8 holds after restore_replaced, whether checkpoint-8 is missing meanwhile)
+KILLS = {
+    "before renaming the old one aside": (False, "rename", 1, "old", False),
+    "between the two renames": (False, "rename", 2, "old", True),
+    "before removing the aside copy": (False, "remove .old", 1, "new", False),
+    "before the swap": (True, "exchange", 1, "old", False),
+    "after the swap": (True, "remove .tmp", 1, "new", False),
+}
+
+
+@pytest.mark.parametrize("point", list(KILLS))
+def test_a_save_killed_while_replacing_a_checkpoint_leaves_the_old_or_the_new_one(
+    tmp_path, monkeypatch, point
+):
+    swap, killed, nth, holds, window = KILLS[point]
+    run = tmp_path / "run"
+    trainer = _Trainer(run, 8)
+    save_atomically(trainer, trainer.save("old"), None, None)
+    calls = []
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            calls.append(name)
+            if name == killed and calls.count(name) == nth:
+                raise Crash
+            return real(*args, **kwargs)
+
+        return call
+
+    real_remove, rename = snapshots.remove_path, counted("rename", os.rename)
+
+    def remove(path, **kwargs):  # the removals of an aside copy or a staging folder that exist
+        name = f"remove {path.suffix}" if path.exists() and path.suffix in (".old", ".tmp") else "remove"
+        return counted(name, real_remove)(path, **kwargs)
+
+    monkeypatch.setattr(
+        snapshots, "exchange", counted("exchange", snapshots.exchange if swap else lambda a, b: False)
+    )
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(snapshots, "remove_path", remove)
+    with pytest.raises(Crash):
+        save_atomically(trainer, trainer.save("new"), None, None)
+    monkeypatch.undo()
+    final = run / "checkpoint-8"
+    assert final.exists() is not window  # the rename window: checkpoint-8 itself is missing
+    assert has_complete_checkpoint(run)  # resume is accepted...
+    snapshots.restore_replaced(run)
+    assert last_complete_checkpoint(run) == str(final)  # ...and finds a whole checkpoint-8
+    assert (final / "marker").read_text() == holds
+    assert not (run / ".checkpoint-8.old").exists()
+    save_atomically(trainer, trainer.save("newer"), None, None)  # the next save leaves nothing beside it
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-8"]
+    assert (final / "marker").read_text() == "newer"
+
+
+def test_exchange_swaps_two_folders_in_one_step(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x").write_text("a")
+    (tmp_path / "b" / "x").write_text("b")
+    swapped = snapshots.exchange(tmp_path / "a", tmp_path / "b")
+    assert swapped is sys.platform.startswith("linux")  # ext4 / tmpfs / btrfs / xfs have the flag
+    expect = ("b", "a") if swapped else ("a", "b")
+    assert ((tmp_path / "a" / "x").read_text(), (tmp_path / "b" / "x").read_text()) == expect
+    with pytest.raises(FileNotFoundError):
+        snapshots.exchange(tmp_path / "a", tmp_path / "missing")
+
+
+@pytest.mark.parametrize("killed_after", [1, 2])
+def test_a_resume_killed_in_the_rename_window_resumes_bit_identically(
+    tiny_lm, synthetic_split, tmp_path, monkeypatch, caplog, killed_after
+):
+    """A resumed run re-saves checkpoint-8 over a partial one and is killed after the first rename (the
+    old one aside, checkpoint-8 missing) or after both (the aside copy left): the next resume restores
+    the partial one and starts from checkpoint-4, or removes the aside copy and starts from the new
+    checkpoint-8; either way the model equals an uninterrupted run's, bit for bit."""
+    train = synthetic_split[0][:32]
+    kw = dict(epochs=3, lr=1e-3, batch_size=8, save_checkpoints=True, progress=False)
+    full = train_reward_model(tiny_lm, train, out=tmp_path / "full", **kw).model
+    monkeypatch.setattr(Trainer, "_save_rng_state", _disk_full_at(8))
+    with pytest.raises(OSError, match="No space left"):
+        train_reward_model(tiny_lm, train, out=tmp_path / "cut", **kw)
+    monkeypatch.undo()
+    cut = tmp_path / "cut" / "checkpoints" / "fine-tune"
+    shutil.copytree(cut / "checkpoint-4", cut / "checkpoint-8")  # partial: no trainer state
+    (cut / "checkpoint-8" / STATE).unlink()
+
+    renames, real = [], os.rename
+
+    def rename(src, dst):
+        real(src, dst)
+        if "checkpoint-8" in Path(dst).name:
+            renames.append(dst)
+            if len(renames) == killed_after:
+                raise Crash
+
+    monkeypatch.setattr(snapshots, "exchange", lambda a, b: False)
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(Crash):
+        train_reward_model(tiny_lm, train, out=tmp_path / "cut", resume=True, **kw)
+    monkeypatch.undo()
+    assert (cut / ".checkpoint-8.old").is_dir()
+    assert (cut / "checkpoint-8").exists() is (killed_after == 2)
+
+    caplog.clear()
+    resumed = train_reward_model(tiny_lm, train, out=tmp_path / "cut", resume=True, **kw).model
+    start = "checkpoint-4" if killed_after == 1 else "checkpoint-8"
+    assert f"resuming from {cut / start}" in caplog.text
+    a, b = full.module.state_dict(), resumed.module.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    left = sorted(p.name for p in cut.iterdir() if not p.name.startswith(".checkpoint-8.tmp"))
+    assert left == ["checkpoint-12", "checkpoint-4", "checkpoint-8"]
+    assert all(is_complete(cut / n) for n in left)
+
+
+def _disk_full_at(step):
+    real = Trainer._save_rng_state
+
+    def save_rng_state(self, output_dir):  # after the weights and optimizer, before the state
+        if self.state.global_step == step:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, output_dir)
+
+    return save_rng_state

@@ -25,7 +25,7 @@ from rewardkit.records import PreferencePair
 from rewardkit.scoring import PAD_MULTIPLE, collate, report_encoding
 from rewardkit.templating import Encoded, Formatter
 from rewardkit.train.precision import attention_for, cpu_bf16, frozen_weights_in, original_weights
-from rewardkit.train.snapshots import is_complete, last_complete_checkpoint, save_atomically
+from rewardkit.train.snapshots import has_complete_checkpoint, resume_checkpoint, save_atomically
 from rewardkit.util import show_progress
 
 logger = logging.getLogger(__name__)
@@ -265,16 +265,10 @@ def prepare_run_dir(out: str | os.PathLike | None, config: Any, force: bool, res
         root = checkpoint_root(out, config)
         if root is None:
             raise RewardkitError("resume needs save_checkpoints (the run's checkpoints)")
-        if not any(_resumable(p, root) for p in root.rglob("checkpoint-*")):
+        if not has_complete_checkpoint(root):
             raise RewardkitError(f"{out}: no complete checkpoint to resume from under {root}")
     else:
         refuse_existing(out, force, hint=", or resume")
-
-
-def _resumable(path: Path, root: Path) -> bool:
-    """A complete checkpoint folder, not one staged by an interrupted save (under a hidden folder)."""
-    hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-    return path.is_dir() and not hidden and is_complete(path)
 
 
 def run_phase(trainer: Trainer, output_dir: Path | None, resume: bool) -> None:
@@ -282,7 +276,7 @@ def run_phase(trainer: Trainer, output_dir: Path | None, resume: bool) -> None:
     one exists (a phase that already finished resumes to its end at once)."""
     last = None
     if resume and output_dir is not None and output_dir.is_dir():
-        last = last_complete_checkpoint(output_dir)
+        last = resume_checkpoint(trainer, output_dir)
     if last is not None:
         logger.warning("resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)

@@ -2,62 +2,171 @@
 
 The HF Trainer writes ``checkpoint-N`` file by file in place, so a full disk or a kill during a save
 leaves a partial folder that resuming would pick. Here the Trainer writes each checkpoint into a hidden
-staging folder beside it (``.checkpoint-N.tmp/checkpoint-N``), which is renamed into place only once
-every rank has finished writing; a failed save removes its staging folder. Resuming takes the last
-checkpoint that holds the trainer state the Trainer writes last (``trainer_state.json``), so a partial
-folder left by another writer is skipped too.
+staging folder beside it (``.checkpoint-N.tmp/checkpoint-N``), together with what callbacks keep in a
+checkpoint (:class:`CheckpointPart`, e.g. Elastic Reset's EMA); it is renamed into place only once every
+rank has written its part, and a failed save removes its staging folder. Under torchrun every rank
+reports whether its part succeeded before anything is renamed (and again after the rename): a failure on
+one rank fails every rank at once, in one line, instead of leaving the others waiting at a barrier.
+
+A ``checkpoint-N`` already there (a resumed run saving step N again) is swapped with the new one in one
+step where the system can (Linux ``renameat2(RENAME_EXCHANGE)``). Elsewhere the old one is first renamed
+aside to ``.checkpoint-N.old``; a crash between the two renames leaves it there, and
+:func:`restore_replaced` (run by the next save and before resuming) puts it back, or removes it once the
+new one is in place. Resuming takes the last checkpoint that holds the trainer state the Trainer writes
+last (``trainer_state.json``), so a partial folder left by another writer is skipped too.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
+from rewardkit.errors import RewardkitError
 from rewardkit.io import remove_path, set_modes
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_ASIDE = re.compile(r"^\.(checkpoint-\d+)\.old$")  # a replaced checkpoint, until the new one is in place
 STATE = "trainer_state.json"  # written last by Trainer._save_checkpoint
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
+
+
+class CheckpointPart:
+    """A ``TrainerCallback`` that keeps files of its own in each checkpoint: :func:`save_atomically` calls
+    :meth:`save_part` with the staging folder, so the files are renamed into place with the checkpoint."""
+
+    def save_part(self, folder: Path, state: Any) -> None:
+        """Write this callback's files into the checkpoint ``folder`` (``state``: the ``TrainerState``)."""
+        raise NotImplementedError
 
 
 def save_atomically(trainer: Any, save: Callable[[Any, Any], None], model: Any, trial: Any) -> None:
-    """``save(model, trial)`` (``Trainer._save_checkpoint``) into a staging folder, then the checkpoint
-    renamed into place under the run's output folder; on failure nothing new is left there."""
+    """``save(model, trial)`` (``Trainer._save_checkpoint``) and every :class:`CheckpointPart` callback
+    into a staging folder, then the checkpoint renamed into place under the run's output folder; on a
+    failure on any rank nothing new is left there and every rank raises."""
     args = trainer.args
     run_dir = Path(trainer._get_output_dir(trial=trial))
     name = f"checkpoint-{trainer.state.global_step}"
     staging = run_dir / f".{name}.tmp"
     if args.should_save:
         run_dir.mkdir(parents=True, exist_ok=True)
+        restore_replaced(run_dir)  # what a crash during an earlier replacement left
         remove_path(staging, ignore_errors=False)  # what a killed save left
     trainer.accelerator.wait_for_everyone()
     args.output_dir = str(staging)
     try:
         save(model, trial)
-    except BaseException:
+        if args.should_save:
+            for callback in trainer.callback_handler.callbacks:
+                if isinstance(callback, CheckpointPart):
+                    callback.save_part(staging / name, trainer.state)
+        error = None
+    except Exception as e:  # every rank learns of it below, then it is raised
+        error = e
+    except BaseException:  # an interrupt: no collective, the other ranks are interrupted too
         if args.should_save:
             shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         args.output_dir = str(run_dir)
-    trainer.accelerator.wait_for_everyone()
-    if args.should_save:
-        set_modes(staging / name)  # transformers writes weight shards through a 0600 temporary file
-        final, old = run_dir / name, run_dir / f".{name}.old"
-        if final.exists() or final.is_symlink():  # a stale one (a resumed run saving step N again)
-            remove_path(old, ignore_errors=False)
-            os.rename(final, old)
-        os.rename(staging / name, final)
-        remove_path(staging, ignore_errors=False)
-        remove_path(old, ignore_errors=False)
-    trainer.accelerator.wait_for_everyone()
+    _agree(trainer, error, staging, f"saving {run_dir / name}", "nothing was put in place")
+    try:
+        if args.should_save:
+            set_modes(staging / name)  # transformers writes weight shards through a 0600 temporary file
+            _put_in_place(staging / name, run_dir / name)
+            remove_path(staging, ignore_errors=False)
+        error = None
+    except Exception as e:
+        error = e
+    _agree(trainer, error, staging, f"putting {run_dir / name} in place", "see that rank's error")
+
+
+def _agree(trainer: Any, error: Exception | None, staging: Path, what: str, outcome: str) -> None:
+    """Every rank learns whether every rank's step succeeded (one all-gather, which is also the barrier);
+    after a failure anywhere each rank removes its staging folder, waits for the others to have done so,
+    and raises: its own ``error``, or one line naming the ranks that failed."""
+    acc = trainer.accelerator
+    if acc.num_processes > 1:
+        flags = [torch.zeros(1, dtype=torch.int64, device=acc.device) for _ in range(acc.num_processes)]
+        dist.all_gather(flags, torch.tensor([int(error is None)], device=acc.device))
+        failed = [rank for rank, ok in enumerate(flags) if not int(ok)]
+    else:
+        failed = [] if error is None else [0]
+    if not failed:
+        return
+    if trainer.args.should_save:
+        shutil.rmtree(staging, ignore_errors=True)
+    acc.wait_for_everyone()
+    if error is not None:
+        raise error
+    ranks = ", ".join(str(r) for r in failed)
+    raise RewardkitError(f"{what} failed on rank {ranks} (its error is in that rank's output): {outcome}")
+
+
+def _put_in_place(new: Path, final: Path) -> None:
+    """Rename the finished checkpoint ``new`` to ``final``. One already at ``final`` is replaced so that,
+    whenever a crash comes, ``final`` or its aside copy (:func:`restore_replaced`) is a whole checkpoint:
+    swapped in one step where the system can (the old one is then at ``new``, removed with the staging
+    folder), else renamed aside, the new one renamed in, and the aside copy removed."""
+    if not (final.exists() or final.is_symlink()):
+        os.rename(new, final)
+        return
+    if exchange(new, final):
+        return
+    aside = final.with_name(f".{final.name}.old")
+    remove_path(aside, ignore_errors=False)
+    os.rename(final, aside)
+    os.rename(new, final)
+    remove_path(aside, ignore_errors=False)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one atomic step (Linux ``renameat2`` with ``RENAME_EXCHANGE``);
+    False, with nothing changed, where the system, its C library or the file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without it (glibc < 2.28, some musl)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM):
+        return False  # a kernel or file system without the flag
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def restore_replaced(folder: Path) -> None:
+    """Finish a replacement a crash interrupted under ``folder``: an aside copy ``.checkpoint-N.old`` goes
+    back to ``checkpoint-N`` when that is missing (the crash came before the new one was in place), and is
+    removed when ``checkpoint-N`` is there (the new one). Run on one rank, before the others look."""
+    for aside in sorted(folder.iterdir()):
+        m = _ASIDE.match(aside.name)
+        if m is None:
+            continue
+        final = folder / m.group(1)
+        if final.exists() or final.is_symlink():
+            remove_path(aside, ignore_errors=False)
+        else:
+            logger.warning(
+                "%s: a save was interrupted while replacing it: the previous one is restored", final
+            )
+            os.rename(aside, final)
 
 
 def is_complete(folder: Path) -> bool:
@@ -70,7 +179,7 @@ def is_complete(folder: Path) -> bool:
 
 def last_complete_checkpoint(folder: Path) -> str | None:
     """The ``checkpoint-N`` under ``folder`` with the largest N that :func:`is_complete` (None: none);
-    incomplete later ones are named in a warning."""
+    incomplete later ones are named in a warning. Run :func:`restore_replaced` first."""
     found = sorted(
         ((int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()),
         reverse=True,
@@ -80,3 +189,23 @@ def last_complete_checkpoint(folder: Path) -> str | None:
             return str(path)
         logger.warning("%s is incomplete (no readable %s): skipped", path, STATE)
     return None
+
+
+def resume_checkpoint(trainer: Any, folder: Path) -> str | None:
+    """The checkpoint a resumed run starts from: :func:`last_complete_checkpoint` once one rank has run
+    :func:`restore_replaced`, the same on every rank."""
+    if trainer.args.should_save:
+        restore_replaced(folder)
+    trainer.accelerator.wait_for_everyone()
+    return last_complete_checkpoint(folder)
+
+
+def has_complete_checkpoint(root: Path) -> bool:
+    """Whether a complete checkpoint to resume from is under ``root`` (in any phase's folder): a
+    ``checkpoint-N`` or the aside copy an interrupted replacement left, never one being staged."""
+    for path in root.rglob("*checkpoint-*"):
+        above = path.relative_to(root).parts[:-1]
+        named = _CHECKPOINT.match(path.name) or _ASIDE.match(path.name)
+        if named and not any(p.startswith(".") for p in above) and path.is_dir() and is_complete(path):
+            return True
+    return False
