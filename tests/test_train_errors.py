@@ -1,11 +1,18 @@
 """``rewardkit train`` with out-of-domain hyper-parameters or a diverging run (rewardkit.train): one ``error:``
-line, nothing saved."""
+line, nothing saved; and the Python training API's lock on its output (a second process fails in one line)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
-from tests.hostile import check_case, out_of
+from rewardkit.errors import RewardkitError
+from rewardkit.train import train_dpo, train_reward_model, train_warm
+from tests.hostile import check_case, leftovers, out_of, run
 
 # name -> (argv(env), inputs(env), output(env), error regex); env: tests.hostile.build_env
 CASES = {
@@ -115,3 +122,65 @@ NAMED_CASES = {
 @pytest.mark.parametrize("name", list(NAMED_CASES))
 def test_inputs_named_inside_models_and_honest_weights(hostile_named, name, capsys):
     check_case(NAMED_CASES[name], hostile_named, capsys)
+
+
+# Another process training into OUT through the Python API: it holds OUT's lock (rewardkit.locks.hold_output)
+# from its start, and waits once its training has begun.
+HOLD_TRAINING = textwrap.dedent(
+    """
+    import sys, time
+    from transformers import TrainerCallback
+    from rewardkit.train import train_reward_model
+
+    class Hold(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            print("held", flush=True)
+            time.sleep(300)
+
+    train_reward_model(sys.argv[1], sys.argv[2], out=sys.argv[3], batch_size=4, callbacks=[Hold()])
+    """
+)
+
+# name -> a Python training entry point writing OUT (env, out)
+PYTHON_WRITERS = {
+    "train_reward_model": lambda e, out: train_reward_model(e.lm, e.data, out=out, batch_size=4),
+    "train_dpo": lambda e, out: train_dpo(e.lm, e.data, out=out, batch_size=4),
+    "train_warm": lambda e, out: train_warm(e.lm, e.data, out, grid=[{}, {"head_seed": 1}], batch_size=4),
+    "train_reward_model force": lambda e, out: train_reward_model(e.lm, e.data, out=out, force=True),
+}
+
+
+def test_the_python_training_api_locks_its_output(hostile_env, tmp_path, capsys):
+    e, out = hostile_env, tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_TRAINING, str(e.lm), str(e.data), str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for name, write in PYTHON_WRITERS.items():
+            with pytest.raises(RewardkitError) as err:
+                write(e, out)
+            message = str(err.value)
+            assert "\n" not in message, name
+            assert re.fullmatch(
+                rf"{re.escape(str(out))}: another rewardkit run \(pid {holder.pid}\) is writing this output; "
+                "wait for it to finish or choose another output",
+                message,
+            ), (name, message)
+            assert not out.exists() and leftovers(out) == [".out.lock"], name  # the holder's lock only
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone (killed: the kernel released its lock): the API trains, then removes its lock
+    trained = train_reward_model(e.lm, e.data, out=out, batch_size=4)
+    assert trained.record.optimizer_steps == 3  # 12 pairs, 4 per step, one epoch
+    assert (out / "rewardkit.json").is_file() and leftovers(out) == []
+    # the CLI holds its output and calls the same API: the lock is taken once, not twice (no self-refusal)
+    cli_out = tmp_path / "cli"
+    code, stdout, err = run(
+        ["train", "explicit", "--model", e.lm, "--data", e.data, "--out", cli_out, "--batch-size", 4], capsys
+    )
+    assert code == 0, err
+    assert "in 3 steps" in stdout and leftovers(cli_out) == []

@@ -12,9 +12,10 @@
   members): loaders :func:`protect` them, and inside :func:`run_inputs` (every CLI command) each atomic
   write refuses to touch one, ``--force`` or not.
 - **One writer per output**: a CLI command's output pre-check first takes a lock on the output
-  (:func:`claim_output`) held until the command ends, so a second run writing the same output fails at
-  once; and a write without ``force`` never replaces a target that appeared while it was being written
-  (the final rename refuses).
+  (:func:`rewardkit.locks.claim_output`) held until the command ends, and the Python training entry
+  points hold one for the call (:func:`rewardkit.locks.hold_output`), so a second run writing the same
+  output fails at once; and a write without ``force`` never replaces a target that appeared while it was
+  being written (the final rename refuses).
 """
 
 from __future__ import annotations
@@ -31,77 +32,33 @@ from pathlib import Path
 from typing import Any
 
 from rewardkit.errors import RewardkitError
+from rewardkit.locks import claim_output as claim_output  # where the CLI and tests import it from
+from rewardkit.locks import claimed_absent, close_scope, held_outputs, open_scope
 
 logger = logging.getLogger(__name__)
 
 _UMASK: int | None = None
 _RUN_INPUTS: list[set[Path]] = []  # open scopes (run_inputs), innermost last
-_LOCKS: list[dict[Path, tuple[int, bool, Path]]] = []  # per scope: lock file -> (descriptor, existed, output)
 
 
 @contextmanager
 def run_inputs(paths: Iterable[str | os.PathLike | None] = ()):
     """A scope (a CLI command) whose inputs no write may touch: ``paths`` and whatever loaders
-    :func:`protect` while it is open. Yields the set of resolved paths."""
+    :func:`protect` while it is open; the outputs it claims (:func:`claim_output`) stay locked until it
+    ends. Yields the set of resolved paths."""
     scope = {Path(p).resolve() for p in paths if p}
-    locks: dict[Path, tuple[int, bool, Path]] = {}
+    locks = open_scope()
     _RUN_INPUTS.append(scope)
-    _LOCKS.append(locks)
     try:
         yield scope
     except Exception as e:  # a full disk: name the outputs being written when the error names no file
-        full = _disk_full(e, [out for _, _, out in locks.values()])
+        full = _disk_full(e, held_outputs(locks))
         if full is None:
             raise
         raise full from e
     finally:  # by identity: scopes that protect() filled alike compare equal
         del _RUN_INPUTS[next(i for i, x in enumerate(_RUN_INPUTS) if x is scope)]
-        del _LOCKS[next(i for i, x in enumerate(_LOCKS) if x is locks)]
-        for lock, (fd, _, _) in locks.items():  # unlink first: a run that opened it sees another file and retries
-            Path(lock).unlink(missing_ok=True)
-            os.close(fd)
-
-
-def claim_output(path: str | os.PathLike) -> None:
-    """Inside :func:`run_inputs` (a CLI command): hold an exclusive lock on the output ``path`` until the
-    command ends (``.NAME.lock`` beside it, released by the kernel if the process dies), so two runs never
-    write one output at once; the second fails at once in one line. A file output absent when claimed is
-    then put in place only if still absent (:func:`atomic_file`). Outside a scope: nothing."""
-    try:
-        import fcntl
-    except ImportError:  # no flock on this platform: the no-replace final rename still holds
-        return
-    if not _LOCKS or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 holds it for all
-        return
-    path = Path(path)
-    lock = _lock_of(path)
-    if any(lock in held for held in _LOCKS):
-        return
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a file where a folder should be: the caller's checks say so
-        return
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise RewardkitError(
-                f"{path}: another rewardkit run (pid {pid}) is writing this output; "
-                "wait for it to finish or choose another output"
-            ) from None
-        try:
-            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:  # its holder removed it between our open and our lock
-            same = False
-        if same:
-            break
-        os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _LOCKS[-1][lock] = (fd, path.exists() or path.is_symlink(), path)
+        close_scope(locks)
 
 
 def _disk_full(e: Exception, outputs: list[Path]) -> OSError | None:
@@ -112,19 +69,6 @@ def _disk_full(e: Exception, outputs: list[Path]) -> OSError | None:
     if not full or not outputs or getattr(e, "filename", None):
         return None
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), ", ".join(map(str, outputs)))
-
-
-def _lock_of(path: Path) -> Path:
-    """The lock file of output ``path``: beside it, never inside it (``.``, ``out/`` and ``x/..`` are
-    normalised first, so ``--out .`` locks ``../.NAME.lock``)."""
-    p = Path(os.path.abspath(path))
-    return p.parent.resolve() / f".{p.name or 'root'}.lock"
-
-
-def _claimed_absent(path: Path) -> bool:
-    """``path`` was claimed by this command when nothing was there."""
-    lock = _lock_of(path)
-    return any(lock in held and not held[lock][1] for held in _LOCKS)
 
 
 def protect(paths: Iterable[str | os.PathLike | None]) -> None:
@@ -258,7 +202,7 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = "", force: bool = True
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
-        if force and not _claimed_absent(path):
+        if force and not claimed_absent(path):
             os.replace(tmp, path)
         else:
             _link_into_place(tmp, path)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rewardkit.data import as_pairs
+from rewardkit.locks import hold_output
 from rewardkit.templating import Formatter
 from rewardkit.train.config import RewardTrainingConfig
 from rewardkit.train.losses import reward_model_loss
@@ -98,12 +99,28 @@ def train_reward_model(
     ``config`` fields may also be given as keyword overrides (``lr=1e-4, lora_r=8``). With ``out``, the
     final model is saved there (refused if it exists, unless ``force``); with ``save_checkpoints``,
     checkpoints go to ``out/checkpoints`` and stay there beside the final model, and ``resume=True``
-    continues an interrupted run from its last checkpoint. ``callbacks``: extra
+    continues an interrupted run from its last checkpoint; ``out`` is locked for the call (a second process
+    training into it fails at once). ``callbacks``: extra
     ``transformers.TrainerCallback``s (e.g. :class:`rewardkit.ElasticResetCallback`). Under torchrun /
     accelerate every rank trains and rank 0 saves. A NaN or infinite loss stops the run; nothing is saved.
     """
     config = (config or RewardTrainingConfig()).model_copy(update=overrides)
     config = RewardTrainingConfig.model_validate(config.model_dump())
+    with hold_output(out):  # one writer per output (the CLI's command holds it already: passed through)
+        return _train(model, train_data, eval_data, out, config, force, resume, callbacks)
+
+
+def _train(
+    model: Any,
+    train_data: Any,
+    eval_data: Any,
+    out: str | os.PathLike | None,
+    config: RewardTrainingConfig,
+    force: bool,
+    resume: bool,
+    callbacks: Sequence[Any] | None,
+) -> Trained[BradleyTerryRM]:
+    """:func:`train_reward_model` once its config is valid and its output is held."""
     prepare_run_dir(out, config, force, resume)
     train_pairs = as_pairs(train_data)
     eval_pairs = as_pairs(eval_data) if eval_data is not None else None

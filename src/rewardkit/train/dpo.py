@@ -25,6 +25,7 @@ from rewardkit.adapters import add_lora
 from rewardkit.checkpoints import load_tokenizer, model_context
 from rewardkit.data import as_pairs
 from rewardkit.dtypes import resolve_device, resolve_dtype
+from rewardkit.locks import hold_output
 from rewardkit.logprobs import DEFAULT_CHUNK, sequence_logprobs, verify_logits
 from rewardkit.models.implicit import DPOImplicitRM, adapter_disabled, load_causal_lm
 from rewardkit.scoring import run_batches
@@ -159,9 +160,25 @@ def train_dpo(
     ``ref_model``: a frozen reference checkpoint (TRL's name); default: the starting policy itself (for LoRA, the
     base with the adapter disabled). With ``out``, saves a folder that ``load_reward_model`` restores as a
     ``DPOImplicitRM`` recording the reference, beta and reduction. Checkpoints (``save_checkpoints``),
-    ``resume`` and ``callbacks`` work as in :func:`~rewardkit.train.train_reward_model`.
+    ``resume``, ``callbacks`` and the lock on ``out`` work as in :func:`~rewardkit.train.train_reward_model`.
     """
     config = DPOTrainingConfig.model_validate({**(config or DPOTrainingConfig()).model_dump(), **overrides})
+    with hold_output(out):  # one writer per output (the CLI's command holds it already: passed through)
+        return _train(model, train_data, ref_model, eval_data, out, config, force, resume, callbacks)
+
+
+def _train(
+    model: str | os.PathLike,
+    train_data: Any,
+    ref_model: str | os.PathLike | None,
+    eval_data: Any,
+    out: str | os.PathLike | None,
+    config: DPOTrainingConfig,
+    force: bool,
+    resume: bool,
+    callbacks: Sequence[Any] | None,
+) -> Trained[DPOImplicitRM]:
+    """:func:`train_dpo` once its config is valid and its output is held."""
     prepare_run_dir(out, config, force, resume)
     train_pairs = as_pairs(train_data)
     eval_pairs = as_pairs(eval_data) if eval_data is not None else None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardkit.io import refuse_existing
+from rewardkit.locks import hold_output
 from rewardkit.merge.average import weight_average
 from rewardkit.train.bradley_terry import train_reward_model
 
@@ -30,14 +31,15 @@ def train_warm(
     architecture or tensor shapes differ. Returns ``{"members": [dirs], "warm": dir or None}``.
     """
     out = Path(out)
-    refuse_existing(out, force)
     base_list = [bases] * len(grid) if isinstance(bases, (str, os.PathLike)) else list(bases)
     if len(base_list) != len(grid):
         raise ValueError(f"got {len(base_list)} base checkpoints for {len(grid)} grid entries")
-    members = []
-    for i, (base, overrides) in enumerate(zip(base_list, grid)):
-        folder = out / f"member_{i}"
-        train_reward_model(base, train_data, out=folder, force=force, **{**common, **overrides})
-        members.append(folder)
-    warm = weight_average(members, out=out / "warm", force=force) if merge else None
+    with hold_output(out):  # one writer per output, as train_reward_model
+        refuse_existing(out, force)
+        members = []
+        for i, (base, overrides) in enumerate(zip(base_list, grid)):
+            folder = out / f"member_{i}"
+            train_reward_model(base, train_data, out=folder, force=force, **{**common, **overrides})
+            members.append(folder)
+        warm = weight_average(members, out=out / "warm", force=force) if merge else None
     return {"members": members, "warm": warm}
