@@ -101,7 +101,9 @@ def main() -> None:
         runs = {}
         for mode in ("shared", "separate", "single", "multihead"):
             cmd = [sys.executable, __file__, "--child", mode, "--folder", tmp, "--pairs", str(args.pairs)]
-            r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                sys.exit(f"error: the {mode} child failed:\n{r.stderr[-3000:]}")
             runs[mode] = json.loads(r.stdout.strip().splitlines()[-1])
     import numpy as np
 
