@@ -5,13 +5,17 @@ Data: AlpacaEval pairs (fixed seed, ``benchmarks/common.py``) written in each su
 RewardBench and PPE Preference as they are, JudgeBench with A / B alternating, RM-Bench with its three
 styles imitated (concise = the first 40 words, detailed plain = the response with markdown marks removed,
 detailed markdown = the response), PPE Correctness with K = 4 per prompt (its chosen and rejected
-responses, correct and incorrect, and their first halves, labelled alike). The layouts are real, the
-texts are AlpacaEval's: the numbers measure precision, not the benchmarks.
+responses, correct and incorrect, and their first halves, labelled alike), RewardBench 2 best-of-4
+(subset Focus: the chosen response against the rejected one, its first half and its first 40 words) and
+RMB as its official folder (each pair once in Pairwise_set, and once in BoN_set with the rejected
+response and its first half as the losers). The layouts are real, the texts are AlpacaEval's: the
+numbers measure precision, not the benchmarks.
 
 Models: an explicit RM (demo + LoRA r=8, random head, as ``benchmarks/dtype.py``) and a reference-free DPO
 reward of the demo LM (beta 0.1). A decision is each comparison a suite's scoring makes: the pair
-(RewardBench, JudgeBench, PPE Preference), the 9 cells of RM-Bench's matrix, PPE Correctness's (correct,
-incorrect) pairs and its top pick.
+(RewardBench, JudgeBench, PPE Preference, RMB Pairwise), the 9 cells of RM-Bench's matrix, PPE
+Correctness's (correct, incorrect) pairs and its top pick, RewardBench 2's correct response against each
+rejected one, RMB best-of-N's best against each loser.
 
     python benchmarks/card_precision.py [--pairs 8] [--max-length 256] [--out benchmarks/results/card_precision.json]
 """
@@ -35,7 +39,16 @@ def _text(prompt) -> str:
 
 def layouts(pairs) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {
-        k: [] for k in ("rewardbench", "rm-bench", "judgebench", "ppe-preference", "ppe-correctness")
+        k: []
+        for k in (
+            "rewardbench",
+            "rewardbench2",
+            "rm-bench",
+            "judgebench",
+            "ppe-preference",
+            "ppe-correctness",
+            "rmb",
+        )
     }
     for i, p in enumerate(pairs):
         q = _text(p.prompt)
@@ -89,11 +102,64 @@ def layouts(pairs) -> dict[str, list[dict]]:
                 "scores": [1, 0, 1, 0],
             }
         )
+        rejected = [p.rejected, half(p.rejected), " ".join(p.rejected.split()[:40])]
+        rows["rewardbench2"].append(
+            {
+                "id": str(i),
+                "prompt": q,
+                "chosen": [p.chosen],
+                "rejected": rejected,
+                "num_correct": 1,
+                "num_rejected": 3,
+                "total_completions": 4,
+                "subset": "Focus",
+            }
+        )
+        turn = [{"role": "user", "content": q, "language": "English"}]
+        rows["rmb"].append(
+            {
+                "pair_uid": f"p{i}",
+                "conversation_input": turn,
+                "chosen": {"llm_name": "a", "answer": p.chosen},
+                "reject": {"llm_name": "b", "answer": p.rejected},
+                "category_path": "Pairwise_set/Helpfulness/Chat/AlpacaEval",
+            }
+        )
+        rows["rmb"].append(
+            {
+                "bon_uid": f"b{i}",
+                "conversation_input": turn,
+                "bon_best": {"llm_name": "a", "answer": p.chosen},
+                "loser_list": [{"llm_name": "b", "answer": r} for r in rejected[:2]],
+                "category_path": "BoN_set/Helpfulness/Chat/AlpacaEval",
+            }
+        )
     return rows
+
+
+def write_layouts(rows: dict[str, list[dict]], folder: Path) -> dict[str, Path]:
+    """Each suite's rows as its official file; RMB as the RMB_dataset folder, a JSON list per scenario."""
+    files = {}
+    for suite, suite_rows in rows.items():
+        if suite == "rmb":
+            files[suite] = folder / "RMB_dataset"
+            by_path: dict[str, list[dict]] = {}
+            for r in suite_rows:
+                by_path.setdefault(r["category_path"], []).append(r)
+            for category, items in by_path.items():
+                f = files[suite] / f"{category}.json"
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text(json.dumps(items))
+            continue
+        files[suite] = folder / f"{suite}.jsonl"
+        files[suite].write_text("".join(json.dumps(r) + "\n" for r in suite_rows))
+    return files
 
 
 def decisions(suite: str, rewards: list[np.ndarray], examples) -> np.ndarray:
     """Every comparison the suite's scoring makes, as 1 / 0 (a > b strictly), plus top picks."""
+    if suite in ("rmb", "rewardbench2"):  # the first reward against each other one
+        return np.concatenate([ri[0] > ri[1:] for ri in rewards])
     r = np.stack(rewards)
     if suite == "rm-bench":
         return (r[:, :3, None] > r[:, None, 3:6]).reshape(len(r), -1).ravel()
@@ -121,7 +187,13 @@ def run(load, files: dict, dtypes: list[str]) -> dict:
             if hasattr(rep, "points")
         }
         dec["rewardbench"] = np.array([r[0] > r[1] for r in card.reports["rewardbench"].rewards["m"]])
-        row = {"seconds": seconds, "scores": {s: v["score"] for s, v in card.table()["m"].items()}}
+        dec["rewardbench2"] = decisions("rewardbench2", card.reports["rewardbench2"].rewards["m"], None)
+        table = card.table()["m"]
+        row = {
+            "seconds": seconds,
+            "scores": {s: v["score"] for s, v in table.items()},
+            "ci": {s: v["ci"] for s, v in table.items()},
+        }
         if ref is None:
             ref = dec
         else:
@@ -187,10 +259,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        files = {}
-        for suite, rows in layouts(sample_pairs(args.pairs)).items():
-            files[suite] = Path(tmp) / f"{suite}.jsonl"
-            files[suite].write_text("".join(json.dumps(r) + "\n" for r in rows))
+        files = write_layouts(layouts(sample_pairs(args.pairs)), Path(tmp))
         BradleyTerryRM.from_pretrained(path, lora_r=8, head_seed=0, max_length=args.max_length).save(
             Path(tmp) / "explicit"
         )

@@ -301,3 +301,31 @@ def test_rmb_ids_equal_as_text_are_one_id(tmp_path):
     path.write_text(json.dumps(rows))
     with pytest.raises(DataError, match=r"field 'id': 1 repeats the id of .*Discussion.json"):
         load_bench(get_bench("rmb"), path)
+
+
+def test_a_pinned_revision_reaches_the_hub_loader(monkeypatch):
+    """``--data org/name@REV`` (or ``--suite-data SUITE=org/name@REV``) reads that revision of the hub
+    dataset; a suite's own hub dataset keeps its split and, for PPE Correctness, its benchmark."""
+    import datasets
+
+    from rewardkit.eval.suite_data import load_suite
+    from tests.suite_fixtures import v1_rows
+
+    asked = []
+
+    def fake_load_dataset(name, split=None, revision=None):
+        asked.append((name, split, revision))
+        if name == "allenai/reward-bench":
+            return v1_rows(per_subset=1)
+        return HUB_ROWS["ppe-correctness"](name)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    data = load_bench(get_bench("ppe-correctness"), "lmarena-ai/PPE-GPQA-Best-of-K@0123abcd")
+    assert asked == [("lmarena-ai/PPE-GPQA-Best-of-K", "train", "0123abcd")]
+    assert data.groups == ["GPQA"] and data.source == "lmarena-ai/PPE-GPQA-Best-of-K@0123abcd"
+    assert len(load_suite("rewardbench", "allenai/reward-bench@v1.0")) == 23
+    assert asked[-1] == ("allenai/reward-bench", "filtered", "v1.0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    load_bench(get_bench("ppe-correctness"))  # the default: each dataset's main revision
+    assert [r for _, _, r in asked[-5:]] == [None] * 5

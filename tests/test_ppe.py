@@ -215,3 +215,33 @@ def test_hub_layout_language_categories_from_the_language_string(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{**rows[0], "language": 3}])
     with pytest.raises(DataError, match=rf"^{bad}:1: field 'language': expected a string, got int$"):
         load_bench(PPE_PREFERENCE, bad)
+
+
+def test_hub_parquet_files_load_as_their_rows(tmp_path):
+    """The hub's own file format (data/test-*.parquet, data/train-*.parquet): nested structs, booleans
+    and a list of booleans survive the file and load as the same examples."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pref = [hub_preference_row("h1", 3, 1, "model_a", "English", hard_prompt=True)]
+    pref.append(hub_preference_row("h2", 1, 2, "model_b", "Russian"))
+    corr = [  # the Best-of-K layout: numbered responses, 'scores' a list of booleans, no benchmark field
+        {
+            **{k: v for k, v in r.items() if not k.startswith("score_") and k != "benchmark"},
+            "scores": [r[f"score_{i}"] for i in range(1, 5)],
+        }
+        for r in PPE_CORRECTNESS_ROWS
+    ]
+    for spec, rows, name in ((PPE_PREFERENCE, pref, "test"), (PPE_CORRECTNESS, corr, "train")):
+        path = tmp_path / f"{name}-00000-of-00001.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        from_file, from_rows = load_bench(spec, path), load_bench(spec, rows)
+        assert len(from_file) == len(rows) and from_file.source == str(path)
+        assert [(e.id, e.groups, e.completions, e.labels) for e in from_file.examples] == [
+            (e.id, e.groups, e.completions, e.labels) for e in from_rows.examples
+        ]
+    assert load_bench(PPE_PREFERENCE, tmp_path / "test-00000-of-00001.parquet").examples[1].groups == (
+        "overall",
+        "non_english_prompt",
+        "russian_prompt",
+    )

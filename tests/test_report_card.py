@@ -74,6 +74,11 @@ def test_card_cli_every_kind(model_dirs, suite_files, tmp_path, capsys):  # noqa
         for name in model_dirs:
             assert again[name] == written[name], (suite, name)  # exactly: the rewards round-trip through JSON
             assert card["card"][name][suite]["score"] == written[name]["metrics"]["score"]
+            lo, hi = card["card"][name][suite]["ci"]  # the one table carries each headline's 95% CI
+            assert [lo, hi] == written[name]["ci"]["score"] and lo <= written[name]["metrics"]["score"] <= hi
+    cell = card["card"]["bt"]["rm-bench"]  # and the Markdown table shows it: score [low, high] in %
+    bt_line = next(line for line in out["md"].read_text().splitlines() if line.startswith("| bt |"))
+    assert f"{100 * cell['score']:.1f} [{100 * cell['ci'][0]:.1f}, {100 * cell['ci'][1]:.1f}]" in bt_line
     # the untrained DPORM: every reward 0, so every pair ties
     tie = {
         s: card["suites"][s]["models"]["dpo_same"]["metrics"] for s in card["suites"] if s != "rewardbench"

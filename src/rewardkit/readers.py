@@ -342,10 +342,12 @@ def iter_source(source: Any, split: str) -> tuple[str, Iterator[tuple[str, Any]]
 
 
 def _load_hub(name: str, split: str):
+    """A hub dataset's split; ``name`` may pin a revision (a commit, tag or branch): ``org/name@REV``."""
     import datasets
 
+    repo, _, revision = name.partition("@")
     try:
-        return datasets.load_dataset(name, split=split)
+        return datasets.load_dataset(repo, split=split, revision=revision or None)
     except Exception as e:  # network / name errors: one line, with the cause
         raise DataError(
             f"{name}: could not load hub dataset split {split!r} ({type(e).__name__}: {e})"

@@ -177,7 +177,10 @@ def load_bench(
                 (s, _tagged(rows, spec.hub_tag, name)) for (s, rows), (name, _) in zip(sources, spec.hub)
             ]
     else:
-        sources = [iter_source(data, spec.hub[0][1])]
+        repo = data.partition("@")[0] if isinstance(data, str) else None
+        sources = [iter_source(data, dict(spec.hub).get(repo, spec.hub[0][1]))]
+        if spec.hub_tag and repo in dict(spec.hub):  # one of the suite's hub datasets, maybe pinned
+            sources = [(s, _tagged(rows, spec.hub_tag, repo)) for s, rows in sources]
     examples: list[BenchExample] = []
     skipped: list[SkippedRecord] = []
     seen: dict[str | tuple[str, ...], str] = {}
