@@ -32,15 +32,15 @@ timed startup python3 benchmarks/startup.py --reps 5 --out out/startup.json
 timed shift_ci rewardkit bench shift --preset ci --out runs/shift-ci --force
 timed hacking_ci rewardkit bench hacking --preset ci --out runs/hacking-ci --force
 timed hacking_ci_both rewardkit bench hacking --preset ci --optimizer both --out runs/hacking-ci-both --force
-timed ensemble python3 benchmarks/ensemble.py --out out/ensemble.json
 timed dporm python3 benchmarks/dporm_scoring.py --out out/dporm_scoring.json
 timed dtype8 python3 benchmarks/dtype.py --pairs 8 --lora-std 0.02 --repeats 1 --out out/dtype.json
 timed tp_cpu python3 benchmarks/training_profile.py --precisions float32,bf16-autocast,bf16 --out out/training_profile.json
 timed tp_real python3 benchmarks/training_profile.py --recipe alpaca_eval --n-train 96 --max-length 256 --precisions float32,bf16 --out out/training_profile_real_pairs.json
+timed merge python3 benchmarks/merge.py --reps 5 --out out/merge.json
+timed ensemble python3 benchmarks/ensemble.py --out out/ensemble.json
 timed st_engine python3 benchmarks/scoring_throughput.py --sections engine --out out/scoring_throughput.json
 timed st_prefix python3 benchmarks/scoring_throughput.py --sections prefix --pairs 8 --long-prompts 1 --out out/scoring_prefix.json
 timed serve_get_reward timeout 1200 python3 benchmarks/serve.py --endpoints get_reward --clients 1,16,64 --sequences 64
 timed serve_score timeout 1200 python3 benchmarks/serve.py --endpoints score --clients 32,128 --requests-per-client 2
-timed merge python3 benchmarks/merge.py --reps 5 --out out/merge.json
 timed training python3 benchmarks/training.py
 echo "done $(date -u +%FT%T)" >> "$LOG"
