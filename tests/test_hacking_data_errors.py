@@ -1,5 +1,6 @@
 """``bench hacking --candidates`` files that are not what they claim (rewardkit.bench.hacking_data
-read_candidates): one ``error:`` line naming file and line, exit status 2, inputs unchanged."""
+read_candidates): one ``error:`` line naming file and line, exit status 2, inputs unchanged, and ``--out``
+never created (the file is read before the run writes anything)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_bad_candidates_are_one_error_line(hostile_env, name, tmp_path, capsys):
             tmp_path / "out",
         ],
         lambda e: [cands, e.data, e.d / "rm0"],
-        lambda e: None,  # bench hacking writes its run marker under --out before it reads the candidates
+        lambda e: tmp_path / "out",  # read before the run writes anything: --out is never created
         pattern,
     )
     check_case(case, hostile_env, capsys)

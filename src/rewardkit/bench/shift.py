@@ -91,16 +91,20 @@ def _take_fitting(pairs: PreferenceDataset, n: int, seed: int, fits, dropped: Co
     return PreferenceDataset([pairs[i] for i in sorted(kept)], source=pairs.source)
 
 
+def cut_splits(config: BenchConfig, pool: PreferenceDataset) -> ShiftSplits:
+    """The shift splits of ``pool`` (a spec that does not fit the data is one line, before any write)."""
+    return make_shift_splits(pool, config.shift, val_fraction=config.val_fraction, mixture=config.mixture)
+
+
 def prepare_splits(
-    config: BenchConfig, pool: PreferenceDataset, tokenizer
+    config: BenchConfig, pool: PreferenceDataset, tokenizer, cut: ShiftSplits | None = None
 ) -> tuple[PreferenceDataset, dict, dict]:
-    """Cut the shift splits, then sample ``n_train`` training pairs and ``n_eval`` pairs per split
-    (with ``drop_long``: only pairs whose sequences fit ``max_length``; the rest are counted)."""
+    """Cut the shift splits (unless ``cut`` is given), then sample ``n_train`` training pairs and
+    ``n_eval`` pairs per split (with ``drop_long``: only pairs whose sequences fit ``max_length``; the
+    rest are counted)."""
     from rewardkit.templating import Formatter
 
-    cut: ShiftSplits = make_shift_splits(
-        pool, config.shift, val_fraction=config.val_fraction, mixture=config.mixture
-    )
+    cut = cut if cut is not None else cut_splits(config, pool)
     fmt = Formatter(tokenizer, None, config.chat_template)
 
     def fits(p) -> bool:
@@ -147,14 +151,17 @@ def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = F
 
     Under ``torchrun`` / ``accelerate launch`` every training run is data-parallel (Trainer), scoring is
     sharded across ranks, and rank 0 alone writes files."""
-    from rewardkit.checkpoints import load_tokenizer
+    from rewardkit.checkpoints import check_model_folder, load_tokenizer
 
     check_run_output(out, force, "shift")  # before the data: nothing is touched until all is valid
+    if config.model is not None:
+        check_model_folder(config.model, "--model model")
     t_start = time.perf_counter()
     pool = load_bench_data(config)
+    cut = cut_splits(config, pool)  # the shift spec against the data, before anything is written
     run = start_run(out, config, force, log, "shift")
     base = on_rank0_first(run, lambda: base_model(config, run.out, tiny=config.preset == "ci"))
-    train, evals, data_summary = prepare_splits(config, pool, load_tokenizer(base))
+    train, evals, data_summary = prepare_splits(config, pool, load_tokenizer(base), cut)
     run.log(
         f"data: {pool.source}: train {len(train)} pairs; eval "
         + ", ".join(f"{k} {len(v)}" for k, v in evals.items())
