@@ -261,6 +261,7 @@ def test_rmb_names_its_repository_and_commit():
 
 
 # ----------------------------------------------------------------------------- ids equal as text
+# (the one rule of every suite, rewardkit.eval.bench_data.id_text: 1, "1" and " 01" are one id)
 
 
 ID_CASES = {
@@ -270,7 +271,7 @@ ID_CASES = {
     ],
     "judgebench": [
         judgebench_row(5, "livecodebench", 1, 2, "B>A"),
-        judgebench_row("5", "livecodebench", 1, 2, "B>A"),
+        judgebench_row(" 05", "livecodebench", 1, 2, "B>A"),
     ],
     "ppe-preference": [ppe_preference_row(3, 1, 2, "model_b"), ppe_preference_row("3", 1, 2, "model_b")],
     "ppe-correctness": [
@@ -329,3 +330,52 @@ def test_a_pinned_revision_reaches_the_hub_loader(monkeypatch):
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     load_bench(get_bench("ppe-correctness"))  # the default: each dataset's main revision
     assert [r for _, _, r in asked[-5:]] == [None] * 5
+
+
+# ----------------------------------------------------------------------------- bad rows through the CLI
+
+
+def _bad(rows: list[dict], line: int, **fields) -> list[dict]:
+    rows = [dict(r) for r in rows]
+    rows[line - 1].update(fields)
+    return rows
+
+
+_RM = [r for r, _ in RMBENCH_ROWS]
+_JB = [r for r, _, _ in JUDGEBENCH_ROWS]
+# (suite, rows, bad line, what the message says)
+CLI_CASES = [
+    ("rm-bench", _bad(_RM, 3, chosen=["w", "w"]), 3, "field 'chosen': expected 3 strings, got 2"),
+    ("rm-bench", _bad(_RM, 2, id=" 00", domain="chat"), 2, "field 'id': ' 00' repeats the id of"),
+    ("judgebench", _bad(_JB, 4, label="A=B"), 4, "field 'label': expected 'A>B' or 'B>A'"),
+    ("ppe-preference", _bad(PPE_PREFERENCE_ROWS, 2, winner="modelA"), 2, "field 'winner'"),
+    (
+        "ppe-preference",
+        _bad(PPE_PREFERENCE_ROWS, 1, language=["en"]),
+        1,
+        "field 'language': expected a string",
+    ),
+    ("ppe-correctness", _bad(PPE_CORRECTNESS_ROWS, 2, score_3=2), 2, "field 'score_N': correctness must be"),
+    (
+        "ppe-correctness",
+        PPE_CORRECTNESS_ROWS[:1] + [ppe_correctness_row("z", "MATH", [1, 2, 3], [0, 1, 1])],
+        2,
+        "field 'response_N' / 'responses': 3 responses, but",
+    ),
+]
+
+
+@pytest.mark.parametrize("suite,rows,line,message", CLI_CASES, ids=[f"{c[0]}:{c[3][:24]}" for c in CLI_CASES])
+def test_a_bad_row_is_one_line_naming_file_line_and_field(suite, rows, line, message, tmp_path, capsys):
+    import hashlib
+
+    from tests.cli_helpers import run_cli
+
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    before = hashlib.sha256(data.read_bytes()).hexdigest()
+    out = tmp_path / "r.json"
+    argv = ["eval", "--suite", suite, "--data", data, "--rm", tmp_path / "no-model", "--json", out]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err  # refused before any model is loaded
+    assert err.startswith(f"error: {data}:{line}: field ") and message in err, err
+    assert not out.exists() and hashlib.sha256(data.read_bytes()).hexdigest() == before

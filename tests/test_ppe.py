@@ -130,8 +130,13 @@ def test_bad_rows_name_file_line_and_field(tmp_path):
         with pytest.raises(DataError) as info:
             load_bench(PPE_CORRECTNESS, path)
         assert str(info.value).startswith(f"{path}:2: ") and message in str(info.value), str(info.value)
-    with pytest.raises(DataError, match="question 'y' has 3 responses, question 'x' has 2"):
-        load_bench(PPE_CORRECTNESS, [good, ppe_correctness_row("y", "MATH", [1, 2, 3], [0, 1, 1])])
+    odd_k = write_jsonl(tmp_path / "k.jsonl", [good, ppe_correctness_row("y", "MATH", [1, 2, 3], [0, 1, 1])])
+    with pytest.raises(DataError) as info:  # a shape across rows: still one line naming both rows
+        load_bench(PPE_CORRECTNESS, odd_k)
+    assert str(info.value) == (
+        f"{odd_k}:2: field 'response_N' / 'responses': 3 responses, but {odd_k}:1 has 2: "
+        "best-of-K needs the same K on every row"
+    )
     pref = ppe_preference_row("q", 1, 2, "model_a")
     for bad, message in (
         ({**pref, "winner": "modelA"}, "field 'winner': expected 'model_a', 'model_b' or a tie"),

@@ -8,8 +8,8 @@ every (prompt, completion) of the suite in one engine call per model.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +29,8 @@ _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 class BenchExample:
     """One prompt of a suite: its official ``id``, the ``groups`` it counts in (a domain, a category),
     the prompt as a user turn, the ``completions`` scored, in the suite's order, and the ``labels`` the
-    scoring reads beside the rewards (a verdict, correctness flags). ``key``: what must be unique."""
+    scoring reads beside the rewards (a verdict, correctness flags). ``key``: what must be unique;
+    ``where``: the row's location (file:line), which :func:`load_bench` sets, for errors across rows."""
 
     id: str | int
     groups: tuple[str, ...]
@@ -37,6 +38,7 @@ class BenchExample:
     completions: list[str]
     labels: dict[str, Any] = field(default_factory=dict)
     key: Any = None
+    where: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,23 +139,70 @@ def user_turn(text: str) -> list[Message]:
 # ----------------------------------------------------------------------------- loading
 
 
-def _hub_records(name: str, split: str):
+def refuse_offline_hub(name: str) -> None:
+    """A ``DataError`` (that says to pass a local copy) when ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``
+    is set: a hub dataset is not even tried."""
     offline = [v for v in _OFFLINE_VARS if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")]
     if offline:
         raise DataError(
             f"{name}: not loaded from the hub ({offline[0]} is set): pass a local copy, --data FILE"
         )
+
+
+def _hub_records(name: str, split: str):
+    refuse_offline_hub(name)
     try:
         return iter_source(name, split)
     except DataError as e:
         raise DataError(f"{str(e).splitlines()[0]}; pass a local copy, --data FILE") from None
 
 
+def id_text(value: Any) -> str:
+    """An id as every suite compares ids: as text, stripped, a number in one spelling, so ``1``, ``"1"``
+    and ``" 01"`` are one id (a JSON file beside a CSV or parquet copy, or a per-example file joined on
+    ``id``, could not tell them apart)."""
+    text = value.strip() if isinstance(value, str) else str(value)
+    return str(int(text)) if text.lstrip("+-").isdigit() else text
+
+
 def id_key(example: BenchExample) -> str | tuple[str, ...]:
-    """What must be unique: the example's ``key`` (or ``id``), each part as text, so ``1`` and ``"1"``
-    (a JSON file beside a CSV or parquet copy, or a per-example file joined on ``id``) are one id."""
+    """What must be unique: the example's ``key`` (or ``id``), each part by :func:`id_text`."""
     key = example.id if example.key is None else example.key
-    return tuple(str(k) for k in key) if isinstance(key, tuple) else str(key)
+    return tuple(id_text(k) for k in key) if isinstance(key, tuple) else id_text(key)
+
+
+def check_records(
+    records: Iterable[tuple[str, Any]],
+    parse: Callable[[Any, str], Any],
+    key: Callable[[Any], Hashable],
+    on_error: Literal["raise", "skip"],
+) -> tuple[list[Any], list[SkippedRecord]]:
+    """Every (location, record) parsed by ``parse``, or a reader's ``DataError`` in its place; a key seen
+    before is a ``DataError`` naming both locations. ``on_error="skip"``: such rows become counted
+    :class:`~rewardkit.data.SkippedRecord` s instead of raising. Returns (examples, skipped)."""
+    examples: list[Any] = []
+    skipped: list[SkippedRecord] = []
+    seen: dict[Hashable, str] = {}
+    for where, rec in records:
+        try:
+            if isinstance(rec, DataError):
+                raise rec
+            example = parse(rec, where)
+            k = key(example)
+            if k in seen:
+                raise DataError(f"{where}: field 'id': {example.id!r} repeats the id of {seen[k]} (as {k!r})")
+        except DataError as e:
+            if on_error == "raise":
+                raise
+            skipped.append(SkippedRecord(where, str(e)))
+            continue
+        seen[k] = where
+        examples.append(example)
+    return examples, skipped
+
+
+def no_rows_error(source: str, name: str, skipped: list[SkippedRecord]) -> DataError:
+    return DataError(f"{source}: no valid {name} rows" + (f" ({len(skipped)} skipped)" if skipped else ""))
 
 
 def _tagged(records, tag: str, value: str):
@@ -181,33 +230,14 @@ def load_bench(
         sources = [iter_source(data, dict(spec.hub).get(repo, spec.hub[0][1]))]
         if spec.hub_tag and repo in dict(spec.hub):  # one of the suite's hub datasets, maybe pinned
             sources = [(s, _tagged(rows, spec.hub_tag, repo)) for s, rows in sources]
-    examples: list[BenchExample] = []
-    skipped: list[SkippedRecord] = []
-    seen: dict[str | tuple[str, ...], str] = {}
-    for _, records in sources:
-        for where, rec in records:
-            try:
-                if isinstance(rec, DataError):
-                    raise rec
-                example = spec.parse(rec, where)
-                key = id_key(example)
-                if key in seen:
-                    raise DataError(
-                        f"{where}: field 'id': {example.id!r} repeats the id of {seen[key]} (as {key!r})"
-                    )
-            except DataError as e:
-                if on_error == "raise":
-                    raise
-                skipped.append(SkippedRecord(where, str(e)))
-                continue
-            seen[key] = where
-            examples.append(example)
+    records = (record for _, rows in sources for record in rows)
+    examples, skipped = check_records(
+        records, lambda r, w: replace(spec.parse(r, w), where=w), id_key, on_error
+    )
     folder = spec.read is not None and isinstance(data, (str, os.PathLike))
     source = str(data) if folder else ", ".join(s for s, _ in sources)
     if not examples:
-        raise DataError(
-            f"{source}: no valid {spec.name} rows" + (f" ({len(skipped)} skipped)" if skipped else "")
-        )
+        raise no_rows_error(source, spec.name, skipped)
     if spec.check is not None:
         spec.check(examples)
     return BenchData(spec, examples, skipped, source)

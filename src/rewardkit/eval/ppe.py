@@ -216,13 +216,14 @@ def parse_correctness(rec: Any, where: str) -> BenchExample:
 
 
 def check_correctness(examples: list[BenchExample]) -> None:
-    k = {len(e.completions) for e in examples}
-    if len(k) > 1:
-        first = examples[0]
-        odd = next(e for e in examples if len(e.completions) != len(first.completions))
+    """Every row has the same K (best-of-K compares the same K everywhere): else a one-line error naming
+    the first row whose K differs and the first row, by file:line."""
+    first = examples[0]
+    odd = next((e for e in examples if len(e.completions) != len(first.completions)), None)
+    if odd is not None:
         raise DataError(
-            f"ppe-correctness: question {odd.id!r} has {len(odd.completions)} responses, question {first.id!r} has "
-            f"{len(first.completions)}: best-of-K needs the same K for every question"
+            f"{odd.where}: field 'response_N' / 'responses': {len(odd.completions)} responses, but {first.where} "
+            f"has {len(first.completions)}: best-of-K needs the same K on every row"
         )
 
 

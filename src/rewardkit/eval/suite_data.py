@@ -18,13 +18,22 @@ convention applies (``rewardkit.templating``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rewardkit.data import SkippedRecord
 from rewardkit.errors import DataError
-from rewardkit.eval.bench_data import field_of, id_of, text_of, texts_of
+from rewardkit.eval.bench_data import (
+    check_records,
+    field_of,
+    id_of,
+    id_text,
+    no_rows_error,
+    refuse_offline_hub,
+    text_of,
+    texts_of,
+    user_turn,
+)
 from rewardkit.eval.rewardbench import TIES, TIES_ID, V1_SUBSETS, V2_CORRECT, V2_REJECTED, V2_SUBSETS
 from rewardkit.readers import iter_source
 from rewardkit.records import Message
@@ -35,7 +44,6 @@ HUB: dict[str, tuple[str, str]] = {
     "rewardbench": ("allenai/reward-bench", "filtered"),
     "rewardbench2": ("allenai/reward-bench-2", "test"),
 }
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 @dataclass(frozen=True)
@@ -100,13 +108,7 @@ def id_key(example: SuiteExample) -> str:
         m = TIES_ID.match(value.strip()) if example.subset == TIES else None
         if m is not None:
             return f"{m.group(1)}:{int(m.group(2))}"
-        text = value.strip()
-        return str(int(text)) if text.lstrip("+-").isdigit() else text
-    return str(value)
-
-
-def _user_turn(rec: dict, where: str) -> list[Message]:
-    return [{"role": "user", "content": text_of(rec, "prompt", where)}]
+    return id_text(value)
 
 
 def parse_v1(rec: Any, where: str) -> SuiteExample:
@@ -116,7 +118,9 @@ def parse_v1(rec: Any, where: str) -> SuiteExample:
     subset = _subset(rec, where, V1_SUBSETS, "RewardBench")
     completions = [text_of(rec, "chosen", where), text_of(rec, "rejected", where)]
     meta = {k: v for k, v in rec.items() if k not in ("prompt", "chosen", "rejected")}
-    return SuiteExample(id_of(rec, "id", where), subset, _user_turn(rec, where), completions, 1, meta)
+    return SuiteExample(
+        id_of(rec, "id", where), subset, user_turn(text_of(rec, "prompt", where)), completions, 1, meta
+    )
 
 
 def parse_v2(rec: Any, where: str) -> SuiteExample:
@@ -151,7 +155,9 @@ def parse_v2(rec: Any, where: str) -> SuiteExample:
         if name in rec and _int(rec, name, where) != expected:
             raise DataError(f"{where}: field {name!r}: {rec[name]}, but the row holds {expected}")
     meta = {k: v for k, v in rec.items() if k not in ("prompt", "chosen", "rejected")}
-    return SuiteExample(id_, subset, _user_turn(rec, where), chosen + rejected, num_correct, meta)
+    return SuiteExample(
+        id_, subset, user_turn(text_of(rec, "prompt", where)), chosen + rejected, num_correct, meta
+    )
 
 
 def _records(suite: str, data: Any) -> tuple[str, Any]:
@@ -159,11 +165,7 @@ def _records(suite: str, data: Any) -> tuple[str, Any]:
     the suite's hub dataset when ``data`` is None."""
     name, split = HUB[suite]
     if data is None:
-        offline = [v for v in _OFFLINE_VARS if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")]
-        if offline:
-            raise DataError(
-                f"{name}: not loaded from the hub ({offline[0]} is set): pass a local copy, --data FILE"
-            )
+        refuse_offline_hub(name)
         data = name
     try:
         return iter_source(data, split)
@@ -183,28 +185,7 @@ def load_suite(suite: str, data: Any = None, *, on_error: Literal["raise", "skip
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     parse = parse_v1 if suite == "rewardbench" else parse_v2
     source, records = _records(suite, data)
-    examples: list[SuiteExample] = []
-    skipped: list[SkippedRecord] = []
-    seen: dict[str, str] = {}
-    for where, rec in records:
-        try:
-            if isinstance(rec, DataError):
-                raise rec
-            example = parse(rec, where)
-            key = id_key(example)
-            if key in seen:
-                raise DataError(
-                    f"{where}: field 'id': {example.id!r} repeats the id of {seen[key]} (as {key!r})"
-                )
-        except DataError as e:
-            if on_error == "raise":
-                raise
-            skipped.append(SkippedRecord(where, str(e)))
-            continue
-        seen[key] = where
-        examples.append(example)
+    examples, skipped = check_records(records, parse, id_key, on_error)
     if not examples:
-        raise DataError(
-            f"{source}: no valid {suite} rows" + (f" ({len(skipped)} skipped)" if skipped else "")
-        )
+        raise no_rows_error(source, suite, skipped)
     return SuiteData(suite, examples, skipped, source)
