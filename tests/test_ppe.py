@@ -250,3 +250,25 @@ def test_hub_parquet_files_load_as_their_rows(tmp_path):
         "non_english_prompt",
         "russian_prompt",
     )
+
+
+class _FailingRM(WordCountRM):
+    """A reward model whose reward for one response failed (-inf), as PPE's result files mark an error."""
+
+    def score_texts(self, texts):
+        r = super().score_texts(texts)
+        r[1] = -np.inf
+        return r
+
+
+def test_an_errored_reward_is_refused_not_counted_as_minus_infinity(tmp_path):
+    """PPE's BestOfKScorer reads "$ERROR$" rewards as -inf (the response then loses every comparison and
+    is never the top pick); rewardkit refuses a non-finite reward, naming the suite and the count, so a
+    failing model never scores as a weak one."""
+    from rewardkit.errors import ModelError
+
+    path = write_jsonl(tmp_path / "c.jsonl", PPE_CORRECTNESS_ROWS)
+    with pytest.raises(
+        ModelError, match=r"^words: ppe-correctness rewards: 1 of 12 values are NaN or infinite$"
+    ):
+        run_bench({"words": _FailingRM()}, PPE_CORRECTNESS, path, n_boot=10)
