@@ -65,10 +65,10 @@ def child(mode: str, folder: Path, n_pairs: int) -> None:
     load_s = time.perf_counter() - t0
     rm.score(prompts[:2], responses[:2])  # warm-up
     t0 = time.perf_counter()
-    scores = (
+    scores = (  # [members, n]: an EnsembleRM's members, a multi-head model's heads
         rm.member_scores(prompts, responses)
         if hasattr(rm, "member_scores")
-        else rm.raw_member_scores(prompts, responses)
+        else rm.score_with_uncertainty(prompts, responses).members
     )
     seconds = time.perf_counter() - t0
     print(
