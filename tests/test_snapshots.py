@@ -8,7 +8,10 @@ import errno
 import json
 import os
 import shutil
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -249,3 +252,72 @@ def _disk_full_at(step):
         return real(self, output_dir)
 
     return save_rng_state
+
+
+# run as each rank: the disk of rank $FAIL_RANK is full while it saves step $FAIL_STEP; that rank then
+# stays alive for 2 minutes (as a caller that caught the error would), having written its exit status
+_FAILING_RANK = """
+import os, sys, time
+from transformers import Trainer
+real = Trainer._save_rng_state
+def save_rng_state(self, output_dir):
+    if os.environ["RANK"] == os.environ["FAIL_RANK"] and self.state.global_step == int(os.environ["FAIL_STEP"]):
+        raise OSError(28, "No space left on device")
+    return real(self, output_dir)
+Trainer._save_rng_state = save_rng_state
+from rewardkit.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    if os.environ["RANK"] == os.environ["FAIL_RANK"]:
+        with open(os.environ["CODE_FILE"], "w") as f:
+            f.write(str(e.code))
+        time.sleep(120)
+    raise
+"""
+
+
+def test_a_save_failing_on_one_rank_fails_every_rank_at_once(tiny_lm, synthetic_split, tmp_path):
+    """Two gloo processes; rank 1's save of checkpoint-4 fails and rank 1 stays alive: rank 0 exits
+    non-zero at once (not when rank 1's process ends, nor at a barrier's 30-minute timeout), both with
+    exit status 1 and one ``error:`` line (rank 0's names rank 1), and only the complete checkpoint-2 is
+    left: no checkpoint-4, no staging folder."""
+    synthetic_split[0][:32].save_jsonl(tmp_path / "train.jsonl")
+    (tmp_path / "run.py").write_text(_FAILING_RANK)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, code = tmp_path / "rm", tmp_path / "rank1.code"
+    argv = [sys.executable, str(tmp_path / "run.py"), "train", "explicit", "--model", str(tiny_lm)]
+    argv += ["--data", str(tmp_path / "train.jsonl"), "--out", str(out), "--save-checkpoints"]
+    argv += ["--batch-size", "8", "--epochs", "2", "--seed", "0"]  # 2 ranks x 8 pairs: 2 steps an epoch
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "MASTER_ADDR": "127.0.0.1"}
+    env.update(MASTER_PORT=str(port), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", CODE_FILE=str(code))
+    env.update(FAIL_RANK="1", FAIL_STEP="4")
+    logs = [tmp_path / f"rank{r}.err" for r in (0, 1)]
+    procs = []
+    try:
+        for r, log in enumerate(logs):
+            with open(log, "w") as err:
+                run_env = {**env, "RANK": str(r), "LOCAL_RANK": str(r)}
+                procs.append(subprocess.Popen(argv, env=run_env, stdout=subprocess.DEVNULL, stderr=err))
+        procs[0].wait(timeout=100)  # start-up and 4 steps on 2 cores: ~10 s
+        assert procs[1].poll() is None  # rank 1 still alive: rank 0 did not wait for its process to end
+        deadline = time.monotonic() + 60
+        while not code.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for p in procs:
+            p.kill()
+    errs = [log.read_text() for log in logs]
+    assert (procs[0].returncode, code.read_text()) == (1, "1"), errs
+    assert all("Traceback" not in e for e in errs), errs
+    lines = [[x for x in e.splitlines() if x.startswith("error:")] for e in errs]
+    ckpts = out / "checkpoints" / "fine-tune"
+    assert lines[0] == [
+        f"error: saving {ckpts / 'checkpoint-4'} failed on rank 1 (its error is in that rank's output): "
+        "nothing was put in place"
+    ]
+    assert len(lines[1]) == 1 and "No space left on device" in lines[1][0]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-2"]
+    assert is_complete(ckpts / "checkpoint-2")

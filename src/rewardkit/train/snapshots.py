@@ -33,7 +33,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rewardkit.errors import RewardkitError
 from rewardkit.io import remove_path, set_modes
 
 logger = logging.getLogger(__name__)
@@ -59,46 +58,53 @@ def save_atomically(trainer: Any, save: Callable[[Any, Any], None], model: Any, 
     failure on any rank nothing new is left there and every rank raises."""
     args = trainer.args
     run_dir = Path(trainer._get_output_dir(trial=trial))
-    name = f"checkpoint-{trainer.state.global_step}"
-    staging = run_dir / f".{name}.tmp"
-    if args.should_save:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        restore_replaced(run_dir)  # what a crash during an earlier replacement left
-        remove_path(staging, ignore_errors=False)  # what a killed save left
-    trainer.accelerator.wait_for_everyone()
-    args.output_dir = str(staging)
-    try:
-        save(model, trial)
+    final = run_dir / f"checkpoint-{trainer.state.global_step}"
+    staging = run_dir / f".{final.name}.tmp"
+
+    def prepare() -> None:
         if args.should_save:
-            for callback in trainer.callback_handler.callbacks:
-                if isinstance(callback, CheckpointPart):
-                    callback.save_part(staging / name, trainer.state)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            restore_replaced(run_dir)  # what a crash during an earlier replacement left
+            remove_path(staging, ignore_errors=False)  # what a killed save left
+
+    def write() -> None:
+        args.output_dir = str(staging)
+        try:
+            save(model, trial)
+            if args.should_save:
+                for callback in trainer.callback_handler.callbacks:
+                    if isinstance(callback, CheckpointPart):
+                        callback.save_part(staging / final.name, trainer.state)
+        finally:
+            args.output_dir = str(run_dir)
+
+    def put() -> None:
+        if args.should_save:
+            set_modes(staging / final.name)  # transformers writes weight shards through a 0600 temporary file
+            _put_in_place(staging / final.name, final)
+            remove_path(staging, ignore_errors=False)
+
+    _on_every_rank(trainer, prepare, staging, f"preparing to save {final}", ": nothing was saved")
+    _on_every_rank(trainer, write, staging, f"saving {final}", ": nothing was put in place")
+    _on_every_rank(trainer, put, staging, f"putting {final} in place")
+
+
+def _on_every_rank(
+    trainer: Any, step: Callable[[], None], staging: Path, what: str, outcome: str = ""
+) -> None:
+    """Run ``step`` on this rank, then every rank learns whether it succeeded everywhere (one all-gather,
+    which is also the barrier). After a failure anywhere each rank removes its staging folder, waits for
+    the others to have done so, and raises: its own error, or one line naming the ranks that failed."""
+    acc = trainer.accelerator
+    try:
+        step()
         error = None
     except Exception as e:  # every rank learns of it below, then it is raised
         error = e
     except BaseException:  # an interrupt: no collective, the other ranks are interrupted too
-        if args.should_save:
+        if trainer.args.should_save:
             shutil.rmtree(staging, ignore_errors=True)
         raise
-    finally:
-        args.output_dir = str(run_dir)
-    _agree(trainer, error, staging, f"saving {run_dir / name}", "nothing was put in place")
-    try:
-        if args.should_save:
-            set_modes(staging / name)  # transformers writes weight shards through a 0600 temporary file
-            _put_in_place(staging / name, run_dir / name)
-            remove_path(staging, ignore_errors=False)
-        error = None
-    except Exception as e:
-        error = e
-    _agree(trainer, error, staging, f"putting {run_dir / name} in place", "see that rank's error")
-
-
-def _agree(trainer: Any, error: Exception | None, staging: Path, what: str, outcome: str) -> None:
-    """Every rank learns whether every rank's step succeeded (one all-gather, which is also the barrier);
-    after a failure anywhere each rank removes its staging folder, waits for the others to have done so,
-    and raises: its own ``error``, or one line naming the ranks that failed."""
-    acc = trainer.accelerator
     if acc.num_processes > 1:
         flags = [torch.zeros(1, dtype=torch.int64, device=acc.device) for _ in range(acc.num_processes)]
         dist.all_gather(flags, torch.tensor([int(error is None)], device=acc.device))
@@ -112,8 +118,8 @@ def _agree(trainer: Any, error: Exception | None, staging: Path, what: str, outc
     acc.wait_for_everyone()
     if error is not None:
         raise error
-    ranks = ", ".join(str(r) for r in failed)
-    raise RewardkitError(f"{what} failed on rank {ranks} (its error is in that rank's output): {outcome}")
+    ranks = ", ".join(str(r) for r in failed)  # the environment (a peer's full disk): OSError, as there
+    raise OSError(f"{what} failed on rank {ranks} (its error is in that rank's output){outcome}")
 
 
 def _put_in_place(new: Path, final: Path) -> None:
