@@ -170,3 +170,67 @@ def test_cli_flags(tiny_lm, synthetic_split, tmp_path, capsys, monkeypatch):
     cb = made[0]
     assert (cb.reset_every, cb.ema_decay, cb.resets) == (2, 0.99, 2)
     assert cb.params and set(cb.ema) == set(cb.params)  # it tracked the trained parameters
+
+
+class _Killed(BaseException):
+    """A kill: nothing after it runs (no ``Exception``, so no clean-up)."""
+
+
+def test_the_state_is_part_of_the_atomic_checkpoint_and_resume_restores_it_exactly(
+    tiny_lm, synthetic_split, tmp_path, monkeypatch
+):
+    """A run killed right after checkpoint-8 is renamed into place (before the Trainer's ``on_save``)
+    leaves a checkpoint that already holds the EMA, initial copies and reset count; resuming from it with
+    a fresh callback ends where an uninterrupted run does, bit for bit: weights, EMA, initial copies and
+    the 4 resets of 12 steps (after steps 3, 6, 9, 12)."""
+    from safetensors.torch import load_file
+
+    from rewardkit.train import snapshots
+    from rewardkit.train.elastic import STATE_FILE
+
+    train = synthetic_split[0][:32]
+    kw = dict(epochs=3, lr=1e-3, batch_size=8, save_checkpoints=True, progress=False)
+    full_cb = ElasticResetCallback(reset_every=3, ema_decay=0.9)
+    full = train_reward_model(tiny_lm, train, out=tmp_path / "full", callbacks=[full_cb], **kw).model
+    real_remove = snapshots.remove_path
+
+    def remove(path, **kwargs):  # the staging folder's removal, after checkpoint-8 is in place
+        if path.name == ".checkpoint-8.tmp" and path.exists():
+            raise _Killed
+        return real_remove(path, **kwargs)
+
+    monkeypatch.setattr(snapshots, "remove_path", remove)
+    with pytest.raises(_Killed):
+        cb = ElasticResetCallback(reset_every=3, ema_decay=0.9)
+        train_reward_model(tiny_lm, train, out=tmp_path / "cut", callbacks=[cb], **kw)
+    monkeypatch.undo()
+    saved = tmp_path / "cut" / "checkpoints" / "fine-tune" / "checkpoint-8" / STATE_FILE
+    blob = load_file(saved)
+    assert int(blob["resets"]) == 2 == cb.resets  # after steps 3 and 6
+    assert all(torch.equal(blob[f"ema.{n}"], t) for n, t in cb.ema.items())
+
+    resumed_cb = ElasticResetCallback(reset_every=3, ema_decay=0.9)
+    resumed = train_reward_model(
+        tiny_lm, train, out=tmp_path / "cut", resume=True, callbacks=[resumed_cb], **kw
+    ).model
+    a, b = full.module.state_dict(), resumed.module.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed_cb.resets == full_cb.resets == 4
+    for copies, expect in ((resumed_cb.ema, full_cb.ema), (resumed_cb.init, full_cb.init)):
+        assert copies.keys() == expect.keys() and all(torch.equal(copies[n], expect[n]) for n in copies)
+
+
+def test_resets_are_counted_from_the_step_in_a_checkpoint_without_the_count(tmp_path):
+    """A checkpoint from before the count was saved: ``global_step // reset_every`` resets so far."""
+    from safetensors.torch import save_file
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    (tmp_path / "checkpoint-7").mkdir()
+    w = model.weight.detach().clone()
+    save_file(
+        {"ema.weight": w, "init.weight": w.clone()},
+        str(tmp_path / "checkpoint-7" / "elastic_reset.safetensors"),
+    )
+    cb = ElasticResetCallback(reset_every=3)
+    cb.on_train_begin(_args(tmp_path), _state(7), None, model=model)
+    assert cb.resets == 2

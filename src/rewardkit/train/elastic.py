@@ -12,10 +12,13 @@ keeps an exponential moving average of the online model and periodically resets:
 TRL's (GRPO, PPO, DPO, RLOO) and rewardkit's own. Only trainable parameters are tracked, so with LoRA
 the EMA and the initial copy are adapter-sized; both live on the CPU by default (as in the paper).
 Under DDP every rank holds the full parameters and applies identical updates, so the copies agree;
-FSDP and DeepSpeed shard the parameters and are refused. The EMA and initial copies are saved in every
-checkpoint (``elastic_reset.safetensors``) and restored on resume; resuming from a checkpoint without
-them is refused (the resumed weights are not the initial model). As in the paper, only the policy is
-reset: a value model (TRL's PPO wraps ``policy`` and ``value_model``) or value head is kept.
+FSDP and DeepSpeed shard the parameters and are refused. The EMA and initial copies and the reset count
+are saved in every checkpoint (``elastic_reset.safetensors``): into rewardkit's staging folder, so they
+are renamed into place with the checkpoint (:class:`rewardkit.train.snapshots.CheckpointPart`), or after
+the Trainer's files where a trainer writes checkpoints in place. Resuming restores them from the
+checkpoint it resumes; one without them is refused (the resumed weights are not the initial model). As
+in the paper, only the policy is reset: a value model (TRL's PPO wraps ``policy`` and ``value_model``) or
+value head is kept.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from transformers import TrainerCallback
 
 from rewardkit.errors import ModelError
+from rewardkit.train.snapshots import CheckpointPart
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ STATE_FILE = "elastic_reset.safetensors"
 VALUE_MODULES = ("value_model", "v_head", "value_head")
 
 
-class ElasticResetCallback(TrainerCallback):
+class ElasticResetCallback(TrainerCallback, CheckpointPart):
     """Elastic Reset as a TrainerCallback.
 
     ``reset_every``: optimizer steps between resets. ``ema_decay``: eta of the EMA update.
@@ -69,6 +73,7 @@ class ElasticResetCallback(TrainerCallback):
         self.ema: dict[str, torch.Tensor] = {}
         self.init: dict[str, torch.Tensor] = {}
         self.resets = 0
+        self._saved_step: int | None = None  # the step whose checkpoint holds our state already
 
     def _copy(self, p: torch.Tensor) -> torch.Tensor:
         return p.detach().to(self.ema_device if self.ema_device is not None else p.device, copy=True)
@@ -103,6 +108,9 @@ class ElasticResetCallback(TrainerCallback):
                 )
             self.ema = {n: self._copy(blob[f"ema.{n}"].to(p.device)) for n, p in self.params.items()}
             self.init = {n: self._copy(blob[f"init.{n}"].to(p.device)) for n, p in self.params.items()}
+            # checkpoints from before the count was saved: the resets up to this step, reset_every unchanged
+            count = blob.get("resets")
+            self.resets = int(count) if count is not None else state.global_step // self.reset_every
         else:
             self.init = {n: self._copy(p) for n, p in self.params.items()}
             self.ema = {n: t.clone() for n, t in self.init.items()}
@@ -123,11 +131,18 @@ class ElasticResetCallback(TrainerCallback):
             self.resets += 1
             logger.info("elastic reset %d at step %d", self.resets, state.global_step)
 
-    def on_save(self, args, state, control, **kwargs):
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir() and state.is_world_process_zero:
-            from safetensors.torch import save_file
+    def save_part(self, folder: Path, state) -> None:
+        """The EMA and initial copies and the reset count into the checkpoint ``folder``."""
+        from safetensors.torch import save_file
 
-            blob = {f"ema.{n}": t.contiguous() for n, t in self.ema.items()}
-            blob.update({f"init.{n}": t.contiguous() for n, t in self.init.items()})
-            save_file(blob, str(folder / STATE_FILE))
+        blob = {f"ema.{n}": t.contiguous() for n, t in self.ema.items()}
+        blob.update({f"init.{n}": t.contiguous() for n, t in self.init.items()})
+        blob["resets"] = torch.tensor(self.resets, dtype=torch.int64)
+        save_file(blob, str(folder / STATE_FILE))
+        self._saved_step = state.global_step
+
+    def on_save(self, args, state, control, **kwargs):
+        """A trainer that writes checkpoints in place (TRL's): our state after the Trainer's files."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self._saved_step != state.global_step and folder.is_dir() and state.is_world_process_zero:
+            self.save_part(folder, state)

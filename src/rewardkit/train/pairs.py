@@ -236,7 +236,7 @@ def load_checkpoint_weights(model: torch.nn.Module, folder: Path) -> None:
         set_peft_model_state_dict(model, load_file(adapter), adapter_name=model.active_adapter)
         return
     state: dict[str, torch.Tensor] = {}
-    for f in sorted(folder.glob("*.safetensors")):
+    for f in sorted(folder.glob("model*.safetensors")):  # the weights, not a callback's own files
         state.update(load_file(f))
     if not state:
         raise RewardkitError(f"{folder}: no safetensors weights to resume from")
