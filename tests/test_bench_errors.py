@@ -118,3 +118,48 @@ CASES = {
 def test_every_input_is_read_before_anything_is_written(hostile_env, name, capsys):
     _write_inputs(hostile_env)
     check_case(CASES[name], hostile_env, capsys)
+
+
+HOLD = """
+import sys, time
+from rewardkit.locks import hold_output
+with hold_output(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_the_python_bench_api_locks_its_output(tmp_path):
+    """``run_shift_benchmark`` / ``run_hacking_benchmark`` hold ``out``'s lock as the training API does: while
+    another process writes ``out`` each call fails at once in one line naming that process, before any
+    work, and leaves ``out`` absent."""
+    import re
+    import subprocess
+    import sys
+
+    from rewardkit.bench.hacking import run_hacking_benchmark
+    from rewardkit.bench.hacking_config import resolve_hacking_config
+    from rewardkit.bench.shift import run_shift_benchmark
+    from rewardkit.bench.shift_config import resolve_config
+    from rewardkit.errors import RewardkitError
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        runs = {
+            "shift": lambda: run_shift_benchmark(resolve_config("ci", None, {}), out),
+            "hacking": lambda: run_hacking_benchmark(resolve_hacking_config("ci", None, {}), out),
+        }
+        for name, call in runs.items():
+            with pytest.raises(RewardkitError) as err:
+                call()
+            assert re.fullmatch(
+                rf"{re.escape(str(out))}: another rewardkit run \(pid {holder.pid}\) is writing this output; "
+                "wait for it to finish or choose another output",
+                str(err.value),
+            ), (name, str(err.value))
+            assert not out.exists(), name
+    finally:
+        holder.kill()
+        holder.wait()

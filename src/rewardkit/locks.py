@@ -10,6 +10,7 @@ calling the Python API, or one entry point calling another, never waits on itsel
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,3 +116,15 @@ def hold_output(path: str | os.PathLike | None):
         yield
     finally:
         close_scope(scope)
+
+
+def holds_output(fn):
+    """Decorator for an entry point ``fn(config, out, ...)`` that writes the output ``out``: the call holds
+    ``out``'s lock (:func:`hold_output`)."""
+
+    @functools.wraps(fn)
+    def call(config, out, *args, **kwargs):
+        with hold_output(out):
+            return fn(config, out, *args, **kwargs)
+
+    return call

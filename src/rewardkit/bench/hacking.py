@@ -40,6 +40,7 @@ from rewardkit.bench.run import (
     train_member,
     zscore_members,
 )
+from rewardkit.locks import holds_output
 from rewardkit.templating import Texts
 
 SETUPS = ("clean", "corrupt")
@@ -95,6 +96,7 @@ def _ensembles(
     return {f"ENS-{a}": (AGGREGATIONS[a](cs), AGGREGATIONS[a](vs)) for a in names}
 
 
+@holds_output  # one writer per output, as the training API (the CLI holds it already)
 def run_hacking_benchmark(
     config: HackingConfig, out: str | Path, *, force: bool = False, log=None
 ) -> dict[str, Any]:

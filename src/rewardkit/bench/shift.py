@@ -37,6 +37,7 @@ from rewardkit.distributed import score_sharded
 from rewardkit.errors import RewardkitError
 from rewardkit.eval.evaluator import EvalReport, report_from_correctness
 from rewardkit.io import atomic_write_text
+from rewardkit.locks import holds_output
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def _scores(rm, evals: dict[str, PreferenceDataset], rank: int = 0, size: int = 
     return out
 
 
+@holds_output  # one writer per output, as the training API (the CLI holds it already)
 def run_shift_benchmark(config: BenchConfig, out: str | Path, *, force: bool = False, log=None) -> EvalReport:
     """Run the benchmark; writes ``report.json``, ``report.md``, ``report.png`` and ``config.yaml``
     to ``out`` and returns the report.
