@@ -379,3 +379,31 @@ def test_a_bad_row_is_one_line_naming_file_line_and_field(suite, rows, line, mes
     assert code == 2 and len(err.splitlines()) == 1, err  # refused before any model is loaded
     assert err.startswith(f"error: {data}:{line}: field ") and message in err, err
     assert not out.exists() and hashlib.sha256(data.read_bytes()).hexdigest() == before
+
+
+def test_a_report_names_the_hub_commit_it_read(monkeypatch, tmp_path):
+    """``datasets`` keeps a hub split's files under a folder named by the commit it resolved; the report's
+    ``data`` (and every row's location) names that commit, so an online number says what it scored."""
+    import datasets
+
+    import rewardkit.readers
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    folder = tmp_path / "lmarena-ai___ppe-human-preference-v1" / "default" / "0.0.0" / commit
+    folder.mkdir(parents=True)
+    rows = PPE_PREFERENCE_ROWS[:2]
+    split = datasets.Dataset.from_list(rows).map(lambda r: r, cache_file_name=str(folder / "test.arrow"))
+    assert rewardkit.readers.hub_commit(split) == commit
+    assert (
+        rewardkit.readers.hub_commit(rows) is None
+        and rewardkit.readers.hub_commit(datasets.Dataset.from_list(rows)) is None
+    )
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(rewardkit.readers, "_load_hub", lambda name, split_name: split)
+    data = load_bench(get_bench("ppe-preference"))
+    assert data.source == f"lmarena-ai/PPE-Human-Preference-V1@{commit}"
+    assert data.examples[1].where == f"lmarena-ai/PPE-Human-Preference-V1@{commit}: row 1"
+    report = report_from_rewards(data, {"m": _word_counts(data)}, n_boot=10)
+    assert report.to_dict()["data"] == data.source

@@ -336,9 +336,23 @@ def iter_source(source: Any, split: str) -> tuple[str, Iterator[tuple[str, Any]]
             raise DataError(f"{path}: not a regular file, expected a preference file")
         text = str(source)
         if text.count("/") == 1 and not text.startswith((".", "/")) and not name.endswith(FILE_SUFFIXES):
-            return text, _iter_rows(_load_hub(text, split), text)
+            rows = _load_hub(text, split)
+            commit = hub_commit(rows)
+            label = f"{text.partition('@')[0]}@{commit}" if commit else text
+            return label, _iter_rows(rows, label)
         raise DataError(f"{path}: file not found")
     raise DataError(f"unsupported preference source of type {type(source).__name__}")
+
+
+def hub_commit(dataset: Any) -> str | None:
+    """The commit a hub split was read at, so a report names exactly what it scored: ``datasets`` keeps a
+    hub dataset's files under a folder named by the commit it resolved (``.../<40 hex>/<split>.arrow``).
+    None when the rows are not such a dataset (a list, an in-memory dataset) or the layout differs."""
+    for f in getattr(dataset, "cache_files", None) or ():
+        folder = Path(f.get("filename", "")).parent.name
+        if len(folder) == 40 and all(c in "0123456789abcdef" for c in folder):
+            return folder
+    return None
 
 
 def _load_hub(name: str, split: str):
