@@ -263,7 +263,7 @@ def main(argv=None) -> None:
         for endpoint in args.endpoints.split(","):
             results = {"model": "SmolLM2-135M-Instruct as an explicit RM, fp32, CPU", "endpoint": endpoint,
                        "workload": f"closed-loop clients, /{endpoint}, templated AlpacaEval (<= {args.max_length} tokens)",
-                       "note": "2 CPU cores shared with other jobs while measured: figures are noisy",
+                       "note": "2 CPU cores; throughput and latency depend on what else runs on them",
                        "versions": versions(), "runs": {}}  # fmt: skip
             for n_clients in [int(x) for x in args.clients.split(",")]:
                 requests = _workload(seqs, rm.tokenizer, endpoint, n_clients, args, rng)
