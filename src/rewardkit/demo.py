@@ -61,7 +61,7 @@ def demo_model_path() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = demo_gguf_dir()
-    logging.getLogger(__name__).warning("converting the demo model once (about 20 s) into %s", target)
+    logging.getLogger(__name__).warning("converting the demo model once (about 30 s on 2 cores) into %s", target)
     tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
     gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE, dtype=torch.float32)
     config = gguf_model.config

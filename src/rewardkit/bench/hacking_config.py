@@ -110,7 +110,7 @@ class HackingConfig(ProxyTraining):
 
 #: Preset values; a YAML file and flags override them field by field.
 HACKING_PRESETS: dict[str, dict[str, Any]] = {
-    # tiny local model, built-in task: about a minute on 2 cores (the test suite runs it)
+    # tiny local model, built-in task: about 20 s on 2 cores (the test suite runs it)
     "ci": {
         "n_train": 256,
         "n_val": 64,
