@@ -1,4 +1,4 @@
-"""Two writers on one output (rewardkit.io.claim_output, atomic_file, atomic_dir): every CLI command holds
+"""Two writers on one output (rewardkit.locks.claim_output, rewardkit.io.atomic_file, atomic_dir): every CLI command holds
 a lock on its outputs from its pre-check to its end, so a second run writing the same output fails at
 once in one line (exit status 2) and changes nothing; a write without force never replaces a target that
 appeared while it was being written."""
@@ -14,14 +14,16 @@ import textwrap
 import pytest
 
 from rewardkit.errors import RewardkitError
-from rewardkit.io import atomic_dir, atomic_file, atomic_write_text, claim_output, run_inputs
+from rewardkit.io import atomic_dir, atomic_file, atomic_write_text, run_inputs
+from rewardkit.locks import claim_output
 from tests.hostile import assert_one_error, digest, leftovers, run
 from tests.suite_fixtures import v1_rows, write_jsonl
 
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from rewardkit.io import claim_output, run_inputs
+    from rewardkit.io import run_inputs
+    from rewardkit.locks import claim_output
     with run_inputs():
         claim_output(sys.argv[1])
         print("held", flush=True)

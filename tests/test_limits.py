@@ -1,11 +1,11 @@
-"""Absurd resource requests are refused before any work, naming the limit (rewardkit.cli.options.LIMITS,
+"""Absurd resource requests are refused before any work, naming the limit (rewardkit.limits.LIMITS,
 check_lora_rank): one ``error:`` line, exit status 2, inputs unchanged, nothing written."""
 
 from __future__ import annotations
 
 import pytest
 
-from rewardkit.cli.options import LIMITS
+from rewardkit.limits import LIMITS
 from tests.hostile import check_case, out_of
 
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from rewardkit.errors import RewardkitError
-from rewardkit.locks import claim_output as claim_output  # where the CLI and tests import it from
 from rewardkit.locks import claimed_absent, close_scope, held_outputs, open_scope
 
 logger = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ _RUN_INPUTS: list[set[Path]] = []  # open scopes (run_inputs), innermost last
 @contextmanager
 def run_inputs(paths: Iterable[str | os.PathLike | None] = ()):
     """A scope (a CLI command) whose inputs no write may touch: ``paths`` and whatever loaders
-    :func:`protect` while it is open; the outputs it claims (:func:`claim_output`) stay locked until it
+    :func:`protect` while it is open; the outputs it claims (:func:`rewardkit.locks.claim_output`) stay locked until it
     ends. Yields the set of resolved paths."""
     scope = {Path(p).resolve() for p in paths if p}
     locks = open_scope()

@@ -98,7 +98,8 @@ def check_run_output(out: str | Path, force: bool, bench: str) -> None:
     """Read-only, before any work: ``out`` is absent, empty, or (with ``force``) the output of an earlier
     run of ``bench`` (its :data:`RUN_MARKER`); anything else is refused, so --force never deletes what
     the benchmark did not write."""
-    from rewardkit.io import check_parent, claim_output, refuse_existing
+    from rewardkit.io import check_parent, refuse_existing
+    from rewardkit.locks import claim_output
 
     out = Path(out)
     check_parent(out)

@@ -262,7 +262,8 @@ def run_inputs_of(inputs: list, base_model: str | None = None) -> list:
 def check_file_output(path: str, inputs: list, force: bool, base_model: str | None = None) -> None:
     """An output file: not an input (nor a folder an input model depends on), not inside or holding
     one, not a folder, not under a file, and not existing unless ``force``."""
-    from rewardkit.io import check_output, check_parent, claim_output
+    from rewardkit.io import check_output, check_parent
+    from rewardkit.locks import claim_output
 
     check_output(path, run_inputs_of(inputs, base_model))
     p = Path(path)
@@ -276,7 +277,8 @@ def check_file_output(path: str, inputs: list, force: bool, base_model: str | No
 def check_dir_output(path: str, inputs: list, force: bool, base_model: str | None = None) -> None:
     """An output folder: not an input (nor a folder an input model depends on), not inside or holding
     one, not under a file, and not existing unless ``force``."""
-    from rewardkit.io import check_output, check_parent, claim_output
+    from rewardkit.io import check_output, check_parent
+    from rewardkit.locks import claim_output
 
     check_output(path, run_inputs_of(inputs, base_model))
     p = Path(path)
