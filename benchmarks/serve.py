@@ -18,7 +18,8 @@ token-budget batches) and ``per_request`` (each request scored alone in one padd
 sequence-classification forward, one at a time, as OpenRLHF's ``serve_rm`` does; the same token ids).
 ``engine_bound``: the same texts scored in-process by one ``score_texts`` call (no HTTP, all sequences
 at once): the most pooling can reach. Reports sequences/s, p50 / p99 latency, the ratios and the largest
-reward difference from ``rewardkit score``'s own scoring. Writes benchmarks/results/serve_<endpoint>.json.
+reward difference from ``rewardkit score``'s own scoring. Writes serve_<endpoint>.json (serve.json for
+``score``) in ``--out-dir`` (default benchmarks/results/, over the committed file).
 """
 
 from __future__ import annotations
@@ -251,6 +252,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sequences", type=int, default=64, help="single-sequence requests per run")
     ap.add_argument("--requests-per-client", type=int, default=2, help="score: requests of 1-8 pairs each")
     ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--out-dir", default=str(RESULTS), help="folder of the JSON (default: the committed one)")
     args = ap.parse_args(argv)
     rng = random.Random(0)
     with tempfile.TemporaryDirectory(prefix="rewardkit-serve-bench-") as tmp:
@@ -279,7 +281,7 @@ def main(argv=None) -> None:
                       f"{summary['engine_bound']['sequences_per_s']:.2f}; rewardkit {summary['rewardkit_vs_per_request']:.2f}x, "
                       f"max reward diff {summary['max_reward_diff_rewardkit_vs_score']:.2g}", flush=True)  # fmt: skip
             name = "serve.json" if endpoint == "score" else f"serve_{endpoint}.json"
-            save_results(RESULTS / name, results, show=False)
+            save_results(Path(args.out_dir) / name, results, show=False)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ def main(argv=None) -> None:
     ap.add_argument("--mates", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--out", default=str(RESULTS / "serve_determinism.json"))
     args = ap.parse_args(argv)
     rng = random.Random(0)
     with tempfile.TemporaryDirectory(prefix="rewardkit-determinism-") as tmp:
@@ -115,7 +116,7 @@ def main(argv=None) -> None:
                 results["runs"][name] = run
                 print(f"{name}: max |pooled - alone| {run['max_abs_diff']:.3g}, "
                       f"{run['pooled_sequences_per_s']:.2f} seq/s pooled", flush=True)  # fmt: skip
-    save_results(RESULTS / "serve_determinism.json", results, show=False)
+    save_results(args.out, results, show=False)
 
 
 if __name__ == "__main__":
