@@ -6,7 +6,9 @@
 # steps and never run beside one.
 #   bash benchmarks/docs_figures.sh TAG [COMMIT] [STEP ...]
 # writes /tmp/rk-docfigs-TAG/ (the clone, out/, logs/ and times). With STEP names, runs only those.
+# The body is one { ... } block, read whole before it runs: editing this file during a run is safe.
 set -u
+{
 TAG=$1; COMMIT=${2:-HEAD}; shift $(( $# >= 2 ? 2 : $# )); ONLY=" $* "
 REPO=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 D=/tmp/rk-docfigs-$TAG; LOCK=${LOCK:-/tmp/rk-cpu.lock}
@@ -54,3 +56,5 @@ timed card_engine python3 benchmarks/card_precision.py --engine-only --out out/c
 timed ex_report_card python3 examples/report_card.py
 timed training python3 benchmarks/training.py --out out/training.json
 echo "done $(date -u +%FT%T)" >> "$LOG"
+exit
+}

@@ -6,7 +6,9 @@
 # writes /tmp/rk-figures-TAG/ (the clone and its runs/) and TAG.times beside this script's --log folder
 # (default /tmp/rk-figures-logs); benchmarks/collect_readme_figures.py turns two such runs into
 # benchmarks/results/readme_figures.json. Run with a lock (e.g. `flock`) if other jobs share the CPU.
+# The body is one { ... } block, read whole before it runs: editing this file during a run is safe.
 set -u
+{
 TAG=$1; COMMIT=${2:-HEAD}; TESTS=${3:-}
 REPO=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 DATA=${REWARDKIT_ALPACA:-$REPO/../shared/data/alpaca_eval_gpt4.jsonl.gz}
@@ -28,3 +30,5 @@ timed hacking rewardkit bench hacking --preset cpu --out runs/hacking --force
 timed rl rewardkit bench hacking --preset cpu --optimizer rl --out runs/hacking-rl --force
 timed alpaca rewardkit bench shift --preset cpu --recipe alpaca_eval --data "$DATA" --out runs/shift-alpaca --force
 echo "done $(date -u +%FT%T)" >> "$LOG"
+exit
+}

@@ -15,7 +15,8 @@ batches, DPO's reference log-probs precomputed once, as rewardkit does).
 Timed: the wall clock of each complete training call, tokenisation, the reference pass and model
 loading included; steps/s = optimizer steps / that time. Equivalence: held-out pairwise accuracy
 of each trained model, both scored by rewardkit (whose scores equal TRL's and HF's, tests/test_parity.py),
-with the paired bootstrap 95% CI of the difference. Writes benchmarks/results/training.json.
+with the paired bootstrap 95% CI of the difference. Writes ``--out`` (default
+benchmarks/results/training.json, over the committed file).
 """
 
 from __future__ import annotations
@@ -166,8 +167,12 @@ def _with_lengths(trainer):
     drops the raw rows' columns when it tokenises): the longer of each row's token sequences."""
     ds = trainer.train_dataset
     if "length" not in ds.column_names:
-        cols = [c for c in ds.column_names if c.endswith("input_ids")]
+        cols = [c for c in ds.column_names if c.endswith("_ids")]
         trainer.train_dataset = ds.add_column("length", [max(len(row[c]) for c in cols) for row in ds])
+    # the Trainer drops columns outside the model's signature before it builds the sampler (transformers
+    # 5): keep ``length`` for it (TRL's collators read their own keys only)
+    trainer._set_signature_columns_if_needed()
+    trainer._signature_columns = [*trainer._signature_columns, "length"]
     return trainer
 
 
@@ -238,6 +243,7 @@ def main(argv=None):
 
     import torch
 
+    from rewardkit.bench.run import cpu_model
     from rewardkit.checkpoints import load_tokenizer
     from rewardkit.demo import demo_model_path
     from rewardkit.util import versions
@@ -251,6 +257,7 @@ def main(argv=None):
     ap.add_argument("--dpo-lr", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", choices=["bt", "dpo"], default=None)
+    ap.add_argument("--out", default=str(RESULTS / "training.json"))
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
     import datasets
@@ -264,7 +271,7 @@ def main(argv=None):
         f"templated sequences <= {args.max_length} tokens",
         "settings": {k: v for k, v in vars(args).items() if k != "only"},
         "machine": f"{torch.get_num_threads()} CPU threads, no GPU",
-        "versions": versions(trl=__import__("trl").__version__),
+        "versions": versions(trl=__import__("trl").__version__, cpu=cpu_model()),
     }
     with tempfile.TemporaryDirectory() as scratch:
         args.scratch = Path(scratch)
@@ -280,7 +287,7 @@ def main(argv=None):
                         f"{h['rewardkit_accuracy']:.3f} vs {h['trl_accuracy']:.3f} (diff CI {h['difference_ci95']})",
                         flush=True,
                     )
-    save_results(RESULTS / "training.json", results, show=False)
+    save_results(args.out, results, show=False)
 
 
 if __name__ == "__main__":
