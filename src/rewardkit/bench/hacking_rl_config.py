@@ -159,9 +159,10 @@ RL_PRESETS: dict[str, dict[str, Any]] = {
 
 
 #: bench hacking fields a preset takes when ``--optimizer`` is ``rl`` or ``both`` (after the preset, before a
-#: YAML file and flags). cpu: one demo-model RM scores 16 short texts in 0.68 s here, ~20x a tiny policy's
-#: GRPO step, so the RL half's proxies (and so the best-of-N half's, to compare the same proxies) are the ci
-#: preset's tiny word-level models
+#: YAML file and flags). cpu: one demo-model RM scores 16 of the task's texts in 0.52 s here, 133x the
+#: tiny proxy (benchmarks/probes.py rm16): >= 25 min over the RL half's 2,880 GRPO steps, so the RL
+#: half's proxies (and so the best-of-N half's, to compare the same proxies) are the ci preset's tiny
+#: word-level models
 RL_MODE_FIELDS: dict[str, dict[str, Any]] = {
     "cpu": {
         "tiny_backbone": True,
