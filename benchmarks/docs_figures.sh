@@ -54,6 +54,7 @@ timed serve_determinism python3 benchmarks/serve_determinism.py --out out/serve_
 timed card_precision python3 benchmarks/card_precision.py --out out/card_precision.json
 timed card_engine python3 benchmarks/card_precision.py --engine-only --out out/card_precision.json
 timed ex_report_card python3 examples/report_card.py
+timed prefix_threshold python3 benchmarks/prefix_threshold.py --min-tokens 128 --repeats 2 --out out/prefix_threshold.json
 timed training python3 benchmarks/training.py --out out/training.json
 echo "done $(date -u +%FT%T)" >> "$LOG"
 exit

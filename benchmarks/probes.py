@@ -1,6 +1,7 @@
 """The docs' small explanatory figures, each a short probe on the demo model (SmolLM2-135M-Instruct), CPU.
 
-    python3 benchmarks/probes.py [--sections rm16,lm_head,sdpa_backward,profile_scoring,profile_training]
+    python3 benchmarks/probes.py [--sections rm16,lm_head,sdpa_backward,profile_scoring,profile_training,
+                                            suite_overhead]
                                  [--out benchmarks/results/probes.json]
 
 - ``rm16`` (benchmark-hacking.md, why the RL half of the ``cpu`` preset uses tiny proxies): seconds for
@@ -20,6 +21,11 @@
 - ``profile_training`` (training.md, where training time goes): ``torch.profiler`` over 4 fp32 training
   steps (forward, backward, AdamW) of a LoRA r=8 demo-model RM on batches of 4 pairs of short synthetic
   texts, after one warm-up step: the matmul share and matmuls per step.
+- ``suite_overhead`` (evaluation.md, RewardBench at full size): rewardkit's own work beside the model in
+  ``run_suite`` (reading and checking the rows, the scoring rules, 2,000-resample CIs per subset) on
+  files of the official sizes and layouts (2,985 RewardBench pairs over its 23 subsets; 1,865
+  RewardBench 2 prompts, Ties with a ``ref`` and a ``tied`` sample), synthetic text of 20-200 words, a
+  word-count reward model (no forward pass), median of 3 after a first call (imports included).
 
 Every time depends on the host and its load; the JSON records the CPU.
 """
@@ -182,12 +188,95 @@ def profile_training(steps: int = 4) -> dict:
     return {"steps": steps, "tokens_per_step": int(enc["input_ids"].numel()), **shares}
 
 
+class _WordCount:
+    """reward = the response's word count: a model that costs nothing, so the suite's own work is timed."""
+
+    @staticmethod
+    def make():
+        import numpy as np
+
+        from rewardkit.base import RewardModel
+
+        class WordCountRM(RewardModel):
+            kind = "word-count-probe"
+
+            def score_texts(self, texts):
+                return np.array([len(str(r).split()) for r in texts.responses], dtype=np.float32)
+
+            def named_inputs(self):
+                return []
+
+            def save(self, path, *, force=False):
+                raise NotImplementedError
+
+            @classmethod
+            def _load(cls, path, manifest, **kwargs):
+                raise NotImplementedError
+
+        return WordCountRM()
+
+
+def _suite_files(folder: Path) -> tuple[Path, Path]:
+    """RewardBench (2,985 pairs) and RewardBench 2 (1,865 prompts) files in their official layouts."""
+    import json
+    import random
+
+    from rewardkit.eval.rewardbench import V1_SUBSETS, V2_SUBSETS
+
+    rng = random.Random(0)
+    words = "the a reward model answer is correct because each step follows from the last one".split()
+
+    def text() -> str:
+        return " ".join(rng.choice(words) for _ in range(rng.randint(20, 200)))
+
+    v1 = [
+        {"id": i, "prompt": text(), "chosen": text(), "chosen_model": "a", "rejected": text(),
+         "rejected_model": "b", "subset": V1_SUBSETS[i % len(V1_SUBSETS)]}
+        for i in range(2985)
+    ]  # fmt: skip
+    v2, pid = [], 0
+    while pid < 1865:
+        subset = V2_SUBSETS[pid % len(V2_SUBSETS)]
+        samples = [("ref", 1, 2), ("tied", 2, 2)] if subset == "Ties" else [(None, 1, 3)]
+        prompt = text()
+        for tag, n_correct, n_rejected in samples:
+            v2.append(
+                {"id": f"{tag}:{pid}" if tag else str(pid), "prompt": prompt,
+                 "chosen": [text() for _ in range(n_correct)], "rejected": [text() for _ in range(n_rejected)],
+                 "num_correct": n_correct, "num_rejected": n_rejected,
+                 "total_completions": n_correct + n_rejected, "models": [], "subset": subset}
+            )  # fmt: skip
+        pid += 1
+    paths = folder / "rewardbench.jsonl", folder / "rewardbench2.jsonl"
+    for path, rows in zip(paths, (v1, v2)):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return paths
+
+
+def suite_overhead() -> dict:
+    from rewardkit.eval import run_suite
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        v1, v2 = _suite_files(Path(tmp))
+        rm = {"words": _WordCount.make()}
+        for name, path in (("rewardbench", v1), ("rewardbench2", v2)):
+            t = time.perf_counter()
+            report = run_suite(rm, name, path, n_boot=2000)
+            first = time.perf_counter() - t
+            out[f"{name}_s"] = median_seconds(lambda n=name, p=path: run_suite(rm, n, p, n_boot=2000), reps=3)
+            out[f"{name}_examples"] = len(report.rewards["words"])
+            out[f"{name}_first_call_s"] = first
+    return out
+
+
 SECTIONS = {
     "rm16": rm16,
     "lm_head": lm_head,
     "sdpa_backward": sdpa_backward,
     "profile_scoring": profile_scoring,
     "profile_training": profile_training,
+    "suite_overhead": suite_overhead,
 }
 
 
