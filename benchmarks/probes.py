@@ -39,7 +39,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from rewardkit.base import RewardModel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import save_results  # noqa: E402
@@ -188,32 +191,23 @@ def profile_training(steps: int = 4) -> dict:
     return {"steps": steps, "tokens_per_step": int(enc["input_ids"].numel()), **shares}
 
 
-class _WordCount:
+class WordCountRM(RewardModel):
     """reward = the response's word count: a model that costs nothing, so the suite's own work is timed."""
 
-    @staticmethod
-    def make():
-        import numpy as np
+    kind = "word-count-probe"
 
-        from rewardkit.base import RewardModel
+    def score_texts(self, texts):
+        return np.array([len(str(r).split()) for r in texts.responses], dtype=np.float32)
 
-        class WordCountRM(RewardModel):
-            kind = "word-count-probe"
+    def named_inputs(self):
+        return []
 
-            def score_texts(self, texts):
-                return np.array([len(str(r).split()) for r in texts.responses], dtype=np.float32)
+    def save(self, path, *, force=False):
+        raise NotImplementedError
 
-            def named_inputs(self):
-                return []
-
-            def save(self, path, *, force=False):
-                raise NotImplementedError
-
-            @classmethod
-            def _load(cls, path, manifest, **kwargs):
-                raise NotImplementedError
-
-        return WordCountRM()
+    @classmethod
+    def _load(cls, path, manifest, **kwargs):
+        raise NotImplementedError
 
 
 def _suite_files(folder: Path) -> tuple[Path, Path]:
@@ -259,12 +253,14 @@ def suite_overhead() -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         v1, v2 = _suite_files(Path(tmp))
-        rm = {"words": _WordCount.make()}
+        rm = {"words": WordCountRM()}
         for name, path in (("rewardbench", v1), ("rewardbench2", v2)):
             t = time.perf_counter()
             report = run_suite(rm, name, path, n_boot=2000)
             first = time.perf_counter() - t
-            out[f"{name}_s"] = median_seconds(lambda n=name, p=path: run_suite(rm, n, p, n_boot=2000), reps=3)
+            out[f"{name}_s"] = median_seconds(
+                lambda n=name, p=path: run_suite(rm, n, p, n_boot=2000), reps=3, warmup=0
+            )
             out[f"{name}_examples"] = len(report.rewards["words"])
             out[f"{name}_first_call_s"] = first
     return out
